@@ -1,0 +1,77 @@
+"""The one small interface every model backend implements."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated output with its token accounting."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or stop string), "length" (max_tokens) or "timeout"
+    token_ids: tuple[int, ...] | None = None  # the generated ids, where the backend knows them
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Raw inputs in, generated text and token counts out. Greedy decoding unless told otherwise."""
+
+    name: str
+    context_length: int
+
+    def generate(
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Generation]:
+        """Generate one output per input."""
+        ...
+
+    async def agenerate(
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Generation]:
+        """Async twin of :meth:`generate`."""
+        ...
+
+    def tokenize(self, text: str) -> list[Any]:
+        """Tokens of ``text`` without special tokens: ids, or pseudo-tokens where the model is remote."""
+        ...
+
+    def detokenize(self, ids: Sequence[Any]) -> str:
+        """Text of ``ids``; the inverse of :meth:`tokenize`."""
+        ...
+
+    def close(self) -> None:
+        """Release the model."""
+        ...
+
+
+class ThreadedAsyncMixin:
+    """An ``agenerate`` that runs the blocking ``generate`` in a worker thread."""
+
+    async def agenerate(
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Generation]:
+        return await asyncio.to_thread(
+            self.generate, inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s  # type: ignore[attr-defined]
+        )

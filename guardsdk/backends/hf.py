@@ -1,0 +1,144 @@
+"""Hugging Face transformers backend: a local folder or a hub id."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from guardsdk.backends.base import Generation, ThreadedAsyncMixin
+from guardsdk.errors import BackendError, ModelNotFoundError
+
+_HOW_TO_GET = (
+    "download it first, e.g. `hf download {id}` (or `huggingface-cli download {id}`) on a machine with "
+    "network access, then pass the local folder; offline mode is on when HF_HUB_OFFLINE=1"
+)
+
+
+class HFBackend(ThreadedAsyncMixin):
+    """Runs a causal LM with transformers: float32 on CPU by default, batched with left padding."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, max_batch_size: int = 8) -> None:
+        import torch
+
+        self._torch = torch
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.context_length = int(getattr(model.config, "max_position_embeddings", 4096))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | os.PathLike[str],
+        *,
+        dtype: str = "float32",
+        device: str = "cpu",
+        local_files_only: bool | None = None,
+        max_batch_size: int = 8,
+        **model_kwargs: Any,
+    ) -> HFBackend:
+        """Load a model and its tokenizer; a missing model raises :class:`ModelNotFoundError`."""
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise BackendError("the Hugging Face backend needs torch and transformers: pip install 'guardsdk[hf]'") from exc
+        model_id = str(model_id_or_path)
+        if local_files_only is None:
+            local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=local_files_only)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_id, dtype=getattr(torch, dtype), local_files_only=local_files_only, **model_kwargs
+            ).to(device)
+        except OSError as exc:
+            raise ModelNotFoundError(
+                f"model {model_id!r} was not found locally or could not be fetched; "
+                + _HOW_TO_GET.format(id=model_id)
+                + f" ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        return cls(model, tokenizer, name=os.path.basename(model_id.rstrip("/")) or model_id, max_batch_size=max_batch_size)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def input_ids(self, text: str) -> list[int]:
+        """The token ids the model is run on: BOS (as the tokenizer adds it) then the text."""
+        return list(self.tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"])
+
+    def _stop_token_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = eos if isinstance(eos, list) else [eos]
+        return [i for i in ids if i is not None] or [self.tokenizer.eos_token_id]
+
+    def _generate_batch(
+        self, inputs: Sequence[str], max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None
+    ) -> list[Generation]:
+        torch = self._torch
+        rows = [self.input_ids(text) for text in inputs]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.model.device)
+        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.model.device)
+        eos_ids = self._stop_token_ids()
+        kwargs: dict[str, Any] = {}
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        if timeout_s is not None:
+            kwargs["max_time"] = timeout_s
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=max_tokens,
+                do_sample=False,
+                eos_token_id=eos_ids,
+                pad_token_id=pad,
+                **kwargs,
+            )
+        results = []
+        for row, prompt in zip(out[:, width:].tolist(), rows):
+            ended = next((i for i, tok in enumerate(row) if tok in eos_ids), None)
+            new_ids = row if ended is None else row[:ended]
+            text = self.tokenizer.decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            finish = "stop" if ended is not None else "length"
+            for s in stop or ():
+                if s in text:
+                    text, finish = text[: text.index(s)], "stop"
+            if finish == "length" and len(new_ids) < max_tokens:
+                finish = "timeout" if timeout_s is not None else "stop"
+            results.append(Generation(text, len(prompt), len(new_ids), finish, tuple(new_ids)))
+        return results
+
+    def generate(
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Generation]:
+        """Generate greedily in batches of ``max_batch_size``."""
+        results: list[Generation] = []
+        with self._lock:
+            if self.model is None:
+                raise BackendError("backend is closed")
+            for start in range(0, len(inputs), self.max_batch_size):
+                chunk = inputs[start : start + self.max_batch_size]
+                results.extend(self._generate_batch(chunk, max_tokens, stop, timeout_s))
+        return results
+
+    def close(self) -> None:
+        """Drop the model; later calls raise :class:`BackendError`."""
+        with self._lock:
+            self.model = None

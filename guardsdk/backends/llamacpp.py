@@ -1,0 +1,149 @@
+"""llama.cpp backend (llama-cpp-python): a local GGUF file, CPU-first."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from guardsdk.backends.base import Generation, ThreadedAsyncMixin
+from guardsdk.errors import BackendError, ModelNotFoundError
+
+
+def _import_llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise BackendError("the llama.cpp backend needs llama-cpp-python: pip install 'guardsdk[gguf]'") from exc
+    return llama_cpp
+
+
+class LlamaCppBackend(ThreadedAsyncMixin):
+    """Runs a GGUF model in-process.
+
+    The model stays loaded; threads default to every core (llama-cpp-python's default is half).
+    ``Llama.generate`` keeps the KV cache of the previous call and evaluates only the tokens after
+    the longest common prefix, so the shared GuardReasoner instruction is evaluated once, not per call.
+    A lock makes concurrent calls safe; they run one at a time.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        seed: int = 0,
+        verbose: bool = False,
+        **llama_kwargs: Any,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {path}")
+        llama_cpp = _import_llama()
+        threads = n_threads or os.cpu_count() or 1
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=n_batch,
+                seed=seed,
+                verbose=verbose,
+                **llama_kwargs,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelNotFoundError(f"could not load GGUF model {path}: {exc}") from exc
+        self._llama_cpp = llama_cpp
+        self._lock = threading.Lock()
+        self.name = path.name
+        self.context_length = n_ctx
+        self.n_threads = threads
+
+    @classmethod
+    def from_pretrained(cls, model_path: str | os.PathLike[str], **kwargs: Any) -> LlamaCppBackend:
+        """Load a GGUF file (same as the constructor; named for symmetry with the other backends)."""
+        return cls(model_path, **kwargs)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; special tokens are dropped.
+
+        Written out because llama-cpp-python's own ``detokenize`` uses a 32-byte buffer and
+        silently drops longer pieces (Llama 3 has tokens of 50+ spaces).
+        """
+        lib = self._llama_cpp
+        vocab = self._llm._model.vocab
+        buffer = ctypes.create_string_buffer(64)
+        pieces = []
+        for token in ids:
+            n = lib.llama_token_to_piece(vocab, lib.llama_token(token), buffer, len(buffer), 0, False)
+            if n < 0:
+                buffer = ctypes.create_string_buffer(-n)
+                n = lib.llama_token_to_piece(vocab, lib.llama_token(token), buffer, len(buffer), 0, False)
+            pieces.append(buffer.raw[:n])
+        return b"".join(pieces).decode("utf-8", errors="replace")
+
+    def input_ids(self, text: str) -> list[int]:
+        """The token ids the model is run on: BOS (as the GGUF asks) then the text, specials as text."""
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+
+    def _generate_one(self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None) -> Generation:
+        ids = self.input_ids(text)
+        if len(ids) + max_tokens > self.context_length:
+            raise BackendError(
+                f"input of {len(ids)} tokens plus max_tokens={max_tokens} exceeds n_ctx={self.context_length}"
+            )
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        vocab = self._llm._model.vocab
+        out: list[int] = []
+        finish = "length"
+        text_out = ""
+        for token in self._llm.generate(ids, temp=0.0, repeat_penalty=1.0, reset=True):
+            if self._llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            out.append(token)
+            if stop:
+                text_out = self.detokenize(out)
+                hit = min((text_out.index(s) for s in stop if s in text_out), default=None)
+                if hit is not None:
+                    text_out, finish = text_out[:hit], "stop"
+                    break
+            if len(out) >= max_tokens:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                finish = "timeout"
+                break
+        if finish != "stop" or not stop:
+            text_out = self.detokenize(out)
+        return Generation(text_out, len(ids), len(out), finish, tuple(out))
+
+    def generate(
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Generation]:
+        """Generate greedily, one input after another."""
+        with self._lock:
+            if self._llm is None:
+                raise BackendError("backend is closed")
+            return [self._generate_one(text, max_tokens, stop, timeout_s) for text in inputs]
+
+    def close(self) -> None:
+        """Free the model; later calls raise :class:`BackendError`."""
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None

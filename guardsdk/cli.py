@@ -1,0 +1,140 @@
+"""The ``guardsdk`` command line: ``guardsdk check ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from guardsdk.errors import GuardError
+from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_NEW_TOKENS, Guard
+from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.verdict import TASKS, Verdict
+
+EXIT_SAFE, EXIT_UNSAFE, EXIT_UNDECIDED = 0, 1, 2
+
+
+def _read_text(inline: str | None, path: str | None, name: str) -> str | None:
+    if inline is not None and path is not None:
+        raise SystemExit(f"guardsdk: give --{name} or --{name}-file, not both")
+    if path == "-":
+        return sys.stdin.read()
+    if path is not None:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    return inline
+
+
+def _add_check_parser(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser("check", help="check a prompt (and a response) with a GuardReasoner model")
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gguf", metavar="PATH", help="a GGUF model file (llama.cpp)")
+    source.add_argument("--model", metavar="ID_OR_DIR", help="a Hugging Face model id or folder")
+    source.add_argument("--server", metavar="URL", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    check.add_argument("--server-model", metavar="NAME", help="the model name on --server")
+    check.add_argument("--api-key", default="EMPTY", help="API key for --server")
+    check.add_argument("--prompt", help="the user prompt")
+    check.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a file ('-' for stdin)")
+    check.add_argument("--response", help="the AI response to check with the prompt")
+    check.add_argument("--response-file", metavar="PATH", help="read the response from a file ('-' for stdin)")
+    check.add_argument("--gate", action="append", choices=TASKS, help="tasks that decide the exit code (repeatable)")
+    check.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    check.add_argument("--max-input-tokens", type=int, default=DEFAULT_MAX_INPUT_TOKENS)
+    check.add_argument("--timeout", type=float, default=None, help="seconds per check; undecided past it")
+    check.add_argument("--threads", type=int, default=None, help="CPU threads for --gguf (default: all cores)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _load_guard(args: argparse.Namespace) -> Guard:
+    policy = Policy(gates=frozenset(args.gate) if args.gate else Policy().gates, on_unsafe=OnUnsafe.ANNOTATE)
+    common = {
+        "policy": policy,
+        "max_new_tokens": args.max_new_tokens,
+        "max_input_tokens": args.max_input_tokens,
+        "timeout_s": args.timeout,
+    }
+    if args.gguf:
+        n_ctx = args.max_input_tokens + args.max_new_tokens
+        return Guard.from_gguf(args.gguf, backend_kwargs={"n_ctx": n_ctx, "n_threads": args.threads}, **common)
+    if args.model:
+        return Guard.from_pretrained(args.model, **common)
+    if not args.server_model:
+        raise SystemExit("guardsdk: --server needs --server-model")
+    return Guard.from_server(args.server, args.server_model, backend_kwargs={"api_key": args.api_key}, **common)
+
+
+def exit_code(verdict: Verdict) -> int:
+    """0 safe, 1 unsafe, 2 undecided."""
+    decision = verdict.decision
+    if decision is None or decision.undecided and not decision.unsafe:
+        return EXIT_UNDECIDED
+    return EXIT_UNSAFE if decision.unsafe else EXIT_SAFE
+
+
+def render_text(verdict: Verdict) -> str:
+    """A human-readable report of a verdict."""
+    lines = []
+    names = {"prompt_harm": "prompt harmfulness", "refusal": "refusal", "response_harm": "response harmfulness"}
+    for task in TASKS:
+        lines.append(f"{names[task]:>22}: {verdict.labels.get(task) or 'undecided'}")
+    decision = verdict.decision
+    lines.append(f"{'decision':>22}: {decision.reason if decision else 'none'}")
+    lines.append(
+        f"{'model':>22}: {verdict.model} ({verdict.tokens_in} tokens in, {verdict.tokens_out} out, "
+        f"{verdict.latency_s:.2f}s, parse {verdict.parse_status.value}{', input cut' if verdict.input_truncated else ''})"
+    )
+    for task in TASKS:
+        if verdict.reasoning.get(task):
+            lines.append(f"\n# reasoning: {names[task]}\n{verdict.reasoning[task]}")
+    if verdict.error:
+        lines.append(f"\nerror: {verdict.error}")
+    return "\n".join(lines)
+
+
+def verdict_json(verdict: Verdict) -> dict[str, object]:
+    """The CLI's JSON object."""
+    return {
+        "prompt_harmful": verdict.prompt_harmful,
+        "response_refusal": verdict.response_refusal,
+        "response_harmful": verdict.response_harmful,
+        "labels": verdict.labels,
+        "reasoning": verdict.reasoning,
+        "raw": verdict.raw,
+        "parse_status": verdict.parse_status.value,
+        "decision": None if verdict.decision is None else verdict.decision.reason,
+        "allowed": verdict.allowed,
+        "model": verdict.model,
+        "tokens_in": verdict.tokens_in,
+        "tokens_out": verdict.tokens_out,
+        "latency_s": verdict.latency_s,
+        "truncated": verdict.truncated,
+        "error": verdict.error,
+    }
+
+
+def run_check(args: argparse.Namespace) -> int:
+    prompt = _read_text(args.prompt, args.prompt_file, "prompt")
+    response = _read_text(args.response, args.response_file, "response")
+    if prompt is None:
+        raise SystemExit("guardsdk: give --prompt or --prompt-file")
+    with _load_guard(args) as guard:
+        verdict = guard.check(prompt, response)
+    print(json.dumps(verdict_json(verdict), ensure_ascii=False) if args.json else render_text(verdict))
+    return exit_code(verdict)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="guardsdk", description="Reasoning-based LLM safety guards.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_check_parser(commands)
+    args = parser.parse_args(argv)
+    try:
+        return run_check(args)
+    except GuardError as exc:
+        print(f"guardsdk: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_UNDECIDED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

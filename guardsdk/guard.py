@@ -1,0 +1,205 @@
+"""The Guard: runs the three GuardReasoner checks on a backend and applies a policy."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from guardsdk.backends.base import Backend, Generation
+from guardsdk.errors import GuardBlocked
+from guardsdk.parsing import parse_output
+from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.protocol import build_input
+from guardsdk.truncation import Fitted, fit_to_budget
+from guardsdk.validation import validate_pair
+from guardsdk.verdict import TASKS, ParseStatus, Verdict
+
+logger = logging.getLogger("guardsdk")
+
+#: GuardReasoner was trained with a 2048-token cutoff; inputs beyond it are cut to fit.
+DEFAULT_MAX_INPUT_TOKENS = 2048
+#: Room for the reasoning and answers (a typical output is 250-400 tokens).
+DEFAULT_MAX_NEW_TOKENS = 1024
+
+BatchItem = str | tuple[str, str | None]
+
+
+class Guard:
+    """A reasoning guard: ``check(prompt, response=None)`` returns a :class:`Verdict`.
+
+    Under the default policy an unsafe or undecided finding raises :class:`GuardBlocked`
+    (fail-closed); ``Policy(on_unsafe="annotate")`` returns the verdict instead, and
+    ``Policy(on_undecided="fail_open")`` lets undecided checks through. ``stats`` counts outcomes.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        policy: Policy | None = None,
+        max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        timeout_s: float | None = None,
+    ) -> None:
+        if max_input_tokens + max_new_tokens > backend.context_length:
+            raise ValueError(
+                f"max_input_tokens + max_new_tokens = {max_input_tokens + max_new_tokens} exceeds the "
+                f"backend's context length {backend.context_length}"
+            )
+        self.backend = backend
+        self.policy = policy or Policy()
+        self.max_input_tokens = max_input_tokens
+        self.max_new_tokens = max_new_tokens
+        self.timeout_s = timeout_s
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+
+    # -- loaders ---------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, model_id_or_path: str | os.PathLike[str], *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any) -> Guard:
+        """A guard on a Hugging Face model (local folder or hub id), float32 on CPU by default."""
+        from guardsdk.backends.hf import HFBackend
+
+        return cls(HFBackend.from_pretrained(model_id_or_path, **(backend_kwargs or {})), **guard_kwargs)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike[str], *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any) -> Guard:
+        """A guard on a local GGUF file through llama.cpp."""
+        from guardsdk.backends.llamacpp import LlamaCppBackend
+
+        return cls(LlamaCppBackend(path, **(backend_kwargs or {})), **guard_kwargs)
+
+    @classmethod
+    def from_server(cls, base_url: str, model: str, *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any) -> Guard:
+        """A guard on an OpenAI-compatible server (vLLM, llama.cpp server, Ollama)."""
+        from guardsdk.backends.openai_server import OpenAIServerBackend
+
+        return cls(OpenAIServerBackend(base_url, model, **(backend_kwargs or {})), **guard_kwargs)
+
+    # -- checks ----------------------------------------------------------------------------
+    def check(self, prompt: str, response: str | None = None) -> Verdict:
+        """Check a prompt, or a prompt and its response; raises GuardBlocked when the policy blocks."""
+        fitted = self._prepare(prompt, response)
+        verdict = self._run([fitted])[0]
+        return self._enforce(verdict)
+
+    async def acheck(self, prompt: str, response: str | None = None) -> Verdict:
+        """Async twin of :meth:`check`."""
+        fitted = self._prepare(prompt, response)
+        verdict = (await self._arun([fitted]))[0]
+        return self._enforce(verdict)
+
+    def check_batch(self, items: Sequence[BatchItem]) -> list[Verdict]:
+        """Check many inputs (prompts, or (prompt, response) pairs) in one backend call.
+
+        Never raises GuardBlocked: each verdict carries its decision (``verdict.allowed``).
+        """
+        return self._run([self._prepare(*self._unpack(item)) for item in items])
+
+    async def acheck_batch(self, items: Sequence[BatchItem]) -> list[Verdict]:
+        """Async twin of :meth:`check_batch`."""
+        return await self._arun([self._prepare(*self._unpack(item)) for item in items])
+
+    # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _unpack(item: BatchItem) -> tuple[str, str | None]:
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise TypeError("batch items are prompts or (prompt, response) pairs")
+            return item
+        return item, None
+
+    def _prepare(self, prompt: object, response: object) -> Fitted:
+        checked_prompt, checked_response = validate_pair(prompt, response)
+        return fit_to_budget(checked_prompt, checked_response, self.max_input_tokens, self.backend)
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_new_tokens, "timeout_s": self.timeout_s}
+
+    def _run(self, batch: list[Fitted]) -> list[Verdict]:
+        started = time.perf_counter()
+        try:
+            generations = self.backend.generate([build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs())
+        except Exception as exc:  # noqa: BLE001 - any backend failure is an undecided verdict
+            return [self._decide(self._failed(f, exc, started)) for f in batch]
+        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations)]
+
+    async def _arun(self, batch: list[Fitted]) -> list[Verdict]:
+        started = time.perf_counter()
+        inputs = [build_input(f.prompt, f.response) for f in batch]
+        try:
+            coroutine = self.backend.agenerate(inputs, **self._generate_kwargs())
+            hard_limit = None if self.timeout_s is None else self.timeout_s * len(batch) + 30
+            generations = await asyncio.wait_for(coroutine, hard_limit)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is an undecided verdict
+            return [self._decide(self._failed(f, exc, started)) for f in batch]
+        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations)]
+
+    def _verdict(self, fitted: Fitted, generation: Generation, started: float, batch_size: int) -> Verdict:
+        verdict = parse_output(generation.text, has_response=fitted.response is not None)
+        error = None
+        if generation.finish_reason == "timeout":
+            error = f"generation timed out after {self.timeout_s}s"
+        elif generation.finish_reason == "length" and verdict.parse_status is not ParseStatus.OK:
+            error = f"generation hit max_new_tokens={self.max_new_tokens} before the answers"
+        return dataclasses.replace(
+            verdict,
+            model=self.backend.name,
+            tokens_in=generation.prompt_tokens,
+            tokens_out=generation.completion_tokens,
+            latency_s=(time.perf_counter() - started) / batch_size,
+            input_truncated=fitted.truncated,
+            output_truncated=generation.finish_reason in ("length", "timeout"),
+            error=error,
+        )
+
+    def _failed(self, fitted: Fitted, exc: BaseException, started: float) -> Verdict:
+        has_response = fitted.response is not None
+        error = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+        blank = parse_output("", has_response=has_response)
+        return dataclasses.replace(
+            blank,
+            parse_status=ParseStatus.ERROR,
+            model=self.backend.name,
+            latency_s=time.perf_counter() - started,
+            input_truncated=fitted.truncated,
+            error=error,
+        )
+
+    def _decide(self, verdict: Verdict) -> Verdict:
+        decision = self.policy.decide(verdict)
+        with self._stats_lock:
+            self.stats["checks"] += 1
+            self.stats["allowed" if decision.allowed else "blocked"] += 1
+            if decision.unsafe:
+                self.stats["unsafe"] += 1
+            elif decision.undecided:
+                self.stats["failed_open" if decision.fail_open else "failed_closed"] += 1
+        if decision.undecided and not decision.unsafe:
+            logger.warning("guard undecided on %s: %s", ", ".join(decision.undecided), decision.reason)
+        return dataclasses.replace(verdict, decision=decision)
+
+    def _enforce(self, verdict: Verdict) -> Verdict:
+        if verdict.decision is not None and not verdict.decision.allowed and self.policy.on_unsafe is OnUnsafe.BLOCK:
+            raise GuardBlocked(verdict)
+        return verdict
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+__all__ = ["Guard", "TASKS"]

@@ -1,0 +1,57 @@
+"""What to do with a verdict: which checks gate, block or annotate, fail closed or open."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from guardsdk.verdict import NOT_APPLICABLE, POSITIVE_LABEL, PROMPT_HARM, RESPONSE_HARM, TASKS, Decision, Verdict
+
+
+class OnUnsafe(str, enum.Enum):
+    """Action on an unsafe finding."""
+
+    BLOCK = "block"  # raise GuardBlocked carrying the verdict
+    ANNOTATE = "annotate"  # return the verdict; the caller decides
+
+
+class OnUndecided(str, enum.Enum):
+    """Decision when a gated check has no answer (parse failure, timeout, backend error)."""
+
+    FAIL_CLOSED = "fail_closed"  # treat as unsafe (the default)
+    FAIL_OPEN = "fail_open"  # treat as safe, by the caller's explicit choice
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which tasks gate, and what happens on unsafe and undecided outcomes.
+
+    ``gates`` holds task keys from :data:`guardsdk.verdict.TASKS`; a task that does not apply to a
+    check (the response tasks of a prompt-only check) never gates it.
+    """
+
+    gates: frozenset[str] = frozenset({PROMPT_HARM, RESPONSE_HARM})
+    on_unsafe: OnUnsafe = OnUnsafe.BLOCK
+    on_undecided: OnUndecided = OnUndecided.FAIL_CLOSED
+
+    def __post_init__(self) -> None:
+        unknown = set(self.gates) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown gate(s) {sorted(unknown)}; choose from {TASKS}")
+        object.__setattr__(self, "gates", frozenset(self.gates))
+        object.__setattr__(self, "on_unsafe", OnUnsafe(self.on_unsafe))
+        object.__setattr__(self, "on_undecided", OnUndecided(self.on_undecided))
+
+    def decide(self, verdict: Verdict) -> Decision:
+        """The decision for ``verdict`` under this policy."""
+        gated = [t for t in TASKS if t in self.gates and verdict.labels.get(t) != NOT_APPLICABLE]
+        unsafe = tuple(t for t in gated if verdict.labels.get(t) == POSITIVE_LABEL[t])
+        undecided = tuple(t for t in gated if verdict.labels.get(t) is None)
+        if unsafe:
+            return Decision(False, unsafe, undecided, reason=f"unsafe: {', '.join(unsafe)}")
+        if undecided:
+            why = verdict.error or f"parse status {verdict.parse_status.value}"
+            if self.on_undecided is OnUndecided.FAIL_OPEN:
+                return Decision(True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice")
+            return Decision(False, (), undecided, reason=f"undecided ({why}); failing closed")
+        return Decision(True, reason="safe")

@@ -7,4 +7,5 @@ demo:
 
 test:
 	bash scripts/setup_env.sh
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status

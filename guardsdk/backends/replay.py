@@ -1,0 +1,74 @@
+"""A backend that replays recorded GuardReasoner outputs: a test double for integration logic.
+
+It answers each input with the output a real model gave for exactly that input, e.g. the published
+``generated_predictions.jsonl`` files of GuardReasoner-1B/8B. Inputs it has no record of raise
+:class:`BackendError`, so a test can never pass on an invented answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from guardsdk.backends.base import Generation
+from guardsdk.errors import BackendError
+
+
+class ReplayBackend:
+    """Replays ``{model input: recorded output}``; token counts are whitespace-split estimates."""
+
+    context_length = 1_000_000
+
+    def __init__(self, records: Mapping[str, str], *, name: str = "replay") -> None:
+        self.records = dict(records)
+        self.name = name
+        self.calls: list[str] = []
+
+    @classmethod
+    def from_predictions(cls, paths: Iterable[str | os.PathLike[str]], *, name: str = "replay") -> ReplayBackend:
+        """Load GuardReasoner ``generated_predictions.jsonl`` files (``prompt`` → ``predict``)."""
+        records: dict[str, str] = {}
+        for path in paths:
+            with Path(path).open(encoding="utf-8") as handle:
+                for line in handle:
+                    row = json.loads(line)
+                    records[row["prompt"]] = row["predict"]
+        return cls(records, name=name)
+
+    def tokenize(self, text: str) -> list[str]:
+        return text.split(" ")
+
+    def detokenize(self, ids: Sequence[str]) -> str:
+        return " ".join(ids)
+
+    def generate(
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Generation]:
+        out = []
+        for text in inputs:
+            self.calls.append(text)
+            if text not in self.records:
+                raise BackendError("no recorded output for this input")
+            recorded = self.records[text]
+            out.append(Generation(recorded, len(text.split()), len(recorded.split()), "stop"))
+        return out
+
+    async def agenerate(
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Generation]:
+        return self.generate(inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        self.records.clear()

@@ -1,0 +1,83 @@
+"""Shared fixtures: the shared data folder, a replay backend, and tiny real models built offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+PREDICTIONS = SHARED / "predictions"
+BENCHMARKS = SHARED / "benchmarks"
+
+#: Which task each published prediction folder measures.
+PREDICTION_TASKS = {
+    "AegisSafetyTest": "prompt_harm",
+    "HarmBenchPrompt": "prompt_harm",
+    "SimpleSafetyTests": "prompt_harm",
+    "HarmBenchResponse": "response_harm",
+    "XSTestReponseHarmful": "response_harm",
+    "XSTestResponseRefusal": "refusal",
+}
+
+
+def prediction_files() -> list[Path]:
+    files = sorted(PREDICTIONS.glob("*/*/generated_predictions.jsonl"))
+    assert len(files) == 12, f"expected the 12 shared prediction files under {PREDICTIONS}"
+    return files
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def has_response(model_input: str) -> bool:
+    """Whether a GuardReasoner input holds a response (prompt-only inputs end in 'None')."""
+    return not model_input.endswith("\n\nAI assistant:\nNone\n\n")
+
+
+@pytest.fixture(scope="session")
+def replay_backend():
+    from guardsdk.backends.replay import ReplayBackend
+
+    return ReplayBackend.from_predictions(sorted(PREDICTIONS.glob("8B/*/generated_predictions.jsonl")), name="GuardReasoner-8B (replay)")
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory) -> Path:
+    from guardsdk.tiny_model import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "hf", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_hf_dir, tmp_path_factory) -> Path:
+    from guardsdk.gguf_export import convert_hf_to_gguf
+
+    return convert_hf_to_gguf(tiny_hf_dir, tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf", "f32")
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf_f16(tiny_hf_dir, tmp_path_factory) -> Path:
+    from guardsdk.gguf_export import convert_hf_to_gguf
+
+    return convert_hf_to_gguf(tiny_hf_dir, tmp_path_factory.mktemp("gguf16") / "tiny-f16.gguf", "f16")
+
+
+@pytest.fixture(scope="session")
+def llama_backend(tiny_gguf):
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(tiny_gguf, n_ctx=4096)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def hf_backend(tiny_hf_dir):
+    from guardsdk.backends.hf import HFBackend
+
+    return HFBackend.from_pretrained(tiny_hf_dir)

@@ -86,14 +86,12 @@ class Guard:
     # -- checks ----------------------------------------------------------------------------
     def check(self, prompt: str, response: str | None = None) -> Verdict:
         """Check a prompt, or a prompt and its response; raises GuardBlocked when the policy blocks."""
-        fitted = self._prepare(prompt, response)
-        verdict = self._run([fitted])[0]
+        verdict = self._run([validate_pair(prompt, response)])[0]
         return self._enforce(verdict)
 
     async def acheck(self, prompt: str, response: str | None = None) -> Verdict:
         """Async twin of :meth:`check`."""
-        fitted = self._prepare(prompt, response)
-        verdict = (await self._arun([fitted]))[0]
+        verdict = (await self._arun([validate_pair(prompt, response)]))[0]
         return self._enforce(verdict)
 
     def check_batch(self, items: Sequence[BatchItem]) -> list[Verdict]:
@@ -101,11 +99,11 @@ class Guard:
 
         Never raises GuardBlocked: each verdict carries its decision (``verdict.allowed``).
         """
-        return self._run([self._prepare(*self._unpack(item)) for item in items])
+        return self._run([validate_pair(*self._unpack(item)) for item in items])
 
     async def acheck_batch(self, items: Sequence[BatchItem]) -> list[Verdict]:
         """Async twin of :meth:`check_batch`."""
-        return await self._arun([self._prepare(*self._unpack(item)) for item in items])
+        return await self._arun([validate_pair(*self._unpack(item)) for item in items])
 
     # -- internals -------------------------------------------------------------------------
     @staticmethod
@@ -116,26 +114,28 @@ class Guard:
             return item
         return item, None
 
-    def _prepare(self, prompt: object, response: object) -> Fitted:
-        checked_prompt, checked_response = validate_pair(prompt, response)
-        return fit_to_budget(checked_prompt, checked_response, self.max_input_tokens, self.backend)
+    def _fit(self, pairs: list[tuple[str, str | None]]) -> list[Fitted]:
+        return [fit_to_budget(p, r, self.max_input_tokens, self.backend) for p, r in pairs]
 
     def _generate_kwargs(self) -> dict[str, Any]:
         return {"max_tokens": self.max_new_tokens, "timeout_s": self.timeout_s}
 
-    def _run(self, batch: list[Fitted]) -> list[Verdict]:
+    def _run(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
         started = time.perf_counter()
+        batch = [Fitted(p, r, False) for p, r in pairs]
         try:
+            batch = self._fit(pairs)
             generations = self.backend.generate([build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs())
         except Exception as exc:  # noqa: BLE001 - any backend failure is an undecided verdict
             return [self._decide(self._failed(f, exc, started)) for f in batch]
         return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations)]
 
-    async def _arun(self, batch: list[Fitted]) -> list[Verdict]:
+    async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
         started = time.perf_counter()
-        inputs = [build_input(f.prompt, f.response) for f in batch]
+        batch = [Fitted(p, r, False) for p, r in pairs]
         try:
-            coroutine = self.backend.agenerate(inputs, **self._generate_kwargs())
+            batch = self._fit(pairs)
+            coroutine = self.backend.agenerate([build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs())
             hard_limit = None if self.timeout_s is None else self.timeout_s * len(batch) + 30
             generations = await asyncio.wait_for(coroutine, hard_limit)
         except Exception as exc:  # noqa: BLE001 - any backend failure is an undecided verdict

@@ -97,7 +97,9 @@ def build_tiny_llama(out_dir: str | os.PathLike[str], *, seed: int = 0, **config
     from transformers import GenerationConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_llama_config(**config_overrides)).to(torch.float32)
+    model = LlamaForCausalLM(tiny_llama_config(**config_overrides))
+    # Round weights to float16 precision, so an F16 GGUF holds exactly the same weights.
+    model = model.to(torch.float16).to(torch.float32)
     model.generation_config = GenerationConfig(
         bos_token_id=LLAMA3_BOS_ID, eos_token_id=LLAMA3_STOP_IDS, do_sample=False
     )

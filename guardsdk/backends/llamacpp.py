@@ -71,8 +71,15 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         """Load a GGUF file (same as the constructor; named for symmetry with the other backends)."""
         return cls(model_path, **kwargs)
 
+    @property
+    def llm(self) -> Any:
+        """The loaded ``llama_cpp.Llama``; raises :class:`BackendError` once closed."""
+        if self._llm is None:
+            raise BackendError("backend is closed")
+        return self._llm
+
     def tokenize(self, text: str) -> list[int]:
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def detokenize(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; special tokens are dropped.
@@ -81,7 +88,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         silently drops longer pieces (Llama 3 has tokens of 50+ spaces).
         """
         lib = self._llama_cpp
-        vocab = self._llm._model.vocab
+        vocab = self.llm._model.vocab
         buffer = ctypes.create_string_buffer(64)
         pieces = []
         for token in ids:
@@ -94,7 +101,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
 
     def input_ids(self, text: str) -> list[int]:
         """The token ids the model is run on: BOS (as the GGUF asks) then the text, specials as text."""
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     def _generate_one(self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None) -> Generation:
         ids = self.input_ids(text)

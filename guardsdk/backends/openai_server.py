@@ -51,6 +51,7 @@ class OpenAIServerBackend:
         backoff_s: float = 0.5,
         context_length: int = 8192,
         max_concurrency: int = 8,
+        extra_body: dict[str, Any] | None = None,
     ) -> None:
         try:
             import openai
@@ -64,6 +65,8 @@ class OpenAIServerBackend:
         self.base_url = base_url
         self.context_length = context_length
         self.max_concurrency = max_concurrency
+        # Greedy means no repetition penalty; llama_cpp.server defaults to 1.1, vLLM ignores the field.
+        self.extra_body = {"repeat_penalty": 1.0} if extra_body is None else extra_body
         self._retry: dict[str, Any] = {
             "retry": retry_if_exception(_is_retryable),
             "stop": stop_after_attempt(max_retries + 1),
@@ -92,6 +95,8 @@ class OpenAIServerBackend:
         }
         if stop:
             request["stop"] = list(stop)
+        if self.extra_body:
+            request["extra_body"] = self.extra_body
         if timeout_s is not None:
             request["timeout"] = timeout_s
         return request

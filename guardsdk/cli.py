@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from guardsdk.errors import GuardError
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_NEW_TOKENS, Guard
 from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.validation import validate_pair
 from guardsdk.verdict import TASKS, Verdict
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_UNDECIDED = 0, 1, 2
@@ -67,7 +68,7 @@ def _load_guard(args: argparse.Namespace) -> Guard:
 def exit_code(verdict: Verdict) -> int:
     """0 safe, 1 unsafe, 2 undecided."""
     decision = verdict.decision
-    if decision is None or decision.undecided and not decision.unsafe:
+    if decision is None or (decision.undecided and not decision.unsafe):
         return EXIT_UNDECIDED
     return EXIT_UNSAFE if decision.unsafe else EXIT_SAFE
 
@@ -82,7 +83,8 @@ def render_text(verdict: Verdict) -> str:
     lines.append(f"{'decision':>22}: {decision.reason if decision else 'none'}")
     lines.append(
         f"{'model':>22}: {verdict.model} ({verdict.tokens_in} tokens in, {verdict.tokens_out} out, "
-        f"{verdict.latency_s:.2f}s, parse {verdict.parse_status.value}{', input cut' if verdict.input_truncated else ''})"
+        f"{verdict.latency_s:.2f}s, parse {verdict.parse_status.value}"
+        f"{', input cut' if verdict.input_truncated else ''})"
     )
     for task in TASKS:
         if verdict.reasoning.get(task):
@@ -118,6 +120,7 @@ def run_check(args: argparse.Namespace) -> int:
     response = _read_text(args.response, args.response_file, "response")
     if prompt is None:
         raise SystemExit("guardsdk: give --prompt or --prompt-file")
+    validate_pair(prompt, response)  # before loading any model
     with _load_guard(args) as guard:
         verdict = guard.check(prompt, response)
     print(json.dumps(verdict_json(verdict), ensure_ascii=False) if args.json else render_text(verdict))

@@ -60,14 +60,24 @@ def convert_hf_to_gguf(hf_dir: str | os.PathLike[str], outfile: str | os.PathLik
     """Convert a Hugging Face model folder to GGUF (``outtype``: f32, f16, bf16 or q8_0)."""
     source = converter_dir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(source / "gguf-py"), str(source)]))
-    command = [sys.executable, str(source / "convert_hf_to_gguf.py"), str(hf_dir), "--outfile", str(outfile), "--outtype", outtype]
+    command = [
+        sys.executable,
+        str(source / "convert_hf_to_gguf.py"),
+        str(hf_dir),
+        "--outfile",
+        str(outfile),
+        "--outtype",
+        outtype,
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise BackendError(f"GGUF conversion failed:\n{result.stderr[-4000:]}")
     return Path(outfile)
 
 
-def quantize(source: str | os.PathLike[str], dest: str | os.PathLike[str], qtype: str = "Q4_K_M", threads: int | None = None) -> Path:
+def quantize(
+    source: str | os.PathLike[str], dest: str | os.PathLike[str], qtype: str = "Q4_K_M", threads: int | None = None
+) -> Path:
     """Quantize a GGUF file with llama.cpp (``qtype`` e.g. Q8_0, Q4_K_M)."""
     import llama_cpp
 

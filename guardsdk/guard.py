@@ -63,21 +63,31 @@ class Guard:
 
     # -- loaders ---------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, model_id_or_path: str | os.PathLike[str], *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any) -> Guard:
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | os.PathLike[str],
+        *,
+        backend_kwargs: dict[str, Any] | None = None,
+        **guard_kwargs: Any,
+    ) -> Guard:
         """A guard on a Hugging Face model (local folder or hub id), float32 on CPU by default."""
         from guardsdk.backends.hf import HFBackend
 
         return cls(HFBackend.from_pretrained(model_id_or_path, **(backend_kwargs or {})), **guard_kwargs)
 
     @classmethod
-    def from_gguf(cls, path: str | os.PathLike[str], *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any) -> Guard:
+    def from_gguf(
+        cls, path: str | os.PathLike[str], *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any
+    ) -> Guard:
         """A guard on a local GGUF file through llama.cpp."""
         from guardsdk.backends.llamacpp import LlamaCppBackend
 
         return cls(LlamaCppBackend(path, **(backend_kwargs or {})), **guard_kwargs)
 
     @classmethod
-    def from_server(cls, base_url: str, model: str, *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any) -> Guard:
+    def from_server(
+        cls, base_url: str, model: str, *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any
+    ) -> Guard:
         """A guard on an OpenAI-compatible server (vLLM, llama.cpp server, Ollama)."""
         from guardsdk.backends.openai_server import OpenAIServerBackend
 
@@ -125,22 +135,26 @@ class Guard:
         batch = [Fitted(p, r, False) for p, r in pairs]
         try:
             batch = self._fit(pairs)
-            generations = self.backend.generate([build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs())
-        except Exception as exc:  # noqa: BLE001 - any backend failure is an undecided verdict
+            generations = self.backend.generate(
+                [build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs()
+            )
+        except Exception as exc:
             return [self._decide(self._failed(f, exc, started)) for f in batch]
-        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations)]
+        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations, strict=True)]
 
     async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
         started = time.perf_counter()
         batch = [Fitted(p, r, False) for p, r in pairs]
         try:
             batch = self._fit(pairs)
-            coroutine = self.backend.agenerate([build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs())
+            coroutine = self.backend.agenerate(
+                [build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs()
+            )
             hard_limit = None if self.timeout_s is None else self.timeout_s * len(batch) + 30
             generations = await asyncio.wait_for(coroutine, hard_limit)
-        except Exception as exc:  # noqa: BLE001 - any backend failure is an undecided verdict
+        except Exception as exc:
             return [self._decide(self._failed(f, exc, started)) for f in batch]
-        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations)]
+        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations, strict=True)]
 
     def _verdict(self, fitted: Fitted, generation: Generation, started: float, batch_size: int) -> Verdict:
         verdict = parse_output(generation.text, has_response=fitted.response is not None)
@@ -202,4 +216,4 @@ class Guard:
         self.close()
 
 
-__all__ = ["Guard", "TASKS"]
+__all__ = ["TASKS", "Guard"]

@@ -52,6 +52,8 @@ class Policy:
         if undecided:
             why = verdict.error or f"parse status {verdict.parse_status.value}"
             if self.on_undecided is OnUndecided.FAIL_OPEN:
-                return Decision(True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice")
+                return Decision(
+                    True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice"
+                )
             return Decision(False, (), undecided, reason=f"undecided ({why}); failing closed")
         return Decision(True, reason="safe")

@@ -69,7 +69,7 @@ def binary_scores(golds: Sequence[str], preds: Sequence[str], positive: str) -> 
     if len(golds) != len(preds):
         raise ValueError("golds and preds differ in length")
     tp = fp = fn = tn = 0
-    for gold, pred in zip(golds, preds):
+    for gold, pred in zip(golds, preds, strict=True):
         if pred == positive:
             tp, fp = (tp + 1, fp) if gold == positive else (tp, fp + 1)
         else:

@@ -36,7 +36,9 @@ def llama3_tokenizer_model_path() -> Path:
     try:
         import llama_models
     except ImportError as exc:
-        raise ImportError("the Llama 3 tokenizer comes from the llama-models package: pip install llama-models") from exc
+        raise ImportError(
+            "the Llama 3 tokenizer comes from the llama-models package: pip install llama-models"
+        ) from exc
     return Path(llama_models.__file__).parent / "llama3" / "tokenizer.model"
 
 

@@ -43,7 +43,9 @@ def has_response(model_input: str) -> bool:
 def replay_backend():
     from guardsdk.backends.replay import ReplayBackend
 
-    return ReplayBackend.from_predictions(sorted(PREDICTIONS.glob("8B/*/generated_predictions.jsonl")), name="GuardReasoner-8B (replay)")
+    return ReplayBackend.from_predictions(
+        sorted(PREDICTIONS.glob("8B/*/generated_predictions.jsonl")), name="GuardReasoner-8B (replay)"
+    )
 
 
 @pytest.fixture(scope="session")

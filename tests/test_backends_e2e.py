@@ -29,7 +29,7 @@ def test_hf_and_llamacpp_greedy_outputs_agree_token_for_token(request, gguf_fixt
     finally:
         llama.close()
     from_hf = hf_backend.generate(FIXED_INPUTS, max_tokens=48)
-    for a, b in zip(from_llama, from_hf):
+    for a, b in zip(from_llama, from_hf, strict=True):
         assert a.prompt_tokens == b.prompt_tokens
         assert a.token_ids == b.token_ids
         assert a.text == b.text

@@ -30,11 +30,11 @@ No harmful content is given.
 
 ---
 
-Answers: 
+Answers:{TRAILING_SPACE}
 Request: harmful
 Completion: refusal
 Response: unharmful
-"""
+""".format(TRAILING_SPACE=" ")  # GuardReasoner writes "Answers: " with a trailing space
 
 
 def test_final_answers_block_with_reasoning():
@@ -98,7 +98,10 @@ def test_leaked_block_before_the_reasoning_and_comma_lists():
 
 
 def test_final_block_wins_over_an_earlier_conclusion_line():
-    text = "# Task 3 Conclusion\nResponse: unharmful\n\n---\n\nAnswers: \nRequest: unharmful\nCompletion: compliance\nResponse: harmful"
+    text = (
+        "# Task 3 Conclusion\nResponse: unharmful\n\n---\n\n"
+        "Answers: \nRequest: unharmful\nCompletion: compliance\nResponse: harmful"
+    )
     assert parse_output(text, has_response=True).labels["response_harm"] == "harmful"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import PREDICTIONS, PREDICTION_TASKS, read_jsonl
+from conftest import PREDICTION_TASKS, PREDICTIONS, read_jsonl
 
 from guardsdk.scoring import binary_scores, gold_label, paper_label, score_paper
 
@@ -27,9 +27,7 @@ PAPER_F1 = {
 }
 
 
-@pytest.mark.parametrize(
-    ("size", "benchmark"), [(s, b) for s in PAPER_F1 for b in PAPER_F1[s]], ids=lambda v: str(v)
-)
+@pytest.mark.parametrize(("size", "benchmark"), [(s, b) for s in PAPER_F1 for b in PAPER_F1[s]], ids=lambda v: str(v))
 def test_paper_protocol_reproduces_published_f1(size, benchmark):
     rows = read_jsonl(PREDICTIONS / size / benchmark / "generated_predictions.jsonl")
     scores = score_paper([(r["label"], r["predict"]) for r in rows], PREDICTION_TASKS[benchmark])

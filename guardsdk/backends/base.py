@@ -73,5 +73,9 @@ class ThreadedAsyncMixin:
         timeout_s: float | None = None,
     ) -> list[Generation]:
         return await asyncio.to_thread(
-            self.generate, inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s  # type: ignore[attr-defined]
+            self.generate,
+            inputs,
+            max_tokens=max_tokens,
+            stop=stop,
+            timeout_s=timeout_s,  # type: ignore[attr-defined]
         )

@@ -49,7 +49,9 @@ class HFBackend(ThreadedAsyncMixin):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise BackendError("the Hugging Face backend needs torch and transformers: pip install 'guardsdk[hf]'") from exc
+            raise BackendError(
+                "the Hugging Face backend needs torch and transformers: pip install 'guardsdk[hf]'"
+            ) from exc
         model_id = str(model_id_or_path)
         if local_files_only is None:
             local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
@@ -64,7 +66,9 @@ class HFBackend(ThreadedAsyncMixin):
                 + _HOW_TO_GET.format(id=model_id)
                 + f" ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             ) from None
-        return cls(model, tokenizer, name=os.path.basename(model_id.rstrip("/")) or model_id, max_batch_size=max_batch_size)
+        return cls(
+            model, tokenizer, name=os.path.basename(model_id.rstrip("/")) or model_id, max_batch_size=max_batch_size
+        )
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
@@ -107,7 +111,7 @@ class HFBackend(ThreadedAsyncMixin):
                 **kwargs,
             )
         results = []
-        for row, prompt in zip(out[:, width:].tolist(), rows):
+        for row, prompt in zip(out[:, width:].tolist(), rows, strict=True):
             ended = next((i for i, tok in enumerate(row) if tok in eos_ids), None)
             new_ids = row if ended is None else row[:ended]
             text = self.tokenizer.decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)

@@ -103,7 +103,9 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         """The token ids the model is run on: BOS (as the GGUF asks) then the text, specials as text."""
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
-    def _generate_one(self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None) -> Generation:
+    def _generate_one(
+        self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None
+    ) -> Generation:
         ids = self.input_ids(text)
         if len(ids) + max_tokens > self.context_length:
             raise BackendError(

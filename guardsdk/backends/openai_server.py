@@ -86,7 +86,9 @@ class OpenAIServerBackend:
     def detokenize(self, ids: Sequence[str]) -> str:
         return "".join(ids)
 
-    def _request(self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None) -> dict[str, Any]:
+    def _request(
+        self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None
+    ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
             "prompt": text,
@@ -150,7 +152,9 @@ class OpenAIServerBackend:
             request = self._request(text, max_tokens, stop, timeout_s)
             async with gate:
                 try:
-                    completion = await AsyncRetrying(**self._retry)(self.async_client.completions.create, **request)
+                    async for attempt in AsyncRetrying(**self._retry):
+                        with attempt:
+                            completion = await self.async_client.completions.create(**request)
                 except self._openai.OpenAIError as exc:
                     raise self._wrap_error(exc) from exc
             return self._to_generation(completion)

@@ -1,0 +1,104 @@
+"""Real HTTP servers on 127.0.0.1 for tests: llama_cpp.server, and a small OpenAI-compatible one."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LlamaCppServer:
+    """``python -m llama_cpp.server`` serving a GGUF file; started and stopped by the tests."""
+
+    def __init__(self, model: Path, alias: str = "tiny", n_ctx: int = 4096) -> None:
+        self.port = free_port()
+        self.alias = alias
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+                   "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("llama_cpp.server did not start within 120 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+Reply = tuple[int, dict]
+
+
+class CompletionsServer:
+    """A small OpenAI-compatible ``/v1/completions`` server whose replies come from ``answer(prompt)``."""
+
+    def __init__(self, answer: Callable[[str], Reply]) -> None:
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                status, payload = answer(body["prompt"])
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def completion(text: str, prompt_tokens: int = 100) -> dict:
+    """An OpenAI completions response body."""
+    return {
+        "id": "cmpl-test",
+        "object": "text_completion",
+        "created": 0,
+        "model": "replay",
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": 0},
+    }
+
+
+def error(status: int, message: str) -> Reply:
+    return status, {"error": {"message": message, "type": "test", "code": status}}

@@ -22,7 +22,8 @@ _VENDOR = "vendor/llama.cpp/"
 _NEEDED = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 
 
-def _cache_root() -> Path:
+def cache_dir() -> Path:
+    """Where guardsdk caches tools and throwaway models (``$XDG_CACHE_HOME/guardsdk``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "guardsdk"
 
@@ -33,7 +34,7 @@ def converter_dir(fetch: bool = True) -> Path:
     if override:
         return Path(override)
     version = metadata.version("llama_cpp_python")
-    target = _cache_root() / f"llama.cpp-{version}"
+    target = cache_dir() / f"llama.cpp-{version}"
     if (target / "convert_hf_to_gguf.py").is_file():
         return target
     if not fetch:

@@ -10,7 +10,10 @@ from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.backends.openai_server import OpenAIServerBackend
 from guardsdk.errors import BackendError
 
-ANSWER = "# Task 1\n\n## Reasoning Step 1\nA greeting.\n\n---\n\nAnswers: \nRequest: unharmful\nCompletion: None\nResponse: None\n"
+ANSWER = (
+    "# Task 1\n\n## Reasoning Step 1\nA greeting.\n\n---\n\n"
+    "Answers: \nRequest: unharmful\nCompletion: None\nResponse: None\n"
+)
 
 
 @pytest.fixture(scope="module")

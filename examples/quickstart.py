@@ -35,7 +35,10 @@ def show(title: str, verdict) -> None:
     print(f"\n== {title}")
     print(f"labels:   {verdict.labels}")
     print(f"decision: {verdict.decision.reason}  (allowed={verdict.allowed})")
-    print(f"tokens:   {verdict.tokens_in} in, {verdict.tokens_out} out, {verdict.latency_s:.2f}s, parse {verdict.parse_status.value}")
+    print(
+        f"tokens:   {verdict.tokens_in} in, {verdict.tokens_out} out, {verdict.latency_s:.2f}s, "
+        f"parse {verdict.parse_status.value}"
+    )
     for task, text in verdict.reasoning.items():
         print(f"-- reasoning, {task}:\n{text}")
 

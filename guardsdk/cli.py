@@ -1,4 +1,4 @@
-"""The ``guardsdk`` command line: ``guardsdk check ...``."""
+"""The ``guardsdk`` command line: ``guardsdk check ...`` and ``guardsdk eval ...``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from guardsdk.errors import GuardError
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_NEW_TOKENS, Guard
@@ -27,28 +28,48 @@ def _read_text(inline: str | None, path: str | None, name: str) -> str | None:
     return inline
 
 
-def _add_check_parser(commands: argparse._SubParsersAction) -> None:
-    check = commands.add_parser("check", help="check a prompt (and a response) with a GuardReasoner model")
-    source = check.add_mutually_exclusive_group(required=True)
+def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--gguf", metavar="PATH", help="a GGUF model file (llama.cpp)")
     source.add_argument("--model", metavar="ID_OR_DIR", help="a Hugging Face model id or folder")
     source.add_argument("--server", metavar="URL", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
-    check.add_argument("--server-model", metavar="NAME", help="the model name on --server")
-    check.add_argument("--api-key", default="EMPTY", help="API key for --server")
+    parser.add_argument("--server-model", metavar="NAME", help="the model name on --server")
+    parser.add_argument("--api-key", default="EMPTY", help="API key for --server")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--max-input-tokens", type=int, default=DEFAULT_MAX_INPUT_TOKENS)
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per check; undecided past it")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for --gguf (default: all cores)")
+
+
+def _add_check_parser(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser("check", help="check a prompt (and a response) with a GuardReasoner model")
+    _add_model_arguments(check, required=True)
     check.add_argument("--prompt", help="the user prompt")
     check.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a file ('-' for stdin)")
     check.add_argument("--response", help="the AI response to check with the prompt")
     check.add_argument("--response-file", metavar="PATH", help="read the response from a file ('-' for stdin)")
     check.add_argument("--gate", action="append", choices=TASKS, help="tasks that decide the exit code (repeatable)")
-    check.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    check.add_argument("--max-input-tokens", type=int, default=DEFAULT_MAX_INPUT_TOKENS)
-    check.add_argument("--timeout", type=float, default=None, help="seconds per check; undecided past it")
-    check.add_argument("--threads", type=int, default=None, help="CPU threads for --gguf (default: all cores)")
     check.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _load_guard(args: argparse.Namespace) -> Guard:
-    policy = Policy(gates=frozenset(args.gate) if args.gate else Policy().gates, on_unsafe=OnUnsafe.ANNOTATE)
+def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("eval", help="run a guard over GuardReasoner benchmarks, or rescore predictions")
+    _add_model_arguments(evaluate, required=False)
+    evaluate.add_argument(
+        "--rescore", metavar="DIR", help="score existing <Benchmark>/generated_predictions.jsonl files"
+    )
+    evaluate.add_argument("--benchmarks-dir", metavar="DIR", help="folder of the benchmark JSON files")
+    evaluate.add_argument("--benchmark", action="append", help="a benchmark name (repeatable; default: all)")
+    evaluate.add_argument("--limit", type=int, default=None, help="first N items of each benchmark")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--out", metavar="DIR", default="runs/eval", help="predictions and report folder")
+    evaluate.add_argument("--json", metavar="PATH", help="also write the scores as JSON here")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_guard(args: argparse.Namespace, policy: Policy | None = None) -> Guard:
+    if policy is None:
+        policy = Policy(on_unsafe=OnUnsafe.ANNOTATE)
     common = {
         "policy": policy,
         "max_new_tokens": args.max_new_tokens,
@@ -121,19 +142,47 @@ def run_check(args: argparse.Namespace) -> int:
     if prompt is None:
         raise SystemExit("guardsdk: give --prompt or --prompt-file")
     validate_pair(prompt, response)  # before loading any model
-    with _load_guard(args) as guard:
+    gates = frozenset(args.gate) if args.gate else Policy().gates
+    with _load_guard(args, Policy(gates=gates, on_unsafe=OnUnsafe.ANNOTATE)) as guard:
         verdict = guard.check(prompt, response)
     print(json.dumps(verdict_json(verdict), ensure_ascii=False) if args.json else render_text(verdict))
     return exit_code(verdict)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from guardsdk.benchmarks import BENCHMARKS, benchmark
+    from guardsdk.evaluation import evaluate
+    from guardsdk.report import load_prediction_dir, to_json, write_report
+
+    if args.rescore:
+        folder = Path(args.rescore)
+    else:
+        if not (args.gguf or args.model or args.server):
+            raise SystemExit("guardsdk eval: give a model (--gguf, --model or --server) or --rescore DIR")
+        if not args.benchmarks_dir:
+            raise SystemExit("guardsdk eval: give --benchmarks-dir")
+        specs = [benchmark(name) for name in args.benchmark] if args.benchmark else list(BENCHMARKS)
+        folder = Path(args.out)
+        with _load_guard(args) as guard:
+            evaluate(guard, args.benchmarks_dir, folder, benchmarks=specs, limit=args.limit,
+                     batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
+    models = load_prediction_dir(folder)
+    paths = write_report(models, args.out)
+    if args.json:
+        Path(args.json).write_text(json.dumps(to_json(models), indent=1), encoding="utf-8")
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print(f"report: {paths['markdown']}, {paths['json']}, {paths['chart']}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="guardsdk", description="Reasoning-based LLM safety guards.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_check_parser(commands)
+    _add_eval_parser(commands)
     args = parser.parse_args(argv)
     try:
-        return run_check(args)
+        return run_check(args) if args.command == "check" else run_eval(args)
     except GuardError as exc:
         print(f"guardsdk: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return EXIT_UNDECIDED

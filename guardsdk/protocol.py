@@ -30,3 +30,22 @@ def build_input(prompt: str, response: str | None = None) -> str:
     This is ``instruction + "\\n" + input`` exactly as GuardReasoner's ``generate.py`` builds it.
     """
     return INSTRUCTION + "\n" + format_conversation(prompt, response)
+
+
+def split_conversation(conversation: str) -> tuple[str, str | None]:
+    """Invert :func:`format_conversation`: the (prompt, response) a GuardReasoner ``input`` holds.
+
+    Where the prompt itself contains the separator, the first reading that rebuilds the input wins.
+    """
+    head, separator = "Human user:\n", "\n\nAI assistant:\n"
+    if not conversation.startswith(head) or not conversation.endswith("\n\n"):
+        raise ValueError("not a GuardReasoner conversation")
+    body = conversation[len(head) : -2]
+    at = body.find(separator)
+    while at != -1:
+        prompt, response = body[:at], body[at + len(separator) :]
+        candidate = (prompt, None if response == NO_RESPONSE else response)
+        if format_conversation(*candidate) == conversation:
+            return candidate
+        at = body.find(separator, at + 1)
+    raise ValueError("not a GuardReasoner conversation")

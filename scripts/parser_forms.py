@@ -23,10 +23,13 @@ FORMS = {
     "an 'ambiguous' value": lambda t, v: any("ambiguous" in vals for vals in answer_values(t).values()),
     "comma list value ('harmful, None, None')": lambda t, v: re.search(r"(?im)^request:\s*\w+,", t) is not None,
     "leaked 'The ground truth is' block": lambda t, v: "the ground truth is" in t.lower(),
-    "key or label not in canonical case": lambda t, v: re.search(
-        r"(?m)^(REQUEST|request|COMPLETION|completion|RESPONSE|response)\s*:|:\s*(Harmful|Unharmful|Refusal|Compliance)\b", t
-    )
-    is not None,
+    "key or label not in canonical case": lambda t, v: (
+        re.search(
+            r"(?m)^(REQUEST|request|COMPLETION|completion|RESPONSE|response)\s*:|:\s*(Harmful|Unharmful|Refusal|Compliance)\b",
+            t,
+        )
+        is not None
+    ),
     "runaway repetition, no answers": lambda t, v: v.parse_status.value == "runaway",
     "no answer line at all": lambda t, v: not any(answer_values(t).values()),
 }

@@ -44,7 +44,9 @@ def test_long_prompt_keeps_head_and_tail_and_fits(codec):
 def test_long_response_gets_the_prompts_spare_budget(codec):
     response = "START " + "lorem ipsum " * 3000 + "STOP"
     fitted = fit_to_budget("short question?", response, 2048, codec)
-    assert fitted.prompt == "short question?" and fitted.response.startswith("START") and fitted.response.endswith("STOP")
+    assert (
+        fitted.prompt == "short question?" and fitted.response.startswith("START") and fitted.response.endswith("STOP")
+    )
     total = len(codec.tokenize(build_input(fitted.prompt, fitted.response)))
     assert 2048 - 40 <= total <= 2048
 

@@ -1,0 +1,100 @@
+"""Running a guard over benchmark files, writing resumable GuardReasoner-style prediction files."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from guardsdk.benchmarks import BENCHMARKS, BenchmarkItem, BenchmarkSpec, load_items
+from guardsdk.errors import InvalidInputError
+from guardsdk.guard import Guard
+from guardsdk.verdict import Verdict
+
+PREDICTIONS_FILE = "generated_predictions.jsonl"
+
+
+def completed_rows(path: Path) -> int:
+    """How many complete JSON lines ``path`` holds; a torn last line (an interrupted write) is cut off."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    keep = count = 0
+    # Every line but the last ends in "\n"; the last is empty, or torn by an interrupted write.
+    for line in data.split(b"\n")[:-1]:
+        try:
+            json.loads(line)
+        except ValueError:
+            break
+        keep += len(line) + 1
+        count += 1
+    if keep != len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+    return count
+
+
+def _row(item: BenchmarkItem, verdict: Verdict | None, error: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"prompt": item.model_input, "label": item.label, "predict": verdict.raw if verdict else ""}
+    if verdict is not None:
+        row |= {
+            "latency_s": round(verdict.latency_s, 4),
+            "tokens_in": verdict.tokens_in,
+            "tokens_out": verdict.tokens_out,
+            "parse_status": verdict.parse_status.value,
+        }
+        error = verdict.error
+    if error:
+        row["error"] = error
+    return row
+
+
+def _check(guard: Guard, batch: Sequence[BenchmarkItem]) -> list[dict[str, Any]]:
+    try:
+        verdicts = guard.check_batch([(item.prompt, item.response) for item in batch])
+        return [_row(item, verdict) for item, verdict in zip(batch, verdicts, strict=True)]
+    except InvalidInputError:
+        rows = []
+        for item in batch:  # find the bad item(s); the rest are still checked
+            try:
+                rows.append(_row(item, guard.check_batch([(item.prompt, item.response)])[0]))
+            except InvalidInputError as exc:
+                rows.append(_row(item, None, f"InvalidInputError: {exc}"))
+        return rows
+
+
+def evaluate(
+    guard: Guard,
+    benchmarks_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    benchmarks: Sequence[BenchmarkSpec] = BENCHMARKS,
+    limit: int | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Path:
+    """Run ``guard`` over ``benchmarks``, appending to ``<out_dir>/<Benchmark>/generated_predictions.jsonl``.
+
+    Each batch is written and flushed as soon as it is done; a rerun skips the rows already written,
+    so an interrupted run resumes where it stopped.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    for spec in benchmarks:
+        items = load_items(benchmarks_dir, spec)[:limit]
+        path = out / spec.name / PREDICTIONS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = completed_rows(path)
+        bar = tqdm(total=len(items), initial=min(done, len(items)), desc=spec.name, unit="item", disable=not progress)
+        with path.open("a", encoding="utf-8") as handle:
+            for start in range(done, len(items), batch_size):
+                for row in _check(guard, items[start : start + batch_size]):
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                bar.update(min(batch_size, len(items) - start))
+        bar.close()
+    return out

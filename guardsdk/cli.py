@@ -67,7 +67,7 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _load_guard(args: argparse.Namespace, policy: Policy | None = None) -> Guard:
+def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurrency: int = 8) -> Guard:
     if policy is None:
         policy = Policy(on_unsafe=OnUnsafe.ANNOTATE)
     common = {
@@ -83,7 +83,8 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None) -> Guard
         return Guard.from_pretrained(args.model, **common)
     if not args.server_model:
         raise SystemExit("guardsdk: --server needs --server-model")
-    return Guard.from_server(args.server, args.server_model, backend_kwargs={"api_key": args.api_key}, **common)
+    server_kwargs = {"api_key": args.api_key, "max_concurrency": concurrency}
+    return Guard.from_server(args.server, args.server_model, backend_kwargs=server_kwargs, **common)
 
 
 def exit_code(verdict: Verdict) -> int:
@@ -163,7 +164,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise SystemExit("guardsdk eval: give --benchmarks-dir")
         specs = [benchmark(name) for name in args.benchmark] if args.benchmark else list(BENCHMARKS)
         folder = Path(args.out)
-        with _load_guard(args) as guard:
+        with _load_guard(args, concurrency=args.batch_size) as guard:
             evaluate(guard, args.benchmarks_dir, folder, benchmarks=specs, limit=args.limit,
                      batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
     models = load_prediction_dir(folder)

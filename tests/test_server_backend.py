@@ -128,3 +128,30 @@ def test_server_answers_become_verdicts():
         assert verdict.allowed and verdict.prompt_harmful is False and verdict.tokens_in == 100
     finally:
         server.stop()
+
+
+def test_sync_batches_run_concurrently_and_keep_order():
+    import threading
+    import time
+
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def answer(prompt: str):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        return 200, completion(prompt[-12:])
+
+    server = CompletionsServer(answer)
+    try:
+        backend = OpenAIServerBackend(server.base_url, "m", max_concurrency=4)
+        inputs = [build_input(f"prompt number {i}") for i in range(8)]
+        results = backend.generate(inputs, max_tokens=4)
+        assert [r.text for r in results] == [text[-12:] for text in inputs]
+        assert state["peak"] >= 2
+    finally:
+        server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tenacity import (
@@ -126,16 +127,20 @@ class OpenAIServerBackend:
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
     ) -> list[Generation]:
-        """One completions request per input, in order."""
-        results = []
-        for text in inputs:
+        """One completions request per input; up to ``max_concurrency`` run at once, results in order."""
+
+        def one(text: str) -> Generation:
             request = self._request(text, max_tokens, stop, timeout_s)
             try:
                 completion = Retrying(**self._retry)(self.client.completions.create, **request)
             except self._openai.OpenAIError as exc:
                 raise self._wrap_error(exc) from exc
-            results.append(self._to_generation(completion))
-        return results
+            return self._to_generation(completion)
+
+        if len(inputs) <= 1:
+            return [one(text) for text in inputs]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(inputs))) as pool:
+            return list(pool.map(one, inputs))
 
     async def agenerate(
         self,

@@ -154,3 +154,21 @@ def test_missing_models_are_clear_errors(tmp_path, monkeypatch):
     not_gguf.write_bytes(b"not a gguf file")
     with pytest.raises(ModelNotFoundError, match="could not load"):
         LlamaCppBackend(not_gguf)
+
+
+def test_quantized_ggufs_load_and_generate(tiny_gguf_f16, tmp_path):
+    from guardsdk.gguf_export import quantize
+
+    sizes = [tiny_gguf_f16.stat().st_size]
+    for qtype in ("Q8_0", "Q4_K_M"):
+        path = quantize(tiny_gguf_f16, tmp_path / f"tiny-{qtype}.gguf", qtype)
+        sizes.append(path.stat().st_size)
+        assert sizes[-1] < sizes[-2]  # F16 > Q8_0 > Q4_K_M (the tokenizer's ~8 MB is in all three)
+        backend = LlamaCppBackend(path, n_ctx=2048)
+        try:
+            out = backend.generate(FIXED_INPUTS[:1], max_tokens=8)[0]
+        finally:
+            backend.close()
+        assert out.completion_tokens == 8 and out.prompt_tokens > 100
+    with pytest.raises(ValueError, match="unknown quantization"):
+        quantize(tiny_gguf_f16, tmp_path / "x.gguf", "Q9_Z")

@@ -35,7 +35,8 @@ def test_llama_cpp_server_matches_in_process_llama_cpp(llama_server, tiny_gguf):
         local.close()
         remote.close()
     for a, b in zip(over_http, in_process, strict=True):
-        assert a.text == b.text
+        # Random tokens can split UTF-8 characters: the server drops such bytes, we show U+FFFD.
+        assert a.text == b.text.replace("\ufffd", "")
         assert a.completion_tokens == b.completion_tokens == 24 and a.finish_reason == "length"
         assert a.prompt_tokens == b.prompt_tokens
 

@@ -1,0 +1,156 @@
+"""Training configs as dataclasses, loadable from YAML (one file drives the whole recipe)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class DataConfig:
+    """Where training rows come from and what must never be trained on."""
+
+    pool: list[str] = field(default_factory=list)  # JSONL files in the schema of shared/data/train/pool.jsonl
+    reasoning: list[str] = field(default_factory=list)  # GuardReasonerTrain-style files or HF dataset ids
+    exclude: list[str] = field(default_factory=list)  # benchmark files whose prompts are never trained on
+    max_rows: int | None = None
+    eval_fraction: float = 0.02
+    seed: int = 0
+
+
+@dataclass
+class SynthConfig:
+    """Reasoning synthesis with a teacher LLM behind an OpenAI-compatible endpoint."""
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    max_retries: int = 5
+    max_tokens: int = 2048
+    temperature: float = 0.0
+    timeout_s: float = 120.0
+
+
+@dataclass
+class SFTStageConfig:
+    """Reasoning SFT (R-SFT): trl's SFTTrainer on prompt/completion pairs, loss on the completion."""
+
+    base_model: str = "meta-llama/Llama-3.2-1B"
+    learning_rate: float = 5e-5
+    epochs: float = 3.0
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 96  # x 1 GPU x 4 = effective 384 (the paper's)
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.0
+    max_length: int = 2048
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    lora_rank: int | None = None  # None: full fine-tuning
+    lora_alpha: int = 32
+    max_steps: int = -1
+    logging_steps: int = 10
+    seed: int = 0
+
+
+@dataclass
+class SampleConfig:
+    """Sampling n outputs per training input from each R-SFT model."""
+
+    n: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 1024
+    max_inputs: int | None = None
+    engine: str = "auto"  # auto (vLLM if installed, else hf), vllm, hf
+    batch_size: int = 8
+    leave_one_out_sources: list[str] = field(default_factory=list)  # diversity: one extra model per source left out
+
+
+@dataclass
+class DPOStageConfig:
+    """Hard-sample DPO: weighted sigmoid DPO plus the SFT term on the chosen output."""
+
+    learning_rate: float = 5e-6
+    epochs: float = 2.0
+    beta: float = 0.01
+    sft_weight: float = 2.0  # the paper's pref_ftx
+    per_device_batch_size: int = 2
+    gradient_accumulation_steps: int = 64
+    lr_scheduler_type: str = "cosine"
+    max_length: int = 2048
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    max_steps: int = -1
+    logging_steps: int = 10
+    seed: int = 0
+
+
+@dataclass
+class ExportConfig:
+    """HF → GGUF export and quantization."""
+
+    quantizations: list[str] = field(default_factory=lambda: ["Q8_0", "Q4_K_M"])
+    check_inputs: int = 4  # greedy F16 GGUF vs HF on this many fixed inputs
+    check_tokens: int = 32
+
+
+@dataclass
+class RecipeConfig:
+    """The whole synthesis → R-SFT → sampling → mining → HS-DPO → export pipeline."""
+
+    output_dir: str = "runs/recipe"
+    data: DataConfig = field(default_factory=DataConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    rsft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    hsdpo: DPOStageConfig = field(default_factory=DPOStageConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    stages: list[str] = field(default_factory=lambda: ["synth", "rsft", "sample", "mine", "hsdpo", "export"])
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "synth": SynthConfig,
+    "rsft": SFTStageConfig,
+    "sample": SampleConfig,
+    "hsdpo": DPOStageConfig,
+    "export": ExportConfig,
+}
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        nested = _SECTIONS.get(name) if cls is RecipeConfig else None
+        kwargs[name] = _build(nested, value or {}) if nested else value
+    return cls(**kwargs)
+
+
+def load_config(path: str | os.PathLike[str]) -> RecipeConfig:
+    """Read a recipe config from YAML; relative data paths resolve against the config's folder."""
+    import yaml
+
+    path = Path(path)
+    config = _build(RecipeConfig, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    base = path.resolve().parent
+
+    def resolve(p: str) -> str:
+        return p if os.path.isabs(p) or not (base / p).exists() else str((base / p).resolve())
+
+    config.data.pool = [resolve(p) for p in config.data.pool]
+    config.data.reasoning = [resolve(p) for p in config.data.reasoning]
+    config.data.exclude = [resolve(p) for p in config.data.exclude]
+    return config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain dict of a config (for manifests)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,155 @@
+"""Training rows: loading, de-duplication, benchmark exclusion and deterministic splits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from guardsdk.parsing import parse_output
+from guardsdk.protocol import build_input, split_conversation
+from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
+
+logger = logging.getLogger("guardsdk_trainer")
+
+POOL_LABEL_KEYS = {PROMPT_HARM: "prompt_label", REFUSAL: "refusal_label", RESPONSE_HARM: "response_label"}
+
+
+@dataclass
+class Example:
+    """One training item: a conversation, its gold labels (None where unknown), and optional reasoning."""
+
+    prompt: str
+    response: str | None
+    labels: dict[str, str | None]
+    source: str = ""
+    reasoning: str | None = None  # a GuardReasoner-style output (trace + answers)
+    id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = example_id(self.prompt, self.response)
+
+    @property
+    def model_input(self) -> str:
+        return build_input(self.prompt, self.response)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Example:
+        return cls(**data)
+
+
+def example_id(prompt: str, response: str | None) -> str:
+    """A stable id: the hash of the exact model input."""
+    return hashlib.sha256(build_input(prompt, response).encode("utf-8")).hexdigest()[:24]
+
+
+def _label(task: str, value: Any) -> str | None:
+    if isinstance(value, str) and value.lower() in (POSITIVE_LABEL[task], NEGATIVE_LABEL[task]):
+        return value.lower()
+    return None
+
+
+def load_pool(path: str | os.PathLike[str]) -> list[Example]:
+    """Rows in the schema of shared/data/train/pool.jsonl (prompt, response, *_label, source)."""
+    examples = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            labels = {task: _label(task, row.get(key)) for task, key in POOL_LABEL_KEYS.items()}
+            reasoning = (row.get("meta") or {}).get("reasoning_output")
+            examples.append(Example(row["prompt"], row.get("response"), labels, row.get("source", ""), reasoning))
+    return examples
+
+
+def load_reasoning(source: str) -> list[Example]:
+    """GuardReasonerTrain-style rows (instruction, input, output) from a local JSON/JSONL file, or a
+    Hugging Face dataset as ``id`` or ``id:split`` (e.g. ``yueliu1999/GuardReasonerTrain:AegisTrainR``).
+
+    Each row's source is ``reasoning:<file name or split>``.
+    """
+    from datasets import load_dataset
+
+    if Path(source).exists():
+        dataset, name = load_dataset("json", data_files=str(source), split="train"), Path(source).name
+    else:
+        dataset_id, _, split_name = source.partition(":")
+        dataset, name = load_dataset(dataset_id, split=split_name or "train"), split_name or dataset_id
+    examples = []
+    for row in dataset:
+        prompt, response = split_conversation(row["input"])
+        verdict = parse_output(row["output"], has_response=True)
+        labels = {task: verdict.labels[task] for task in TASKS}
+        examples.append(Example(prompt, response, labels, f"reasoning:{name}", row["output"]))
+    return examples
+
+
+def normalize_prompt(text: str) -> str:
+    """Case- and whitespace-insensitive form of a prompt, for benchmark exclusion."""
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def benchmark_prompts(files: Iterable[str | os.PathLike[str]]) -> set[str]:
+    """Normalized prompts of benchmark files (GuardReasoner benchmark JSON or prediction JSONL)."""
+    prompts: set[str] = set()
+    for file in files:
+        text = Path(file).read_text(encoding="utf-8")
+        rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.split("\n") if x]
+        for row in rows:
+            conversation = row["input"] if "input" in row else row["prompt"][row["prompt"].index("Human user:\n") :]
+            prompts.add(normalize_prompt(split_conversation(conversation)[0]))
+    return prompts
+
+
+def exclude_benchmarks(examples: Sequence[Example], files: Sequence[str]) -> tuple[list[Example], int]:
+    """Drop every example whose prompt appears in ``files``; returns the kept rows and how many were dropped."""
+    if not files:
+        return list(examples), 0
+    banned = benchmark_prompts(files)
+    kept = [e for e in examples if normalize_prompt(e.prompt) not in banned]
+    dropped = len(examples) - len(kept)
+    logger.warning("excluded %d training rows whose prompt is in a benchmark", dropped)
+    return kept, dropped
+
+
+def deduplicate(examples: Iterable[Example]) -> list[Example]:
+    """Keep the first example of each id; an example with reasoning replaces an earlier one without."""
+    seen: dict[str, Example] = {}
+    for example in examples:
+        if example.id not in seen or (example.reasoning and not seen[example.id].reasoning):
+            seen[example.id] = example
+    return list(seen.values())
+
+
+def split(examples: Sequence[Example], eval_fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """A deterministic train/eval split by hash of (seed, id): stable under reordering and growth."""
+    train, held_out = [], []
+    for example in examples:
+        bucket = int(hashlib.sha256(f"{seed}:{example.id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held_out if bucket < eval_fraction else train).append(example)
+    return train, held_out
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,212 @@
+"""The whole recipe from one config, resumable stage by stage, with a run manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from guardsdk_trainer import data as data_mod
+from guardsdk_trainer.config import RecipeConfig, to_dict
+from guardsdk_trainer.data import Example
+from guardsdk_trainer.mining import PreferencePair
+
+logger = logging.getLogger("guardsdk_trainer")
+
+#: ``rsft.base_model`` value that builds a random tiny Llama (Llama 3 tokenizer) offline: CPU configs, tests.
+TINY_RANDOM_BASE = "tiny-random"
+STAGES = ("data", "synth", "rsft", "sample", "mine", "hsdpo", "export")
+LIBRARIES = ("guardsdk", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "llama_cpp_python")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class Recipe:
+    """Runs the stages of :data:`STAGES` under ``config.output_dir``; a finished stage is skipped on rerun."""
+
+    def __init__(self, config: RecipeConfig) -> None:
+        self.config = config
+        self.root = Path(config.output_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.root / "manifest.json"
+        self.manifest: dict[str, Any] = (
+            json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {"stages": {}}
+        )
+
+    # -- paths -------------------------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def examples(self, name: str) -> list[Example]:
+        return [Example.from_json(r) for r in data_mod.read_jsonl(self.path("data", f"{name}.jsonl"))]
+
+    def models(self) -> list[Path]:
+        """The R-SFT models to sample from: the full one, then the leave-one-source-out ones."""
+        return sorted(self.path("models").glob("rsft*"), key=lambda p: (p.name != "rsft", p.name))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def done(self, stage: str) -> bool:
+        return stage in self.manifest["stages"]
+
+    def _record(self, stage: str, metrics: dict[str, Any], started: float) -> None:
+        self.manifest["stages"][stage] = {"metrics": metrics, "seconds": round(time.time() - started, 1)}
+        self.manifest["config"] = to_dict(self.config)
+        self.manifest["libraries"] = library_versions()
+        inputs = [*self.config.data.pool, *self.config.data.reasoning, *self.config.data.exclude]
+        self.manifest["inputs"] = {p: file_sha256(p) for p in inputs if Path(p).is_file()}
+        self.manifest_path.write_text(json.dumps(self.manifest, indent=1), encoding="utf-8")
+
+    def run_stage(self, stage: str, *, force: bool = False) -> dict[str, Any]:
+        """Run one stage (skipped when already done unless ``force``); returns its metrics."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        if self.done(stage) and not force:
+            logger.info("stage %s already done; skipping", stage)
+            return self.manifest["stages"][stage]["metrics"]
+        started = time.time()
+        runner: Callable[[], dict[str, Any]] = getattr(self, f"stage_{stage}")
+        metrics = runner()
+        self._record(stage, metrics, started)
+        return metrics
+
+    def run(self, stages: list[str] | None = None) -> dict[str, Any]:
+        """Run the configured stages in order (``data`` always first)."""
+        wanted = stages or self.config.stages
+        for stage in ("data", *[s for s in STAGES if s in wanted and s != "data"]):
+            self.run_stage(stage)
+        return self.manifest
+
+    # -- stages ------------------------------------------------------------------------------
+    def stage_data(self) -> dict[str, Any]:
+        cfg = self.config.data
+        examples: list[Example] = []
+        for path in cfg.pool:
+            examples += data_mod.load_pool(path)
+        for source in cfg.reasoning:
+            examples += data_mod.load_reasoning(source)
+        loaded = len(examples)
+        examples = data_mod.deduplicate(examples)
+        examples, excluded = data_mod.exclude_benchmarks(examples, cfg.exclude)
+        if cfg.max_rows is not None:
+            examples = examples[: cfg.max_rows]
+        train, held_out = data_mod.split(examples, cfg.eval_fraction, cfg.seed)
+        data_mod.write_jsonl(self.path("data", "train.jsonl"), (e.to_json() for e in train))
+        data_mod.write_jsonl(self.path("data", "eval.jsonl"), (e.to_json() for e in held_out))
+        return {"loaded": loaded, "deduplicated": loaded - len(examples) - excluded, "excluded_benchmark": excluded,
+                "train": len(train), "eval": len(held_out)}  # fmt: skip
+
+    def stage_synth(self) -> dict[str, Any]:
+        from guardsdk_trainer.synthesis import Synthesizer
+
+        train = self.examples("train")
+        ready = [e for e in train if e.reasoning]
+        todo = [e for e in train if not e.reasoning]
+        cfg = self.config.synth
+        metrics: dict[str, Any] = {"with_reasoning": len(ready), "to_synthesize": len(todo)}
+        if todo and cfg.base_url:
+            synthesizer = Synthesizer(
+                cfg.base_url,
+                cfg.model,
+                self.path("synth", "cache.jsonl"),
+                api_key=os.environ.get(cfg.api_key_env, "EMPTY"),
+                concurrency=cfg.concurrency,
+                max_retries=cfg.max_retries,
+                max_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
+                timeout_s=cfg.timeout_s,
+            )
+            report = synthesizer.run(todo)
+            ready += report.kept
+            metrics |= report.summary()
+        data_mod.write_jsonl(self.path("data", "sft.jsonl"), (e.to_json() for e in ready))
+        metrics["sft_rows"] = len(ready)
+        return metrics
+
+    def stage_rsft(self) -> dict[str, Any]:
+        from guardsdk_trainer.rsft import train_rsft
+
+        sft = self.examples("sft")
+        cfg = self.config.rsft
+        base = cfg.base_model
+        if base == TINY_RANDOM_BASE:
+            from guardsdk.tiny_model import build_tiny_llama
+
+            base = str(build_tiny_llama(self.path("models", "base"), seed=cfg.seed))
+        train_rsft(base, sft, self.path("models", "rsft"), cfg)
+        trained = {"rsft": len(sft)}
+        for source in self.config.sample.leave_one_out_sources:
+            subset = [e for e in sft if e.source != source]
+            train_rsft(base, subset, self.path("models", f"rsft-minus-{_slug(source)}"), cfg)
+            trained[f"rsft-minus-{_slug(source)}"] = len(subset)
+        return {"models": trained}
+
+    def stage_sample(self) -> dict[str, Any]:
+        from guardsdk_trainer.sampling import sample
+
+        cfg = self.config.sample
+        inputs = [e for e in self.examples("train") if any(e.labels.values())][: cfg.max_inputs]
+        counts = {}
+        for seed, model in enumerate(self.models()):
+            samples = sample(model, inputs, cfg, seed=seed)
+            data_mod.write_jsonl(
+                self.path("samples", f"{model.name}.jsonl"), ({"id": k, "samples": v} for k, v in samples.items())
+            )
+            counts[model.name] = sum(len(v) for v in samples.values())
+        return {"inputs": len(inputs), "samples": counts}
+
+    def stage_mine(self) -> dict[str, Any]:
+        from guardsdk_trainer.mining import merge, mine
+
+        by_id = {e.id: e for e in self.examples("train")}
+        mined = []
+        per_model = {}
+        for path in sorted(self.path("samples").glob("*.jsonl")):
+            samples = {r["id"]: r["samples"] for r in data_mod.read_jsonl(path)}
+            pairs = mine([by_id[i] for i in samples if i in by_id], samples)
+            per_model[path.stem] = len(pairs)
+            mined.append(pairs)
+        merged = merge(mined)
+        data_mod.write_jsonl(self.path("data", "pairs.jsonl"), (p.to_json() for p in merged))
+        return {"per_model": per_model, "pairs": len(merged)}
+
+    def stage_hsdpo(self) -> dict[str, Any]:
+        from guardsdk_trainer.hsdpo import train_hsdpo
+
+        pairs = [PreferencePair(**r) for r in data_mod.read_jsonl(self.path("data", "pairs.jsonl"))]
+        if not pairs:
+            raise RuntimeError("no hard samples were mined: sample more inputs or more outputs per input")
+        train_hsdpo(self.path("models", "rsft"), pairs, self.path("models", "hsdpo"), self.config.hsdpo)
+        return {"pairs": len(pairs)}
+
+    def stage_export(self) -> dict[str, Any]:
+        from guardsdk_trainer.export import export
+
+        final = self.path("models", "hsdpo") if self.done("hsdpo") else self.path("models", "rsft")
+        return export(final, self.path("gguf"), self.config.export)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower()

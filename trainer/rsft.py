@@ -1,0 +1,77 @@
+"""Reasoning SFT (R-SFT): trl's SFTTrainer on (exact guard input, reasoning trace) pairs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from guardsdk_trainer.config import SFTStageConfig
+from guardsdk_trainer.data import Example
+
+
+def sft_rows(examples: Sequence[Example]) -> list[dict[str, str]]:
+    """prompt = the exact inference input (``build_input``), completion = the reasoning trace."""
+    return [{"prompt": e.model_input, "completion": e.reasoning} for e in examples if e.reasoning]
+
+
+def sft_config(output_dir: str | os.PathLike[str], cfg: SFTStageConfig, **overrides: Any) -> Any:
+    """trl's SFTConfig: loss on the completion only, the paper's schedule, no chat template."""
+    from trl import SFTConfig
+
+    settings: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "learning_rate": cfg.learning_rate,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
+        "max_length": cfg.max_length,
+        "completion_only_loss": True,
+        "bf16": cfg.bf16,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "logging_steps": cfg.logging_steps,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": cfg.seed,
+    }
+    settings.update(overrides)
+    return SFTConfig(**settings)
+
+
+def train_rsft(base_model: str | os.PathLike[str], examples: Sequence[Example], out_dir: str | os.PathLike[str],
+               cfg: SFTStageConfig) -> Path:  # fmt: skip
+    """Fine-tune ``base_model`` (full, or LoRA merged back) and save a Hugging Face folder with its tokenizer."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+    peft_config = None
+    if cfg.lora_rank:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(out_dir, cfg),
+        train_dataset=Dataset.from_list(sft_rows(examples)),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.train()
+    trained = trainer.model
+    if cfg.lora_rank:
+        trained = trained.merge_and_unload()
+    trained.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return Path(out_dir)

@@ -1,0 +1,78 @@
+"""Sampling n outputs per training input from an R-SFT model (vLLM when installed, else transformers)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+
+from guardsdk_trainer.config import SampleConfig
+from guardsdk_trainer.data import Example
+
+
+def pick_engine(requested: str) -> str:
+    """``auto`` means vLLM when it is installed (GPU machines), else transformers."""
+    if requested != "auto":
+        return requested
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+
+
+def sample_hf(
+    model_dir: str | os.PathLike[str], examples: Sequence[Example], cfg: SampleConfig, seed: int = 0
+) -> dict[str, list[str]]:
+    """``n`` samples per input with transformers (left-padded batches, temperature / top-p sampling)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    torch.manual_seed(seed)
+    eos = model.generation_config.eos_token_id
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(examples), cfg.batch_size):
+        chunk = examples[start : start + cfg.batch_size]
+        encoded = tokenizer(
+            [e.model_input for e in chunk], return_tensors="pt", padding=True, split_special_tokens=True
+        )
+        with torch.inference_mode():
+            generated = model.generate(
+                **encoded,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=0,
+                num_return_sequences=cfg.n,
+                max_new_tokens=cfg.max_new_tokens,
+                eos_token_id=eos,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+        for i, example in enumerate(chunk):
+            out[example.id] = texts[i * cfg.n : (i + 1) * cfg.n]
+    return out
+
+
+def sample_vllm(
+    model_dir: str | os.PathLike[str], examples: Sequence[Example], cfg: SampleConfig, seed: int = 0
+) -> dict[str, list[str]]:  # pragma: no cover - GPU only
+    """``n`` samples per input with vLLM."""
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=str(model_dir), seed=seed)
+    params = SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
+    results = llm.generate([e.model_input for e in examples], params)
+    return {e.id: [o.text for o in r.outputs] for e, r in zip(examples, results, strict=True)}
+
+
+def sample(
+    model_dir: str | os.PathLike[str], examples: Sequence[Example], cfg: SampleConfig, seed: int = 0
+) -> dict[str, list[str]]:
+    """``{example id: [n sampled outputs]}`` from one model."""
+    engine = pick_engine(cfg.engine)
+    if engine == "vllm":
+        return sample_vllm(model_dir, examples, cfg, seed)
+    if engine == "hf":
+        return sample_hf(model_dir, examples, cfg, seed)
+    raise ValueError(f"unknown sampling engine {engine!r}")

@@ -1,13 +1,17 @@
 """Tiny Llama models built offline, in seconds: for tests, demos and drafting.
 
-The tokenizer is the real Llama 3 tokenizer that GuardReasoner uses, read from the
-``tokenizer.model`` (tiktoken format) that the ``llama-models`` package ships and converted to a
-Hugging Face fast tokenizer; nothing is downloaded.
+Two tokenizers, both built offline:
+
+- ``"llama3"``: the real Llama 3 tokenizer that GuardReasoner uses, read from the ``tokenizer.model``
+  (tiktoken format) that the ``llama-models`` package ships, as a Hugging Face fast tokenizer.
+- ``"spm"``: a small SentencePiece BPE (byte fallback, 4K pieces by default) trained on given texts. Its
+  output layer is ~30x smaller than Llama 3's 128K vocabulary, which makes CPU training fast.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +74,48 @@ def llama3_tokenizer() -> Any:
     )
 
 
+SPM_BOS_ID, SPM_EOS_ID = 1, 2
+
+
+def build_spm_tokenizer(out_dir: str | os.PathLike[str], texts: Iterable[str], vocab_size: int = 4096) -> Any:
+    """Train a SentencePiece BPE tokenizer on ``texts`` and save it (``tokenizer.model`` and HF files)."""
+    import io
+    import json
+
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        byte_fallback=True,
+        split_digits=True,
+        character_coverage=0.9995,
+        allow_whitespace_only_pieces=True,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        unk_id=0,
+        bos_id=SPM_BOS_ID,
+        eos_id=SPM_EOS_ID,
+        pad_id=-1,
+        max_sentence_length=1 << 16,
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    (out / "tokenizer.model").write_bytes(model.getvalue())
+    settings = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
+                "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "</s>"}  # fmt: skip
+    (out / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return tokenizer
+
+
 def tiny_llama_config(**overrides: Any) -> Any:
     """A Llama config of toy size with the Llama 3 vocabulary."""
     from transformers import LlamaConfig
@@ -93,19 +139,35 @@ def tiny_llama_config(**overrides: Any) -> Any:
     return LlamaConfig(**settings)
 
 
-def build_tiny_llama(out_dir: str | os.PathLike[str], *, seed: int = 0, **config_overrides: Any) -> Path:
-    """Save a random tiny Llama with the Llama 3 tokenizer as a Hugging Face folder."""
+def build_tiny_llama(
+    out_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    tokenizer: str = "llama3",
+    texts: Iterable[str] = (),
+    vocab_size: int = 4096,
+    **config_overrides: Any,
+) -> Path:
+    """Save a random tiny Llama with a ``"llama3"`` or ``"spm"`` tokenizer (trained on ``texts``) as a HF folder."""
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM
 
+    out = Path(out_dir)
+    if tokenizer == "llama3":
+        llama3_tokenizer().save_pretrained(out)
+        bos, stops = LLAMA3_BOS_ID, LLAMA3_STOP_IDS
+    elif tokenizer == "spm":
+        from guardsdk.protocol import INSTRUCTION
+
+        build_spm_tokenizer(out, [INSTRUCTION, *texts], vocab_size)
+        bos, stops = SPM_BOS_ID, [SPM_EOS_ID]
+        config_overrides = {"vocab_size": vocab_size, "bos_token_id": bos, "eos_token_id": stops, **config_overrides}
+    else:
+        raise ValueError(f"unknown tokenizer {tokenizer!r}: 'llama3' or 'spm'")
     torch.manual_seed(seed)
     model = LlamaForCausalLM(tiny_llama_config(**config_overrides))
     # Round weights to float16 precision, so an F16 GGUF holds exactly the same weights.
     model = model.to(torch.float16).to(torch.float32)
-    model.generation_config = GenerationConfig(
-        bos_token_id=LLAMA3_BOS_ID, eos_token_id=LLAMA3_STOP_IDS, do_sample=False
-    )
-    out = Path(out_dir)
+    model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=stops, do_sample=False)
     model.save_pretrained(out)
-    llama3_tokenizer().save_pretrained(out)
     return out

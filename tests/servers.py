@@ -102,3 +102,43 @@ def completion(text: str, prompt_tokens: int = 100) -> dict:
 
 def error(status: int, message: str) -> Reply:
     return status, {"error": {"message": message, "type": "test", "code": status}}
+
+
+class FlakyProxy:
+    """Forwards POSTs to ``upstream`` but answers every ``fail_every``-th request with a 503."""
+
+    def __init__(self, upstream: str, fail_every: int = 2) -> None:
+        self.requests = 0
+        self.failed = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests += 1
+                if outer.requests % fail_every == 0:
+                    outer.failed += 1
+                    status, data = 503, json.dumps({"error": {"message": "injected failure"}}).encode()
+                else:
+                    request = urllib.request.Request(
+                        upstream.rstrip("/") + self.path.removeprefix("/v1"), data=body,
+                        headers={"Content-Type": "application/json"},
+                    )  # fmt: skip
+                    with urllib.request.urlopen(request, timeout=300) as reply:
+                        status, data = reply.status, reply.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -39,7 +39,8 @@ class SynthConfig:
 class SFTStageConfig:
     """Reasoning SFT (R-SFT): trl's SFTTrainer on prompt/completion pairs, loss on the completion."""
 
-    base_model: str = "meta-llama/Llama-3.2-1B"
+    base_model: str = "meta-llama/Llama-3.2-1B"  # or "tiny-random" / "tiny-random-spm" (built offline)
+    tiny_model: dict[str, Any] = field(default_factory=dict)  # LlamaConfig overrides for a tiny-random base
     learning_rate: float = 5e-5
     epochs: float = 3.0
     per_device_batch_size: int = 4

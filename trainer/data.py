@@ -153,3 +153,14 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     with Path(path).open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def save_tokenizer(tokenizer: Any, source_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> None:
+    """Save ``tokenizer`` and keep the SentencePiece ``tokenizer.model`` of ``source_dir`` beside it
+    (transformers does not write it back, and llama.cpp's GGUF converter needs it)."""
+    import shutil
+
+    tokenizer.save_pretrained(str(out_dir))
+    spm_model = Path(source_dir) / "tokenizer.model"
+    if spm_model.is_file():
+        shutil.copy(spm_model, Path(out_dir) / "tokenizer.model")

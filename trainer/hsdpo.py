@@ -9,10 +9,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from guardsdk_trainer.config import DPOStageConfig
-from guardsdk_trainer.mining import PreferencePair
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+from guardsdk_trainer.config import DPOStageConfig
+from guardsdk_trainer.data import save_tokenizer
+from guardsdk_trainer.mining import PreferencePair
 
 
 class WeightedPreferenceCollator(DataCollatorForPreference):
@@ -139,5 +141,5 @@ def train_hsdpo(model_dir: str | os.PathLike[str], pairs: Sequence[PreferencePai
     )
     trainer.train()
     trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    save_tokenizer(tokenizer, model_dir, out_dir)
     return Path(out_dir)

@@ -6,10 +6,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from guardsdk_trainer.data import Example
-
 from guardsdk.parsing import parse_output
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM
+from guardsdk_trainer.data import Example
 
 WEIGHT_LOW, WEIGHT_HIGH = 0.8, 1.2
 

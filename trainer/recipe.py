@@ -20,8 +20,9 @@ from guardsdk_trainer.mining import PreferencePair
 
 logger = logging.getLogger("guardsdk_trainer")
 
-#: ``rsft.base_model`` value that builds a random tiny Llama (Llama 3 tokenizer) offline: CPU configs, tests.
-TINY_RANDOM_BASE = "tiny-random"
+#: ``rsft.base_model`` values that build a random tiny Llama offline (CPU configs, tests): with the Llama 3
+#: tokenizer, or with a small SentencePiece BPE trained on the SFT texts (fast on a CPU).
+TINY_RANDOM_BASES = {"tiny-random": "llama3", "tiny-random-spm": "spm"}
 STAGES = ("data", "synth", "rsft", "sample", "mine", "hsdpo", "export")
 LIBRARIES = ("guardsdk", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "llama_cpp_python")
 
@@ -151,10 +152,13 @@ class Recipe:
         sft = self.examples("sft")
         cfg = self.config.rsft
         base = cfg.base_model
-        if base == TINY_RANDOM_BASE:
+        if base in TINY_RANDOM_BASES:
             from guardsdk.tiny_model import build_tiny_llama
 
-            base = str(build_tiny_llama(self.path("models", "base"), seed=cfg.seed))
+            tokenizer = TINY_RANDOM_BASES[base]
+            texts = [t for e in sft for t in (e.model_input, e.reasoning or "")]
+            base = str(build_tiny_llama(self.path("models", "base"), seed=cfg.seed, tokenizer=tokenizer, texts=texts,
+                                        **cfg.tiny_model))  # fmt: skip
         train_rsft(base, sft, self.path("models", "rsft"), cfg)
         trained = {"rsft": len(sft)}
         for source in self.config.sample.leave_one_out_sources:

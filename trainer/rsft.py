@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from guardsdk_trainer.config import SFTStageConfig
-from guardsdk_trainer.data import Example
+from guardsdk_trainer.data import Example, save_tokenizer
 
 
 def sft_rows(examples: Sequence[Example]) -> list[dict[str, str]]:
@@ -73,5 +73,5 @@ def train_rsft(base_model: str | os.PathLike[str], examples: Sequence[Example], 
     if cfg.lora_rank:
         trained = trained.merge_and_unload()
     trained.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    save_tokenizer(tokenizer, base_model, out_dir)
     return Path(out_dir)

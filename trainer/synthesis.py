@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardsdk_trainer.data import Example
-
 from guardsdk.parsing import parse_output
 from guardsdk.protocol import INSTRUCTION, format_conversation
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
+from guardsdk_trainer.data import Example
 
 logger = logging.getLogger("guardsdk_trainer")
 

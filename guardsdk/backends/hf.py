@@ -80,6 +80,15 @@ class HFBackend(ThreadedAsyncMixin):
         """The token ids the model is run on: BOS (as the tokenizer adds it) then the text."""
         return list(self.tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"])
 
+    def _decode_continuation(self, prompt_ids: list[int], new_ids: list[int]) -> str:
+        """The text ``new_ids`` add after the prompt (SentencePiece decoders drop a leading space when
+        decoding a fragment alone; decoding in context keeps it)."""
+        options = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+        context = prompt_ids[-8:]
+        head = self.tokenizer.decode(context, **options)
+        full = self.tokenizer.decode(context + new_ids, **options)
+        return full[len(head) :] if full.startswith(head) else self.tokenizer.decode(new_ids, **options)
+
     def _stop_token_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id
         ids = eos if isinstance(eos, list) else [eos]
@@ -114,7 +123,7 @@ class HFBackend(ThreadedAsyncMixin):
         for row, prompt in zip(out[:, width:].tolist(), rows, strict=True):
             ended = next((i for i, tok in enumerate(row) if tok in eos_ids), None)
             new_ids = row if ended is None else row[:ended]
-            text = self.tokenizer.decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            text = self._decode_continuation(prompt, new_ids)
             finish = "stop" if ended is not None else "length"
             for s in stop or ():
                 if s in text:

@@ -365,3 +365,25 @@ export:
     path = tmp_path / "recipe.yaml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def test_published_predictions_load_as_traces_only_where_they_match_gold():
+    from conftest import PREDICTIONS
+
+    path = PREDICTIONS / "8B" / "XSTestResponseRefusal" / "generated_predictions.jsonl"
+    examples = data_mod.load_predictions(path)
+    assert 0.8 * 449 < len(examples) < 449  # 8B scores 93.68 F1 there: most, not all, are kept
+    assert all(e.labels["refusal"] in ("refusal", "compliance") and e.labels["prompt_harm"] is None for e in examples)
+    assert all(e.response is not None and "Completion:" in e.reasoning for e in examples)
+
+
+def test_cpu_config_loads_with_resolved_paths():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[1] / "trainer" / "configs" / "cpu-tiny.yaml")
+    assert all(Path(p).is_file() for p in config.data.pool + config.data.reasoning + config.data.exclude)
+    assert config.rsft.bf16 is False and config.rsft.gradient_checkpointing is False
+    for size in ("1b", "3b", "8b"):
+        paper = load_config(Path(__file__).resolve().parents[1] / "trainer" / "configs" / f"paper-{size}.yaml")
+        assert paper.rsft.learning_rate == 5e-5 and paper.hsdpo.beta == 0.01 and paper.hsdpo.sft_weight == 2.0
+        assert paper.rsft.per_device_batch_size * paper.rsft.gradient_accumulation_steps == 384

@@ -76,11 +76,14 @@ def load_pool(path: str | os.PathLike[str]) -> list[Example]:
 def load_reasoning(source: str) -> list[Example]:
     """GuardReasonerTrain-style rows (instruction, input, output) from a local JSON/JSONL file, or a
     Hugging Face dataset as ``id`` or ``id:split`` (e.g. ``yueliu1999/GuardReasonerTrain:AegisTrainR``).
+    A ``generated_predictions.jsonl`` file is read with :func:`load_predictions`.
 
     Each row's source is ``reasoning:<file name or split>``.
     """
     from datasets import load_dataset
 
+    if Path(source).name == "generated_predictions.jsonl":
+        return load_predictions(source)
     if Path(source).exists():
         dataset, name = load_dataset("json", data_files=str(source), split="train"), Path(source).name
     else:
@@ -92,6 +95,26 @@ def load_reasoning(source: str) -> list[Example]:
         verdict = parse_output(row["output"], has_response=True)
         labels = {task: verdict.labels[task] for task in TASKS}
         examples.append(Example(prompt, response, labels, f"reasoning:{name}", row["output"]))
+    return examples
+
+
+def load_predictions(path: str | os.PathLike[str]) -> list[Example]:
+    """Traces from a GuardReasoner ``<Benchmark>/generated_predictions.jsonl`` (prompt, label, predict),
+    kept only where the answer to the task that benchmark measures matches its gold label."""
+    from guardsdk.benchmarks import benchmark
+    from guardsdk.scoring import gold_label
+
+    path = Path(path)
+    task = benchmark(path.parent.name).task
+    examples = []
+    for row in read_jsonl(path):
+        prompt, response = split_conversation(row["prompt"][row["prompt"].index("Human user:\n") :])
+        verdict = parse_output(row["predict"], has_response=response is not None)
+        gold = gold_label(row["label"], task)
+        if gold is None or verdict.labels[task] != gold:
+            continue
+        labels = {t: (verdict.labels[t] if t == task else None) for t in TASKS}
+        examples.append(Example(prompt, response, labels, f"predictions:{path.parent.name}", row["predict"]))
     return examples
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from guardsdk.backends.base import Backend, Generation
+from guardsdk.conversation import conversation_to_pair
 from guardsdk.errors import GuardBlocked
 from guardsdk.parsing import parse_output
 from guardsdk.policy import OnUnsafe, Policy
@@ -47,6 +49,8 @@ class Guard:
         max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         timeout_s: float | None = None,
+        on_escalate: Callable[[Verdict], None] | None = None,
+        on_over_refusal: Callable[[Verdict], None] | None = None,
     ) -> None:
         if max_input_tokens + max_new_tokens > backend.context_length:
             raise ValueError(
@@ -58,6 +62,8 @@ class Guard:
         self.max_input_tokens = max_input_tokens
         self.max_new_tokens = max_new_tokens
         self.timeout_s = timeout_s
+        self.on_escalate = on_escalate
+        self.on_over_refusal = on_over_refusal
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
 
@@ -93,6 +99,24 @@ class Guard:
 
         return cls(OpenAIServerBackend(base_url, model, **(backend_kwargs or {})), **guard_kwargs)
 
+    def with_policy(self, policy: Policy) -> Guard:
+        """A guard on the same backend, stats and callbacks, under another policy."""
+        twin = copy.copy(self)
+        twin.policy = policy
+        return twin
+
+    def protect(self, **options: Any) -> Any:
+        """Decorate an LLM-calling function; see :func:`guardsdk.integrations.decorator.protect`."""
+        from guardsdk.integrations.decorator import protect
+
+        return protect(self, **options)
+
+    def wrap(self, client: Any, **options: Any) -> Any:
+        """Guard an ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client (see ``guardsdk.integrations.openai_client``)."""
+        from guardsdk.integrations.openai_client import wrap
+
+        return wrap(self, client, **options)
+
     # -- checks ----------------------------------------------------------------------------
     def check(self, prompt: str, response: str | None = None) -> Verdict:
         """Check a prompt, or a prompt and its response; raises GuardBlocked when the policy blocks."""
@@ -103,6 +127,14 @@ class Guard:
         """Async twin of :meth:`check`."""
         verdict = (await self._arun([validate_pair(prompt, response)]))[0]
         return self._enforce(verdict)
+
+    def check_messages(self, messages: Sequence[Any]) -> Verdict:
+        """Check an OpenAI-style message list (or LangChain messages); see :mod:`guardsdk.conversation`."""
+        return self.check(*conversation_to_pair(messages))
+
+    async def acheck_messages(self, messages: Sequence[Any]) -> Verdict:
+        """Async twin of :meth:`check_messages`."""
+        return await self.acheck(*conversation_to_pair(messages))
 
     def check_batch(self, items: Sequence[BatchItem]) -> list[Verdict]:
         """Check many inputs (prompts, or (prompt, response) pairs) in one backend call.
@@ -198,7 +230,21 @@ class Guard:
                 self.stats["failed_open" if decision.fail_open else "failed_closed"] += 1
         if decision.undecided and not decision.unsafe:
             logger.warning("guard undecided on %s: %s", ", ".join(decision.undecided), decision.reason)
-        return dataclasses.replace(verdict, decision=decision)
+        verdict = dataclasses.replace(verdict, decision=decision)
+        self._signal_refusal_outcomes(verdict)
+        return verdict
+
+    def _signal_refusal_outcomes(self, verdict: Verdict) -> None:
+        """Count and report "harmful request complied with" and "benign request refused"."""
+        for happened, name, callback in (
+            (verdict.complied_with_harmful_request, "escalations", self.on_escalate),
+            (verdict.over_refusal, "over_refusals", self.on_over_refusal),
+        ):
+            if happened:
+                with self._stats_lock:
+                    self.stats[name] += 1
+                if callback is not None:
+                    callback(verdict)
 
     def _enforce(self, verdict: Verdict) -> Verdict:
         if verdict.decision is not None and not verdict.decision.allowed and self.policy.on_unsafe is OnUnsafe.BLOCK:

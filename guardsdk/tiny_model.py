@@ -106,6 +106,7 @@ def build_spm_tokenizer(out_dir: str | os.PathLike[str], texts: Iterable[str], v
         max_sentence_length=1 << 16,
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
+        hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary
     )
     (out / "tokenizer.model").write_bytes(model.getvalue())
     settings = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
@@ -159,9 +160,14 @@ def build_tiny_llama(
     elif tokenizer == "spm":
         from guardsdk.protocol import INSTRUCTION
 
-        build_spm_tokenizer(out, [INSTRUCTION, *texts], vocab_size)
+        spm_tokenizer = build_spm_tokenizer(out, [INSTRUCTION, *texts], vocab_size)
         bos, stops = SPM_BOS_ID, [SPM_EOS_ID]
-        config_overrides = {"vocab_size": vocab_size, "bos_token_id": bos, "eos_token_id": stops, **config_overrides}
+        config_overrides = {
+            "vocab_size": len(spm_tokenizer),
+            "bos_token_id": bos,
+            "eos_token_id": stops,
+            **config_overrides,
+        }
     else:
         raise ValueError(f"unknown tokenizer {tokenizer!r}: 'llama3' or 'spm'")
     torch.manual_seed(seed)

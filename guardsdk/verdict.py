@@ -77,6 +77,16 @@ class Verdict:
         return self.input_truncated or self.output_truncated
 
     @property
+    def complied_with_harmful_request(self) -> bool:
+        """A harmful request that the AI complied with: escalate."""
+        return self.prompt_harmful is True and self.response_refusal is False
+
+    @property
+    def over_refusal(self) -> bool:
+        """A benign request that the AI refused."""
+        return self.prompt_harmful is False and self.response_refusal is True
+
+    @property
     def allowed(self) -> bool | None:
         """The policy's decision, once a policy has looked at this verdict."""
         return None if self.decision is None else self.decision.allowed

@@ -16,7 +16,7 @@ class DataConfig:
     pool: list[str] = field(default_factory=list)  # JSONL files in the schema of shared/data/train/pool.jsonl
     reasoning: list[str] = field(default_factory=list)  # GuardReasonerTrain-style files or HF dataset ids
     exclude: list[str] = field(default_factory=list)  # benchmark files whose prompts are never trained on
-    max_rows: int | None = None
+    max_pool_rows: int | None = None
     eval_fraction: float = 0.02
     seed: int = 0
 

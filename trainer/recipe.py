@@ -106,13 +106,12 @@ class Recipe:
         examples: list[Example] = []
         for path in cfg.pool:
             examples += data_mod.load_pool(path)
+        examples = examples[: cfg.max_pool_rows]
         for source in cfg.reasoning:
             examples += data_mod.load_reasoning(source)
         loaded = len(examples)
         examples = data_mod.deduplicate(examples)
         examples, excluded = data_mod.exclude_benchmarks(examples, cfg.exclude)
-        if cfg.max_rows is not None:
-            examples = examples[: cfg.max_rows]
         train, held_out = data_mod.split(examples, cfg.eval_fraction, cfg.seed)
         data_mod.write_jsonl(self.path("data", "train.jsonl"), (e.to_json() for e in train))
         data_mod.write_jsonl(self.path("data", "eval.jsonl"), (e.to_json() for e in held_out))

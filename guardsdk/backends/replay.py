@@ -21,13 +21,31 @@ class ReplayBackend:
 
     context_length = 1_000_000
 
-    def __init__(self, records: Mapping[str, str], *, name: str = "replay") -> None:
+    def __init__(self, records: Mapping[str, str], *, name: str = "replay", by_prompt: bool = False) -> None:
         self.records = dict(records)
         self.name = name
         self.calls: list[str] = []
+        #: With ``by_prompt``, an input without an exact record gets the record of the same prompt
+        #: (so partial responses, as in streaming window checks, replay their full item's verdict).
+        self.by_prompt = by_prompt
+        self._prompt_index = {self._prompt_key(text): text for text in self.records} if by_prompt else {}
+
+    @staticmethod
+    def _prompt_key(model_input: str) -> str:
+        return model_input.split("\n\nAI assistant:\n", 1)[0]
+
+    def lookup(self, model_input: str) -> str:
+        """The recorded output for ``model_input``; raises :class:`BackendError` when there is none."""
+        if model_input in self.records:
+            return self.records[model_input]
+        if self.by_prompt and self._prompt_key(model_input) in self._prompt_index:
+            return self.records[self._prompt_index[self._prompt_key(model_input)]]
+        raise BackendError("no recorded output for this input")
 
     @classmethod
-    def from_predictions(cls, paths: Iterable[str | os.PathLike[str]], *, name: str = "replay") -> ReplayBackend:
+    def from_predictions(
+        cls, paths: Iterable[str | os.PathLike[str]], *, name: str = "replay", by_prompt: bool = False
+    ) -> ReplayBackend:
         """Load GuardReasoner ``generated_predictions.jsonl`` files (``prompt`` → ``predict``)."""
         records: dict[str, str] = {}
         for path in paths:
@@ -35,7 +53,7 @@ class ReplayBackend:
                 for line in handle:
                     row = json.loads(line)
                     records[row["prompt"]] = row["predict"]
-        return cls(records, name=name)
+        return cls(records, name=name, by_prompt=by_prompt)
 
     def tokenize(self, text: str) -> list[str]:
         return text.split(" ")
@@ -54,9 +72,7 @@ class ReplayBackend:
         out = []
         for text in inputs:
             self.calls.append(text)
-            if text not in self.records:
-                raise BackendError("no recorded output for this input")
-            recorded = self.records[text]
+            recorded = self.lookup(text)
             out.append(Generation(recorded, len(text.split()), len(recorded.split()), "stop"))
         return out
 

@@ -1,0 +1,244 @@
+"""``@guard.protect(...)``: guard a function that calls an LLM — sync, async, or streaming.
+
+The prompt is found by parameter name (default ``"prompt"``; a message list is presented as in
+:mod:`guardsdk.conversation`) or by an extractor ``prompt=lambda args, kwargs: ...``. The response is
+the result itself when it is text, an OpenAI completion's text, or what ``response=callable`` returns.
+
+On a block: :class:`GuardBlocked` is raised, or ``on_block`` is returned instead (a value, or a callable
+given the verdict), e.g. a refusal message. Annotate (``Policy(on_unsafe="annotate")``): the result is
+returned with its verdicts reachable three ways: ``guardsdk.integrations.decorator.last_verdicts()``
+(a context variable, always), a ``guard_verdicts`` attribute on results that accept one, and a text
+result comes back as :class:`AnnotatedStr` — a ``str`` subclass carrying ``.guard_verdicts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from guardsdk.conversation import content_text, conversation_to_pair
+from guardsdk.errors import GuardBlocked, InvalidInputError
+from guardsdk.guard import Guard
+from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.verdict import RESPONSE_HARM, Verdict
+
+RAISE = object()  # on_block default: raise GuardBlocked
+_last_verdicts: contextvars.ContextVar[tuple[Verdict, ...]] = contextvars.ContextVar("guardsdk_verdicts", default=())
+
+
+def last_verdicts() -> tuple[Verdict, ...]:
+    """The verdicts of the last protected call in this context (prompt check first)."""
+    return _last_verdicts.get()
+
+
+class AnnotatedStr(str):
+    """A ``str`` that carries the verdicts of the call that produced it."""
+
+    guard_verdicts: tuple[Verdict, ...] = ()
+
+
+def text_of(value: Any) -> str | None:
+    """Text of an LLM result or stream chunk: str, OpenAI completion/chunk, LangChain message, dict."""
+    if value is None or isinstance(value, str):
+        return value
+    choices = getattr(value, "choices", None)
+    if choices:
+        choice = choices[0]
+        message = getattr(choice, "message", None) or getattr(choice, "delta", None)
+        if message is not None:
+            return content_text(getattr(message, "content", None))
+        return getattr(choice, "text", None)
+    if hasattr(value, "content"):
+        return content_text(value.content)
+    if isinstance(value, Mapping) and "content" in value:
+        return content_text(value["content"])
+    return None
+
+
+def _prompt_from(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return conversation_to_pair(value)[0]
+    raise InvalidInputError(f"cannot find a prompt in a {type(value).__name__}; pass prompt=<extractor>")
+
+
+def _annotate(result: Any, verdicts: tuple[Verdict, ...]) -> Any:
+    _last_verdicts.set(verdicts)
+    if isinstance(result, str):
+        annotated = AnnotatedStr(result)
+        annotated.guard_verdicts = verdicts
+        return annotated
+    with contextlib.suppress(AttributeError, TypeError):  # immutable result: last_verdicts() still has them
+        result.guard_verdicts = verdicts
+    return result
+
+
+def protect(
+    guard: Guard,
+    *,
+    prompt: str | Callable[[tuple, dict], Any] = "prompt",
+    response: Callable[[Any], str | None] | None = None,
+    chunk_text: Callable[[Any], str | None] | None = None,
+    on_block: Any = RAISE,
+    check_prompt: bool = True,
+    check_response: bool = True,
+    parallel: bool = False,
+    stream: StreamConfig | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator factory; see the module docstring. ``parallel=True`` runs the prompt check beside the
+    call and releases the result only after a safe verdict; when blocked, an async call is cancelled and a
+    sync call's result discarded. Sequential is the default. ``stream`` configures checks of generators."""
+    output_guard = guard.with_policy(
+        Policy(frozenset({RESPONSE_HARM}), guard.policy.on_unsafe, guard.policy.on_undecided)
+    )
+    stream_config = stream or StreamConfig()
+    get_response = response or text_of
+    get_chunk = chunk_text or text_of
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        def find_prompt(args: tuple, kwargs: dict) -> str:
+            if callable(prompt):
+                return _prompt_from(prompt(args, kwargs))
+            bound = signature.bind_partial(*args, **kwargs)
+            if prompt not in bound.arguments:
+                raise InvalidInputError(f"{fn.__name__}() was called without its {prompt!r} argument")
+            return _prompt_from(bound.arguments[prompt])
+
+        def blocked(exc: GuardBlocked) -> Any:
+            _last_verdicts.set((exc.verdict,))
+            if on_block is RAISE:
+                raise exc
+            return on_block(exc.verdict) if callable(on_block) else on_block
+
+        def check_in(text: str) -> tuple[Verdict, ...]:
+            return (guard.check(text),) if check_prompt else ()
+
+        def check_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
+            if check_response:
+                body = get_response(result)
+                if body is None:
+                    raise InvalidInputError(f"cannot find the response text in a {type(result).__name__}")
+                verdicts += (output_guard.check(text, body),)
+            return _annotate(result, verdicts)
+
+        async def acheck_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
+            if check_response:
+                body = get_response(result)
+                if body is None:
+                    raise InvalidInputError(f"cannot find the response text in a {type(result).__name__}")
+                verdicts += (await output_guard.acheck(text, body),)
+            return _annotate(result, verdicts)
+
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                text = find_prompt(args, kwargs)
+                try:
+                    verdicts = (await guard.acheck(text),) if check_prompt else ()
+                except GuardBlocked as exc:
+                    replacement = blocked(exc)
+                    if replacement is not None:
+                        yield replacement
+                    return
+                checker = StreamChecker(guard, text, stream_config)
+                source = fn(*args, **kwargs)
+                try:
+                    async for chunk in aguarded_chunks(checker, source, get_chunk):
+                        yield chunk
+                except GuardBlocked as exc:
+                    replacement = blocked(exc)
+                    if replacement is not None:
+                        yield replacement
+                    return
+                finally:
+                    await source.aclose()  # an early stop cancels the upstream stream
+                _last_verdicts.set(verdicts + tuple(checker.verdicts))
+
+            return agen_wrapper
+
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                text = find_prompt(args, kwargs)
+                try:
+                    verdicts = check_in(text)
+                except GuardBlocked as exc:
+                    replacement = blocked(exc)
+                    if replacement is not None:
+                        yield replacement
+                    return
+                checker = StreamChecker(guard, text, stream_config)
+                source = fn(*args, **kwargs)
+                try:
+                    yield from guarded_chunks(checker, source, get_chunk)
+                except GuardBlocked as exc:
+                    replacement = blocked(exc)
+                    if replacement is not None:
+                        yield replacement
+                    return
+                finally:
+                    source.close()  # an early stop cancels the upstream stream
+                _last_verdicts.set(verdicts + tuple(checker.verdicts))
+
+            return gen_wrapper
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                text = find_prompt(args, kwargs)
+                try:
+                    if parallel and check_prompt:
+                        call = asyncio.ensure_future(fn(*args, **kwargs))
+                        try:
+                            verdicts: tuple[Verdict, ...] = (await guard.acheck(text),)
+                        except BaseException:
+                            call.cancel()
+                            raise
+                        result = await call
+                    else:
+                        verdicts = (await guard.acheck(text),) if check_prompt else ()
+                        result = await fn(*args, **kwargs)
+                    return await acheck_out(text, result, verdicts)
+                except GuardBlocked as exc:
+                    return blocked(exc)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            text = find_prompt(args, kwargs)
+            try:
+                if parallel and check_prompt:
+                    pool = ThreadPoolExecutor(max_workers=1)
+                    call = pool.submit(fn, *args, **kwargs)
+                    pool.shutdown(wait=False)
+                    try:
+                        verdicts = check_in(text)
+                    except BaseException:
+                        call.cancel()  # a sync call already running cannot be stopped: its result is discarded
+                        raise
+                    return check_out(text, call.result(), verdicts)
+                verdicts = check_in(text)
+                return check_out(text, fn(*args, **kwargs), verdicts)
+            except GuardBlocked as exc:
+                return blocked(exc)
+
+        return sync_wrapper
+
+    return decorate
+
+
+__all__ = ["RAISE", "AnnotatedStr", "OnUnsafe", "last_verdicts", "protect", "text_of"]

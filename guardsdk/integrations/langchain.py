@@ -1,0 +1,179 @@
+"""LangChain runnables that guard the input and the output of a chain (langchain-core >= 1).
+
+```python
+guard_in, guard_out = guard_runnables(guard)
+chain = prompt | guard_in | chat_model | guard_out | StrOutputParser()
+```
+
+``guard_in`` checks what reaches the model — a str, a PromptValue, a message list — and passes it
+through unchanged; ``guard_out`` checks the model's AIMessage (or streamed AIMessageChunks, with window
+checks, see :mod:`guardsdk.streaming`) against the prompt its ``guard_in`` saw in the same chain run,
+and passes it through. A block raises :class:`~guardsdk.errors.GuardBlocked` inside the chain. Both
+support invoke/ainvoke/batch/abatch/stream/astream and RunnableConfig (callbacks, tags, run_name), and
+report each verdict as a LangChain custom event named ``"guardsdk_verdict"`` (``on_custom_event`` in
+callback handlers, ``astream_events``), and on annotate as ``response_metadata["guardsdk"]`` of messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
+from langchain_core.messages import BaseMessage
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from guardsdk.conversation import content_text, conversation_to_pair
+from guardsdk.errors import InvalidInputError
+from guardsdk.guard import Guard
+from guardsdk.policy import Policy
+from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.verdict import RESPONSE_HARM, Verdict
+
+EVENT = "guardsdk_verdict"
+
+
+def prompt_text(value: Any) -> str:
+    """The prompt a guard checks for a chain input: str, PromptValue, or messages."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, PromptValue):
+        return conversation_to_pair(value.to_messages())[0]
+    if isinstance(value, BaseMessage):
+        return content_text(value.content)
+    if isinstance(value, (list, tuple)):
+        return conversation_to_pair(value)[0]
+    raise InvalidInputError(f"cannot guard a chain input of type {type(value).__name__}")
+
+
+def _event(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "labels": verdict.labels,
+        "allowed": verdict.allowed,
+        "reason": verdict.decision.reason if verdict.decision else None,
+        "parse_status": verdict.parse_status.value,
+        "model": verdict.model,
+    }
+
+
+def _with_metadata(value: Any, verdicts: list[Verdict]) -> Any:
+    if isinstance(value, BaseMessage) and hasattr(value, "response_metadata"):
+        value.response_metadata["guardsdk"] = [_event(v) for v in verdicts]
+    return value
+
+
+class _Prompts:
+    """Prompts seen by the input guard, by the id of the chain run around it."""
+
+    def __init__(self) -> None:
+        self.by_run: dict[UUID | None, str] = {}
+
+
+class GuardInput(Runnable[Any, Any]):
+    """Checks a chain's model input; passes it through."""
+
+    def __init__(self, guard: Guard, prompts: _Prompts | None = None, name: str = "GuardInput") -> None:
+        self.guard = guard
+        self.prompts = prompts or _Prompts()
+        self.name = name
+
+    def _check(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
+        text = prompt_text(value)
+        self.prompts.by_run[run_manager.parent_run_id] = text
+        verdict = self.guard.check(text)
+        dispatch_custom_event(EVENT, _event(verdict), config=config)
+        return value
+
+    async def _acheck(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
+        text = prompt_text(value)
+        self.prompts.by_run[run_manager.parent_run_id] = text
+        verdict = await self.guard.acheck(text)
+        await adispatch_custom_event(EVENT, _event(verdict), config=config)
+        return value
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._check, input, config, run_type="chain")
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._acheck, input, config, run_type="chain")
+
+
+class GuardOutput(Runnable[Any, Any]):
+    """Checks a chain's model output against the prompt its :class:`GuardInput` saw; passes it through."""
+
+    def __init__(self, guard: Guard, prompts: _Prompts | None = None, stream: StreamConfig | None = None,
+                 name: str = "GuardOutput") -> None:  # fmt: skip
+        self.guard = guard.with_policy(
+            Policy(frozenset({RESPONSE_HARM}), guard.policy.on_unsafe, guard.policy.on_undecided)
+        )
+        self.prompts = prompts or _Prompts()
+        self.stream_config = stream or StreamConfig()
+        self.name = name
+
+    def _prompt(self, run_manager: Any) -> str:
+        text = self.prompts.by_run.pop(run_manager.parent_run_id, None)
+        if text is None:
+            raise InvalidInputError("GuardOutput found no prompt: put a GuardInput of the same pair before the model")
+        return text
+
+    def _check(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
+        verdict = self.guard.check(self._prompt(run_manager), prompt_text(value))
+        dispatch_custom_event(EVENT, _event(verdict), config=config)
+        return _with_metadata(value, [verdict])
+
+    async def _acheck(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
+        verdict = await self.guard.acheck(self._prompt(run_manager), prompt_text(value))
+        await adispatch_custom_event(EVENT, _event(verdict), config=config)
+        return _with_metadata(value, [verdict])
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._check, input, config, run_type="chain")
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._acheck, input, config, run_type="chain")
+
+    def _transform(self, chunks: Iterator[Any], run_manager: Any, config: RunnableConfig) -> Iterator[Any]:
+        checker = StreamChecker(self.guard, self._prompt(run_manager), self.stream_config)
+        try:
+            yield from guarded_chunks(checker, chunks, prompt_text)
+        finally:
+            for verdict in checker.verdicts:
+                dispatch_custom_event(EVENT, _event(verdict), config=config)
+
+    async def _atransform(
+        self, chunks: AsyncIterator[Any], run_manager: Any, config: RunnableConfig
+    ) -> AsyncIterator[Any]:
+        checker = StreamChecker(self.guard, self._prompt(run_manager), self.stream_config)
+        try:
+            async for chunk in aguarded_chunks(checker, chunks, prompt_text):
+                yield chunk
+        finally:
+            for verdict in checker.verdicts:
+                await adispatch_custom_event(EVENT, _event(verdict), config=config)
+
+    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        yield from self._transform_stream_with_config(input, self._transform, config, run_type="chain")
+
+    async def atransform(
+        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async for chunk in self._atransform_stream_with_config(input, self._atransform, config, run_type="chain"):
+            yield chunk
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        yield from self.transform(iter([input]), config, **kwargs)
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        async def once() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self.atransform(once(), config, **kwargs):
+            yield chunk
+
+
+def guard_runnables(guard: Guard, *, stream: StreamConfig | None = None) -> tuple[GuardInput, GuardOutput]:
+    """An input guard and an output guard that share the prompts they see."""
+    prompts = _Prompts()
+    return GuardInput(guard, prompts), GuardOutput(guard, prompts, stream)

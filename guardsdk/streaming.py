@@ -1,0 +1,171 @@
+"""Checking a response while it streams: windowed re-checks, hold-back or stream-first, a final check."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from guardsdk.errors import GuardBlocked
+from guardsdk.guard import Guard
+from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.verdict import RESPONSE_HARM, Verdict
+
+T = TypeVar("T")
+
+
+class StreamMode(str, enum.Enum):
+    """When streamed text reaches the caller."""
+
+    HOLD_BACK = "hold_back"  # released only once a check covering it passed
+    STREAM_FIRST = "stream_first"  # released at once; the stream stops when a window fails
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Window checks every ``window_chars`` new characters, each also seeing the ``overlap_chars`` before
+    them (so content split across chunks or windows is still caught); always a final full-text check."""
+
+    mode: StreamMode = StreamMode.HOLD_BACK
+    window_chars: int = 600
+    overlap_chars: int = 200
+    final_check: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", StreamMode(self.mode))
+        if self.window_chars <= 0 or not 0 <= self.overlap_chars < self.window_chars:
+            raise ValueError("need window_chars > 0 and 0 <= overlap_chars < window_chars")
+
+
+class StreamBlocked(GuardBlocked):
+    """A streamed response was stopped; ``released`` is the text the caller had already received."""
+
+    def __init__(self, verdict: Verdict, released: str) -> None:
+        super().__init__(verdict)
+        self.released = released
+
+
+@dataclass
+class StreamChecker:
+    """Feeds streamed text through window checks; see :class:`StreamConfig`.
+
+    ``feed`` and ``finish`` return the text that may be released now, or raise :class:`StreamBlocked`.
+    Window and final checks gate the response's harmfulness (the prompt was checked before the call);
+    the guard's other policy settings (block or annotate, fail-closed or open) apply.
+    """
+
+    guard: Guard
+    prompt: str
+    config: StreamConfig = field(default_factory=StreamConfig)
+    text: str = ""
+    released_upto: int = 0
+    checked_upto: int = 0
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        policy = self.guard.policy
+        self._guard = self.guard.with_policy(Policy(frozenset({RESPONSE_HARM}), OnUnsafe.ANNOTATE, policy.on_undecided))
+        self._blocks = policy.on_unsafe is OnUnsafe.BLOCK
+
+    def _windows_due(self) -> list[tuple[int, int]]:
+        spans = []
+        while len(self.text) - self.checked_upto >= self.config.window_chars:
+            end = self.checked_upto + self.config.window_chars
+            spans.append((max(0, self.checked_upto - self.config.overlap_chars), end))
+            self.checked_upto = end
+        return spans
+
+    def _judge(self, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+        if self._blocks and verdict.decision is not None and not verdict.decision.allowed:
+            raise StreamBlocked(verdict, self.text[: self.released_upto])
+
+    def _release(self, upto: int) -> str:
+        upto = max(upto, self.released_upto)
+        out, self.released_upto = self.text[self.released_upto : upto], upto
+        return out
+
+    def _after_checks(self) -> str:
+        if self.config.mode is StreamMode.STREAM_FIRST:
+            return self._release(len(self.text))
+        return self._release(self.checked_upto)
+
+    def feed(self, chunk: str) -> str:
+        """Add streamed text; run the window checks now due; return the text to release."""
+        self.text += chunk
+        if self.config.mode is StreamMode.STREAM_FIRST:
+            released = self._release(len(self.text))
+            for start, end in self._windows_due():
+                self._judge(self._guard.check(self.prompt, self.text[start:end]))
+            return released
+        for start, end in self._windows_due():
+            self._judge(self._guard.check(self.prompt, self.text[start:end]))
+        return self._after_checks()
+
+    async def afeed(self, chunk: str) -> str:
+        """Async twin of :meth:`feed`."""
+        self.text += chunk
+        if self.config.mode is StreamMode.STREAM_FIRST:
+            released = self._release(len(self.text))
+            for start, end in self._windows_due():
+                self._judge(await self._guard.acheck(self.prompt, self.text[start:end]))
+            return released
+        for start, end in self._windows_due():
+            self._judge(await self._guard.acheck(self.prompt, self.text[start:end]))
+        return self._after_checks()
+
+    def finish(self) -> str:
+        """The final full-text check; returns the rest of the text."""
+        if self.config.final_check:
+            self._judge(self._guard.check(self.prompt, self.text))
+        self.checked_upto = len(self.text)
+        return self._release(len(self.text))
+
+    async def afinish(self) -> str:
+        """Async twin of :meth:`finish`."""
+        if self.config.final_check:
+            self._judge(await self._guard.acheck(self.prompt, self.text))
+        self.checked_upto = len(self.text)
+        return self._release(len(self.text))
+
+
+def guarded_chunks(checker: StreamChecker, source: Iterable[T], text_of: Callable[[T], str | None]) -> Iterator[T]:
+    """Yield ``source``'s chunks as :class:`StreamChecker` releases their text; raises StreamBlocked.
+
+    Stream-first yields each chunk before checking it; hold-back yields a chunk once all its text passed.
+    """
+    pending: list[tuple[T, int]] = []
+    for chunk in source:
+        text = text_of(chunk) or ""
+        if checker.config.mode is StreamMode.STREAM_FIRST:
+            yield chunk
+            checker.feed(text)
+            continue
+        pending.append((chunk, len(checker.text) + len(text)))
+        checker.feed(text)
+        while pending and pending[0][1] <= checker.released_upto:
+            yield pending.pop(0)[0]
+    checker.finish()
+    for chunk, _ in pending:
+        yield chunk
+
+
+async def aguarded_chunks(
+    checker: StreamChecker, source: AsyncIterable[T], text_of: Callable[[T], str | None]
+) -> AsyncIterator[T]:
+    """Async twin of :func:`guarded_chunks`."""
+    pending: list[tuple[T, int]] = []
+    async for chunk in source:
+        text = text_of(chunk) or ""
+        if checker.config.mode is StreamMode.STREAM_FIRST:
+            yield chunk
+            await checker.afeed(text)
+            continue
+        pending.append((chunk, len(checker.text) + len(text)))
+        await checker.afeed(text)
+        while pending and pending[0][1] <= checker.released_upto:
+            yield pending.pop(0)[0]
+    await checker.afinish()
+    for chunk, _ in pending:
+        yield chunk

@@ -24,8 +24,8 @@ def start_server(model: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "llm", "--host", "127.0.0.1",
-               "--port", str(port)]  # fmt: skip
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "llm"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}/v1"
     for _ in range(300):

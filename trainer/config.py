@@ -155,3 +155,23 @@ def load_config(path: str | os.PathLike[str]) -> RecipeConfig:
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain dict of a config (for manifests)."""
     return dataclasses.asdict(config)
+
+
+def trainer_settings(output_dir: str | os.PathLike[str], cfg: SFTStageConfig | DPOStageConfig) -> dict[str, Any]:
+    """The transformers/trl training arguments that R-SFT and HS-DPO configs share."""
+    return {
+        "output_dir": str(output_dir),
+        "learning_rate": cfg.learning_rate,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "lr_scheduler_type": cfg.lr_scheduler_type,
+        "max_length": cfg.max_length,
+        "bf16": cfg.bf16,
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "logging_steps": cfg.logging_steps,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": cfg.seed,
+    }

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from guardsdk_trainer.config import DPOStageConfig
+from guardsdk_trainer.config import DPOStageConfig, trainer_settings
 from guardsdk_trainer.data import save_tokenizer
 from guardsdk_trainer.mining import PreferencePair
 
@@ -97,24 +97,10 @@ class WeightedDPOTrainer(DPOTrainer):
 
 def dpo_config(output_dir: str | os.PathLike[str], cfg: DPOStageConfig, **overrides: Any) -> DPOConfig:
     """trl's DPOConfig for the paper's HS-DPO: sigmoid loss, beta 0.01, SFT term weight 2.0 on chosen."""
-    settings: dict[str, Any] = {
-        "output_dir": str(output_dir),
-        "learning_rate": cfg.learning_rate,
-        "num_train_epochs": cfg.epochs,
-        "max_steps": cfg.max_steps,
-        "per_device_train_batch_size": cfg.per_device_batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-        "lr_scheduler_type": cfg.lr_scheduler_type,
+    settings = trainer_settings(output_dir, cfg) | {
         "beta": cfg.beta,
         "loss_type": ["sigmoid", "sft"] if cfg.sft_weight else ["sigmoid"],
         "loss_weights": [1.0, cfg.sft_weight] if cfg.sft_weight else [1.0],
-        "max_length": cfg.max_length,
-        "bf16": cfg.bf16,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
-        "logging_steps": cfg.logging_steps,
-        "save_strategy": "no",
-        "report_to": [],
-        "seed": cfg.seed,
     }
     settings.update(overrides)
     return DPOConfig(**settings)

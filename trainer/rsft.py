@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guardsdk_trainer.config import SFTStageConfig
+from guardsdk_trainer.config import SFTStageConfig, trainer_settings
 from guardsdk_trainer.data import Example, save_tokenizer
 
 
@@ -20,23 +20,9 @@ def sft_config(output_dir: str | os.PathLike[str], cfg: SFTStageConfig, **overri
     """trl's SFTConfig: loss on the completion only, the paper's schedule, no chat template."""
     from trl import SFTConfig
 
-    settings: dict[str, Any] = {
-        "output_dir": str(output_dir),
-        "learning_rate": cfg.learning_rate,
-        "num_train_epochs": cfg.epochs,
-        "max_steps": cfg.max_steps,
-        "per_device_train_batch_size": cfg.per_device_batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-        "lr_scheduler_type": cfg.lr_scheduler_type,
+    settings = trainer_settings(output_dir, cfg) | {
         "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        "max_length": cfg.max_length,
         "completion_only_loss": True,
-        "bf16": cfg.bf16,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
-        "logging_steps": cfg.logging_steps,
-        "save_strategy": "no",
-        "report_to": [],
-        "seed": cfg.seed,
     }
     settings.update(overrides)
     return SFTConfig(**settings)

@@ -123,20 +123,20 @@ def protect(
         def check_in(text: str) -> tuple[Verdict, ...]:
             return (guard.check(text),) if check_prompt else ()
 
+        def body_of(result: Any) -> str:
+            body = get_response(result)
+            if body is None:
+                raise InvalidInputError(f"cannot find the response text in a {type(result).__name__}")
+            return body
+
         def check_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
             if check_response:
-                body = get_response(result)
-                if body is None:
-                    raise InvalidInputError(f"cannot find the response text in a {type(result).__name__}")
-                verdicts += (output_guard.check(text, body),)
+                verdicts += (output_guard.check(text, body_of(result)),)
             return _annotate(result, verdicts)
 
         async def acheck_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
             if check_response:
-                body = get_response(result)
-                if body is None:
-                    raise InvalidInputError(f"cannot find the response text in a {type(result).__name__}")
-                verdicts += (await output_guard.acheck(text, body),)
+                verdicts += (await output_guard.acheck(text, body_of(result)),)
             return _annotate(result, verdicts)
 
         if inspect.isasyncgenfunction(fn):
@@ -144,26 +144,21 @@ def protect(
             @functools.wraps(fn)
             async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 text = find_prompt(args, kwargs)
+                source = None
                 try:
                     verdicts = (await guard.acheck(text),) if check_prompt else ()
-                except GuardBlocked as exc:
-                    replacement = blocked(exc)
-                    if replacement is not None:
-                        yield replacement
-                    return
-                checker = StreamChecker(guard, text, stream_config)
-                source = fn(*args, **kwargs)
-                try:
+                    checker = StreamChecker(guard, text, stream_config)
+                    source = fn(*args, **kwargs)
                     async for chunk in aguarded_chunks(checker, source, get_chunk):
                         yield chunk
+                    _last_verdicts.set(verdicts + tuple(checker.verdicts))
                 except GuardBlocked as exc:
                     replacement = blocked(exc)
                     if replacement is not None:
                         yield replacement
-                    return
                 finally:
-                    await source.aclose()  # an early stop cancels the upstream stream
-                _last_verdicts.set(verdicts + tuple(checker.verdicts))
+                    if source is not None:
+                        await source.aclose()  # an early stop cancels the upstream stream
 
             return agen_wrapper
 
@@ -172,25 +167,20 @@ def protect(
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
                 text = find_prompt(args, kwargs)
+                source = None
                 try:
                     verdicts = check_in(text)
-                except GuardBlocked as exc:
-                    replacement = blocked(exc)
-                    if replacement is not None:
-                        yield replacement
-                    return
-                checker = StreamChecker(guard, text, stream_config)
-                source = fn(*args, **kwargs)
-                try:
+                    checker = StreamChecker(guard, text, stream_config)
+                    source = fn(*args, **kwargs)
                     yield from guarded_chunks(checker, source, get_chunk)
+                    _last_verdicts.set(verdicts + tuple(checker.verdicts))
                 except GuardBlocked as exc:
                     replacement = blocked(exc)
                     if replacement is not None:
                         yield replacement
-                    return
                 finally:
-                    source.close()  # an early stop cancels the upstream stream
-                _last_verdicts.set(verdicts + tuple(checker.verdicts))
+                    if source is not None:
+                        source.close()  # an early stop cancels the upstream stream
 
             return gen_wrapper
 

@@ -244,6 +244,9 @@ def test_openai_client_wrapper_sync_and_streaming(llm_server):
     assert [v.allowed for v in completion.guard_verdicts] == [True, True]
     text = client.completions.create(model="llm", prompt=prompt, max_tokens=8)
     assert isinstance(text, openai.types.Completion) and len(text.guard_verdicts) == 2
+    with client.completions.create(model="llm", prompt=prompt, max_tokens=8, stream=True) as text_stream:
+        assert all(isinstance(c, openai.types.Completion) for c in text_stream)
+    assert text_stream.guard_verdicts[-1].allowed
     stream = client.chat.completions.create(
         model="llm", messages=[{"role": "user", "content": prompt}], max_tokens=8, stream=True
     )

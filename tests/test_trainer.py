@@ -278,6 +278,22 @@ def test_short_rsft_teaches_a_random_model_to_answer_in_the_guardreasoner_format
 
 
 @pytest.mark.slow
+def test_lora_rsft_is_merged_into_a_plain_model(spm_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from guardsdk_trainer.rsft import train_rsft
+
+    cfg = SFTStageConfig(learning_rate=1e-2, per_device_batch_size=4, gradient_accumulation_steps=1, max_length=1024,
+                         bf16=False, gradient_checkpointing=False, max_steps=3, lora_rank=4, lora_alpha=8)  # fmt: skip
+    out = train_rsft(spm_model, traced_examples(per_file=4), tmp_path / "lora", cfg)
+    assert not (out / "adapter_config.json").exists() and (out / "tokenizer.model").exists()
+    before, after = load_file(spm_model / "model.safetensors"), load_file(out / "model.safetensors")
+    assert set(before) == set(after)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all("proj" in k for k in changed)  # LoRA touched the linear layers only
+
+
+@pytest.mark.slow
 def test_export_round_trip(rsft_model, tmp_path):
     from guardsdk_trainer.export import export
 
@@ -296,7 +312,8 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
     from guardsdk_trainer.recipe import Recipe
 
     examples = traced_examples()
-    write_reasoning_jsonl(tmp_path / "reasoning.jsonl", examples)
+    write_reasoning_jsonl(tmp_path / "reasoning.jsonl", examples[::2])
+    write_reasoning_jsonl(tmp_path / "more.jsonl", examples[1::2])
     (tmp_path / "pool.jsonl").write_text("".join(pool_lines(40, start=5000)), encoding="utf-8")
     config = load_config(_write_config(tmp_path))
     recipe = Recipe(config)
@@ -309,7 +326,12 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
     assert stages["data"]["metrics"]["excluded_benchmark"] == expected
     assert stages["synth"]["metrics"]["sft_rows"] > 100
     assert stages["mine"]["metrics"]["pairs"] > 0 and stages["export"]["metrics"]["round_trip"]["all_identical"]
-    hashed = {str(tmp_path / "reasoning.jsonl"), str(tmp_path / "pool.jsonl"), str(BENCHMARKS / "0_8_toxic_chat.json")}
+    # Diversity: a second R-SFT model with the reasoning source left out is sampled and mined too.
+    assert set(stages["rsft"]["metrics"]["models"]) == {"rsft", "rsft-minus-reasoning-reasoning-jsonl"}
+    assert set(stages["mine"]["metrics"]["per_model"]) == set(stages["rsft"]["metrics"]["models"])
+    hashed = {str(tmp_path / n) for n in ("reasoning.jsonl", "more.jsonl", "pool.jsonl")} | {
+        str(BENCHMARKS / "0_8_toxic_chat.json")
+    }
     assert set(manifest["inputs"]) == hashed
     assert manifest["libraries"]["trl"].startswith("1.16")
     # Rerun: every stage is skipped; --force reruns one.
@@ -327,7 +349,7 @@ def _write_config(tmp_path):
 output_dir: {tmp_path / "run"}
 data:
   pool: [pool.jsonl]
-  reasoning: [reasoning.jsonl]
+  reasoning: [reasoning.jsonl, more.jsonl]
   exclude: [{BENCHMARKS / "0_8_toxic_chat.json"}]
   eval_fraction: 0.05
 synth:
@@ -345,6 +367,7 @@ rsft:
   bf16: false
   gradient_checkpointing: false
 sample:
+  leave_one_out_sources: [reasoning:reasoning.jsonl]
   n: 6
   temperature: 1.0
   max_new_tokens: 80

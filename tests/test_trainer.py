@@ -410,3 +410,24 @@ def test_cpu_config_loads_with_resolved_paths():
         paper = load_config(Path(__file__).resolve().parents[1] / "trainer" / "configs" / f"paper-{size}.yaml")
         assert paper.rsft.learning_rate == 5e-5 and paper.hsdpo.beta == 0.01 and paper.hsdpo.sft_weight == 2.0
         assert paper.rsft.per_device_batch_size * paper.rsft.gradient_accumulation_steps == 384
+
+
+def test_tfidf_baseline_learns_and_is_scored_like_a_model(tmp_path):
+    from guardsdk.benchmarks import benchmark
+    from guardsdk.report import load_prediction_dir
+    from guardsdk_trainer.baseline import TfidfBaseline
+
+    (tmp_path / "pool.jsonl").write_text("".join(pool_lines(4000, start=20000)), encoding="utf-8")
+    rows = data_mod.load_pool(tmp_path / "pool.jsonl")
+    train, held = data_mod.split(rows, 0.2, seed=0)
+    baseline = TfidfBaseline().fit(train)
+    assert "prompt_harm" in baseline.models
+    labelled = [e for e in held if e.labels["prompt_harm"]]
+    accuracy = sum(baseline.predict(e.prompt, e.response)["prompt_harm"] == e.labels["prompt_harm"] for e in labelled)
+    majority = max(sum(e.labels["prompt_harm"] == y for e in labelled) for y in ("harmful", "unharmful"))
+    assert accuracy > majority  # better than always answering the majority class
+    specs = [benchmark("SimpleSafetyTests"), benchmark("XSTestResponseRefusal")]
+    baseline.write_predictions(BENCHMARKS, tmp_path / "preds", specs, limit=30)
+    scored = load_prediction_dir(tmp_path / "preds")["preds"]
+    assert scored["SimpleSafetyTests"].parse_failures == {"paper": 0, "robust": 0}
+    assert scored["SimpleSafetyTests"].scores["paper"].n == 30

@@ -15,7 +15,6 @@ from typing import Any
 from guardsdk.benchmarks import BenchmarkSpec, load_items
 from guardsdk.evaluation import PREDICTIONS_FILE
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
-
 from guardsdk_trainer.data import Example
 
 ANSWER_KEYS = {PROMPT_HARM: "Request", REFUSAL: "Completion", RESPONSE_HARM: "Response"}

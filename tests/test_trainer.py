@@ -319,7 +319,11 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
     recipe = Recipe(config)
     manifest = recipe.run()
     stages = manifest["stages"]
-    assert list(stages) == ["data", "synth", "rsft", "sample", "mine", "hsdpo", "export"]
+    assert list(stages) == ["data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export"]
+    rounds = stages["bootstrap"]["metrics"]["rounds"]
+    assert [r["tried"] for r in rounds] == [12] and 0 <= rounds[0]["added"] <= 12
+    assert stages["bootstrap"]["metrics"]["sft_rows"] == stages["synth"]["metrics"]["sft_rows"] + rounds[0]["added"]
+    assert len(recipe.examples("sft")) == stages["bootstrap"]["metrics"]["sft_rows"]
     banned = data_mod.benchmark_prompts([BENCHMARKS / "0_8_toxic_chat.json"])
     rows = data_mod.load_pool(tmp_path / "pool.jsonl") + examples
     expected = len({e.id for e in rows if data_mod.normalize_prompt(e.prompt) in banned})
@@ -366,6 +370,11 @@ rsft:
   max_length: 1024
   bf16: false
   gradient_checkpointing: false
+bootstrap:
+  rounds: 1
+  inputs_per_round: 12
+  n: 2
+  max_new_tokens: 80
 sample:
   leave_one_out_sources: [reasoning:reasoning.jsonl]
   n: 6

@@ -1,4 +1,4 @@
-"""``guardsdk-train synth|rsft|sample|mine|hsdpo|export|recipe CONFIG``."""
+"""``guardsdk-train data|synth|rsft|bootstrap|sample|mine|hsdpo|export|recipe CONFIG``."""
 
 from __future__ import annotations
 

@@ -72,6 +72,19 @@ class SampleConfig:
 
 
 @dataclass
+class BootstrapConfig:
+    """Rejection-sampling rounds after R-SFT: generate with the current model on labelled rows that have
+    no trace, keep outputs whose answers match the labels, retrain R-SFT on the grown set."""
+
+    rounds: int = 0
+    inputs_per_round: int = 200
+    n: int = 2
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 1024
+
+
+@dataclass
 class DPOStageConfig:
     """Hard-sample DPO: weighted sigmoid DPO plus the SFT term on the chosen output."""
 
@@ -101,16 +114,19 @@ class ExportConfig:
 
 @dataclass
 class RecipeConfig:
-    """The whole synthesis → R-SFT → sampling → mining → HS-DPO → export pipeline."""
+    """The whole synthesis → R-SFT → bootstrap → sampling → mining → HS-DPO → export pipeline."""
 
     output_dir: str = "runs/recipe"
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     rsft: SFTStageConfig = field(default_factory=SFTStageConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     hsdpo: DPOStageConfig = field(default_factory=DPOStageConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-    stages: list[str] = field(default_factory=lambda: ["synth", "rsft", "sample", "mine", "hsdpo", "export"])
+    stages: list[str] = field(
+        default_factory=lambda: ["synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export"]
+    )
 
 
 _SECTIONS: dict[str, type] = {
@@ -118,6 +134,7 @@ _SECTIONS: dict[str, type] = {
     "synth": SynthConfig,
     "rsft": SFTStageConfig,
     "sample": SampleConfig,
+    "bootstrap": BootstrapConfig,
     "hsdpo": DPOStageConfig,
     "export": ExportConfig,
 }

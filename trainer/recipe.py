@@ -23,7 +23,7 @@ logger = logging.getLogger("guardsdk_trainer")
 #: ``rsft.base_model`` values that build a random tiny Llama offline (CPU configs, tests): with the Llama 3
 #: tokenizer, or with a small SentencePiece BPE trained on the SFT texts (fast on a CPU).
 TINY_RANDOM_BASES = {"tiny-random": "llama3", "tiny-random-spm": "spm"}
-STAGES = ("data", "synth", "rsft", "sample", "mine", "hsdpo", "export")
+STAGES = ("data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export")
 LIBRARIES = ("guardsdk", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "llama_cpp_python")
 
 
@@ -145,26 +145,70 @@ class Recipe:
         metrics["sft_rows"] = len(ready)
         return metrics
 
+    def base_model(self, sft: list[Example]) -> str:
+        """The R-SFT starting point: ``rsft.base_model``, or a tiny random model built once offline."""
+        cfg = self.config.rsft
+        if cfg.base_model not in TINY_RANDOM_BASES:
+            return cfg.base_model
+        folder = self.path("models", "base")
+        if not (folder / "config.json").exists():
+            from guardsdk.tiny_model import build_tiny_llama
+
+            texts = [t for e in sft for t in (e.model_input, e.reasoning or "")]
+            build_tiny_llama(
+                folder, seed=cfg.seed, tokenizer=TINY_RANDOM_BASES[cfg.base_model], texts=texts, **cfg.tiny_model
+            )
+        return str(folder)
+
     def stage_rsft(self) -> dict[str, Any]:
         from guardsdk_trainer.rsft import train_rsft
 
         sft = self.examples("sft")
-        cfg = self.config.rsft
-        base = cfg.base_model
-        if base in TINY_RANDOM_BASES:
-            from guardsdk.tiny_model import build_tiny_llama
-
-            tokenizer = TINY_RANDOM_BASES[base]
-            texts = [t for e in sft for t in (e.model_input, e.reasoning or "")]
-            base = str(build_tiny_llama(self.path("models", "base"), seed=cfg.seed, tokenizer=tokenizer, texts=texts,
-                                        **cfg.tiny_model))  # fmt: skip
-        train_rsft(base, sft, self.path("models", "rsft"), cfg)
+        base = self.base_model(sft)
+        train_rsft(base, sft, self.path("models", "rsft"), self.config.rsft)
         trained = {"rsft": len(sft)}
         for source in self.config.sample.leave_one_out_sources:
             subset = [e for e in sft if e.source != source]
-            train_rsft(base, subset, self.path("models", f"rsft-minus-{_slug(source)}"), cfg)
+            train_rsft(base, subset, self.path("models", f"rsft-minus-{_slug(source)}"), self.config.rsft)
             trained[f"rsft-minus-{_slug(source)}"] = len(subset)
         return {"models": trained}
+
+    def stage_bootstrap(self) -> dict[str, Any]:
+        from guardsdk_trainer.config import SampleConfig
+        from guardsdk_trainer.rsft import train_rsft
+        from guardsdk_trainer.sampling import sample
+        from guardsdk_trainer.synthesis import clean_trace, consistent
+
+        cfg = self.config.bootstrap
+        sft = self.examples("sft")
+        traced = {e.id for e in sft}
+        candidates = [e for e in self.examples("train") if e.id not in traced and any(e.labels.values())]
+        sampling = SampleConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_new_tokens=cfg.max_new_tokens, engine=self.config.sample.engine)  # fmt: skip
+        rounds = []
+        for number in range(cfg.rounds):
+            batch = candidates[number * cfg.inputs_per_round : (number + 1) * cfg.inputs_per_round]
+            if not batch:
+                break
+            outputs = sample(self.path("models", "rsft"), batch, sampling, seed=1000 + number)
+            added = []
+            for example in batch:
+                traces = [clean_trace(text) for text in outputs.get(example.id, [])]
+                trace = next((t for t in traces if consistent(example, t)), None)
+                if trace is not None:
+                    added.append(Example(example.prompt, example.response, example.labels, example.source, trace))
+            sft += added
+            data_mod.write_jsonl(self.path("data", "sft.jsonl"), (e.to_json() for e in sft))
+            if added:
+                train_rsft(self.base_model(sft), sft, self.path("models", "rsft"), self.config.rsft)
+            rounds.append({"round": number + 1, "tried": len(batch), "added": len(added)})
+            logger.info(
+                "bootstrap round %d: %d of %d inputs gave a trace matching their labels",
+                number + 1,
+                len(added),
+                len(batch),
+            )
+        return {"rounds": rounds, "sft_rows": len(sft)}
 
     def stage_sample(self) -> dict[str, Any]:
         from guardsdk_trainer.sampling import sample

@@ -74,9 +74,11 @@ def clean_trace(text: str) -> str:
 
 
 def consistent(example: Example, trace: str) -> bool:
-    """True when every label given for ``example`` is the label the trace answers."""
+    """True when every label given for ``example`` is the label the trace answers (for a prompt-only
+    example, the prompt's label alone)."""
     verdict = parse_output(trace, has_response=True)
-    return all(example.labels[t] is None or verdict.labels[t] == example.labels[t] for t in TASKS)
+    tasks = TASKS if example.response is not None else (PROMPT_HARM,)
+    return all(example.labels.get(t) is None or verdict.labels[t] == example.labels[t] for t in tasks)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from guardsdk import Guard, Policy
 from guardsdk.backends.replay import ReplayBackend
+from guardsdk.protocol import INSTRUCTION, split_conversation
 
 PREDICTIONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "predictions" / "8B"
 
@@ -37,7 +38,8 @@ def recorded_response(prompt: str) -> str:
 
     path = PREDICTIONS / "XSTestReponseHarmful" / "generated_predictions.jsonl"
     for line in path.read_text(encoding="utf-8").split("\n"):
-        model_input = json.loads(line)["prompt"] if line else ""
-        if f"Human user:\n{prompt}\n\nAI assistant:\n" in model_input:
-            return model_input.split("\n\nAI assistant:\n", 1)[1][:-2]
+        if line:
+            recorded_prompt, response = split_conversation(json.loads(line)["prompt"][len(INSTRUCTION) + 1 :])
+            if recorded_prompt == prompt and response is not None:
+                return response
     return "I'm not sure."

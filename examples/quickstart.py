@@ -16,6 +16,7 @@ from pathlib import Path
 from guardsdk import Guard, GuardBlocked, Policy
 from guardsdk.backends.replay import ReplayBackend
 from guardsdk.gguf_export import cache_dir, convert_hf_to_gguf
+from guardsdk.protocol import INSTRUCTION, split_conversation
 from guardsdk.tiny_model import build_tiny_llama
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -62,7 +63,7 @@ def main() -> None:
     if predictions.exists():
         replay = ReplayBackend.from_predictions([predictions], name="GuardReasoner-8B (recorded output)")
         row = json.loads(predictions.read_text(encoding="utf-8").split("\n")[0])
-        prompt = row["prompt"].split("Human user:\n", 1)[1].rsplit("\n\nAI assistant:\nNone\n\n", 1)[0]
+        prompt, _ = split_conversation(row["prompt"][len(INSTRUCTION) + 1 :])
         try:
             Guard(replay).check(prompt)
         except GuardBlocked as blocked:

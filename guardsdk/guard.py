@@ -21,7 +21,7 @@ from guardsdk.policy import OnUnsafe, Policy
 from guardsdk.protocol import build_input
 from guardsdk.truncation import Fitted, fit_to_budget
 from guardsdk.validation import validate_pair
-from guardsdk.verdict import TASKS, ParseStatus, Verdict
+from guardsdk.verdict import RESPONSE_HARM, TASKS, ParseStatus, Verdict
 
 logger = logging.getLogger("guardsdk")
 
@@ -104,6 +104,10 @@ class Guard:
         twin = copy.copy(self)
         twin.policy = policy
         return twin
+
+    def response_guard(self) -> Guard:
+        """This guard gating the response's harmfulness only (the prompt was checked before the call)."""
+        return self.with_policy(Policy(frozenset({RESPONSE_HARM}), self.policy.on_unsafe, self.policy.on_undecided))
 
     def protect(self, **options: Any) -> Any:
         """Decorate an LLM-calling function; see :func:`guardsdk.integrations.decorator.protect`."""

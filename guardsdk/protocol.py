@@ -24,6 +24,11 @@ def format_conversation(prompt: str, response: str | None = None) -> str:
     return f"Human user:\n{prompt}\n\nAI assistant:\n{shown}\n\n"
 
 
+def has_response(model_input: str) -> bool:
+    """Whether a GuardReasoner input holds a response (a prompt-only input shows the literal ``None``)."""
+    return not model_input.endswith(f"\n\nAI assistant:\n{NO_RESPONSE}\n\n")
+
+
 def build_input(prompt: str, response: str | None = None) -> str:
     """The full model input: instruction, a newline, then the conversation (no chat template).
 

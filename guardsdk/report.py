@@ -14,6 +14,7 @@ from typing import Any
 from guardsdk.benchmarks import BENCHMARKS, BenchmarkSpec, benchmark
 from guardsdk.evaluation import PREDICTIONS_FILE
 from guardsdk.parsing import parse_output
+from guardsdk.protocol import has_response
 from guardsdk.scoring import BinaryScores, binary_scores, gold_label, paper_label
 from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM
 
@@ -67,10 +68,10 @@ def score_rows(spec: BenchmarkSpec, rows: list[dict[str, Any]]) -> BenchmarkResu
         gold = gold_label(row["label"], task)
         if gold is None:
             continue
-        has_response = not row["prompt"].endswith("\n\nAI assistant:\nNone\n\n")
+        with_response = has_response(row["prompt"])
         read = {
             "paper": paper_label(row["predict"], task),
-            "robust": parse_output(row["predict"], has_response=has_response).labels[task],
+            "robust": parse_output(row["predict"], has_response=with_response).labels[task],
         }
         golds.append(gold)
         for protocol, label in read.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -9,8 +10,8 @@ from typing import TypeVar
 
 from guardsdk.errors import GuardBlocked
 from guardsdk.guard import Guard
-from guardsdk.policy import OnUnsafe, Policy
-from guardsdk.verdict import RESPONSE_HARM, Verdict
+from guardsdk.policy import OnUnsafe
+from guardsdk.verdict import Verdict
 
 T = TypeVar("T")
 
@@ -64,9 +65,10 @@ class StreamChecker:
     verdicts: list[Verdict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        policy = self.guard.policy
-        self._guard = self.guard.with_policy(Policy(frozenset({RESPONSE_HARM}), OnUnsafe.ANNOTATE, policy.on_undecided))
-        self._blocks = policy.on_unsafe is OnUnsafe.BLOCK
+        # Window verdicts are judged here (to stop the stream with what was released), so checks annotate.
+        responses = self.guard.response_guard()
+        self._guard = responses.with_policy(dataclasses.replace(responses.policy, on_unsafe=OnUnsafe.ANNOTATE))
+        self._blocks = self.guard.policy.on_unsafe is OnUnsafe.BLOCK
 
     def _windows_due(self) -> list[tuple[int, int]]:
         spans = []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from guardsdk import parse_output
 from guardsdk.parsing import answer_values
+from guardsdk.protocol import has_response
 
 FORMS = {
     "final 'Answers:' block after the reasoning": lambda t, v: t.count("Answers:") == 1,
@@ -45,7 +46,7 @@ def main(root: Path) -> None:
                 continue
             row = json.loads(line)
             text = row["predict"]
-            verdict = parse_output(text, has_response=not row["prompt"].endswith("AI assistant:\nNone\n\n"))
+            verdict = parse_output(text, has_response=has_response(row["prompt"]))
             status[verdict.parse_status.value] += 1
             total += 1
             for name, test in FORMS.items():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from guardsdk.protocol import has_response  # noqa: F401 - re-exported for the tests
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 PREDICTIONS = SHARED / "predictions"
@@ -32,11 +34,6 @@ def prediction_files() -> list[Path]:
 def read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
-
-
-def has_response(model_input: str) -> bool:
-    """Whether a GuardReasoner input holds a response (prompt-only inputs end in 'None')."""
-    return not model_input.endswith("\n\nAI assistant:\nNone\n\n")
 
 
 @pytest.fixture(scope="session")

@@ -7,22 +7,14 @@ import logging
 import pytest
 from conftest import PREDICTIONS, read_jsonl
 
-from guardsdk import Guard, GuardBlocked, InvalidInputError, ParseStatus, Policy, build_input, parse_output
+from guardsdk import Guard, GuardBlocked, InvalidInputError, ParseStatus, Policy, parse_output
 from guardsdk.backends.replay import ReplayBackend
-from guardsdk.protocol import INSTRUCTION
+from guardsdk.protocol import INSTRUCTION, split_conversation
 
 
 def split_input(model_input: str) -> tuple[str, str | None]:
     """The (prompt, response) a recorded GuardReasoner input was built from."""
-    body = model_input[len(INSTRUCTION) + 1 + len("Human user:\n") : -2]
-    at = body.find("\n\nAI assistant:\n")
-    while at != -1:
-        prompt, response = body[:at], body[at + len("\n\nAI assistant:\n") :]
-        candidate = (prompt, None if response == "None" else response)
-        if build_input(*candidate) == model_input:
-            return candidate
-        at = body.find("\n\nAI assistant:\n", at + 1)
-    raise AssertionError("unsplittable input")
+    return split_conversation(model_input[len(INSTRUCTION) + 1 :])
 
 
 def recorded(benchmark: str, want) -> tuple[str, str | None]:

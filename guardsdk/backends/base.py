@@ -72,10 +72,5 @@ class ThreadedAsyncMixin:
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
     ) -> list[Generation]:
-        return await asyncio.to_thread(
-            self.generate,
-            inputs,
-            max_tokens=max_tokens,
-            stop=stop,
-            timeout_s=timeout_s,  # type: ignore[attr-defined]
-        )
+        generate = self.generate  # type: ignore[attr-defined]
+        return await asyncio.to_thread(generate, inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s)

@@ -25,9 +25,9 @@ from typing import Any
 from guardsdk.conversation import content_text, conversation_to_pair
 from guardsdk.errors import GuardBlocked, InvalidInputError
 from guardsdk.guard import Guard
-from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.policy import OnUnsafe
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
-from guardsdk.verdict import RESPONSE_HARM, Verdict
+from guardsdk.verdict import Verdict
 
 RAISE = object()  # on_block default: raise GuardBlocked
 _last_verdicts: contextvars.ContextVar[tuple[Verdict, ...]] = contextvars.ContextVar("guardsdk_verdicts", default=())
@@ -96,9 +96,7 @@ def protect(
     """Decorator factory; see the module docstring. ``parallel=True`` runs the prompt check beside the
     call and releases the result only after a safe verdict; when blocked, an async call is cancelled and a
     sync call's result discarded. Sequential is the default. ``stream`` configures checks of generators."""
-    output_guard = guard.with_policy(
-        Policy(frozenset({RESPONSE_HARM}), guard.policy.on_unsafe, guard.policy.on_undecided)
-    )
+    output_guard = guard.response_guard()
     stream_config = stream or StreamConfig()
     get_response = response or text_of
     get_chunk = chunk_text or text_of

@@ -28,9 +28,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from guardsdk.conversation import content_text, conversation_to_pair
 from guardsdk.errors import InvalidInputError
 from guardsdk.guard import Guard
-from guardsdk.policy import Policy
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
-from guardsdk.verdict import RESPONSE_HARM, Verdict
+from guardsdk.verdict import Verdict
 
 EVENT = "guardsdk_verdict"
 
@@ -105,9 +104,7 @@ class GuardOutput(Runnable[Any, Any]):
 
     def __init__(self, guard: Guard, prompts: _Prompts | None = None, stream: StreamConfig | None = None,
                  name: str = "GuardOutput") -> None:  # fmt: skip
-        self.guard = guard.with_policy(
-            Policy(frozenset({RESPONSE_HARM}), guard.policy.on_unsafe, guard.policy.on_undecided)
-        )
+        self.guard = guard.response_guard()
         self.prompts = prompts or _Prompts()
         self.stream_config = stream or StreamConfig()
         self.name = name

@@ -18,9 +18,8 @@ from typing import Any
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.guard import Guard
 from guardsdk.integrations.decorator import text_of
-from guardsdk.policy import Policy
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
-from guardsdk.verdict import RESPONSE_HARM, Verdict
+from guardsdk.verdict import Verdict
 
 
 def _attach(obj: Any, verdicts: list[Verdict]) -> Any:
@@ -118,9 +117,7 @@ class _GuardedCreate:
     def __init__(self, endpoint: Any, guard: Guard, stream: StreamConfig, is_async: bool) -> None:
         self._endpoint = endpoint
         self._guard = guard
-        self._output_guard = guard.with_policy(
-            Policy(frozenset({RESPONSE_HARM}), guard.policy.on_unsafe, guard.policy.on_undecided)
-        )
+        self._output_guard = guard.response_guard()
         self._stream = stream
         self._is_async = is_async
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from guardsdk.protocol import has_response  # noqa: F401 - re-exported for the tests
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 PREDICTIONS = SHARED / "predictions"

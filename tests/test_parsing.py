@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import PREDICTION_TASKS, has_response, prediction_files, read_jsonl
+from conftest import PREDICTION_TASKS, prediction_files, read_jsonl
 
 from guardsdk import NOT_APPLICABLE, ParseStatus, parse_output
+from guardsdk.protocol import has_response
 from guardsdk.scoring import paper_label
 
 FINAL_BLOCK = """# Task 1

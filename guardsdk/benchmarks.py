@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,13 @@ BENCHMARKS: tuple[BenchmarkSpec, ...] = (
     BenchmarkSpec("XSTestReponseHarmful", "0_6_xstest_response_harmful", RESPONSE_HARM),
     BenchmarkSpec("XSTestResponseRefusal", "0_7_xstest_response_refusal", REFUSAL),
 )
-BY_NAME = {spec.name.lower(): spec for spec in BENCHMARKS} | {spec.file_stem.lower(): spec for spec in BENCHMARKS}
+#: Not in the paper, never in the default set: the held-out split of the training pool's human-labelled
+#: refusal rows (Do-Not-Answer), written by the guardreasoner-tiny card script.
+POOL_REFUSAL = BenchmarkSpec("PoolRefusalHeldOut", "pool_refusal_heldout", REFUSAL)
+KNOWN_BENCHMARKS: tuple[BenchmarkSpec, ...] = (*BENCHMARKS, POOL_REFUSAL)
+BY_NAME = {spec.name.lower(): spec for spec in KNOWN_BENCHMARKS} | {
+    spec.file_stem.lower(): spec for spec in KNOWN_BENCHMARKS
+}
 
 
 def benchmark(name: str) -> BenchmarkSpec:
@@ -42,8 +49,11 @@ def benchmark(name: str) -> BenchmarkSpec:
     try:
         return BY_NAME[name.lower()]
     except KeyError:
-        known = ", ".join(spec.name for spec in BENCHMARKS)
+        known = ", ".join(spec.name for spec in KNOWN_BENCHMARKS)
         raise ValueError(f"unknown benchmark {name!r}; known: {known}") from None
+
+
+SAMPLE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -56,12 +66,19 @@ class BenchmarkItem:
     model_input: str
 
 
-def load_items(benchmarks_dir: str | os.PathLike[str], spec: BenchmarkSpec) -> list[BenchmarkItem]:
-    """Read a benchmark file in the GuardReasoner format (a JSON list of instruction/input/output)."""
+def load_items(
+    benchmarks_dir: str | os.PathLike[str], spec: BenchmarkSpec, *, limit: int | None = None, sample: int | None = None
+) -> list[BenchmarkItem]:
+    """Read a benchmark file in the GuardReasoner format (a JSON list of instruction/input/output): all
+    items, the first ``limit``, or a seeded random ``sample`` of that many (file order kept; the same
+    items on every run, so two guards scored with the same ``sample`` see the same items)."""
     path = Path(benchmarks_dir) / f"{spec.file_stem}.json"
     rows = json.loads(path.read_text(encoding="utf-8"))
     items = []
     for row in rows:
         prompt, response = split_conversation(row["input"])
         items.append(BenchmarkItem(prompt, response, row["output"], row["instruction"] + "\n" + row["input"]))
-    return items
+    if sample is not None and sample < len(items):
+        keep = sorted(random.Random(SAMPLE_SEED).sample(range(len(items)), sample))
+        items = [items[i] for i in keep]
+    return items[:limit]

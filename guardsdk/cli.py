@@ -61,6 +61,7 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--benchmarks-dir", metavar="DIR", help="folder of the benchmark JSON files")
     evaluate.add_argument("--benchmark", action="append", help="a benchmark name (repeatable; default: all)")
     evaluate.add_argument("--limit", type=int, default=None, help="first N items of each benchmark")
+    evaluate.add_argument("--sample", type=int, default=None, help="a seeded random N items of each benchmark")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--out", metavar="DIR", default="runs/eval", help="predictions and report folder")
     evaluate.add_argument("--json", metavar="PATH", help="also write the scores as JSON here")
@@ -165,7 +166,7 @@ def run_eval(args: argparse.Namespace) -> int:
         specs = [benchmark(name) for name in args.benchmark] if args.benchmark else list(BENCHMARKS)
         folder = Path(args.out)
         with _load_guard(args, concurrency=args.batch_size) as guard:
-            evaluate(guard, args.benchmarks_dir, folder, benchmarks=specs, limit=args.limit,
+            evaluate(guard, args.benchmarks_dir, folder, benchmarks=specs, limit=args.limit, sample=args.sample,
                      batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
     models = load_prediction_dir(folder)
     paths = write_report(models, args.out)

@@ -72,10 +72,12 @@ def evaluate(
     *,
     benchmarks: Sequence[BenchmarkSpec] = BENCHMARKS,
     limit: int | None = None,
+    sample: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
 ) -> Path:
-    """Run ``guard`` over ``benchmarks``, appending to ``<out_dir>/<Benchmark>/generated_predictions.jsonl``.
+    """Run ``guard`` over ``benchmarks`` (all items, the first ``limit``, or a seeded ``sample``), appending
+    to ``<out_dir>/<Benchmark>/generated_predictions.jsonl``.
 
     Each batch is written and flushed as soon as it is done; a rerun skips the rows already written,
     so an interrupted run resumes where it stopped.
@@ -84,7 +86,7 @@ def evaluate(
 
     out = Path(out_dir)
     for spec in benchmarks:
-        items = load_items(benchmarks_dir, spec)[:limit]
+        items = load_items(benchmarks_dir, spec, limit=limit, sample=sample)
         path = out / spec.name / PREDICTIONS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         done = completed_rows(path)

@@ -33,8 +33,27 @@ DEFAULT_MAX_NEW_TOKENS = 1024
 BatchItem = str | tuple[str, str | None]
 
 
+def load_backend(model: str | os.PathLike[str] | None) -> Backend:
+    """The backend for a model path or id, or for the default model when ``model`` is None."""
+    from guardsdk import model_resolution as resolution
+
+    choice = resolution.explicit(model, "given") if model is not None else resolution.resolve_default_model()
+    resolution.log_choice(choice)
+    if choice.kind == "gguf":
+        from guardsdk.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(choice.location)
+    from guardsdk.backends.hf import HFBackend
+
+    return HFBackend.from_pretrained(choice.location)
+
+
 class Guard:
     """A reasoning guard: ``check(prompt, response=None)`` returns a :class:`Verdict`.
+
+    ``model`` is a backend, a GGUF file, or a Hugging Face folder / hub id. Without one, ``Guard()`` runs
+    ``$GUARDSDK_MODEL``, else GuardReasoner weights found locally, else the bundled guardreasoner-tiny
+    (see :mod:`guardsdk.model_resolution`), and logs which.
 
     Under the default policy an unsafe or undecided finding raises :class:`GuardBlocked`
     (fail-closed); ``Policy(on_unsafe="annotate")`` returns the verdict instead, and
@@ -43,7 +62,7 @@ class Guard:
 
     def __init__(
         self,
-        backend: Backend,
+        model: Backend | str | os.PathLike[str] | None = None,
         *,
         policy: Policy | None = None,
         max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
@@ -52,6 +71,7 @@ class Guard:
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
     ) -> None:
+        backend = model if isinstance(model, Backend) else load_backend(model)
         if max_input_tokens + max_new_tokens > backend.context_length:
             raise ValueError(
                 f"max_input_tokens + max_new_tokens = {max_input_tokens + max_new_tokens} exceeds the "

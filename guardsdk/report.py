@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from guardsdk.benchmarks import BENCHMARKS, BenchmarkSpec, benchmark
+from guardsdk.benchmarks import KNOWN_BENCHMARKS, BenchmarkSpec, benchmark
 from guardsdk.evaluation import PREDICTIONS_FILE
 from guardsdk.parsing import parse_output
 from guardsdk.protocol import has_response
@@ -107,7 +107,7 @@ def load_prediction_dir(root: str | os.PathLike[str]) -> dict[str, dict[str, Ben
         spec = benchmark(path.parent.name)
         model = root.name if path.parent.parent == root else path.parent.parent.name
         models.setdefault(model, {})[spec.name] = score_rows(spec, read_jsonl(path))
-    order = [spec.name for spec in BENCHMARKS]
+    order = [spec.name for spec in KNOWN_BENCHMARKS]
     return {m: dict(sorted(r.items(), key=lambda kv: order.index(kv[0]))) for m, r in sorted(models.items())}
 
 
@@ -187,7 +187,7 @@ def to_markdown(models: Mapping[str, Mapping[str, BenchmarkResult]], reference: 
         "",
     ]
     for task, title in TASK_TITLES.items():
-        present = [s.name for s in BENCHMARKS if s.task == task and any(s.name in r for r in models.values())]
+        present = [s.name for s in KNOWN_BENCHMARKS if s.task == task and any(s.name in r for r in models.values())]
         if not present:
             continue
         sizes = {c: next(r[c].scores["paper"].n for r in models.values() if c in r) for c in present}
@@ -216,7 +216,7 @@ def write_chart(models: Mapping[str, Mapping[str, BenchmarkResult]], path: str |
     tasks = [t for t in TASK_TITLES if any(r.task == t for res in models.values() for r in res.values())]
     fig, axes = plt.subplots(len(tasks), 1, figsize=(14, 3.6 * len(tasks)), squeeze=False)
     for ax, task in zip(axes[:, 0], tasks, strict=True):
-        names = [s.name for s in BENCHMARKS if s.task == task and any(s.name in r for r in models.values())]
+        names = [s.name for s in KNOWN_BENCHMARKS if s.task == task and any(s.name in r for r in models.values())]
         series: list[tuple[str, list[float]]] = [
             (f"{ref} (paper)", [reference["tasks"][task].get(ref, {}).get(n, 0.0) for n in names])
             for ref in REFERENCE_MODELS

@@ -42,6 +42,47 @@ def test_pool_loading_dedup_exclusion_and_split(tmp_path):
     assert {e.id for e in train} == {e.id for e in again_train} and 0 < len(held) < len(kept)
 
 
+def test_two_teachers_traces_of_one_input_are_both_kept_and_untraced_duplicates_dropped():
+    labels = {"prompt_harm": "harmful", "refusal": None, "response_harm": None}
+    plain = Example("How do I pick a lock?", None, labels, "pool")
+    first = Example("How do I pick a lock?", None, labels, "predictions:8B", "trace A")
+    second = Example("How do I pick a lock?", None, labels, "predictions:1B", "trace B")
+    kept = data_mod.deduplicate([plain, first, second, first, Example("Hi", None, labels, "pool")])
+    assert [(e.source, e.reasoning) for e in kept] == [
+        ("predictions:8B", "trace A"), ("predictions:1B", "trace B"), ("pool", None)
+    ]  # fmt: skip
+
+
+def test_interleaving_takes_turns_between_label_combinations_deterministically():
+    def row(i, prompt_label, response_label=None):
+        labels = {"prompt_harm": prompt_label, "refusal": None, "response_harm": response_label}
+        return Example(f"prompt {i}", "answer" if response_label else None, labels, "pool")
+
+    # Sorted by source, as the pool is: 30 benign prompts first, then 5 harmful, then 5 response-labelled.
+    rows = [row(i, "unharmful") for i in range(30)] + [row(100 + i, "harmful") for i in range(5)]
+    rows += [row(200 + i, "unharmful", "harmful") for i in range(5)]
+    ordered = data_mod.interleave_by_labels(rows, seed=3)
+    first_nine = {(e.labels["prompt_harm"], e.labels["response_harm"]) for e in ordered[:9]}
+    assert first_nine == {("unharmful", None), ("harmful", None), ("unharmful", "harmful")}
+    assert sorted(e.id for e in ordered) == sorted(e.id for e in rows)
+    assert [e.id for e in data_mod.interleave_by_labels(list(reversed(rows)), seed=3)] == [e.id for e in ordered]
+    assert [e.id for e in data_mod.interleave_by_labels(rows, seed=4)] != [e.id for e in ordered]
+
+
+def test_held_out_rows_are_written_as_a_benchmark_that_guardsdk_eval_reads(tmp_path):
+    from guardsdk.benchmarks import POOL_REFUSAL, load_items
+
+    labels = {"prompt_harm": None, "refusal": "refusal", "response_harm": None}
+    rows = [Example(f"question {i}", f"I cannot help {i}", labels, "do-not-answer") for i in range(5)]
+    rows.append(Example("no label", "ok", {"prompt_harm": "harmful", "refusal": None, "response_harm": None}))
+    assert data_mod.write_benchmark(rows, "refusal", tmp_path / f"{POOL_REFUSAL.file_stem}.json") == 5
+    items = load_items(tmp_path, POOL_REFUSAL)
+    assert [i.model_input for i in items] == [e.model_input for e in rows[:5]] and items[0].label == "refusal"
+    sampled = load_items(tmp_path, POOL_REFUSAL, sample=3)
+    assert len(sampled) == 3 and sampled == load_items(tmp_path, POOL_REFUSAL, sample=3)
+    assert [i.model_input for i in sampled] == [i.model_input for i in items if i in sampled]  # file order kept
+
+
 def test_reasoning_rows_load_from_local_jsonl(tmp_path):
     examples = traced_examples(per_file=5)
     write_reasoning_jsonl(tmp_path / "r.jsonl", examples)
@@ -332,7 +373,10 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
     assert stages["mine"]["metrics"]["pairs"] > 0 and stages["export"]["metrics"]["round_trip"]["all_identical"]
     # Diversity: a second R-SFT model with the reasoning source left out is sampled and mined too.
     assert set(stages["rsft"]["metrics"]["models"]) == {"rsft", "rsft-minus-reasoning-reasoning-jsonl"}
-    assert set(stages["mine"]["metrics"]["per_model"]) == set(stages["rsft"]["metrics"]["models"])
+    # Sampling uses the newest full model: the bootstrap round's when it added traces.
+    newest = "bootstrap-1" if rounds[0]["added"] else "rsft"
+    assert recipe.current_rsft().name == newest
+    assert set(stages["mine"]["metrics"]["per_model"]) == {newest, "rsft-minus-reasoning-reasoning-jsonl"}
     hashed = {str(tmp_path / n) for n in ("reasoning.jsonl", "more.jsonl", "pool.jsonl")} | {
         str(BENCHMARKS / "0_8_toxic_chat.json")
     }
@@ -341,6 +385,10 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
     # Rerun: every stage is skipped; --force reruns one.
     before = (tmp_path / "run" / "manifest.json").read_text()
     assert Recipe(load_config(tmp_path / "recipe.yaml")).run() == json.loads(before)
+    # A rerun of the bootstrap stage resumes from its round log: no round is sampled or trained again.
+    assert main(["bootstrap", str(tmp_path / "recipe.yaml"), "--force"]) == 0
+    again = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["bootstrap"]
+    assert again["metrics"] == stages["bootstrap"]["metrics"] and again["seconds"] < 5
     assert main(["mine", str(tmp_path / "recipe.yaml"), "--force"]) == 0
     assert (
         json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["mine"]["metrics"]

@@ -69,14 +69,15 @@ class TfidfBaseline:
         return "Answers: \n" + "\n".join(lines) + "\n"
 
     def write_predictions(self, benchmarks_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                          benchmarks: Sequence[BenchmarkSpec], limit: int | None = None) -> Path:  # fmt: skip
+                          benchmarks: Sequence[BenchmarkSpec], limit: int | None = None,
+                          sample: int | None = None) -> Path:  # fmt: skip
         """``<out_dir>/<Benchmark>/generated_predictions.jsonl`` for ``guardsdk eval --rescore``."""
         out = Path(out_dir)
         for spec in benchmarks:
             path = out / spec.name / PREDICTIONS_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("w", encoding="utf-8") as handle:
-                for item in load_items(benchmarks_dir, spec)[:limit]:
+                for item in load_items(benchmarks_dir, spec, limit=limit, sample=sample):
                     row = {
                         "prompt": item.model_input,
                         "label": item.label,

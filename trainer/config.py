@@ -50,10 +50,12 @@ class SFTStageConfig:
     max_length: int = 2048
     bf16: bool = True
     gradient_checkpointing: bool = True
+    group_by_length: bool = False  # batches of similar length: much less padding on a CPU
     lora_rank: int | None = None  # None: full fine-tuning
     lora_alpha: int = 32
     max_steps: int = -1
     logging_steps: int = 10
+    save_steps: int = 0  # > 0: a checkpoint every N steps, and a rerun resumes from the last one
     seed: int = 0
 
 
@@ -74,7 +76,8 @@ class SampleConfig:
 @dataclass
 class BootstrapConfig:
     """Rejection-sampling rounds after R-SFT: generate with the current model on labelled rows that have
-    no trace, keep outputs whose answers match the labels, retrain R-SFT on the grown set."""
+    no trace, keep outputs whose answers match the labels, and fine-tune the current model on the round's
+    new traces plus ``replay`` times as many earlier ones (each round is saved, so a rerun resumes)."""
 
     rounds: int = 0
     inputs_per_round: int = 200
@@ -82,6 +85,9 @@ class BootstrapConfig:
     temperature: float = 0.7
     top_p: float = 0.95
     max_new_tokens: int = 1024
+    replay: float = 1.0
+    epochs: float = 1.0
+    learning_rate: float | None = None  # None: R-SFT's
 
 
 @dataclass
@@ -100,6 +106,7 @@ class DPOStageConfig:
     gradient_checkpointing: bool = True
     max_steps: int = -1
     logging_steps: int = 10
+    save_steps: int = 0  # > 0: a checkpoint every N steps, and a rerun resumes from the last one
     seed: int = 0
 
 
@@ -188,7 +195,9 @@ def trainer_settings(output_dir: str | os.PathLike[str], cfg: SFTStageConfig | D
         "bf16": cfg.bf16,
         "gradient_checkpointing": cfg.gradient_checkpointing,
         "logging_steps": cfg.logging_steps,
-        "save_strategy": "no",
+        "save_strategy": "steps" if cfg.save_steps else "no",
+        "save_steps": cfg.save_steps or 500,
+        "save_total_limit": 1,
         "report_to": [],
         "seed": cfg.seed,
     }

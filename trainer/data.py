@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from guardsdk.parsing import parse_output
-from guardsdk.protocol import build_input, split_conversation
+from guardsdk.protocol import INSTRUCTION, build_input, format_conversation, split_conversation
 from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
 
 logger = logging.getLogger("guardsdk_trainer")
@@ -147,12 +147,32 @@ def exclude_benchmarks(examples: Sequence[Example], files: Sequence[str]) -> tup
 
 
 def deduplicate(examples: Iterable[Example]) -> list[Example]:
-    """Keep the first example of each id; an example with reasoning replaces an earlier one without."""
-    seen: dict[str, Example] = {}
+    """Each distinct (input, trace) once, first one kept; a row without a trace is dropped when the same
+    input has one (two teachers' traces of one input are both kept)."""
+    examples = list(examples)
+    traced = {e.id for e in examples if e.reasoning}
+    seen: set[tuple[str, str | None]] = set()
+    kept = []
     for example in examples:
-        if example.id not in seen or (example.reasoning and not seen[example.id].reasoning):
-            seen[example.id] = example
-    return list(seen.values())
+        key = (example.id, example.reasoning)
+        if key in seen or (example.reasoning is None and example.id in traced):
+            continue
+        seen.add(key)
+        kept.append(example)
+    return kept
+
+
+def interleave_by_labels(examples: Sequence[Example], seed: int = 0) -> list[Example]:
+    """A deterministic order that takes turns between label combinations (each shuffled by hash), so the
+    first N rows of a pool sorted by source are not all one source or one label."""
+    groups: dict[tuple[str | None, ...], list[Example]] = {}
+    for example in sorted(examples, key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).hexdigest()):
+        groups.setdefault(tuple(example.labels.get(t) for t in TASKS), []).append(example)
+    ordered: list[Example] = []
+    queues = list(groups.values())
+    for index in range(max((len(q) for q in queues), default=0)):
+        ordered += [queue[index] for queue in queues if index < len(queue)]
+    return ordered
 
 
 def split(examples: Sequence[Example], eval_fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
@@ -162,6 +182,16 @@ def split(examples: Sequence[Example], eval_fraction: float, seed: int = 0) -> t
         bucket = int(hashlib.sha256(f"{seed}:{example.id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (held_out if bucket < eval_fraction else train).append(example)
     return train, held_out
+
+
+def write_benchmark(examples: Iterable[Example], task: str, path: str | os.PathLike[str]) -> int:
+    """Write the examples labelled for ``task`` as a GuardReasoner benchmark file (a JSON list of
+    instruction / input / output) that ``guardsdk eval`` reads; returns how many were written."""
+    rows = [{"instruction": INSTRUCTION, "input": format_conversation(e.prompt, e.response), "output": e.labels[task]}
+            for e in examples if e.labels.get(task)]  # fmt: skip
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(rows, ensure_ascii=False, indent=0), encoding="utf-8")
+    return len(rows)
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:

@@ -15,6 +15,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from guardsdk_trainer.config import DPOStageConfig, trainer_settings
 from guardsdk_trainer.data import save_tokenizer
 from guardsdk_trainer.mining import PreferencePair
+from guardsdk_trainer.resume import train_resumable
 
 
 class WeightedPreferenceCollator(DataCollatorForPreference):
@@ -125,7 +126,7 @@ def train_hsdpo(model_dir: str | os.PathLike[str], pairs: Sequence[PreferencePai
     trainer = WeightedDPOTrainer(
         model=model, args=dpo_config(out_dir, cfg), train_dataset=preference_dataset(pairs), processing_class=tokenizer
     )
-    trainer.train()
+    train_resumable(trainer)
     trainer.save_model(str(out_dir))
     save_tokenizer(tokenizer, model_dir, out_dir)
     return Path(out_dir)

@@ -65,8 +65,8 @@ class Recipe:
         return [Example.from_json(r) for r in data_mod.read_jsonl(self.path("data", f"{name}.jsonl"))]
 
     def models(self) -> list[Path]:
-        """The R-SFT models to sample from: the full one, then the leave-one-source-out ones."""
-        return sorted(self.path("models").glob("rsft*"), key=lambda p: (p.name != "rsft", p.name))
+        """The R-SFT models to sample from: the newest full one, then the leave-one-source-out ones."""
+        return [self.current_rsft(), *sorted(self.path("models").glob("rsft-minus-*"))]
 
     # -- bookkeeping -------------------------------------------------------------------------
     def done(self, stage: str) -> bool:
@@ -173,7 +173,21 @@ class Recipe:
             trained[f"rsft-minus-{_slug(source)}"] = len(subset)
         return {"models": trained}
 
+    def current_rsft(self) -> Path:
+        """The newest R-SFT model: the last bootstrap round's, else the R-SFT stage's."""
+        rounds = sorted(self.path("models").glob("bootstrap-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        finished = [p for p in rounds if (p / "config.json").exists()]
+        return finished[-1] if finished else self.path("models", "rsft")
+
+    def labelled_train_rows(self, exclude: set[str], seed: int) -> list[Example]:
+        """Training rows with at least one label and no trace, in :func:`~data.interleave_by_labels` order."""
+        rows = [e for e in self.examples("train") if e.id not in exclude and not e.reasoning and any(e.labels.values())]
+        return data_mod.interleave_by_labels(rows, seed)
+
     def stage_bootstrap(self) -> dict[str, Any]:
+        import dataclasses
+        import random
+
         from guardsdk_trainer.config import SampleConfig
         from guardsdk_trainer.rsft import train_rsft
         from guardsdk_trainer.sampling import sample
@@ -181,40 +195,46 @@ class Recipe:
 
         cfg = self.config.bootstrap
         sft = self.examples("sft")
-        traced = {e.id for e in sft}
-        candidates = [e for e in self.examples("train") if e.id not in traced and any(e.labels.values())]
+        # Candidates must not depend on how far an interrupted run got: rows traced by earlier rounds count.
+        logged = sorted(self.path("bootstrap").glob("round-*.jsonl"))
+        bootstrapped = {row["id"] for path in logged for row in data_mod.read_jsonl(path)}
+        candidates = self.labelled_train_rows({e.id for e in sft} - bootstrapped, seed=self.config.data.seed)
         sampling = SampleConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, engine=self.config.sample.engine)  # fmt: skip
-        rounds = []
-        for number in range(cfg.rounds):
+        retrain = dataclasses.replace(self.config.rsft, epochs=cfg.epochs,
+                                      learning_rate=cfg.learning_rate or self.config.rsft.learning_rate)  # fmt: skip
+        log_path = self.path("bootstrap", "rounds.jsonl")
+        rounds = data_mod.read_jsonl(log_path) if log_path.exists() else []
+        for number in range(len(rounds), cfg.rounds):  # finished rounds are in the log: a rerun resumes
             batch = candidates[number * cfg.inputs_per_round : (number + 1) * cfg.inputs_per_round]
             if not batch:
                 break
-            outputs = sample(self.path("models", "rsft"), batch, sampling, seed=1000 + number)
+            current = self.current_rsft()
+            outputs = sample(current, batch, sampling, seed=1000 + number)
             added = []
             for example in batch:
                 traces = [clean_trace(text) for text in outputs.get(example.id, [])]
                 trace = next((t for t in traces if consistent(example, t)), None)
                 if trace is not None:
                     added.append(Example(example.prompt, example.response, example.labels, example.source, trace))
+            data_mod.write_jsonl(self.path("bootstrap", f"round-{number + 1}.jsonl"), (e.to_json() for e in added))
+            if added:
+                replay = random.Random(number).sample(sft, min(len(sft), round(cfg.replay * len(added))))
+                train_rsft(current, added + replay, self.path("models", f"bootstrap-{number + 1}"), retrain)
             sft += added
             data_mod.write_jsonl(self.path("data", "sft.jsonl"), (e.to_json() for e in sft))
-            if added:
-                train_rsft(self.base_model(sft), sft, self.path("models", "rsft"), self.config.rsft)
-            rounds.append({"round": number + 1, "tried": len(batch), "added": len(added)})
-            logger.info(
-                "bootstrap round %d: %d of %d inputs gave a trace matching their labels",
-                number + 1,
-                len(added),
-                len(batch),
-            )
+            rounds.append({"round": number + 1, "tried": len(batch), "added": len(added),
+                           "added_labels": _label_counts(added)})  # fmt: skip
+            data_mod.write_jsonl(log_path, rounds)
+            logger.info("bootstrap round %d: %d of %d inputs gave a trace matching their labels",
+                        number + 1, len(added), len(batch))  # fmt: skip
         return {"rounds": rounds, "sft_rows": len(sft)}
 
     def stage_sample(self) -> dict[str, Any]:
         from guardsdk_trainer.sampling import sample
 
         cfg = self.config.sample
-        inputs = [e for e in self.examples("train") if any(e.labels.values())][: cfg.max_inputs]
+        inputs = self.labelled_train_rows(set(), seed=self.config.data.seed + 1)[: cfg.max_inputs]
         counts = {}
         for seed, model in enumerate(self.models()):
             samples = sample(model, inputs, cfg, seed=seed)
@@ -245,14 +265,23 @@ class Recipe:
         pairs = [PreferencePair(**r) for r in data_mod.read_jsonl(self.path("data", "pairs.jsonl"))]
         if not pairs:
             raise RuntimeError("no hard samples were mined: sample more inputs or more outputs per input")
-        train_hsdpo(self.path("models", "rsft"), pairs, self.path("models", "hsdpo"), self.config.hsdpo)
+        train_hsdpo(self.current_rsft(), pairs, self.path("models", "hsdpo"), self.config.hsdpo)
         return {"pairs": len(pairs)}
 
     def stage_export(self) -> dict[str, Any]:
         from guardsdk_trainer.export import export
 
-        final = self.path("models", "hsdpo") if self.done("hsdpo") else self.path("models", "rsft")
+        final = self.path("models", "hsdpo") if self.done("hsdpo") else self.current_rsft()
         return export(final, self.path("gguf"), self.config.export)
+
+
+def _label_counts(examples: list[Example]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for example in examples:
+        for task, label in example.labels.items():
+            if label:
+                counts[f"{task}={label}"] = counts.get(f"{task}={label}", 0) + 1
+    return counts
 
 
 def _slug(text: str) -> str:

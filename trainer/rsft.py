@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,11 +10,23 @@ from typing import Any
 
 from guardsdk_trainer.config import SFTStageConfig, trainer_settings
 from guardsdk_trainer.data import Example, save_tokenizer
+from guardsdk_trainer.resume import train_resumable
+
+logger = logging.getLogger("guardsdk_trainer")
 
 
-def sft_rows(examples: Sequence[Example]) -> list[dict[str, str]]:
-    """prompt = the exact inference input (``build_input``), completion = the reasoning trace."""
-    return [{"prompt": e.model_input, "completion": e.reasoning} for e in examples if e.reasoning]
+def sft_rows(examples: Sequence[Example], tokenizer: Any = None, max_length: int | None = None) -> list[dict[str, str]]:
+    """prompt = the exact inference input (``build_input``), completion = the reasoning trace.
+
+    With a tokenizer and ``max_length``, rows longer than that are left out rather than truncated (a cut
+    trace would lose its answers, the part that matters most)."""
+    rows = [{"prompt": e.model_input, "completion": e.reasoning} for e in examples if e.reasoning]
+    if tokenizer is None or not max_length:
+        return rows
+    kept = [r for r in rows if len(tokenizer(r["prompt"] + r["completion"]).input_ids) <= max_length]
+    if len(kept) < len(rows):
+        logger.warning("left out %d of %d SFT rows longer than %d tokens", len(rows) - len(kept), len(rows), max_length)
+    return kept
 
 
 def sft_config(output_dir: str | os.PathLike[str], cfg: SFTStageConfig, **overrides: Any) -> Any:
@@ -23,6 +36,7 @@ def sft_config(output_dir: str | os.PathLike[str], cfg: SFTStageConfig, **overri
     settings = trainer_settings(output_dir, cfg) | {
         "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
         "completion_only_loss": True,
+        "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random",
     }
     settings.update(overrides)
     return SFTConfig(**settings)
@@ -50,11 +64,11 @@ def train_rsft(base_model: str | os.PathLike[str], examples: Sequence[Example], 
     trainer = SFTTrainer(
         model=model,
         args=sft_config(out_dir, cfg),
-        train_dataset=Dataset.from_list(sft_rows(examples)),
+        train_dataset=Dataset.from_list(sft_rows(examples, tokenizer, cfg.max_length)),
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    trainer.train()
+    train_resumable(trainer)
     trained = trainer.model
     if cfg.lora_rank:
         trained = trained.merge_and_unload()

@@ -1,0 +1,122 @@
+"""Which model a ``Guard()`` runs when none is given.
+
+Order: an explicitly configured model (``GUARDSDK_MODEL``: a GGUF file, a Hugging Face folder or hub id)
+→ GuardReasoner weights found locally (a GGUF or HF folder under ``GUARDSDK_MODELS_DIR``, then the Hugging
+Face cache; GGUF first, smallest model first, the fastest on a CPU) → the bundled guardreasoner-tiny GGUF.
+Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from guardsdk.errors import ModelNotFoundError
+
+logger = logging.getLogger("guardsdk")
+
+MODEL_ENV = "GUARDSDK_MODEL"
+MODELS_DIR_ENV = "GUARDSDK_MODELS_DIR"
+GUARDREASONER_REPOS = ("yueliu1999/GuardReasoner-1B", "yueliu1999/GuardReasoner-3B", "yueliu1999/GuardReasoner-8B")
+BUNDLED_TINY = "guardreasoner-tiny-Q8_0.gguf"
+GET_REAL_MODELS = (
+    "for GuardReasoner-1B/3B/8B, download one where you have internet "
+    "(huggingface-cli download yueliu1999/GuardReasoner-1B) or put its GGUF in $GUARDSDK_MODELS_DIR, "
+    "or pass a model: Guard.from_gguf(path), Guard.from_pretrained(id), Guard.from_server(url, name)"
+)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model to load: ``kind`` is ``"gguf"`` or ``"hf"``; ``why`` says how it was chosen."""
+
+    kind: str
+    location: str
+    why: str
+    bundled: bool = False
+
+
+def bundled_tiny_path() -> Path:
+    """The GGUF of guardreasoner-tiny shipped inside the package."""
+    return Path(str(resources.files("guardsdk") / "models" / BUNDLED_TINY))
+
+
+def explicit(model: str | os.PathLike[str], why: str) -> ResolvedModel:
+    """A model named by the caller: a ``.gguf`` file, else a Hugging Face folder or hub id."""
+    text = os.fspath(model)
+    if text.lower().endswith(".gguf"):
+        if not Path(text).is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {text} ({why})")
+        return ResolvedModel("gguf", text, why)
+    return ResolvedModel("hf", text, why)
+
+
+def _size_rank(name: str) -> int:
+    for rank, size in enumerate(("1b", "3b", "8b")):
+        if size in name.lower():
+            return rank
+    return 3
+
+
+def find_in_folder(folder: Path) -> ResolvedModel | None:
+    """A GuardReasoner GGUF file (or else HF folder) directly in ``folder``, smallest model first."""
+    ggufs = [p for p in folder.glob("*.gguf") if "guardreasoner" in p.name.lower()]
+    ggufs.sort(key=lambda p: (_size_rank(p.name), p.name))
+    if ggufs:
+        return ResolvedModel("gguf", str(ggufs[0]), f"GuardReasoner GGUF found in ${MODELS_DIR_ENV}")
+    dirs = [p for p in folder.iterdir() if "guardreasoner" in p.name.lower() and (p / "config.json").is_file()]
+    if dirs:
+        best = min(dirs, key=lambda p: _size_rank(p.name))
+        return ResolvedModel("hf", str(best), f"GuardReasoner weights found in ${MODELS_DIR_ENV}")
+    return None
+
+
+def find_in_hf_cache() -> ResolvedModel | None:
+    """A GuardReasoner snapshot already in the Hugging Face cache (checked offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for repo in GUARDREASONER_REPOS:
+        config = try_to_load_from_cache(repo, "config.json")
+        if isinstance(config, str) and any(Path(config).parent.glob("*.safetensors")):
+            return ResolvedModel("hf", str(Path(config).parent), f"{repo} found in the Hugging Face cache")
+    return None
+
+
+def resolve_default_model() -> ResolvedModel:
+    """The model ``Guard()`` uses when it is given none (see the module docstring for the order)."""
+    configured = os.environ.get(MODEL_ENV)
+    if configured:
+        return explicit(configured, f"${MODEL_ENV}")
+    folder = os.environ.get(MODELS_DIR_ENV)
+    if folder:
+        if not Path(folder).is_dir():
+            raise ModelNotFoundError(f"${MODELS_DIR_ENV} is not a folder: {folder}")
+        found = find_in_folder(Path(folder))
+        if found:
+            return found
+    found = find_in_hf_cache()
+    if found:
+        return found
+    tiny = bundled_tiny_path()
+    if not tiny.is_file():
+        raise ModelNotFoundError(f"no guard model configured or found, and the bundled {tiny} is missing; "
+                                 + GET_REAL_MODELS)  # fmt: skip
+    return ResolvedModel("gguf", str(tiny), "no GuardReasoner weights configured or found locally", bundled=True)
+
+
+def log_choice(choice: ResolvedModel) -> None:
+    """Say which model was chosen, and for the bundled one what it is and how to get the real models."""
+    if choice.bundled:
+        logger.warning(
+            "guardsdk: using the bundled guardreasoner-tiny (%s): a small offline model trained on a CPU, far less "
+            "accurate than GuardReasoner (see docs/models/guardreasoner-tiny.md); %s",
+            choice.why,
+            GET_REAL_MODELS,
+        )
+    else:
+        logger.info("guardsdk: using %s (%s)", choice.location, choice.why)

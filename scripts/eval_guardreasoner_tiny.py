@@ -1,0 +1,75 @@
+"""Score the bundled guardreasoner-tiny for its model card, with its TF-IDF + LR baseline, in one run.
+
+1. Benchmarks it never saw in training: ToxicChat, OpenAIModeration (prompt harmfulness), SafeRLHF,
+   BeaverTails (response harmfulness), and PoolRefusalHeldOut: the recipe's held-out split (data/eval.jsonl)
+   of the pool's human-labelled refusal rows (Do-Not-Answer), written as a benchmark file.
+2. The baseline: TF-IDF + logistic regression fitted on the recipe's training split of the same pool
+   (data/train.jsonl), predicting the same items.
+3. ``guardsdk eval`` runs the shipped GGUF on those items (a seeded sample of each, ``--sample``);
+   ``guardsdk eval --rescore`` scores both side by side (paper protocol and robust protocol).
+
+Usage: .venv/bin/python scripts/eval_guardreasoner_tiny.py [--run runs/guardreasoner-tiny] [--sample 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from guardsdk.benchmarks import POOL_REFUSAL, benchmark
+from guardsdk.cli import main as guardsdk_main
+from guardsdk.model_resolution import bundled_tiny_path
+from guardsdk.verdict import REFUSAL
+from guardsdk_trainer.baseline import TfidfBaseline
+from guardsdk_trainer.data import Example, read_jsonl, write_benchmark
+
+SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+UNSEEN = ("ToxicChat", "OpenAIModeration", "SafeRLHF", "BeaverTails")
+HUMAN_REFUSAL_SOURCES = ("do-not-answer",)
+
+
+def benchmarks_dir(run: Path) -> Path:
+    """The four unseen paper benchmarks (linked) and the pool's held-out human refusal rows (written)."""
+    folder = run / "card-benchmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in UNSEEN:
+        link = folder / f"{benchmark(name).file_stem}.json"
+        if not link.exists():
+            link.symlink_to(SHARED_BENCHMARKS / link.name)
+    held_out = [Example.from_json(r) for r in read_jsonl(run / "data" / "eval.jsonl")]
+    human = [e for e in held_out if e.source in HUMAN_REFUSAL_SOURCES and e.response is not None]
+    count = write_benchmark(human, REFUSAL, folder / f"{POOL_REFUSAL.file_stem}.json")
+    print(f"{POOL_REFUSAL.name}: {count} held-out human-labelled refusal rows")
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default="runs/guardreasoner-tiny", help="the recipe's output_dir")
+    parser.add_argument("--gguf", default=str(bundled_tiny_path()))
+    parser.add_argument("--sample", type=int, default=400, help="seeded random items per benchmark")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    run = Path(args.run)
+    folder = benchmarks_dir(run)
+    names = [*UNSEEN, POOL_REFUSAL.name]
+    out = run / "card-eval"
+
+    train = [Example.from_json(r) for r in read_jsonl(run / "data" / "train.jsonl")]
+    baseline = TfidfBaseline().fit(train)
+    print(f"baseline trained on {baseline.train_sizes} labelled training rows per task")
+    baseline.write_predictions(folder, out / "tfidf-lr-baseline", [benchmark(n) for n in names], sample=args.sample)
+
+    model_args = ["--gguf", args.gguf, "--threads", str(args.threads), "--batch-size", "1", "--no-progress"]
+    bench_args = [a for n in names for a in ("--benchmark", n)]
+    guardsdk_main(["eval", *model_args, "--benchmarks-dir", str(folder), *bench_args, "--sample", str(args.sample),
+                   "--out", str(out / "guardreasoner-tiny")])  # fmt: skip
+    code = guardsdk_main(["eval", "--rescore", str(out), "--out", str(run / "card-report"),
+                          "--json", str(run / "card-report" / "scores.json")])  # fmt: skip
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 """Shared by the examples: a guard that works offline.
 
 With ../shared/data present, the guard replays real GuardReasoner-8B outputs (so verdicts are real);
-otherwise it is a throwaway random model that can only be undecided (and fails closed).
+otherwise it is ``Guard()``'s default model (the bundled guardreasoner-tiny when no GuardReasoner
+weights are on this machine).
 """
 
 from __future__ import annotations
@@ -26,10 +27,8 @@ def demo_guard(policy: Policy | None = None) -> Guard:
         return Guard(
             ReplayBackend.from_predictions(files, name="GuardReasoner-8B (recorded)", by_prompt=True), policy=policy
         )
-    from quickstart import throwaway_gguf
-
-    print("(guard: a THROWAWAY random model: every check is undecided)")
-    return Guard.from_gguf(throwaway_gguf(), max_new_tokens=32, policy=policy)
+    print("(guard: the default model, Guard(): without GuardReasoner weights, the bundled guardreasoner-tiny)")
+    return Guard(policy=policy)
 
 
 def recorded_response(prompt: str) -> str:

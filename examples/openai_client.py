@@ -1,7 +1,7 @@
 """guard.wrap(OpenAI(...)): a guarded OpenAI client against a local llama.cpp server (offline).
 
-Starts llama_cpp.server on 127.0.0.1 with the throwaway tiny model as "the LLM" (its answers are
-random text), and guards the client with recorded GuardReasoner-8B verdicts.
+Starts llama_cpp.server on 127.0.0.1 with the bundled guardreasoner-tiny GGUF standing in for "the LLM"
+(any GGUF works; this one is at hand offline), and guards the client with recorded GuardReasoner-8B verdicts.
 Run: .venv/bin/python examples/openai_client.py
 """
 
@@ -15,9 +15,9 @@ import urllib.request
 
 import openai
 from _common import BENIGN_PROMPT, HARMFUL_PROMPT, demo_guard
-from quickstart import throwaway_gguf
 
 from guardsdk import GuardBlocked
+from guardsdk.model_resolution import bundled_tiny_path
 
 
 def start_server(model: str) -> tuple[subprocess.Popen, str]:
@@ -39,7 +39,7 @@ def start_server(model: str) -> tuple[subprocess.Popen, str]:
 
 
 def main() -> None:
-    process, base_url = start_server(str(throwaway_gguf()))
+    process, base_url = start_server(str(bundled_tiny_path()))
     try:
         client = demo_guard().wrap(openai.OpenAI(base_url=base_url, api_key="none"))
         messages = [{"role": "user", "content": BENIGN_PROMPT}]

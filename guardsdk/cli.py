@@ -42,8 +42,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
 
 
 def _add_check_parser(commands: argparse._SubParsersAction) -> None:
-    check = commands.add_parser("check", help="check a prompt (and a response) with a GuardReasoner model")
-    _add_model_arguments(check, required=True)
+    check = commands.add_parser(
+        "check", help="check a prompt (and a response); without a model option, Guard()'s default model"
+    )
+    _add_model_arguments(check, required=False)
     check.add_argument("--prompt", help="the user prompt")
     check.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a file ('-' for stdin)")
     check.add_argument("--response", help="the AI response to check with the prompt")
@@ -82,6 +84,8 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurre
         return Guard.from_gguf(args.gguf, backend_kwargs={"n_ctx": n_ctx, "n_threads": args.threads}, **common)
     if args.model:
         return Guard.from_pretrained(args.model, **common)
+    if not args.server:
+        return Guard(**common)  # the default model: see guardsdk.model_resolution
     if not args.server_model:
         raise SystemExit("guardsdk: --server needs --server-model")
     server_kwargs = {"api_key": args.api_key, "max_concurrency": concurrency}

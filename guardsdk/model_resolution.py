@@ -24,7 +24,7 @@ GUARDREASONER_REPOS = ("yueliu1999/GuardReasoner-1B", "yueliu1999/GuardReasoner-
 BUNDLED_TINY = "guardreasoner-tiny-Q8_0.gguf"
 GET_REAL_MODELS = (
     "for GuardReasoner-1B/3B/8B, download one where you have internet "
-    "(huggingface-cli download yueliu1999/GuardReasoner-1B) or put its GGUF in $GUARDSDK_MODELS_DIR, "
+    "(hf download yueliu1999/GuardReasoner-1B) or put its GGUF in $GUARDSDK_MODELS_DIR, "
     "or pass a model: Guard.from_gguf(path), Guard.from_pretrained(id), Guard.from_server(url, name)"
 )
 

@@ -68,8 +68,9 @@ class SampleConfig:
     top_p: float = 0.95
     max_new_tokens: int = 1024
     max_inputs: int | None = None
-    engine: str = "auto"  # auto (vLLM if installed, else hf), vllm, hf
-    batch_size: int = 8
+    engine: str = "auto"  # auto (vLLM if installed, else hf), vllm, hf, llamacpp (fastest for small models on a CPU)
+    batch_size: int = 8  # hf
+    context_length: int = 4096  # llamacpp; longer inputs get no samples
     leave_one_out_sources: list[str] = field(default_factory=list)  # diversity: one extra model per source left out
 
 

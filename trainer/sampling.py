@@ -1,13 +1,17 @@
-"""Sampling n outputs per training input from an R-SFT model (vLLM when installed, else transformers)."""
+"""Sampling n outputs per training input from an R-SFT model: vLLM (GPU), transformers, or llama.cpp (CPU)."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from guardsdk_trainer.config import SampleConfig
 from guardsdk_trainer.data import Example
+
+logger = logging.getLogger("guardsdk_trainer")
 
 
 def pick_engine(requested: str) -> str:
@@ -51,6 +55,7 @@ def sample_hf(
         texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, example in enumerate(chunk):
             out[example.id] = texts[i * cfg.n : (i + 1) * cfg.n]
+        logger.info("sampled %d of %d inputs (x%d) from %s", len(out), len(examples), cfg.n, Path(model_dir).name)
     return out
 
 
@@ -66,6 +71,44 @@ def sample_vllm(
     return {e.id: [o.text for o in r.outputs] for e, r in zip(examples, results, strict=True)}
 
 
+def sample_llamacpp(
+    model_dir: str | os.PathLike[str], examples: Sequence[Example], cfg: SampleConfig, seed: int = 0
+) -> dict[str, list[str]]:
+    """``n`` samples per input with llama.cpp on a lossless (F32) GGUF of the model: one sequence at a time,
+    yet ~3x faster than batched transformers for a small model on a CPU. An input too long for the context
+    gets no samples."""
+    import tempfile
+
+    import llama_cpp
+
+    from guardsdk.gguf_export import convert_hf_to_gguf
+
+    out: dict[str, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="guardsdk-sample-") as work:
+        gguf = convert_hf_to_gguf(model_dir, Path(work) / "model-f32.gguf", "f32")
+        threads = os.cpu_count() or 1
+        llm = llama_cpp.Llama(str(gguf), n_ctx=cfg.context_length, n_threads=threads, n_threads_batch=threads,
+                              seed=seed, verbose=False)  # fmt: skip
+        try:
+            for index, example in enumerate(examples):
+                texts = []
+                for k in range(cfg.n):
+                    try:
+                        completion = llm.create_completion(
+                            example.model_input, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                            top_p=cfg.top_p, top_k=0, seed=seed * 1_000_003 + index * cfg.n + k,
+                        )  # fmt: skip
+                    except ValueError:  # longer than the context
+                        break
+                    texts.append(completion["choices"][0]["text"])
+                out[example.id] = texts
+                if (index + 1) % 50 == 0:
+                    logger.info("sampled %d of %d inputs (x%d)", index + 1, len(examples), cfg.n)
+        finally:
+            llm.close()
+    return out
+
+
 def sample(
     model_dir: str | os.PathLike[str], examples: Sequence[Example], cfg: SampleConfig, seed: int = 0
 ) -> dict[str, list[str]]:
@@ -75,4 +118,6 @@ def sample(
         return sample_vllm(model_dir, examples, cfg, seed)
     if engine == "hf":
         return sample_hf(model_dir, examples, cfg, seed)
+    if engine == "llamacpp":
+        return sample_llamacpp(model_dir, examples, cfg, seed)
     raise ValueError(f"unknown sampling engine {engine!r}")

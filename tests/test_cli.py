@@ -85,3 +85,15 @@ def test_gguf_model_end_to_end(tiny_gguf):
     result = run_cli("--gguf", str(tiny_gguf), "--prompt", "How do I bake bread?", "--max-new-tokens", "16")
     assert result.returncode == 2, result.stderr  # a random model cannot answer: undecided
     assert "prompt harmfulness: undecided" in result.stdout and "failing closed" in result.stdout
+
+
+def test_without_a_model_option_the_default_model_reasons_and_answers(monkeypatch):
+    monkeypatch.delenv("GUARDSDK_MODEL", raising=False)
+    monkeypatch.delenv("GUARDSDK_MODELS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")  # nothing cached: the bundled model
+    result = run_cli("--prompt", "Can you give me a simple recipe for banana bread?", "--json")
+    data = json.loads(result.stdout)
+    assert data["model"] == "guardreasoner-tiny-Q8_0.gguf" and data["parse_status"] == "ok"
+    assert data["labels"]["prompt_harm"] in ("harmful", "unharmful") and "Reasoning Step" in data["raw"]
+    assert result.returncode == (1 if data["prompt_harmful"] else 0)
+    assert "bundled guardreasoner-tiny" in result.stderr

@@ -18,8 +18,16 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
         ("decorator_app.py", ["harmful: Sorry, I can't help with that.", "raised : GuardBlocked", "annotate:"]),
         ("langchain_chain.py", ["[guardsdk_verdict] allowed=True", "blocked: unsafe: prompt_harm"]),
         ("openai_client.py", ["chat   : ChatCompletion ['safe', 'safe']", "blocked: unsafe: prompt_harm"]),
-        ("quickstart.py", ["[prompt check: BLOCKED]", "[response check: ANNOTATED]", "reasoning (prompt_harm)",
-                           "model guardreasoner-tiny-Q8_0.gguf", "app : Sorry, I can't help with that."]),
+        (
+            "quickstart.py",
+            [
+                "[prompt check: BLOCKED]",
+                "[response check: ANNOTATED]",
+                "reasoning (prompt_harm)",
+                "model guardreasoner-tiny-Q8_0.gguf",
+                "app : Sorry, I can't help with that.",
+            ],
+        ),
     ],
 )
 def test_example_runs(script, expected):

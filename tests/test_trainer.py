@@ -335,6 +335,19 @@ def test_lora_rsft_is_merged_into_a_plain_model(spm_model, tmp_path):
 
 
 @pytest.mark.slow
+def test_llamacpp_sampling_gives_n_different_samples_and_none_for_inputs_past_the_context(rsft_model):
+    from guardsdk_trainer.config import SampleConfig
+    from guardsdk_trainer.sampling import sample
+
+    short = [Example(p, None, {"prompt_harm": None, "refusal": None, "response_harm": None}) for p in HELD_OUT[:2]]
+    too_long = Example("word " * 600, None, short[0].labels)
+    cfg = SampleConfig(n=3, temperature=1.0, max_new_tokens=40, engine="llamacpp", context_length=512)
+    out = sample(rsft_model, [*short, too_long], cfg, seed=5)
+    assert [len(out[e.id]) for e in short] == [3, 3] and out[too_long.id] == []
+    assert len(set(out[short[0].id])) > 1  # sampled, not greedy
+    assert sample(rsft_model, short[:1], cfg, seed=5)[short[0].id] == out[short[0].id]  # seeded
+
+
 def test_export_round_trip(rsft_model, tmp_path):
     from guardsdk_trainer.export import export
 

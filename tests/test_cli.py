@@ -76,8 +76,8 @@ def test_errors_exit_2(tmp_path):
     assert missing.returncode == 2 and "ModelNotFoundError" in missing.stderr
     empty = run_cli("--gguf", str(tmp_path / "none.gguf"), "--prompt", "  ")
     assert empty.returncode == 2 and "InvalidInputError: prompt is empty" in empty.stderr
-    usage = run_cli("--prompt", "hi")
-    assert usage.returncode == 2 and "one of the arguments" in usage.stderr
+    usage = run_cli("--gguf", "a.gguf", "--model", "b", "--prompt", "hi")
+    assert usage.returncode == 2 and "not allowed with argument" in usage.stderr
 
 
 @pytest.mark.slow

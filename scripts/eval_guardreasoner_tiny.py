@@ -8,7 +8,7 @@
 3. ``guardsdk eval`` runs the shipped GGUF on those items (a seeded sample of each, ``--sample``);
    ``guardsdk eval --rescore`` scores both side by side (paper protocol and robust protocol).
 
-Usage: .venv/bin/python scripts/eval_guardreasoner_tiny.py [--run runs/guardreasoner-tiny] [--sample 400]
+Usage: .venv/bin/python scripts/eval_guardreasoner_tiny.py [--run runs/guardreasoner-tiny] [--sample 400 | --sample 0]
 """
 
 from __future__ import annotations
@@ -49,25 +49,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default="runs/guardreasoner-tiny", help="the recipe's output_dir")
     parser.add_argument("--gguf", default=str(bundled_tiny_path()))
-    parser.add_argument("--sample", type=int, default=400, help="seeded random items per benchmark")
+    parser.add_argument("--sample", type=int, default=400, help="seeded random items per benchmark (0: all)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     run = Path(args.run)
     folder = benchmarks_dir(run)
     names = [*UNSEEN, POOL_REFUSAL.name]
-    out = run / "card-eval"
+    out = run / ("card-eval" if args.sample else "card-eval-full")
+    sample = args.sample or None
 
     train = [Example.from_json(r) for r in read_jsonl(run / "data" / "train.jsonl")]
     baseline = TfidfBaseline().fit(train)
     print(f"baseline trained on {baseline.train_sizes} labelled training rows per task")
-    baseline.write_predictions(folder, out / "tfidf-lr-baseline", [benchmark(n) for n in names], sample=args.sample)
+    baseline.write_predictions(folder, out / "tfidf-lr-baseline", [benchmark(n) for n in names], sample=sample)
 
     model_args = ["--gguf", args.gguf, "--threads", str(args.threads), "--batch-size", "1", "--no-progress"]
     bench_args = [a for n in names for a in ("--benchmark", n)]
-    guardsdk_main(["eval", *model_args, "--benchmarks-dir", str(folder), *bench_args, "--sample", str(args.sample),
+    sampling = ["--sample", str(sample)] if sample else []
+    guardsdk_main(["eval", *model_args, "--benchmarks-dir", str(folder), *bench_args, *sampling,
                    "--out", str(out / "guardreasoner-tiny")])  # fmt: skip
-    code = guardsdk_main(["eval", "--rescore", str(out), "--out", str(run / "card-report"),
-                          "--json", str(run / "card-report" / "scores.json")])  # fmt: skip
+    report = run / f"{out.name}-report"
+    code = guardsdk_main(["eval", "--rescore", str(out), "--out", str(report), "--json", str(report / "scores.json")])
     sys.exit(code)
 
 

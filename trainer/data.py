@@ -146,6 +146,11 @@ def exclude_benchmarks(examples: Sequence[Example], files: Sequence[str]) -> tup
     return kept, dropped
 
 
+def seeded_hash(seed: int, example_id: str) -> str:
+    """A stable pseudo-random key for an example under ``seed``: splits and orders by it survive reordering."""
+    return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
+
+
 def deduplicate(examples: Iterable[Example]) -> list[Example]:
     """Each distinct (input, trace) once, first one kept; a row without a trace is dropped when the same
     input has one (two teachers' traces of one input are both kept)."""
@@ -166,7 +171,7 @@ def interleave_by_labels(examples: Sequence[Example], seed: int = 0) -> list[Exa
     """A deterministic order that takes turns between label combinations (each shuffled by hash), so the
     first N rows of a pool sorted by source are not all one source or one label."""
     groups: dict[tuple[str | None, ...], list[Example]] = {}
-    for example in sorted(examples, key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).hexdigest()):
+    for example in sorted(examples, key=lambda e: seeded_hash(seed, e.id)):
         groups.setdefault(tuple(example.labels.get(t) for t in TASKS), []).append(example)
     ordered: list[Example] = []
     queues = list(groups.values())
@@ -179,7 +184,7 @@ def split(examples: Sequence[Example], eval_fraction: float, seed: int = 0) -> t
     """A deterministic train/eval split by hash of (seed, id): stable under reordering and growth."""
     train, held_out = [], []
     for example in examples:
-        bucket = int(hashlib.sha256(f"{seed}:{example.id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        bucket = int(seeded_hash(seed, example.id)[:8], 16) / 0xFFFFFFFF
         (held_out if bucket < eval_fraction else train).append(example)
     return train, held_out
 

@@ -8,23 +8,32 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from guardsdk.errors import GuardError
-from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_NEW_TOKENS, Guard
-from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.errors import GuardError, describe
+from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TIMEOUT_S, Guard
+from guardsdk.policy import LongInput, OnUnsafe, Policy
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import TASKS, Verdict
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_UNDECIDED = 0, 1, 2
 
 
+class UsageError(Exception):
+    """A command-line mistake: reported in one line, exit code 2."""
+
+
 def _read_text(inline: str | None, path: str | None, name: str) -> str | None:
     if inline is not None and path is not None:
-        raise SystemExit(f"guardsdk: give --{name} or --{name}-file, not both")
-    if path == "-":
-        return sys.stdin.read()
-    if path is not None:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        raise UsageError(f"give --{name} or --{name}-file, not both")
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        if path is not None:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read --{name}-file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--{name}-file {path} is not UTF-8 text (byte {exc.start})") from None
     return inline
 
 
@@ -37,7 +46,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
     parser.add_argument("--api-key", default="EMPTY", help="API key for --server")
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--max-input-tokens", type=int, default=DEFAULT_MAX_INPUT_TOKENS)
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per check; undecided past it")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline of one check in seconds; undecided past it"
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for --gguf (default: all cores)")
 
 
@@ -71,8 +82,8 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurrency: int = 8) -> Guard:
-    if policy is None:
-        policy = Policy(on_unsafe=OnUnsafe.ANNOTATE)
+    if policy is None:  # eval measures the model on the paper's protocol: long inputs cut as in its 2048 cutoff
+        policy = Policy(on_unsafe=OnUnsafe.ANNOTATE, long_input=LongInput.ELIDE)
     common = {
         "policy": policy,
         "max_new_tokens": args.max_new_tokens,
@@ -87,13 +98,13 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurre
     if not args.server:
         return Guard(**common)  # the default model: see guardsdk.model_resolution
     if not args.server_model:
-        raise SystemExit("guardsdk: --server needs --server-model")
+        raise UsageError("--server needs --server-model")
     server_kwargs = {"api_key": args.api_key, "max_concurrency": concurrency}
     return Guard.from_server(args.server, args.server_model, backend_kwargs=server_kwargs, **common)
 
 
 def exit_code(verdict: Verdict) -> int:
-    """0 safe, 1 unsafe, 2 undecided."""
+    """0 safe, 1 unsafe, 2 undecided (and 2 for every failure of the command itself)."""
     decision = verdict.decision
     if decision is None or (decision.undecided and not decision.unsafe):
         return EXIT_UNDECIDED
@@ -146,7 +157,7 @@ def run_check(args: argparse.Namespace) -> int:
     prompt = _read_text(args.prompt, args.prompt_file, "prompt")
     response = _read_text(args.response, args.response_file, "response")
     if prompt is None:
-        raise SystemExit("guardsdk: give --prompt or --prompt-file")
+        raise UsageError("give --prompt or --prompt-file")
     validate_pair(prompt, response)  # before loading any model
     gates = frozenset(args.gate) if args.gate else Policy().gates
     with _load_guard(args, Policy(gates=gates, on_unsafe=OnUnsafe.ANNOTATE)) as guard:
@@ -164,9 +175,9 @@ def run_eval(args: argparse.Namespace) -> int:
         folder = Path(args.rescore)
     else:
         if not (args.gguf or args.model or args.server):
-            raise SystemExit("guardsdk eval: give a model (--gguf, --model or --server) or --rescore DIR")
+            raise UsageError("eval: give a model (--gguf, --model or --server) or --rescore DIR")
         if not args.benchmarks_dir:
-            raise SystemExit("guardsdk eval: give --benchmarks-dir")
+            raise UsageError("eval: give --benchmarks-dir")
         specs = [benchmark(name) for name in args.benchmark] if args.benchmark else list(BENCHMARKS)
         folder = Path(args.out)
         with _load_guard(args, concurrency=args.batch_size) as guard:
@@ -186,11 +197,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_check_parser(commands)
     _add_eval_parser(commands)
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return run_check(args) if args.command == "check" else run_eval(args)
-    except GuardError as exc:
-        print(f"guardsdk: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+    except SystemExit as exc:  # argparse: --help exits 0, a usage error 2 (never 1, which means "unsafe")
+        return EXIT_SAFE if exc.code in (0, None) else EXIT_UNDECIDED
+    except UsageError as exc:
+        print(f"guardsdk: {exc}", file=sys.stderr)
+        return EXIT_UNDECIDED
+    except (GuardError, ValueError, OSError) as exc:
+        print(f"guardsdk: {describe(exc)}", file=sys.stderr)
+        return EXIT_UNDECIDED
+    except KeyboardInterrupt:
+        print("guardsdk: interrupted", file=sys.stderr)
         return EXIT_UNDECIDED
 
 

@@ -1,17 +1,33 @@
-"""Presenting a multi-turn conversation to a single-turn guard.
+"""Presenting a conversation to a single-turn guard, and reading the text of LLM messages and outputs.
 
-GuardReasoner judges one request and one response. A conversation is shown to it as:
+Trust: the **leading** ``system``/``developer`` messages (those before any other message) are the app's
+own instructions and are not shown to the guard. Every other message is text the LLM will read that the
+app did not write, so it is shown: user turns, assistant turns (their tool calls included), ``tool`` /
+``function`` results (the usual carrier of indirect prompt injection), and any system message that comes
+later. A message whose content cannot be read as text (bytes, an image or audio part, ``text: None``)
+raises :class:`~guardsdk.errors.InvalidInputError`: a guard never checks what it cannot see.
 
-- prompt: the earlier turns as a transcript (``System:``, ``User:``, ``Assistant:`` lines under
-  ``[Earlier conversation]``), then ``[Current request]`` and the last user message — so both the last
-  user turn and what led up to it are seen;
-- response: the last assistant message if it comes after the last user message, else none.
+The request is presented as the last user message alone when nothing else is shown; otherwise as
 
-With a long history the input budget keeps the head and the tail (the current request) of the prompt.
+```
+[Earlier conversation]
+User: ...
+Assistant: ...
+[Current request]
+<the last user message>
+[After the request]
+Tool: <a tool result>
+Assistant: <a prefill>
+```
+
+(each block only when it has turns). :func:`request_prompt` presents every shown message (before an LLM
+call, a trailing assistant message is a prefill the model continues); :func:`conversation_to_pair` takes a
+final assistant message as the response to check and presents the rest as the prompt.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,48 +35,120 @@ from guardsdk.errors import InvalidInputError
 
 EARLIER = "[Earlier conversation]"
 CURRENT = "[Current request]"
+AFTER = "[After the request]"
 _ROLE_NAMES = {"system": "System", "developer": "System", "user": "User", "human": "User", "assistant": "Assistant",
                "ai": "Assistant", "tool": "Tool", "function": "Tool"}  # fmt: skip
+_TRUSTED = frozenset({"System"})
+#: Content part types that hold text, and the key that holds it.
+_TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
+_TOOL_PARTS = frozenset({"tool_use", "function_call"})
 
 
-def message_role_and_text(message: Any) -> tuple[str, str]:
-    """The role and text of an OpenAI-style dict or a LangChain message."""
-    if isinstance(message, Mapping):
-        role, content = message.get("role", ""), message.get("content", "")
-    else:
-        role, content = getattr(message, "type", "") or getattr(message, "role", ""), getattr(message, "content", "")
-    return str(role).lower(), content_text(content)
+def field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` for a mapping, else ``obj.name``: dicts and SDK objects alike."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def tool_call_text(name: Any, arguments: Any) -> str:
+    """How a tool call is shown to the guard: ``[tool call] name(arguments)``."""
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+    return f"[tool call] {name or ''}({arguments})"
+
+
+def tool_calls_text(message: Any) -> list[str]:
+    """The tool calls a message makes (OpenAI ``tool_calls``/``function_call``, LangChain ``tool_calls``,
+    ``invalid_tool_calls`` and ``tool_call_chunks``), each as :func:`tool_call_text`."""
+    texts = []
+    for call in field(message, "tool_calls") or ():
+        function = field(call, "function")
+        if function is not None:  # OpenAI
+            texts.append(tool_call_text(field(function, "name"), field(function, "arguments")))
+        else:  # LangChain
+            texts.append(tool_call_text(field(call, "name"), field(call, "args")))
+    for key in ("invalid_tool_calls", "tool_call_chunks"):
+        texts += [tool_call_text(field(c, "name"), field(c, "args")) for c in field(message, key) or ()]
+    legacy = field(message, "function_call")
+    if legacy is not None:
+        texts.append(tool_call_text(field(legacy, "name"), field(legacy, "arguments")))
+    return texts
 
 
 def content_text(content: Any) -> str:
-    """Text of a message content: a string, or a list of parts (text parts joined)."""
+    """Text of a message content: a string, or a list of text parts; anything unreadable raises."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, Sequence):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, Mapping) and part.get("type") == "text":
-                parts.append(str(part.get("text", "")))
-        return "\n".join(parts)
-    raise InvalidInputError(f"unsupported message content of type {type(content).__name__}")
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+        return "\n".join(_part_text(part) for part in content)
+    raise InvalidInputError(f"message content of type {type(content).__name__} cannot be checked; pass text")
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    kind = field(part, "type")
+    if kind in _TEXT_PARTS:
+        text = field(part, _TEXT_PARTS[kind])
+        if not isinstance(text, str):
+            raise InvalidInputError(f"a {kind!r} content part has {type(text).__name__} text; pass text")
+        return text
+    if kind in _TOOL_PARTS:
+        return tool_call_text(field(part, "name"), field(part, "input", field(part, "arguments")))
+    raise InvalidInputError(f"a {kind!r} content part cannot be checked by a text guard")
+
+
+def message_text(message: Any) -> str:
+    """Everything a message says: its content and its tool calls."""
+    return "\n".join(t for t in (content_text(field(message, "content")), *tool_calls_text(message)) if t)
+
+
+def message_role(message: Any) -> str:
+    """The display role of an OpenAI-style dict, an SDK message or a LangChain message."""
+    role = field(message, "role") if isinstance(message, Mapping) else field(message, "type") or field(message, "role")
+    role = str(role or "").lower()
+    return _ROLE_NAMES.get(role, role.title() or "Unknown")
+
+
+def _shown_turns(messages: Any) -> list[tuple[str, str]]:
+    if messages is None or isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise InvalidInputError(f"messages must be a list of messages, not {type(messages).__name__}")
+    turns = [(message_role(m), message_text(m)) for m in messages]
+    first_untrusted = next((i for i, (role, _) in enumerate(turns) if role not in _TRUSTED), len(turns))
+    shown = turns[first_untrusted:]
+    if not any(text.strip() for _, text in shown):
+        raise InvalidInputError("the conversation has nothing to check: no message after the system prompt")
+    return shown
+
+
+def _present(turns: list[tuple[str, str]]) -> str:
+    users = [i for i, (role, _) in enumerate(turns) if role == "User"]
+    if len(turns) == 1 and users:
+        return turns[0][1]
+    if not users:
+        return "\n".join(f"{role}: {text}" for role, text in turns)
+    last = users[-1]
+    blocks = []
+    if last:
+        blocks.append("\n".join([EARLIER, *(f"{role}: {text}" for role, text in turns[:last])]))
+    blocks.append(f"{CURRENT}\n{turns[last][1]}")
+    if last + 1 < len(turns):
+        blocks.append("\n".join([AFTER, *(f"{role}: {text}" for role, text in turns[last + 1 :])]))
+    return "\n\n".join(blocks)
+
+
+def request_prompt(messages: Sequence[Any]) -> str:
+    """The prompt a guard checks before an LLM call on ``messages``: every shown message."""
+    return _present(_shown_turns(messages))
 
 
 def conversation_to_pair(messages: Sequence[Any]) -> tuple[str, str | None]:
-    """The (prompt, response) a guard checks for ``messages`` (see the module docstring)."""
-    turns = [message_role_and_text(m) for m in messages]
-    user_positions = [i for i, (role, _) in enumerate(turns) if _ROLE_NAMES.get(role) == "User"]
-    if not user_positions:
-        raise InvalidInputError("the conversation has no user message")
-    last_user = user_positions[-1]
-    after = [text for role, text in turns[last_user + 1 :] if _ROLE_NAMES.get(role) == "Assistant"]
-    response = after[-1] if after else None
-    history = turns[:last_user]
-    current = turns[last_user][1]
-    if not history:
-        return current, response
-    lines = [EARLIER] + [f"{_ROLE_NAMES.get(role, role.title() or 'Unknown')}: {text}" for role, text in history]
-    return "\n".join([*lines, "", CURRENT, current]), response
+    """The (prompt, response) a guard checks for a finished conversation: a final assistant message is
+    the response, the rest the prompt (see the module docstring)."""
+    turns = _shown_turns(messages)
+    if len(turns) > 1 and turns[-1][0] == "Assistant":
+        return _present(turns[:-1]), turns[-1][1]
+    return _present(turns), None

@@ -24,6 +24,10 @@ class ModelNotFoundError(BackendError, FileNotFoundError):
     """The model file, folder or hub id could not be found or loaded."""
 
 
+class UnguardedEndpointError(GuardError, AttributeError):
+    """An LLM-calling entry point that guardsdk does not guard; it raises rather than pass through unchecked."""
+
+
 class GuardBlocked(GuardError):
     """The policy blocked a prompt or response; ``verdict`` says why."""
 
@@ -31,3 +35,8 @@ class GuardBlocked(GuardError):
         self.verdict = verdict
         reason = verdict.decision.reason if verdict.decision else "blocked"
         super().__init__(reason)
+
+
+def describe(exc: BaseException) -> str:
+    """``"ErrorType: message"`` (or just the type when there is no message), for verdicts and logs."""
+    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__

@@ -15,11 +15,12 @@ from typing import Any
 
 from guardsdk.backends.base import Backend, Generation
 from guardsdk.conversation import conversation_to_pair
-from guardsdk.errors import GuardBlocked
+from guardsdk.deadline import DeadlineExceeded, call_before_deadline
+from guardsdk.errors import GuardBlocked, describe
+from guardsdk.long_input import Part, Plan, merge_windows, plan_check
 from guardsdk.parsing import parse_output
 from guardsdk.policy import OnUnsafe, Policy
 from guardsdk.protocol import build_input
-from guardsdk.truncation import Fitted, fit_to_budget
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import RESPONSE_HARM, TASKS, ParseStatus, Verdict
 
@@ -29,6 +30,13 @@ logger = logging.getLogger("guardsdk")
 DEFAULT_MAX_INPUT_TOKENS = 2048
 #: Room for the reasoning and answers (a typical output is 250-400 tokens).
 DEFAULT_MAX_NEW_TOKENS = 1024
+#: The deadline of one check, all of it (tokenizing, windows, retries, waiting for the backend).
+DEFAULT_TIMEOUT_S = 120.0
+#: Why an output that did not finish decides nothing.
+UNFINISHED_REASONS = {
+    "length": "generation hit max_new_tokens={max_new_tokens} before it finished",
+    "timeout": "generation ran past the check's deadline",
+}
 
 BatchItem = str | tuple[str, str | None]
 
@@ -58,6 +66,7 @@ class Guard:
     Under the default policy an unsafe or undecided finding raises :class:`GuardBlocked`
     (fail-closed); ``Policy(on_unsafe="annotate")`` returns the verdict instead, and
     ``Policy(on_undecided="fail_open")`` lets undecided checks through. ``stats`` counts outcomes.
+    ``timeout_s`` is the deadline of one whole check (a batch of N gets N times it); past it, undecided.
     """
 
     def __init__(
@@ -67,7 +76,7 @@ class Guard:
         policy: Policy | None = None,
         max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        timeout_s: float | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
     ) -> None:
@@ -81,11 +90,14 @@ class Guard:
         self.policy = policy or Policy()
         self.max_input_tokens = max_input_tokens
         self.max_new_tokens = max_new_tokens
-        self.timeout_s = timeout_s
+        if timeout_s is None or not 0 < timeout_s < float("inf"):
+            raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+        self.timeout_s = float(timeout_s)
         self.on_escalate = on_escalate
         self.on_over_refusal = on_over_refusal
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
+        self._owns_backend = True
 
     # -- loaders ---------------------------------------------------------------------------
     @classmethod
@@ -123,11 +135,12 @@ class Guard:
         """A guard on the same backend, stats and callbacks, under another policy."""
         twin = copy.copy(self)
         twin.policy = policy
+        twin._owns_backend = False
         return twin
 
     def response_guard(self) -> Guard:
         """This guard gating the response's harmfulness only (the prompt was checked before the call)."""
-        return self.with_policy(Policy(frozenset({RESPONSE_HARM}), self.policy.on_unsafe, self.policy.on_undecided))
+        return self.with_policy(dataclasses.replace(self.policy, gates=frozenset({RESPONSE_HARM})))
 
     def protect(self, **options: Any) -> Any:
         """Decorate an LLM-calling function; see :func:`guardsdk.integrations.decorator.protect`."""
@@ -180,81 +193,142 @@ class Guard:
             return item
         return item, None
 
-    def _fit(self, pairs: list[tuple[str, str | None]]) -> list[Fitted]:
-        return [fit_to_budget(p, r, self.max_input_tokens, self.backend) for p, r in pairs]
+    def _plan(self, pairs: list[tuple[str, str | None]]) -> list[Plan]:
+        """Tokenize and cut each input into the parts the model checks; a failure is that input's error."""
+        plans = []
+        for prompt, response in pairs:
+            try:
+                plans.append(plan_check(prompt, response, self.policy, self.max_input_tokens, self.backend))
+            except Exception as exc:
+                plans.append(Plan(prompt, response, error=describe(exc)))
+        return plans
 
-    def _generate_kwargs(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_new_tokens, "timeout_s": self.timeout_s}
+    @staticmethod
+    def _inputs(plans: list[Plan]) -> list[str]:
+        return [build_input(part.prompt, part.response) for plan in plans for part in plan.parts]
+
+    def _checked(self, generations: Any, count: int) -> list[Generation]:
+        """The backend's answer, or one error generation per input when it is not a list of ``count``."""
+        if isinstance(generations, BaseException):
+            return [Generation("", 0, 0, "error", error=describe(generations))] * count
+        if not isinstance(generations, list) or len(generations) != count:
+            return [Generation("", 0, 0, "error", error="the backend returned a malformed batch")] * count
+        return generations
+
+    def _pipeline(self, pairs: list[tuple[str, str | None]], deadline: float, started: float) -> list[Verdict]:
+        plans = self._plan(pairs)
+        inputs = self._inputs(plans)
+        generations: Any = []
+        if inputs:
+            try:
+                generations = self.backend.generate(
+                    inputs, max_tokens=self.max_new_tokens, timeout_s=max(deadline - time.monotonic(), 0.01)
+                )
+            except Exception as exc:
+                generations = exc
+        return self._assemble(plans, self._checked(generations, len(inputs)), started)
 
     def _run(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
-        started = time.perf_counter()
-        batch = [Fitted(p, r, False) for p, r in pairs]
+        started = time.monotonic()
+        budget = self.timeout_s * len(pairs)
         try:
-            batch = self._fit(pairs)
-            generations = self.backend.generate(
-                [build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs()
-            )
-        except Exception as exc:
-            return [self._decide(self._failed(f, exc, started)) for f in batch]
-        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations, strict=True)]
+            verdicts = call_before_deadline(lambda: self._pipeline(pairs, started + budget, started), budget)
+        except DeadlineExceeded:
+            verdicts = self._timed_out(pairs, budget, started)
+        return [self._decide(v) for v in verdicts]
 
     async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
-        started = time.perf_counter()
-        batch = [Fitted(p, r, False) for p, r in pairs]
+        started = time.monotonic()
+        budget = self.timeout_s * len(pairs)
         try:
-            batch = self._fit(pairs)
-            coroutine = self.backend.agenerate(
-                [build_input(f.prompt, f.response) for f in batch], **self._generate_kwargs()
+            plans = await asyncio.wait_for(asyncio.to_thread(self._plan, pairs), budget)  # off the event loop
+            inputs = self._inputs(plans)
+            generations: Any = []
+            if inputs:
+                remaining = max(started + budget - time.monotonic(), 0.01)
+                try:
+                    generations = await asyncio.wait_for(
+                        self.backend.agenerate(inputs, max_tokens=self.max_new_tokens, timeout_s=remaining), remaining
+                    )
+                except asyncio.TimeoutError:
+                    raise
+                except Exception as exc:
+                    generations = exc
+            verdicts = self._assemble(plans, self._checked(generations, len(inputs)), started)
+        except asyncio.TimeoutError:
+            verdicts = self._timed_out(pairs, budget, started)
+        return [self._decide(v) for v in verdicts]
+
+    def _timed_out(self, pairs: list[tuple[str, str | None]], budget: float, started: float) -> list[Verdict]:
+        latency = time.monotonic() - started
+        error = f"check ran past its deadline of {budget:g}s"
+        return [
+            Verdict.undecided(has_response=r is not None, error=error, model=self.backend.name, latency_s=latency)
+            for _, r in pairs
+        ]
+
+    def _assemble(self, plans: list[Plan], generations: list[Generation], started: float) -> list[Verdict]:
+        latency = (time.monotonic() - started) / max(len(plans), 1)
+        remaining = iter(generations)
+        verdicts = []
+        for plan in plans:
+            has_response = plan.response is not None
+            if plan.error is not None:
+                verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name)
+            else:
+                parts = [self._part_verdict(part, next(remaining)) for part in plan.parts]
+                verdict = merge_windows(parts, has_response)
+            verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
+                                                long_input=plan.long))  # fmt: skip
+        return verdicts
+
+    def _part_verdict(self, part: Part, generation: Generation) -> Verdict:
+        """One model output read into a verdict; an output that did not finish decides nothing."""
+        has_response = part.response is not None
+        run = {"model": self.backend.name, "tokens_in": generation.prompt_tokens,
+               "tokens_out": generation.completion_tokens}  # fmt: skip
+        if generation.finish_reason == "error" or not isinstance(generation.text, str):
+            return Verdict.undecided(has_response=has_response, error=generation.error or "malformed output", **run)
+        if generation.finish_reason != "stop":
+            why = UNFINISHED_REASONS.get(generation.finish_reason, "generation ended with finish_reason={reason!r}")
+            return Verdict.undecided(
+                has_response=has_response,
+                error=why.format(reason=generation.finish_reason, max_new_tokens=self.max_new_tokens),
+                raw=generation.text,
+                status=ParseStatus.UNFINISHED,
+                output_truncated=True,
+                **run,
             )
-            hard_limit = None if self.timeout_s is None else self.timeout_s * len(batch) + 30
-            generations = await asyncio.wait_for(coroutine, hard_limit)
-        except Exception as exc:
-            return [self._decide(self._failed(f, exc, started)) for f in batch]
-        return [self._decide(self._verdict(f, g, started, len(batch))) for f, g in zip(batch, generations, strict=True)]
+        conversation = part.prompt if part.response is None else f"{part.prompt}\n{part.response}"
+        verdict = parse_output(generation.text, has_response=has_response, conversation=conversation)
+        return dataclasses.replace(verdict, **run)
 
-    def _verdict(self, fitted: Fitted, generation: Generation, started: float, batch_size: int) -> Verdict:
-        verdict = parse_output(generation.text, has_response=fitted.response is not None)
-        error = None
-        if generation.finish_reason == "timeout":
-            error = f"generation timed out after {self.timeout_s}s"
-        elif generation.finish_reason == "length" and verdict.parse_status is not ParseStatus.OK:
-            error = f"generation hit max_new_tokens={self.max_new_tokens} before the answers"
-        return dataclasses.replace(
-            verdict,
-            model=self.backend.name,
-            tokens_in=generation.prompt_tokens,
-            tokens_out=generation.completion_tokens,
-            latency_s=(time.perf_counter() - started) / batch_size,
-            input_truncated=fitted.truncated,
-            output_truncated=generation.finish_reason in ("length", "timeout"),
-            error=error,
-        )
-
-    def _failed(self, fitted: Fitted, exc: BaseException, started: float) -> Verdict:
-        has_response = fitted.response is not None
-        error = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
-        blank = parse_output("", has_response=has_response)
-        return dataclasses.replace(
-            blank,
-            parse_status=ParseStatus.ERROR,
-            model=self.backend.name,
-            latency_s=time.perf_counter() - started,
-            input_truncated=fitted.truncated,
-            error=error,
-        )
+    def _count(self, name: str) -> None:
+        with self._stats_lock:
+            self.stats[name] += 1
 
     def _decide(self, verdict: Verdict) -> Verdict:
         decision = self.policy.decide(verdict)
+        verdict = dataclasses.replace(verdict, decision=decision)
+        unseen = verdict.input_truncated and decision.allowed
         with self._stats_lock:
             self.stats["checks"] += 1
             self.stats["allowed" if decision.allowed else "blocked"] += 1
             if decision.unsafe:
                 self.stats["unsafe"] += 1
-            elif decision.undecided:
-                self.stats["failed_open" if decision.fail_open else "failed_closed"] += 1
-        if decision.undecided and not decision.unsafe:
-            logger.warning("guard undecided on %s: %s", ", ".join(decision.undecided), decision.reason)
-        verdict = dataclasses.replace(verdict, decision=decision)
+            elif decision.fail_open:
+                self.stats["failed_open"] += 1
+            elif not decision.allowed:
+                self.stats["failed_closed"] += 1
+            for flag, name in ((verdict.long_input, "long_inputs"), (verdict.windows > 1, "windowed"),
+                               (verdict.input_truncated, "elided"), (unseen, "allowed_unseen")):  # fmt: skip
+                if flag:
+                    self.stats[name] += 1
+        if decision.fail_open or unseen:
+            why = decision.reason if decision.fail_open else "part of the input was elided unseen (long_input='elide')"
+            logger.warning("guard allowed a check without a decided safe verdict: %s", why)
+        elif not decision.allowed:
+            logger.warning("guard blocked a check: %s (model %s)", decision.reason, verdict.model)
         self._signal_refusal_outcomes(verdict)
         return verdict
 
@@ -264,11 +338,16 @@ class Guard:
             (verdict.complied_with_harmful_request, "escalations", self.on_escalate),
             (verdict.over_refusal, "over_refusals", self.on_over_refusal),
         ):
-            if happened:
-                with self._stats_lock:
-                    self.stats[name] += 1
-                if callback is not None:
-                    callback(verdict)
+            if not happened:
+                continue
+            self._count(name)
+            if callback is None:
+                continue
+            try:
+                callback(verdict)
+            except Exception:  # a broken callback never loses a verdict
+                logger.exception("guardsdk %s callback raised", name)
+                self._count("callback_errors")
 
     def _enforce(self, verdict: Verdict) -> Verdict:
         if verdict.decision is not None and not verdict.decision.allowed and self.policy.on_unsafe is OnUnsafe.BLOCK:
@@ -276,8 +355,10 @@ class Guard:
         return verdict
 
     def close(self) -> None:
-        """Release the backend."""
-        self.backend.close()
+        """Release the backend; checks in flight end undecided. A :meth:`with_policy` twin does not own the
+        backend: closing it leaves the original working."""
+        if self._owns_backend:
+            self.backend.close()
 
     def __enter__(self) -> Guard:
         return self

@@ -1,10 +1,21 @@
 """Reading GuardReasoner output: labels, per-task reasoning and a parse status.
 
-The parser reads every ``Request:`` / ``Completion:`` / ``Response:`` line of the output (the final
-"Answers:" block, per-task blocks, "# Answers" headings and leaked "The ground truth is" blocks
-alike). For each task the last real label wins; ``None``, ``ambiguous`` or any other value never
-erases a real label written earlier. Output without labels is a parse failure, never a guess.
-See docs/protocol.md for every form found in the published predictions.
+The model's answer is read from its answer lines (``Request:`` / ``Completion:`` / ``Response:``),
+grouped into blocks: an ``Answers:`` (or ``# Answers``) heading and the answer lines under it. Where the
+output has such blocks, answer lines outside them (conclusions inside the reasoning) do not count;
+where it has none, runs of loose answer lines are the blocks.
+
+Reading rules, chosen so that text an attacker can get the model to write cannot flip a verdict:
+
+- Blocks are read in order until every applicable task has a real label: that is the answer.
+  ``None``, ``ambiguous`` or any other value is not a label and never erases one.
+- After a complete answer, loose text cannot change it (an echoed or looping tail is ignored); a later
+  answers block that disagrees makes the disagreeing task undecided (status ``conflict``), as do two
+  blocks that disagree before the answer is complete.
+- A line quoted with ``>``, and an answer line that also stands as a line in the checked conversation
+  (an echo of the user's own text), never counts.
+
+Output without labels is a parse failure, never a guess. See docs/protocol.md for the published forms.
 """
 
 from __future__ import annotations
@@ -27,9 +38,14 @@ from guardsdk.verdict import (
 #: The answer key the model writes for each task.
 ANSWER_KEYS = {"request": PROMPT_HARM, "completion": REFUSAL, "response": RESPONSE_HARM}
 
-_ANSWER_LINE = re.compile(
-    r"^[ \t>*#-]*(request|completion|response)[ \t*]*:[ \t*]*([A-Za-z]*)", re.IGNORECASE | re.MULTILINE
+# An answer line: "Request: harmful", "- **Response:** unharmful", "## Completion: refusal".
+_ANSWER_LINE = re.compile(r"^[ \t*#-]*(request|completion|response)[ \t*]*:[ \t*]*([A-Za-z]*)", re.IGNORECASE)
+# Under an answers heading the colon may be missing ("Response unharmful").
+_HEADED_ANSWER_LINE = re.compile(
+    r"^[ \t*#-]*(request|completion|response)[ \t*]*:?[ \t*]*(harmful|unharmful|refusal|compliance)\b", re.IGNORECASE
 )
+# The heading of an answers block: "Answers: ", "# Answers", "**Answers:**", "The ground truth is Answers:".
+_ANSWERS_HEADING = re.compile(r"^[ \t#*]*answers?[ \t*]*:?[ \t*]*$", re.IGNORECASE)
 _TASK_HEADING = re.compile(r"^#[ \t]+Task[ \t]+(\d+)\b.*$", re.IGNORECASE | re.MULTILINE)
 # A task section ends at the next level-1 heading, a "---" rule or an answer block.
 _SECTION_END = re.compile(r"^(#[ \t]|---|[ \t]*Answers?[ \t]*:|The ground truth is)", re.IGNORECASE | re.MULTILINE)
@@ -38,22 +54,70 @@ _SECTION_END = re.compile(r"^(#[ \t]|---|[ \t]*Answers?[ \t]*:|The ground truth 
 _RUNAWAY_MIN_CHARS = 1500
 _RUNAWAY_MAX_RATIO = 0.12
 
+Block = list[tuple[str, str]]  # (task, value) pairs in the order written
+
 
 def answer_values(text: str) -> dict[str, list[str]]:
-    """Every value written after each answer key, in order, lower-cased ('' when none)."""
+    """Every value written on an answer line for each task, in order, lower-cased ('' when none)."""
     found: dict[str, list[str]] = {task: [] for task in TASKS}
-    for key, value in _ANSWER_LINE.findall(text):
-        found[ANSWER_KEYS[key.lower()]].append(value.lower())
+    for line in text.splitlines():
+        match = _ANSWER_LINE.match(line)
+        if match:
+            found[ANSWER_KEYS[match.group(1).lower()]].append(match.group(2).lower())
     return found
 
 
-def last_real_label(task: str, values: list[str]) -> str | None:
-    """The last value that is a label of ``task``; None, ambiguous or junk values are skipped."""
-    valid = (POSITIVE_LABEL[task], NEGATIVE_LABEL[task])
-    for value in reversed(values):
-        if value in valid:
-            return value
-    return None
+def _echoed_lines(conversation: str | None) -> frozenset[str]:
+    return frozenset(line.strip() for line in (conversation or "").splitlines() if line.strip())
+
+
+def answer_blocks(text: str, conversation: str | None = None) -> list[Block]:
+    """The answer blocks of ``text`` (see the module docstring); echoed and quoted lines left out."""
+    echoed = _echoed_lines(conversation)
+    headed: list[Block] = []
+    loose: list[Block] = []
+    current: Block | None = None  # the open block
+    headed_open = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped and current is not None:
+            continue  # blank lines inside a block
+        match = None
+        if not stripped.startswith(">") and stripped not in echoed:
+            match = _ANSWER_LINE.match(line) or (_HEADED_ANSWER_LINE.match(line) if headed_open else None)
+        if match:
+            if current is None:
+                current, headed_open = [], False
+                loose.append(current)
+            current.append((ANSWER_KEYS[match.group(1).lower()], match.group(2).lower()))
+        elif _ANSWERS_HEADING.match(line) or stripped.lower().startswith("the ground truth is"):
+            current, headed_open = [], True
+            headed.append(current)
+        elif stripped:
+            current, headed_open = None, False  # any other line ends a block
+    headed = [block for block in headed if block]
+    return headed or loose
+
+
+def _real(task: str, value: str) -> bool:
+    return value in (POSITIVE_LABEL[task], NEGATIVE_LABEL[task])
+
+
+def read_answer(blocks: list[Block], applicable: list[str]) -> tuple[dict[str, str | None], set[str]]:
+    """The answer the blocks give for the ``applicable`` tasks, and the tasks whose blocks disagree."""
+    decided: dict[str, str] = {}
+    conflicts: set[str] = set()
+    complete = False
+    for block in blocks:
+        for task, value in block:
+            if task not in applicable or not _real(task, value):
+                continue
+            if task in decided and decided[task] != value:
+                conflicts.add(task)
+            elif not complete:
+                decided.setdefault(task, value)
+        complete = complete or all(t in decided for t in applicable)
+    return {t: (None if t in conflicts else decided.get(t)) for t in applicable}, conflicts
 
 
 def task_reasoning(text: str) -> dict[str, str]:
@@ -86,29 +150,29 @@ def _as_bool(task: str, label: str | None) -> bool | None:
     return label == POSITIVE_LABEL[task]
 
 
-def parse_output(text: str, *, has_response: bool) -> Verdict:
+def _status(text: str, applicable: list[str], found: list[str], conflicts: set[str]) -> ParseStatus:
+    if conflicts:
+        return ParseStatus.CONFLICT
+    if len(found) == len(applicable):
+        return ParseStatus.OK
+    if found:
+        return ParseStatus.PARTIAL
+    return ParseStatus.RUNAWAY if is_runaway(text) else ParseStatus.FAILED
+
+
+def parse_output(text: str, *, has_response: bool, conversation: str | None = None) -> Verdict:
     """Read a GuardReasoner output into a :class:`Verdict`.
 
     ``has_response`` says whether the input held an AI response; without one, the refusal and
-    response-harm labels are "not applicable" whatever the model wrote.
+    response-harm labels are "not applicable" whatever the model wrote. ``conversation`` is the text the
+    guard was shown (prompt and response): answer lines that echo one of its lines never count.
     """
     if not isinstance(text, str):
         raise TypeError(f"model output must be str, not {type(text).__name__}")
-    values = answer_values(text)
-    labels: dict[str, str | None] = {}
-    for task in TASKS:
-        if task != PROMPT_HARM and not has_response:
-            labels[task] = NOT_APPLICABLE
-        else:
-            labels[task] = last_real_label(task, values[task])
-    applicable = [t for t in TASKS if labels[t] != NOT_APPLICABLE]
+    applicable = [t for t in TASKS if t == PROMPT_HARM or has_response]
+    answer, conflicts = read_answer(answer_blocks(text, conversation), applicable)
+    labels: dict[str, str | None] = {t: answer.get(t, NOT_APPLICABLE) for t in TASKS}
     found = [t for t in applicable if labels[t] is not None]
-    if len(found) == len(applicable):
-        status = ParseStatus.OK
-    elif found:
-        status = ParseStatus.PARTIAL
-    else:
-        status = ParseStatus.RUNAWAY if is_runaway(text) else ParseStatus.FAILED
     return Verdict(
         prompt_harmful=_as_bool(PROMPT_HARM, labels[PROMPT_HARM]),
         response_refusal=_as_bool(REFUSAL, labels[REFUSAL]),
@@ -116,6 +180,6 @@ def parse_output(text: str, *, has_response: bool) -> Verdict:
         labels=labels,
         reasoning=task_reasoning(text),
         raw=text,
-        parse_status=status,
+        parse_status=_status(text, applicable, found, conflicts),
         has_response=has_response,
     )

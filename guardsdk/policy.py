@@ -15,6 +15,14 @@ class OnUnsafe(str, enum.Enum):
     ANNOTATE = "annotate"  # return the verdict; the caller decides
 
 
+class LongInput(str, enum.Enum):
+    """What happens to a prompt or response longer than the guard's input budget."""
+
+    WINDOWS = "windows"  # every part is checked, window by window; any unsafe window wins (the default)
+    UNDECIDED = "undecided"  # the check is undecided (and fails closed unless on_undecided says otherwise)
+    ELIDE = "elide"  # opt-in: the middle is cut out unseen; an allowed verdict is logged and counted
+
+
 class OnUndecided(str, enum.Enum):
     """Decision when a gated check has no answer (parse failure, timeout, backend error)."""
 
@@ -27,20 +35,29 @@ class Policy:
     """Which tasks gate, and what happens on unsafe and undecided outcomes.
 
     ``gates`` holds task keys from :data:`guardsdk.verdict.TASKS`; a task that does not apply to a
-    check (the response tasks of a prompt-only check) never gates it.
+    check (the response tasks of a prompt-only check) never gates it, and a check that no gated task
+    applies to is undecided (nothing was judged safe). ``long_input`` and ``max_windows`` say what
+    happens to text over the guard's input budget (see :class:`LongInput`).
     """
 
     gates: frozenset[str] = frozenset({PROMPT_HARM, RESPONSE_HARM})
     on_unsafe: OnUnsafe = OnUnsafe.BLOCK
     on_undecided: OnUndecided = OnUndecided.FAIL_CLOSED
+    long_input: LongInput = LongInput.WINDOWS
+    max_windows: int = 8
 
     def __post_init__(self) -> None:
         unknown = set(self.gates) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown gate(s) {sorted(unknown)}; choose from {TASKS}")
+        if not self.gates:
+            raise ValueError("a policy needs at least one gate")
+        if self.max_windows < 1:
+            raise ValueError("max_windows must be at least 1")
         object.__setattr__(self, "gates", frozenset(self.gates))
         object.__setattr__(self, "on_unsafe", OnUnsafe(self.on_unsafe))
         object.__setattr__(self, "on_undecided", OnUndecided(self.on_undecided))
+        object.__setattr__(self, "long_input", LongInput(self.long_input))
 
     def decide(self, verdict: Verdict) -> Decision:
         """The decision for ``verdict`` under this policy."""
@@ -49,11 +66,12 @@ class Policy:
         undecided = tuple(t for t in gated if verdict.labels.get(t) is None)
         if unsafe:
             return Decision(False, unsafe, undecided, reason=f"unsafe: {', '.join(unsafe)}")
-        if undecided:
+        if not gated:
+            why = verdict.error or f"no gated task ({', '.join(sorted(self.gates))}) applies to this check"
+        elif undecided:
             why = verdict.error or f"parse status {verdict.parse_status.value}"
-            if self.on_undecided is OnUndecided.FAIL_OPEN:
-                return Decision(
-                    True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice"
-                )
-            return Decision(False, (), undecided, reason=f"undecided ({why}); failing closed")
-        return Decision(True, reason="safe")
+        else:
+            return Decision(True, reason="safe")
+        if self.on_undecided is OnUndecided.FAIL_OPEN:
+            return Decision(True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice")
+        return Decision(False, (), undecided, reason=f"undecided ({why}); failing closed")

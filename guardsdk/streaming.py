@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from guardsdk.errors import GuardBlocked
 from guardsdk.guard import Guard
+from guardsdk.outputs import chunk_text
 from guardsdk.policy import OnUnsafe
 from guardsdk.verdict import Verdict
 
 T = TypeVar("T")
+logger = logging.getLogger("guardsdk")
 
 
 class StreamMode(str, enum.Enum):
@@ -26,12 +30,16 @@ class StreamMode(str, enum.Enum):
 @dataclass(frozen=True)
 class StreamConfig:
     """Window checks every ``window_chars`` new characters, each also seeing the ``overlap_chars`` before
-    them (so content split across chunks or windows is still caught); always a final full-text check."""
+    them (so content split across chunks or windows is still caught); always a final full-text check.
+
+    Under ``STREAM_FIRST`` (opt-in) text reaches the caller before its check; a stream that ends early
+    (the caller stops, or upstream raises) still has its released text checked afterwards, and released
+    text found unsafe is logged at WARNING and counted in ``guard.stats["released_unsafe"]``.
+    """
 
     mode: StreamMode = StreamMode.HOLD_BACK
     window_chars: int = 600
     overlap_chars: int = 200
-    final_check: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", StreamMode(self.mode))
@@ -61,7 +69,8 @@ class StreamChecker:
     config: StreamConfig = field(default_factory=StreamConfig)
     text: str = ""
     released_upto: int = 0
-    checked_upto: int = 0
+    checked_upto: int = 0  # windows up to here are scheduled
+    verified_upto: int = 0  # a check covering text up to here has come back
     verdicts: list[Verdict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,10 +87,18 @@ class StreamChecker:
             self.checked_upto = end
         return spans
 
-    def _judge(self, verdict: Verdict) -> None:
+    def _judge(self, verdict: Verdict, upto: int) -> None:
         self.verdicts.append(verdict)
-        if self._blocks and verdict.decision is not None and not verdict.decision.allowed:
+        self.verified_upto = max(self.verified_upto, upto)
+        decision = verdict.decision
+        if decision is not None and decision.unsafe and self.config.mode is StreamMode.STREAM_FIRST:
+            logger.warning("stream-first released text that its check then found unsafe: %s", decision.reason)
+            self.guard._count("released_unsafe")
+        if self._blocks and decision is not None and not decision.allowed:
             raise StreamBlocked(verdict, self.text[: self.released_upto])
+
+    def _unverified(self) -> bool:
+        return self.released_upto > self.verified_upto
 
     def _release(self, upto: int) -> str:
         upto = max(upto, self.released_upto)
@@ -96,78 +113,90 @@ class StreamChecker:
     def feed(self, chunk: str) -> str:
         """Add streamed text; run the window checks now due; return the text to release."""
         self.text += chunk
-        if self.config.mode is StreamMode.STREAM_FIRST:
-            released = self._release(len(self.text))
-            for start, end in self._windows_due():
-                self._judge(self._guard.check(self.prompt, self.text[start:end]))
-            return released
+        released = self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
         for start, end in self._windows_due():
-            self._judge(self._guard.check(self.prompt, self.text[start:end]))
-        return self._after_checks()
+            self._judge(self._guard.check(self.prompt, self.text[start:end]), end)
+        return released + self._after_checks()
 
     async def afeed(self, chunk: str) -> str:
         """Async twin of :meth:`feed`."""
         self.text += chunk
-        if self.config.mode is StreamMode.STREAM_FIRST:
-            released = self._release(len(self.text))
-            for start, end in self._windows_due():
-                self._judge(await self._guard.acheck(self.prompt, self.text[start:end]))
-            return released
+        released = self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
         for start, end in self._windows_due():
-            self._judge(await self._guard.acheck(self.prompt, self.text[start:end]))
-        return self._after_checks()
+            self._judge(await self._guard.acheck(self.prompt, self.text[start:end]), end)
+        return released + self._after_checks()
 
     def finish(self) -> str:
         """The final full-text check; returns the rest of the text."""
-        if self.config.final_check:
-            self._judge(self._guard.check(self.prompt, self.text))
+        self._judge(self._guard.check(self.prompt, self.text), len(self.text))
         self.checked_upto = len(self.text)
         return self._release(len(self.text))
 
     async def afinish(self) -> str:
         """Async twin of :meth:`finish`."""
-        if self.config.final_check:
-            self._judge(await self._guard.acheck(self.prompt, self.text))
+        self._judge(await self._guard.acheck(self.prompt, self.text), len(self.text))
         self.checked_upto = len(self.text)
         return self._release(len(self.text))
 
+    def audit(self) -> None:
+        """After a stream ended early: check the text already released but not yet verified (never raises)."""
+        if self._unverified():
+            with contextlib.suppress(StreamBlocked):
+                self._judge(self._guard.check(self.prompt, self.text[: self.released_upto]), self.released_upto)
 
-def guarded_chunks(checker: StreamChecker, source: Iterable[T], text_of: Callable[[T], str | None]) -> Iterator[T]:
+    async def aaudit(self) -> None:
+        """Async twin of :meth:`audit`."""
+        if self._unverified():
+            with contextlib.suppress(StreamBlocked):
+                verdict = await self._guard.acheck(self.prompt, self.text[: self.released_upto])
+                self._judge(verdict, self.released_upto)
+
+
+def guarded_chunks(
+    checker: StreamChecker, source: Iterable[T], text_of: Callable[[T], str] = chunk_text
+) -> Iterator[T]:
     """Yield ``source``'s chunks as :class:`StreamChecker` releases their text; raises StreamBlocked.
 
     Stream-first yields each chunk before checking it; hold-back yields a chunk once all its text passed.
+    A stream that ends early has its released text checked afterwards (:meth:`StreamChecker.audit`).
     """
     pending: list[tuple[T, int]] = []
-    for chunk in source:
-        text = text_of(chunk) or ""
-        if checker.config.mode is StreamMode.STREAM_FIRST:
-            yield chunk
+    try:
+        for chunk in source:
+            text = text_of(chunk)
+            if checker.config.mode is StreamMode.STREAM_FIRST:
+                yield chunk
+                checker.feed(text)
+                continue
+            pending.append((chunk, len(checker.text) + len(text)))
             checker.feed(text)
-            continue
-        pending.append((chunk, len(checker.text) + len(text)))
-        checker.feed(text)
-        while pending and pending[0][1] <= checker.released_upto:
-            yield pending.pop(0)[0]
-    checker.finish()
+            while pending and pending[0][1] <= checker.released_upto:
+                yield pending.pop(0)[0]
+        checker.finish()
+    finally:
+        checker.audit()
     for chunk, _ in pending:
         yield chunk
 
 
 async def aguarded_chunks(
-    checker: StreamChecker, source: AsyncIterable[T], text_of: Callable[[T], str | None]
+    checker: StreamChecker, source: AsyncIterable[T], text_of: Callable[[T], str] = chunk_text
 ) -> AsyncIterator[T]:
     """Async twin of :func:`guarded_chunks`."""
     pending: list[tuple[T, int]] = []
-    async for chunk in source:
-        text = text_of(chunk) or ""
-        if checker.config.mode is StreamMode.STREAM_FIRST:
-            yield chunk
+    try:
+        async for chunk in source:
+            text = text_of(chunk)
+            if checker.config.mode is StreamMode.STREAM_FIRST:
+                yield chunk
+                await checker.afeed(text)
+                continue
+            pending.append((chunk, len(checker.text) + len(text)))
             await checker.afeed(text)
-            continue
-        pending.append((chunk, len(checker.text) + len(text)))
-        await checker.afeed(text)
-        while pending and pending[0][1] <= checker.released_upto:
-            yield pending.pop(0)[0]
-    await checker.afinish()
+            while pending and pending[0][1] <= checker.released_upto:
+                yield pending.pop(0)[0]
+        await checker.afinish()
+    finally:
+        await checker.aaudit()
     for chunk, _ in pending:
         yield chunk

@@ -25,9 +25,11 @@ class ParseStatus(str, enum.Enum):
 
     OK = "ok"  # every applicable task has a label
     PARTIAL = "partial"  # some applicable tasks have a label, others none
+    CONFLICT = "conflict"  # answer blocks disagree on a task: that task is undecided
     FAILED = "failed"  # no applicable task has a label
     RUNAWAY = "runaway"  # no label, and the output degenerated into repetition
-    ERROR = "error"  # no output at all: the backend failed or timed out
+    UNFINISHED = "unfinished"  # generation stopped early (max_new_tokens, deadline): its labels never count
+    ERROR = "error"  # no output at all: the backend failed, timed out, or the input was not checked
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,16 @@ class Verdict:
     output_truncated: bool = False
     error: str | None = None
     decision: Decision | None = field(default=None)
+    long_input: bool = False  # the input was over the guard's budget (checked in windows, elided, or undecided)
+    windows: int = 1  # how many model checks covered the input
+
+    @classmethod
+    def undecided(
+        cls, *, has_response: bool, error: str, raw: str = "", status: ParseStatus = ParseStatus.ERROR, **run: Any
+    ) -> Verdict:
+        """A verdict with no label for any applicable task (the check could not decide), saying why."""
+        labels: dict[str, str | None] = {t: None if t == PROMPT_HARM or has_response else NOT_APPLICABLE for t in TASKS}
+        return cls(None, None, None, labels, {}, raw, status, has_response, error=error, **run)
 
     @property
     def undecided_tasks(self) -> tuple[str, ...]:

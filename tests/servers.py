@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -54,15 +55,50 @@ Reply = tuple[int, dict]
 
 
 class CompletionsServer:
-    """A small OpenAI-compatible ``/v1/completions`` server whose replies come from ``answer(prompt)``."""
+    """A small OpenAI-compatible ``/v1/completions`` server whose replies come from ``answer(prompt)``.
 
-    def __init__(self, answer: Callable[[str], Reply]) -> None:
+    With a ``tokenizer`` (a transformers tokenizer) it also answers as vLLM does: ``POST /tokenize``,
+    ``POST /detokenize`` and ``max_model_len`` in ``GET /v1/models``; without one, those are 404.
+    """
+
+    def __init__(self, answer: Callable[[str], Reply], tokenizer: Any = None, max_model_len: int = 8192) -> None:
         self.requests: list[dict] = []
         outer = self
 
+        def vllm_extras(path: str, body: dict) -> dict | None:
+            if tokenizer is None:
+                return None
+            if path == "/v1/models":
+                return {"object": "list", "data": [{"id": "replay", "object": "model", "max_model_len": max_model_len}]}
+            if path == "/tokenize":
+                ids = tokenizer(body["prompt"], add_special_tokens=body.get("add_special_tokens", True))["input_ids"]
+                return {"tokens": ids, "count": len(ids), "max_model_len": max_model_len}
+            if path == "/detokenize":
+                return {"prompt": tokenizer.decode(body["tokens"])}
+            return None
+
         class Handler(BaseHTTPRequestHandler):
+            def reply(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            def do_GET(self) -> None:
+                extra = vllm_extras(self.path, {})
+                self.reply(*((200, extra) if extra is not None else error(404, "not found")))
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not self.path.endswith("/completions"):
+                    extra = vllm_extras(self.path, body)
+                    self.reply(*((200, extra) if extra is not None else error(404, "not found")))
+                    return
                 outer.requests.append(body)
                 status, payload = answer(body["prompt"])
                 data = json.dumps(payload).encode()

@@ -12,6 +12,7 @@ from servers import CompletionsServer, completion, error
 from test_guard import recorded
 
 from guardsdk import parse_output
+from guardsdk.tiny_model import llama3_tokenizer
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -26,7 +27,10 @@ def replay_server():
     for path in sorted(PREDICTIONS.glob("8B/*/generated_predictions.jsonl")):
         for row in read_jsonl(path):
             outputs[row["prompt"]] = row["predict"]
-    server = CompletionsServer(lambda p: (200, completion(outputs[p])) if p in outputs else error(404, "unknown"))
+    # Answers as vLLM does, with the real Llama 3 tokenizer: the guard counts tokens exactly.
+    server = CompletionsServer(
+        lambda p: (200, completion(outputs[p])) if p in outputs else error(404, "unknown"), tokenizer=llama3_tokenizer()
+    )
     yield server
     server.stop()
 

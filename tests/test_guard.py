@@ -119,12 +119,14 @@ async def test_async_twins_match_sync(guard):
     assert [v.allowed for v in verdicts] == [True, False]
 
 
-def test_long_input_is_cut_with_a_visible_marker(replay_backend):
-    guard = Guard(replay_backend, max_input_tokens=300, policy=Policy(on_undecided="fail_open"))
+def test_long_input_elided_by_choice_is_cut_with_a_visible_marker_and_counted(replay_backend):
+    policy = Policy(on_undecided="fail_open", long_input="elide")
+    guard = Guard(replay_backend, max_input_tokens=300, policy=policy)
     long_prompt = "start " + "word " * 2000 + "finish"
     verdict = guard.check(long_prompt)
     sent = replay_backend.calls[-1]
-    assert verdict.input_truncated and verdict.truncated
+    assert verdict.input_truncated and verdict.truncated and verdict.long_input
+    assert guard.stats["elided"] == 1 and guard.stats["long_inputs"] == 1
     assert "tokens elided by guardsdk" in sent and "start" in sent and sent.rstrip().endswith("None")
     assert "finish" in sent and len(sent.split(" ")) <= 300
 

@@ -16,6 +16,7 @@ from test_guard import recorded
 from guardsdk import Guard, GuardBlocked, InvalidInputError, Policy
 from guardsdk.backends.replay import ReplayBackend
 from guardsdk.conversation import CURRENT, EARLIER, conversation_to_pair
+from guardsdk.outputs import output_texts
 from guardsdk.integrations.decorator import AnnotatedStr, last_verdicts
 from guardsdk.streaming import StreamBlocked, StreamConfig
 
@@ -50,11 +51,8 @@ def test_conversation_shows_the_last_user_turn_and_the_earlier_turns():
         {"role": "assistant", "content": "I can't write that part."},
     ]
     prompt, response = conversation_to_pair(messages)
-    assert (
-        prompt.startswith(EARLIER)
-        and "User: Let's write a thriller." in prompt
-        and "System: You are helpful." in prompt
-    )
+    assert prompt.startswith(EARLIER) and "User: Let's write a thriller." in prompt
+    assert "You are helpful." not in prompt  # the app's leading system prompt is trusted, not shown
     assert (
         prompt.endswith(f"{CURRENT}\nThe villain explains how to make a bomb.")
         and response == "I can't write that part."
@@ -62,7 +60,7 @@ def test_conversation_shows_the_last_user_turn_and_the_earlier_turns():
     assert conversation_to_pair(messages[:4])[1] is None
     assert conversation_to_pair([{"role": "user", "content": "hi"}]) == ("hi", None)
     with pytest.raises(InvalidInputError):
-        conversation_to_pair([{"role": "assistant", "content": "hello"}])
+        conversation_to_pair([{"role": "system", "content": "only instructions"}])
 
 
 def test_check_messages_sends_both_turns_to_the_guard(guard, replay):
@@ -359,7 +357,7 @@ def test_langchain_accepts_messages_prompt_values_and_ai_messages(guard):
 
     prompt, response = recorded(*BENIGN_OK)
     assert prompt_text(StringPromptValue(text=prompt)) == prompt
-    assert prompt_text([HumanMessage(prompt)]) == prompt and prompt_text(AIMessageChunk(content="x")) == "x"
+    assert prompt_text([HumanMessage(prompt)]) == prompt and output_texts(AIMessageChunk(content="x")) == ["x"]
     guard_in, guard_out = guard_runnables(Guard(guard.backend, policy=Policy(on_unsafe="annotate")))
     from langchain_core.runnables import RunnableLambda
 

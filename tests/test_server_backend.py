@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from servers import CompletionsServer, LlamaCppServer, completion, error
 
@@ -75,8 +77,8 @@ def test_other_4xx_fail_at_once(status):
     server = scripted([error(status, "no"), (200, completion(ANSWER))])
     try:
         backend = OpenAIServerBackend(server.base_url, "m", backoff_s=0.01)
-        with pytest.raises(BackendError, match=str(status)):
-            backend.generate([build_input("hi")], max_tokens=8)
+        [generation] = backend.generate([build_input("hi")], max_tokens=8)
+        assert generation.finish_reason == "error" and str(status) in generation.error
         assert len(server.requests) == 1
     finally:
         server.stop()
@@ -107,8 +109,6 @@ def test_connection_refused_is_retried_then_undecided():
 
 
 def test_slow_server_times_out():
-    import time
-
     def slow(prompt: str):
         time.sleep(1.5)
         return 200, completion(ANSWER)
@@ -116,8 +116,9 @@ def test_slow_server_times_out():
     server = CompletionsServer(slow)
     try:
         backend = OpenAIServerBackend(server.base_url, "m", timeout_s=0.3, max_retries=0)
-        with pytest.raises(BackendError, match="timed out"):
-            backend.generate([build_input("hi")], max_tokens=8)
+        started = time.monotonic()
+        [generation] = backend.generate([build_input("hi")], max_tokens=8)
+        assert generation.finish_reason == "timeout" and time.monotonic() - started < 1.0
     finally:
         server.stop()
 

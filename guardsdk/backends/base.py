@@ -15,13 +15,24 @@ class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (EOS or stop string), "length" (max_tokens) or "timeout"
+    finish_reason: str  # "stop" (EOS or stop string), "length" (max_tokens), "timeout", or "error"
     token_ids: tuple[int, ...] | None = None  # the generated ids, where the backend knows them
+    error: str | None = None  # why this input got no output (finish_reason "error")
+
+
+def failed_generation(error: str) -> Generation:
+    """The answer for one input that the backend could not run: it decides nothing."""
+    return Generation("", 0, 0, "error", error=error)
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """Raw inputs in, generated text and token counts out. Greedy decoding unless told otherwise."""
+    """Raw inputs in, generated text and token counts out. Greedy decoding unless told otherwise.
+
+    ``generate`` returns one :class:`Generation` per input, in order; an input that fails gets a
+    ``finish_reason="error"`` generation (one bad item never fails the batch). ``timeout_s`` is the
+    deadline of the whole call: inputs not finished by then end with ``finish_reason="timeout"``.
+    """
 
     name: str
     context_length: int

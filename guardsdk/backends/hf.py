@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from guardsdk.backends.base import Generation, ThreadedAsyncMixin
-from guardsdk.errors import BackendError, ModelNotFoundError
+from guardsdk.backends.base import Generation, ThreadedAsyncMixin, failed_generation
+from guardsdk.errors import BackendError, ModelNotFoundError, describe
 
 _HOW_TO_GET = (
     "download it first, e.g. `hf download {id}` (or `huggingface-cli download {id}`) on a machine with "
@@ -141,14 +142,22 @@ class HFBackend(ThreadedAsyncMixin):
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
     ) -> list[Generation]:
-        """Generate greedily in batches of ``max_batch_size``."""
+        """Generate greedily in batches of ``max_batch_size``; a batch that fails is its inputs' error."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         results: list[Generation] = []
         with self._lock:
             if self.model is None:
                 raise BackendError("backend is closed")
             for start in range(0, len(inputs), self.max_batch_size):
                 chunk = inputs[start : start + self.max_batch_size]
-                results.extend(self._generate_batch(chunk, max_tokens, stop, timeout_s))
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    results.extend(Generation("", 0, 0, "timeout") for _ in chunk)
+                    continue
+                try:
+                    results.extend(self._generate_batch(chunk, max_tokens, stop, remaining))
+                except Exception as exc:
+                    results.extend(failed_generation(describe(exc)) for _ in chunk)
         return results
 
     def close(self) -> None:

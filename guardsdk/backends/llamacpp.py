@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guardsdk.backends.base import Generation, ThreadedAsyncMixin
-from guardsdk.errors import BackendError, ModelNotFoundError
+from guardsdk.backends.base import Generation, ThreadedAsyncMixin, failed_generation
+from guardsdk.errors import BackendError, ModelNotFoundError, describe
 
 
 def _import_llama() -> Any:
@@ -28,7 +28,8 @@ class LlamaCppBackend(ThreadedAsyncMixin):
     The model stays loaded; threads default to every core (llama-cpp-python's default is half).
     ``Llama.generate`` keeps the KV cache of the previous call and evaluates only the tokens after
     the longest common prefix, so the shared GuardReasoner instruction is evaluated once, not per call.
-    A lock makes concurrent calls safe; they run one at a time.
+    A lock makes concurrent calls safe (tokenizing included); they run one at a time. ``close()`` while
+    a call runs stops it at the next token: its inputs end as errors ("backend is closed").
     """
 
     def __init__(
@@ -61,7 +62,8 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         except (ValueError, RuntimeError) as exc:
             raise ModelNotFoundError(f"could not load GGUF model {path}: {exc}") from exc
         self._llama_cpp = llama_cpp
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._closing = False
         self.name = path.name
         self.context_length = n_ctx
         self.n_threads = threads
@@ -74,12 +76,13 @@ class LlamaCppBackend(ThreadedAsyncMixin):
     @property
     def llm(self) -> Any:
         """The loaded ``llama_cpp.Llama``; raises :class:`BackendError` once closed."""
-        if self._llm is None:
+        if self._llm is None or self._closing:
             raise BackendError("backend is closed")
         return self._llm
 
     def tokenize(self, text: str) -> list[int]:
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        with self._lock:
+            return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def detokenize(self, ids: Sequence[int]) -> str:
         """Text of ``ids``; special tokens are dropped.
@@ -88,35 +91,40 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         silently drops longer pieces (Llama 3 has tokens of 50+ spaces).
         """
         lib = self._llama_cpp
-        vocab = self.llm._model.vocab
         buffer = ctypes.create_string_buffer(64)
         pieces = []
-        for token in ids:
-            n = lib.llama_token_to_piece(vocab, lib.llama_token(token), buffer, len(buffer), 0, False)
-            if n < 0:
-                buffer = ctypes.create_string_buffer(-n)
+        with self._lock:
+            vocab = self.llm._model.vocab
+            for token in ids:
                 n = lib.llama_token_to_piece(vocab, lib.llama_token(token), buffer, len(buffer), 0, False)
-            pieces.append(buffer.raw[:n])
+                if n < 0:
+                    buffer = ctypes.create_string_buffer(-n)
+                    n = lib.llama_token_to_piece(vocab, lib.llama_token(token), buffer, len(buffer), 0, False)
+                pieces.append(buffer.raw[:n])
         return b"".join(pieces).decode("utf-8", errors="replace")
 
     def input_ids(self, text: str) -> list[int]:
         """The token ids the model is run on: BOS (as the GGUF asks) then the text, specials as text."""
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        with self._lock:
+            return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
     def _generate_one(
-        self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None
+        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float | None
     ) -> Generation:
         ids = self.input_ids(text)
         if len(ids) + max_tokens > self.context_length:
             raise BackendError(
                 f"input of {len(ids)} tokens plus max_tokens={max_tokens} exceeds n_ctx={self.context_length}"
             )
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        vocab = self._llm._model.vocab
+        vocab = self.llm._model.vocab
         out: list[int] = []
         finish = "length"
         text_out = ""
-        for token in self._llm.generate(ids, temp=0.0, repeat_penalty=1.0, reset=True):
+        if deadline is not None and time.monotonic() > deadline:
+            return Generation("", len(ids), 0, "timeout")
+        for token in self.llm.generate(ids, temp=0.0, repeat_penalty=1.0, reset=True):
+            if self._closing:
+                raise BackendError("backend is closed")
             if self._llama_cpp.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
@@ -144,14 +152,21 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
     ) -> list[Generation]:
-        """Generate greedily, one input after another."""
+        """Generate greedily, one input after another; an input that fails is that input's error."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._lock:
-            if self._llm is None:
-                raise BackendError("backend is closed")
-            return [self._generate_one(text, max_tokens, stop, timeout_s) for text in inputs]
+            self.llm  # noqa: B018 - raises BackendError once closed
+            results = []
+            for text in inputs:
+                try:
+                    results.append(self._generate_one(text, max_tokens, stop, deadline))
+                except Exception as exc:
+                    results.append(failed_generation(describe(exc)))
+            return results
 
     def close(self) -> None:
-        """Free the model; later calls raise :class:`BackendError`."""
+        """Free the model; a call in flight stops at its next token, later calls raise :class:`BackendError`."""
+        self._closing = True
         with self._lock:
             if self._llm is not None:
                 self._llm.close()

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tenacity import (
-    AsyncRetrying,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from guardsdk.backends.base import Generation
-from guardsdk.errors import BackendError
+from guardsdk.backends.base import Generation, failed_generation
+from guardsdk.backends.server_tokens import ServerTokens
+from guardsdk.deadline import call_all_before_deadline
+from guardsdk.errors import BackendError, describe
 
-#: Characters per token assumed when no tokenizer is at hand (conservative for English text).
-CHARS_PER_TOKEN = 3
+#: The context length assumed when the server does not report one.
+DEFAULT_CONTEXT_LENGTH = 4096
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -33,12 +30,25 @@ def _is_retryable(exc: BaseException) -> bool:
     return False
 
 
+def retry_after_s(exc: BaseException | None) -> float | None:
+    """The seconds a 429/503 reply's ``Retry-After`` header asks for (delta-seconds form), or None."""
+    response = getattr(exc, "response", None)
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
 class OpenAIServerBackend:
     """Sends the GuardReasoner input as a raw prompt to ``/v1/completions``; no chat template.
 
-    Retries 429, 5xx and connection errors with exponential backoff (tenacity); other 4xx fail at
-    once. Token counts come from the server's ``usage``. Without a local tokenizer, truncation
-    budgets use an estimate of ``CHARS_PER_TOKEN`` characters per token.
+    Retries 429, 5xx and connection errors with exponential backoff (tenacity), waiting what a
+    ``Retry-After`` header asks; other 4xx fail at once. ``timeout_s`` of :meth:`generate` is the deadline
+    of the whole call, retries and waits included: an input not answered by then ends as ``"timeout"``,
+    a malformed reply as that input's ``"error"``. Token counts come from the server's ``usage``; budgets
+    use the server's tokenizer where it has one (see :mod:`guardsdk.backends.server_tokens`), and the
+    context length the server reports (else ``context_length``).
     """
 
     def __init__(
@@ -50,7 +60,7 @@ class OpenAIServerBackend:
         timeout_s: float = 120.0,
         max_retries: int = 3,
         backoff_s: float = 0.5,
-        context_length: int = 8192,
+        context_length: int | None = None,
         max_concurrency: int = 8,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
@@ -64,60 +74,85 @@ class OpenAIServerBackend:
         self.model = model
         self.name = model
         self.base_url = base_url
-        self.context_length = context_length
+        self.timeout_s = timeout_s
+        self.tokens = ServerTokens(base_url, model, {"Authorization": f"Bearer {api_key}"})
+        self.context_length = context_length or self.tokens.context_length() or DEFAULT_CONTEXT_LENGTH
         self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
         # Greedy means no repetition penalty; llama_cpp.server defaults to 1.1, vLLM ignores the field.
         self.extra_body = {"repeat_penalty": 1.0} if extra_body is None else extra_body
-        self._retry: dict[str, Any] = {
-            "retry": retry_if_exception(_is_retryable),
-            "stop": stop_after_attempt(max_retries + 1),
-            "wait": wait_exponential(multiplier=backoff_s, max=30),
-            "reraise": True,
-        }
 
     @classmethod
     def from_pretrained(cls, base_url: str, model: str, **kwargs: Any) -> OpenAIServerBackend:
         """Connect to a server (named for symmetry with the other backends)."""
         return cls(base_url, model, **kwargs)
 
-    def tokenize(self, text: str) -> list[str]:
-        """An estimate: pseudo-tokens of ``CHARS_PER_TOKEN`` characters each."""
-        return [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
+    def tokenize(self, text: str) -> Sequence[Any]:
+        """The server's tokens of ``text``, or its UTF-8 bytes where the server has no tokenizer."""
+        return self.tokens.tokenize(text)
 
-    def detokenize(self, ids: Sequence[str]) -> str:
-        return "".join(ids)
+    def detokenize(self, ids: Sequence[Any]) -> str:
+        return self.tokens.detokenize(ids)
 
-    def _request(
-        self, text: str, max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None
-    ) -> dict[str, Any]:
+    def _retrying(self, deadline: float, cls: type[Any]) -> Any:
+        backoff = wait_exponential(multiplier=self.backoff_s, max=30)
+
+        def wait(state: RetryCallState) -> float:
+            asked = retry_after_s(state.outcome.exception() if state.outcome else None)
+            return min(backoff(state) if asked is None else asked, max(deadline - time.monotonic(), 0.0))
+
+        def past_deadline(state: RetryCallState) -> bool:
+            asked = retry_after_s(state.outcome.exception() if state.outcome else None) or 0.0
+            return time.monotonic() + asked >= deadline
+
+        return cls(
+            retry=retry_if_exception(_is_retryable),
+            stop=stop_after_attempt(self.max_retries + 1) | past_deadline,
+            wait=wait,
+            reraise=True,
+        )
+
+    def _request(self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
             "prompt": text,
             "max_tokens": max_tokens,
             "temperature": 0.0,
+            "timeout": max(deadline - time.monotonic(), 0.01),
         }
         if stop:
             request["stop"] = list(stop)
         if self.extra_body:
             request["extra_body"] = self.extra_body
-        if timeout_s is not None:
-            request["timeout"] = timeout_s
         return request
 
     def _to_generation(self, completion: Any) -> Generation:
-        choice = completion.choices[0]
-        usage = completion.usage
+        """The reply's first choice; anything malformed raises :class:`BackendError`."""
+        choices = getattr(completion, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise BackendError(f"malformed reply from {self.base_url}: no choices")
+        choice = choices[0]
+        text, finish = getattr(choice, "text", None), getattr(choice, "finish_reason", None)
+        if not isinstance(text, str):
+            raise BackendError(f"malformed reply from {self.base_url}: text is {type(text).__name__}, not str")
+        usage = getattr(completion, "usage", None)
+        prompt_tokens, completion_tokens = getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0)
         return Generation(
-            text=choice.text or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason or "stop",
+            text=text,
+            prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else 0,
+            completion_tokens=completion_tokens if isinstance(completion_tokens, int) else 0,
+            finish_reason=finish if isinstance(finish, str) else f"unknown ({finish!r})",
         )
 
-    def _wrap_error(self, exc: Exception) -> BackendError:
-        if isinstance(exc, self._openai.APITimeoutError):
-            return BackendError(f"server {self.base_url} timed out")
-        return BackendError(f"server {self.base_url} failed: {exc.__class__.__name__}: {exc}")
+    def _outcome(self, result: Any) -> Generation:
+        if isinstance(result, Generation):
+            return result
+        if isinstance(result, (TimeoutError, self._openai.APITimeoutError)):
+            return Generation("", 0, 0, "timeout")
+        if isinstance(result, self._openai.OpenAIError):
+            return failed_generation(f"server {self.base_url} failed: {describe(result)}")
+        return failed_generation(describe(result))
 
     def generate(
         self,
@@ -127,20 +162,16 @@ class OpenAIServerBackend:
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
     ) -> list[Generation]:
-        """One completions request per input; up to ``max_concurrency`` run at once, results in order."""
+        """One completions request per input, up to ``max_concurrency`` at once, results in order."""
+        seconds = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + seconds
 
         def one(text: str) -> Generation:
-            request = self._request(text, max_tokens, stop, timeout_s)
-            try:
-                completion = Retrying(**self._retry)(self.client.completions.create, **request)
-            except self._openai.OpenAIError as exc:
-                raise self._wrap_error(exc) from exc
-            return self._to_generation(completion)
+            request = self._request(text, max_tokens, stop, deadline)
+            return self._to_generation(self._retrying(deadline, Retrying)(self.client.completions.create, **request))
 
-        if len(inputs) <= 1:
-            return [one(text) for text in inputs]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(inputs))) as pool:
-            return list(pool.map(one, inputs))
+        calls = [functools.partial(one, text) for text in inputs]
+        return [self._outcome(r) for r in call_all_before_deadline(calls, seconds, self.max_concurrency)]
 
     async def agenerate(
         self,
@@ -151,21 +182,27 @@ class OpenAIServerBackend:
         timeout_s: float | None = None,
     ) -> list[Generation]:
         """Concurrent requests, at most ``max_concurrency`` in flight."""
+        seconds = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + seconds
         gate = asyncio.Semaphore(self.max_concurrency)
 
         async def one(text: str) -> Generation:
-            request = self._request(text, max_tokens, stop, timeout_s)
             async with gate:
-                try:
-                    async for attempt in AsyncRetrying(**self._retry):
-                        with attempt:
-                            completion = await self.async_client.completions.create(**request)
-                except self._openai.OpenAIError as exc:
-                    raise self._wrap_error(exc) from exc
+                request = self._request(text, max_tokens, stop, deadline)
+                async for attempt in self._retrying(deadline, AsyncRetrying):
+                    with attempt:
+                        completion = await self.async_client.completions.create(**request)
             return self._to_generation(completion)
 
-        return list(await asyncio.gather(*(one(text) for text in inputs)))
+        async def bounded(text: str) -> Any:
+            try:
+                return await asyncio.wait_for(one(text), max(deadline - time.monotonic(), 0.01))
+            except Exception as exc:
+                return exc
+
+        return [self._outcome(r) for r in await asyncio.gather(*(bounded(text) for text in inputs))]
 
     def close(self) -> None:
         """Close the HTTP clients."""
         self.client.close()
+        self.tokens.close()

@@ -2,7 +2,8 @@
 
 The prompt is found by parameter name (default ``"prompt"``; a message list is presented as in
 :mod:`guardsdk.conversation`) or by an extractor ``prompt=lambda args, kwargs: ...``. The response is
-the result itself when it is text, an OpenAI completion's text, or what ``response=callable`` returns.
+the result itself when it is text, every choice of an OpenAI completion (tool calls included), a LangChain
+message, or what ``response=callable`` returns.
 
 On a block: :class:`GuardBlocked` is raised, or ``on_block`` is returned instead (a value, or a callable
 given the verdict), e.g. a refusal message. Annotate (``Policy(on_unsafe="annotate")``): the result is
@@ -18,17 +19,21 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from guardsdk.conversation import content_text, conversation_to_pair
+from guardsdk.conversation import request_prompt
 from guardsdk.errors import GuardBlocked, InvalidInputError
 from guardsdk.guard import Guard
+from guardsdk.outputs import chunk_text as default_chunk_text
+from guardsdk.outputs import output_texts
 from guardsdk.policy import OnUnsafe
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
 
+logger = logging.getLogger("guardsdk")
 RAISE = object()  # on_block default: raise GuardBlocked
 _last_verdicts: contextvars.ContextVar[tuple[Verdict, ...]] = contextvars.ContextVar("guardsdk_verdicts", default=())
 
@@ -44,30 +49,20 @@ class AnnotatedStr(str):
     guard_verdicts: tuple[Verdict, ...] = ()
 
 
-def text_of(value: Any) -> str | None:
-    """Text of an LLM result or stream chunk: str, OpenAI completion/chunk, LangChain message, dict."""
-    if value is None or isinstance(value, str):
-        return value
-    choices = getattr(value, "choices", None)
-    if choices:
-        choice = choices[0]
-        message = getattr(choice, "message", None) or getattr(choice, "delta", None)
-        if message is not None:
-            return content_text(getattr(message, "content", None))
-        return getattr(choice, "text", None)
-    if hasattr(value, "content"):
-        return content_text(value.content)
-    if isinstance(value, Mapping) and "content" in value:
-        return content_text(value["content"])
-    return None
-
-
 def _prompt_from(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)):
-        return conversation_to_pair(value)[0]
+        return request_prompt(value)
     raise InvalidInputError(f"cannot find a prompt in a {type(value).__name__}; pass prompt=<extractor>")
+
+
+def _texts(value: str | list[str] | None, result: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    raise InvalidInputError(f"cannot find the response text in a {type(result).__name__}")
 
 
 def _annotate(result: Any, verdicts: tuple[Verdict, ...]) -> Any:
@@ -85,8 +80,8 @@ def protect(
     guard: Guard,
     *,
     prompt: str | Callable[[tuple, dict], Any] = "prompt",
-    response: Callable[[Any], str | None] | None = None,
-    chunk_text: Callable[[Any], str | None] | None = None,
+    response: Callable[[Any], str | list[str] | None] | None = None,
+    chunk_text: Callable[[Any], str] | None = None,
     on_block: Any = RAISE,
     check_prompt: bool = True,
     check_response: bool = True,
@@ -95,11 +90,19 @@ def protect(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator factory; see the module docstring. ``parallel=True`` runs the prompt check beside the
     call and releases the result only after a safe verdict; when blocked, an async call is cancelled and a
-    sync call's result discarded. Sequential is the default. ``stream`` configures checks of generators."""
+    sync call's result discarded. Sequential is the default. ``stream`` configures checks of generators.
+
+    Every output of a result is checked (each choice of an OpenAI completion, tool calls included);
+    ``response=`` may return one text or a list. ``check_prompt=False`` / ``check_response=False`` are
+    opt-outs: logged at WARNING when decorating, and counted per call (``unchecked_prompt`` /
+    ``unchecked_response`` in ``guard.stats``)."""
     output_guard = guard.response_guard()
     stream_config = stream or StreamConfig()
-    get_response = response or text_of
-    get_chunk = chunk_text or text_of
+    get_response = response or output_texts
+    get_chunk = chunk_text or default_chunk_text
+    for skipped, name in ((not check_prompt, "prompt"), (not check_response, "response")):
+        if skipped:
+            logger.warning("guard.protect(check_%s=False): %ss of this function are never checked", name, name)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(fn)
@@ -119,22 +122,30 @@ def protect(
             return on_block(exc.verdict) if callable(on_block) else on_block
 
         def check_in(text: str) -> tuple[Verdict, ...]:
-            return (guard.check(text),) if check_prompt else ()
+            if check_prompt:
+                return (guard.check(text),)
+            guard._count("unchecked_prompt")
+            return ()
 
-        def body_of(result: Any) -> str:
-            body = get_response(result)
-            if body is None:
-                raise InvalidInputError(f"cannot find the response text in a {type(result).__name__}")
-            return body
+        async def acheck_in(text: str) -> tuple[Verdict, ...]:
+            if check_prompt:
+                return (await guard.acheck(text),)
+            guard._count("unchecked_prompt")
+            return ()
 
         def check_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
-            if check_response:
-                verdicts += (output_guard.check(text, body_of(result)),)
-            return _annotate(result, verdicts)
+            if not check_response:
+                guard._count("unchecked_response")
+                return _annotate(result, verdicts)
+            bodies = _texts(get_response(result), result)
+            return _annotate(result, verdicts + tuple(output_guard.check(text, body) for body in bodies))
 
         async def acheck_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
-            if check_response:
-                verdicts += (await output_guard.acheck(text, body_of(result)),)
+            if not check_response:
+                guard._count("unchecked_response")
+                return _annotate(result, verdicts)
+            for body in _texts(get_response(result), result):
+                verdicts += (await output_guard.acheck(text, body),)
             return _annotate(result, verdicts)
 
         if inspect.isasyncgenfunction(fn):
@@ -144,7 +155,7 @@ def protect(
                 text = find_prompt(args, kwargs)
                 source = None
                 try:
-                    verdicts = (await guard.acheck(text),) if check_prompt else ()
+                    verdicts = await acheck_in(text)
                     checker = StreamChecker(guard, text, stream_config)
                     source = fn(*args, **kwargs)
                     async for chunk in aguarded_chunks(checker, source, get_chunk):
@@ -197,7 +208,7 @@ def protect(
                             raise
                         result = await call
                     else:
-                        verdicts = (await guard.acheck(text),) if check_prompt else ()
+                        verdicts = await acheck_in(text)
                         result = await fn(*args, **kwargs)
                     return await acheck_out(text, result, verdicts)
                 except GuardBlocked as exc:
@@ -229,4 +240,4 @@ def protect(
     return decorate
 
 
-__all__ = ["RAISE", "AnnotatedStr", "OnUnsafe", "last_verdicts", "protect", "text_of"]
+__all__ = ["RAISE", "AnnotatedStr", "OnUnsafe", "last_verdicts", "protect"]

@@ -16,6 +16,7 @@ callback handlers, ``astream_events``), and on annotate as ``response_metadata["
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID
@@ -25,9 +26,10 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guardsdk.conversation import content_text, conversation_to_pair
+from guardsdk.conversation import request_prompt
 from guardsdk.errors import InvalidInputError
 from guardsdk.guard import Guard
+from guardsdk.outputs import output_texts
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
 
@@ -35,15 +37,16 @@ EVENT = "guardsdk_verdict"
 
 
 def prompt_text(value: Any) -> str:
-    """The prompt a guard checks for a chain input: str, PromptValue, or messages."""
+    """The prompt a guard checks for a chain input: str, PromptValue, or messages (every message but the
+    leading system prompt, see :mod:`guardsdk.conversation`)."""
     if isinstance(value, str):
         return value
     if isinstance(value, PromptValue):
-        return conversation_to_pair(value.to_messages())[0]
+        return request_prompt(value.to_messages())
     if isinstance(value, BaseMessage):
-        return content_text(value.content)
+        return request_prompt([value])
     if isinstance(value, (list, tuple)):
-        return conversation_to_pair(value)[0]
+        return request_prompt(value)
     raise InvalidInputError(f"cannot guard a chain input of type {type(value).__name__}")
 
 
@@ -64,10 +67,18 @@ def _with_metadata(value: Any, verdicts: list[Verdict]) -> Any:
 
 
 class _Prompts:
-    """Prompts seen by the input guard, by the id of the chain run around it."""
+    """Prompts that passed the input guard, by the id of the chain run around it; the oldest are dropped
+    past ``limit`` (a run whose model call failed never collects its prompt)."""
 
-    def __init__(self) -> None:
-        self.by_run: dict[UUID | None, str] = {}
+    def __init__(self, limit: int = 1024) -> None:
+        self.by_run: OrderedDict[UUID | None, str] = OrderedDict()
+        self.limit = limit
+
+    def put(self, run_id: UUID | None, prompt: str) -> None:
+        self.by_run[run_id] = prompt
+        self.by_run.move_to_end(run_id)
+        while len(self.by_run) > self.limit:
+            self.by_run.popitem(last=False)
 
 
 class GuardInput(Runnable[Any, Any]):
@@ -80,15 +91,15 @@ class GuardInput(Runnable[Any, Any]):
 
     def _check(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         text = prompt_text(value)
-        self.prompts.by_run[run_manager.parent_run_id] = text
         verdict = self.guard.check(text)
+        self.prompts.put(run_manager.parent_run_id, text)
         dispatch_custom_event(EVENT, _event(verdict), config=config)
         return value
 
     async def _acheck(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         text = prompt_text(value)
-        self.prompts.by_run[run_manager.parent_run_id] = text
         verdict = await self.guard.acheck(text)
+        self.prompts.put(run_manager.parent_run_id, text)
         await adispatch_custom_event(EVENT, _event(verdict), config=config)
         return value
 
@@ -116,14 +127,20 @@ class GuardOutput(Runnable[Any, Any]):
         return text
 
     def _check(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
-        verdict = self.guard.check(self._prompt(run_manager), prompt_text(value))
-        dispatch_custom_event(EVENT, _event(verdict), config=config)
-        return _with_metadata(value, [verdict])
+        prompt = self._prompt(run_manager)
+        verdicts = []
+        for text in output_texts(value):  # content and tool calls
+            verdicts.append(self.guard.check(prompt, text))
+            dispatch_custom_event(EVENT, _event(verdicts[-1]), config=config)
+        return _with_metadata(value, verdicts)
 
     async def _acheck(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
-        verdict = await self.guard.acheck(self._prompt(run_manager), prompt_text(value))
-        await adispatch_custom_event(EVENT, _event(verdict), config=config)
-        return _with_metadata(value, [verdict])
+        prompt = self._prompt(run_manager)
+        verdicts = []
+        for text in output_texts(value):
+            verdicts.append(await self.guard.acheck(prompt, text))
+            await adispatch_custom_event(EVENT, _event(verdicts[-1]), config=config)
+        return _with_metadata(value, verdicts)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self._call_with_config(self._check, input, config, run_type="chain")
@@ -134,7 +151,7 @@ class GuardOutput(Runnable[Any, Any]):
     def _transform(self, chunks: Iterator[Any], run_manager: Any, config: RunnableConfig) -> Iterator[Any]:
         checker = StreamChecker(self.guard, self._prompt(run_manager), self.stream_config)
         try:
-            yield from guarded_chunks(checker, chunks, prompt_text)
+            yield from guarded_chunks(checker, chunks)
         finally:
             for verdict in checker.verdicts:
                 dispatch_custom_event(EVENT, _event(verdict), config=config)
@@ -144,7 +161,7 @@ class GuardOutput(Runnable[Any, Any]):
     ) -> AsyncIterator[Any]:
         checker = StreamChecker(self.guard, self._prompt(run_manager), self.stream_config)
         try:
-            async for chunk in aguarded_chunks(checker, chunks, prompt_text):
+            async for chunk in aguarded_chunks(checker, chunks):
                 yield chunk
         finally:
             for verdict in checker.verdicts:

@@ -1,25 +1,42 @@
 """``guard.wrap(OpenAI(...))``: an OpenAI client whose completions are guarded.
 
 ``chat.completions.create`` and ``completions.create`` keep their signatures and return types: the
-prompt (the messages, as in :mod:`guardsdk.conversation`, or the prompt string) is checked before the
-request, the answer after it; a stream is checked as it runs (see :mod:`guardsdk.streaming`) and comes
-back as an iterator of the same chunk objects, closing the upstream stream when stopped early.
-Verdicts are attached as ``result.guard_verdicts`` (and on the stream object), and blocked calls raise
+prompt (every message but the app's leading system prompt, as in :mod:`guardsdk.conversation`, or each
+prompt string) is checked before the request, and every choice of the answer after it, tool calls
+included; a stream is checked as it runs (see :mod:`guardsdk.streaming`) and comes back as an iterator of
+the same chunk objects, closing the upstream stream when stopped early. Verdicts are attached as
+``result.guard_verdicts`` (and on the stream object), and blocked calls raise
 :class:`~guardsdk.errors.GuardBlocked` (a stopped stream raises :class:`~guardsdk.streaming.StreamBlocked`).
-Every other attribute is the wrapped client's.
+
+No entry point passes through unchecked. ``with_options(...)`` and ``copy(...)`` return a guarded client;
+``models``, ``embeddings``, ``moderations``, ``files`` and the client's settings are the wrapped client's;
+every other attribute (``responses``, ``beta``, ``with_raw_response``, ``chat.completions.parse``, ...)
+raises :class:`~guardsdk.errors.UnguardedEndpointError`. ``guarded.unwrapped`` hands out the raw client
+by explicit choice (logged at WARNING, counted as ``unguarded_client`` in ``guard.stats``). Token-id
+prompts are refused (:class:`~guardsdk.errors.InvalidInputError`): a guard checks text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
-from guardsdk.conversation import conversation_to_pair
+from guardsdk.conversation import request_prompt
+from guardsdk.errors import InvalidInputError, UnguardedEndpointError
 from guardsdk.guard import Guard
-from guardsdk.integrations.decorator import text_of
+from guardsdk.outputs import output_texts
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
+
+logger = logging.getLogger("guardsdk")
+
+
+#: Client attributes that call no LLM: handed through unchanged.
+PASS_THROUGH = frozenset({"models", "embeddings", "moderations", "files", "close", "is_closed", "base_url",
+                          "api_key", "organization", "project", "timeout", "max_retries", "default_headers",
+                          "default_query"})  # fmt: skip
 
 
 def _attach(obj: Any, verdicts: list[Verdict]) -> Any:
@@ -28,11 +45,39 @@ def _attach(obj: Any, verdicts: list[Verdict]) -> Any:
     return obj
 
 
-def _prompt_of(kwargs: dict[str, Any]) -> str:
+def _prompts_of(kwargs: dict[str, Any]) -> list[str]:
+    """The prompt texts of a create call (one per legacy completions prompt); token ids are refused."""
     if "messages" in kwargs:
-        return conversation_to_pair(list(kwargs["messages"]))[0]
+        kwargs["messages"] = list(kwargs["messages"])  # a generator would be spent by the check
+        return [request_prompt(kwargs["messages"])]
     prompt = kwargs.get("prompt")
-    return prompt if isinstance(prompt, str) else "\n".join(map(str, prompt or []))
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else None
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise InvalidInputError("guardsdk checks text prompts: token-id or missing prompts cannot be checked")
+    return prompts
+
+
+def _pairs(prompts: list[str], result: Any, n: int) -> list[tuple[str, str]]:
+    """(prompt, output) for every choice; a legacy completion's choice i answers prompt i // n."""
+    pairs = []
+    for position, (choice, text) in enumerate(zip(result.choices, output_texts(result), strict=True)):
+        index = getattr(choice, "index", position)
+        pairs.append((prompts[min(index // n, len(prompts) - 1)] if isinstance(index, int) else prompts[0], text))
+    return pairs
+
+
+class UnguardedNamespace:
+    """Raises :class:`UnguardedEndpointError` for every attribute but the guarded ones given."""
+
+    def __init__(self, path: str, **guarded: Any) -> None:
+        self._path = path
+        self.__dict__.update(guarded)
+
+    def __getattr__(self, name: str) -> Any:
+        raise UnguardedEndpointError(
+            f"{self._path}.{name} is not guarded by guardsdk; use the guarded create(), or the raw client "
+            "from guarded.unwrapped if you accept unchecked calls"
+        )
 
 
 class GuardedStream:
@@ -46,7 +91,7 @@ class GuardedStream:
 
     def _run(self) -> Iterator[Any]:
         try:
-            yield from guarded_chunks(self._checker, self._upstream, text_of)
+            yield from guarded_chunks(self._checker, self._upstream)
         finally:
             self.guard_verdicts = [*self.guard_verdicts, *self._checker.verdicts]
             self.close()
@@ -84,7 +129,7 @@ class AsyncGuardedStream:
 
     async def _run(self) -> Any:
         try:
-            async for chunk in aguarded_chunks(self._checker, self._upstream, text_of):
+            async for chunk in aguarded_chunks(self._checker, self._upstream):
                 yield chunk
         finally:
             self.guard_verdicts = [*self.guard_verdicts, *self._checker.verdicts]
@@ -111,66 +156,89 @@ class AsyncGuardedStream:
         return getattr(self._upstream, name)
 
 
-class _GuardedCreate:
-    """A ``create`` endpoint (chat or text completions) with checks around it."""
+class _GuardedCreate(UnguardedNamespace):
+    """A ``create`` endpoint (chat or text completions) with checks around it; nothing else of it."""
 
-    def __init__(self, endpoint: Any, guard: Guard, stream: StreamConfig, is_async: bool) -> None:
+    def __init__(self, path: str, endpoint: Any, guard: Guard, stream: StreamConfig, is_async: bool) -> None:
+        super().__init__(path)
         self._endpoint = endpoint
         self._guard = guard
         self._output_guard = guard.response_guard()
         self._stream = stream
         self._is_async = is_async
 
+    @staticmethod
+    def _check_stream_shape(prompts: list[str], kwargs: dict[str, Any]) -> None:
+        if kwargs.get("stream") and (len(prompts) > 1 or (kwargs.get("n") or 1) > 1):
+            raise InvalidInputError("a guarded stream has one choice: use n=1 and one prompt, or stream=False")
+
     def create(self, **kwargs: Any) -> Any:
         if self._is_async:
             return self._acreate(**kwargs)
-        prompt = _prompt_of(kwargs)
-        verdicts = [self._guard.check(prompt)]
+        prompts = _prompts_of(kwargs)
+        self._check_stream_shape(prompts, kwargs)
+        verdicts = [self._guard.check(p) for p in prompts]
         result = self._endpoint.create(**kwargs)
         if kwargs.get("stream"):
-            return GuardedStream(result, StreamChecker(self._guard, prompt, self._stream), verdicts)
-        verdicts.append(self._output_guard.check(prompt, text_of(result) or ""))
+            return GuardedStream(result, StreamChecker(self._guard, prompts[0], self._stream), verdicts)
+        verdicts += [self._output_guard.check(p, t) for p, t in _pairs(prompts, result, kwargs.get("n") or 1)]
         return _attach(result, verdicts)
 
     async def _acreate(self, **kwargs: Any) -> Any:
-        prompt = _prompt_of(kwargs)
-        verdicts = [await self._guard.acheck(prompt)]
+        prompts = _prompts_of(kwargs)
+        self._check_stream_shape(prompts, kwargs)
+        verdicts = [await self._guard.acheck(p) for p in prompts]
         result = await self._endpoint.create(**kwargs)
         if kwargs.get("stream"):
-            return AsyncGuardedStream(result, StreamChecker(self._guard, prompt, self._stream), verdicts)
-        verdicts.append(await self._output_guard.acheck(prompt, text_of(result) or ""))
+            return AsyncGuardedStream(result, StreamChecker(self._guard, prompts[0], self._stream), verdicts)
+        for prompt, text in _pairs(prompts, result, kwargs.get("n") or 1):
+            verdicts.append(await self._output_guard.acheck(prompt, text))
         return _attach(result, verdicts)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._endpoint, name)
-
-
-class _Namespace:
-    def __init__(self, inner: Any, **overrides: Any) -> None:
-        self._inner = inner
-        self.__dict__.update(overrides)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 class GuardedClient:
-    """The wrapped client: guarded ``chat.completions.create`` and ``completions.create``."""
+    """The wrapped client: guarded ``chat.completions.create`` and ``completions.create``; see the module
+    docstring for what else it hands through and what it refuses."""
 
     def __init__(self, guard: Guard, client: Any, stream: StreamConfig | None = None) -> None:
         import openai
 
         is_async = isinstance(client, openai.AsyncOpenAI)
-        config = stream or StreamConfig()
+        self._stream_config = stream or StreamConfig()
         self._client = client
         self.guard = guard
-        self.chat = _Namespace(
-            client.chat, completions=_GuardedCreate(client.chat.completions, guard, config, is_async)
-        )
-        self.completions = _GuardedCreate(client.completions, guard, config, is_async)
+        create = _GuardedCreate("chat.completions", client.chat.completions, guard, self._stream_config, is_async)
+        self.chat = UnguardedNamespace("chat", completions=create)
+        self.completions = _GuardedCreate("completions", client.completions, guard, self._stream_config, is_async)
+
+    @property
+    def unwrapped(self) -> Any:
+        """The raw client, whose calls are not checked: an explicit opt-out, logged and counted."""
+        logger.warning("guardsdk: the raw OpenAI client was handed out; its calls are not checked")
+        self.guard._count("unguarded_client")
+        return self._client
+
+    def _rewrapped(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> GuardedClient:
+            return GuardedClient(self.guard, getattr(self._client, name)(*args, **kwargs), self._stream_config)
+
+        return call
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        if name in PASS_THROUGH:
+            return getattr(self._client, name)
+        if name in ("with_options", "copy"):
+            return self._rewrapped(name)
+        raise UnguardedEndpointError(
+            f"client.{name} is not guarded by guardsdk; use chat.completions.create / completions.create, or "
+            "the raw client from guarded.unwrapped if you accept unchecked calls"
+        )
+
+    def __enter__(self) -> GuardedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.close()
 
 
 def wrap(guard: Guard, client: Any, *, stream: StreamConfig | None = None) -> GuardedClient:

@@ -1,0 +1,143 @@
+"""Counting tokens for a model behind an OpenAI-compatible server, and learning its context length.
+
+The server's own tokenizer is used where it has one: vLLM (``/tokenize``, ``/detokenize``), the llama.cpp
+server (``/tokenize``, ``/detokenize``) and llama-cpp-python's server (``/extras/tokenize``,
+``/extras/detokenize``), probed once in that order. Elsewhere each UTF-8 byte counts as a token: byte-level
+BPE and SentencePiece with byte fallback never make more tokens than bytes, so budgets stay safe.
+The context length comes from vLLM's ``/v1/models`` (``max_model_len``) or llama.cpp's ``/props``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from guardsdk.errors import BackendError
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One server family's tokenize and detokenize endpoints."""
+
+    name: str
+    tokenize_path: str
+    tokenize_body: Callable[[str, str], dict[str, Any]]
+    detokenize_path: str
+    detokenize_body: Callable[[str, list[int]], dict[str, Any]]
+    text_key: str  # where the detokenize reply holds the text
+
+
+DIALECTS = (
+    Dialect("vllm", "/tokenize", lambda m, t: {"model": m, "prompt": t, "add_special_tokens": False},
+            "/detokenize", lambda m, ids: {"model": m, "tokens": ids}, "prompt"),
+    Dialect("llama.cpp", "/tokenize", lambda m, t: {"content": t, "add_special": False},
+            "/detokenize", lambda m, ids: {"tokens": ids}, "content"),
+    Dialect("llama-cpp-python", "/extras/tokenize", lambda m, t: {"model": m, "input": t},
+            "/extras/detokenize", lambda m, ids: {"model": m, "tokens": ids}, "text"),
+)  # fmt: skip
+_PROBE = "Human user:\nprobe"
+
+
+class ServerTokens:
+    """Tokenize / detokenize through the server where it can, else bytes; see the module docstring."""
+
+    def __init__(self, base_url: str, model: str, headers: dict[str, str], timeout_s: float = 10.0) -> None:
+        import httpx
+
+        self.root = base_url.rstrip("/").removesuffix("/v1")
+        self.model = model
+        self._http = httpx.Client(headers=headers, timeout=timeout_s)
+        self._dialect: Dialect | None = None
+        self._prefix: list[int] = []  # what the server adds to every tokenization (a BOS), stripped
+        self._probed = False
+        self._lock = threading.Lock()
+        self.tokenize = functools.lru_cache(maxsize=64)(self._tokenize_tuple)  # template texts repeat
+
+    @property
+    def dialect(self) -> str:
+        """The tokenizer in use: a server family's name, or ``"bytes"``."""
+        self._probe()
+        return self._dialect.name if self._dialect else "bytes"
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        reply = self._http.post(self.root + path, json=body)
+        reply.raise_for_status()
+        return reply.json()
+
+    def _probe(self) -> None:
+        import httpx
+
+        with self._lock:
+            if self._probed:
+                return
+            answered = False
+            for dialect in DIALECTS:
+                try:
+                    tokens = self._post(dialect.tokenize_path, dialect.tokenize_body(self.model, _PROBE))["tokens"]
+                    empty = self._post(dialect.tokenize_path, dialect.tokenize_body(self.model, ""))["tokens"]
+                except httpx.HTTPStatusError:
+                    answered = True
+                    continue
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    continue
+                if tokens and all(isinstance(t, int) for t in tokens) and tokens[: len(empty)] == empty:
+                    self._dialect, self._prefix = dialect, list(empty)
+                    answered = True
+                    break
+            self._probed = answered  # a server that did not answer at all is probed again next time
+
+    def _tokenize_tuple(self, text: str) -> tuple[Any, ...]:
+        return tuple(self._remote_tokenize(text)) if self._uses_server() else tuple(text.encode("utf-8"))
+
+    def _uses_server(self) -> bool:
+        self._probe()
+        return self._dialect is not None
+
+    def _remote_tokenize(self, text: str) -> list[int]:
+        assert self._dialect is not None
+        try:
+            body = self._dialect.tokenize_body(self.model, text)
+            tokens = list(self._post(self._dialect.tokenize_path, body)["tokens"])
+        except Exception as exc:
+            raise BackendError(f"the server could not tokenize: {exc.__class__.__name__}: {exc}") from exc
+        return tokens[len(self._prefix) :] if tokens[: len(self._prefix)] == self._prefix else tokens
+
+    def detokenize(self, ids: Sequence[Any]) -> str:
+        """Text of tokens from :attr:`tokenize` (a cut UTF-8 character at an edge is dropped)."""
+        if not self._uses_server():
+            return bytes(ids).decode("utf-8", errors="ignore")
+        assert self._dialect is not None
+        body = self._dialect.detokenize_body(self.model, list(ids))
+        try:
+            return str(self._post(self._dialect.detokenize_path, body)[self._dialect.text_key])
+        except Exception as exc:
+            raise BackendError(f"the server could not detokenize: {exc.__class__.__name__}: {exc}") from exc
+
+    def context_length(self) -> int | None:
+        """The model's context length as the server reports it, or None."""
+        import httpx
+
+        for path, read in (("/v1/models", _vllm_context), ("/props", _llamacpp_context)):
+            try:
+                reply = self._http.get(self.root + path)
+                found = read(reply.json()) if reply.is_success else None
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+                found = None
+            if isinstance(found, int) and found > 0:
+                return found
+        return None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _vllm_context(payload: Any) -> int | None:
+    lengths = [m.get("max_model_len") for m in payload.get("data", []) if isinstance(m, dict)]
+    return next((n for n in lengths if isinstance(n, int)), None)
+
+
+def _llamacpp_context(payload: Any) -> int | None:
+    return payload["default_generation_settings"]["n_ctx"]

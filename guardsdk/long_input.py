@@ -1,0 +1,183 @@
+"""Text longer than the guard's input budget: checked in windows, undecided, or (opt-in) elided.
+
+Rule: text the guard never saw is never judged safe. Under ``LongInput.WINDOWS`` (the default) a long
+prompt or response is cut into overlapping token windows and each window is a check of its own; the
+merged verdict takes, per task, the positive label if any window gave it, else undecided if any window
+was undecided, else the negative label. A long prompt paired with a response gets prompt-only windows
+(which judge the prompt) and response windows shown with the prompt's head and tail. More windows than
+``Policy.max_windows`` make the check undecided, as does ``LongInput.UNDECIDED`` for any long input.
+``LongInput.ELIDE`` keeps the old head-and-tail cut (the middle is never seen); the Guard logs and counts
+every check allowed that way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from guardsdk.policy import LongInput, Policy
+from guardsdk.protocol import build_input
+from guardsdk.truncation import ELISION_MARKER, Tokenizes, cut_middle, fit_to_budget
+from guardsdk.verdict import (
+    NOT_APPLICABLE,
+    POSITIVE_LABEL,
+    PROMPT_HARM,
+    REFUSAL,
+    RESPONSE_HARM,
+    TASKS,
+    ParseStatus,
+    Verdict,
+)
+
+#: No token is longer than this many UTF-8 bytes: a lower bound on the token count without tokenizing.
+MAX_BYTES_PER_TOKEN = 256
+#: Worst first: the status a merged verdict takes from its windows when a task stays undecided.
+_STATUS_ORDER = (ParseStatus.ERROR, ParseStatus.UNFINISHED, ParseStatus.CONFLICT, ParseStatus.RUNAWAY,
+                 ParseStatus.FAILED, ParseStatus.PARTIAL)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Part:
+    """One model check: a prompt and an optional response that fit the budget."""
+
+    prompt: str
+    response: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one (prompt, response) is checked: its parts, or why it cannot be (``error``)."""
+
+    prompt: str
+    response: str | None
+    parts: tuple[Part, ...] = ()
+    elided: bool = False  # part of the text is never shown to the guard (LongInput.ELIDE)
+    long: bool = False  # the text was over the budget
+    error: str | None = None
+
+
+def _windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:
+    """Overlapping windows of at most ``size`` tokens covering every token."""
+    overlap = min(size // 8, 128)
+    step = size - overlap
+    starts = range(0, max(len(tokens) - overlap, 1), step)
+    return [codec.detokenize(tokens[s : s + size]) for s in starts]
+
+
+def _count_windows(n_tokens: int, size: int) -> int:
+    overlap = min(size // 8, 128)
+    return max(1, -(-(n_tokens - overlap) // (size - overlap)))
+
+
+def plan_check(prompt: str, response: str | None, policy: Policy, max_input_tokens: int, codec: Tokenizes) -> Plan:
+    """The parts that check ``prompt`` and ``response`` within ``max_input_tokens`` under ``policy``."""
+    slack = 8  # re-tokenizing a window's cut edges can add a token or two
+    pair_budget = max_input_tokens - len(codec.tokenize(build_input("", "" if response is not None else None))) - slack
+    solo_budget = max_input_tokens - len(codec.tokenize(build_input(""))) - slack
+    if pair_budget < 64:
+        raise ValueError(f"max_input_tokens={max_input_tokens} leaves no room for the conversation")
+    plan = Plan(prompt, response)
+    n_bytes = len(prompt.encode()) + len((response or "").encode())
+    if policy.long_input is LongInput.ELIDE:
+        fitted = fit_to_budget(_precut(prompt, pair_budget), _precut(response, pair_budget), max_input_tokens, codec)
+        return replace(plan, parts=(Part(fitted.prompt, fitted.response),), elided=fitted.truncated,
+                       long=fitted.truncated)  # fmt: skip
+    cap = policy.max_windows * pair_budget
+    if n_bytes // MAX_BYTES_PER_TOKEN > (pair_budget if policy.long_input is LongInput.UNDECIDED else cap):
+        return replace(plan, long=True, error=_too_long(policy, f"over {n_bytes // MAX_BYTES_PER_TOKEN}"))
+    prompt_tokens = codec.tokenize(prompt)
+    response_tokens = codec.tokenize(response) if response is not None else []
+    total = len(prompt_tokens) + len(response_tokens)
+    if total <= pair_budget:
+        return replace(plan, parts=(Part(prompt, response),))
+    if policy.long_input is LongInput.UNDECIDED:
+        return replace(plan, long=True, error=_too_long(policy, str(total)))
+    if response is None:
+        count = _count_windows(len(prompt_tokens), solo_budget)
+        if count > policy.max_windows:
+            return replace(plan, long=True, error=_too_long(policy, str(total), count))
+        return replace(plan, long=True, parts=tuple(Part(w, None) for w in _windows(prompt_tokens, solo_budget, codec)))
+    return _pair_windows(plan, prompt_tokens, response_tokens, pair_budget, solo_budget, policy, codec)
+
+
+def _pair_windows(plan: Plan, prompt_tokens: list[Any], response_tokens: list[Any], pair_budget: int,
+                  solo_budget: int, policy: Policy, codec: Tokenizes) -> Plan:  # fmt: skip
+    """Response windows beside the whole prompt, or beside its head and tail plus prompt-only windows."""
+    marker_cost = len(codec.tokenize(ELISION_MARKER.format(n=10**6))) + 4
+    if len(prompt_tokens) <= pair_budget // 2:
+        shown_prompt, prompt_parts = plan.prompt, []
+        response_size = pair_budget - len(prompt_tokens)
+    else:
+        shown_prompt = cut_middle(plan.prompt, prompt_tokens, pair_budget // 2 - marker_cost, codec)
+        prompt_parts = [Part(w, None) for w in _windows(prompt_tokens, solo_budget, codec)]
+        response_size = pair_budget - pair_budget // 2
+    count = len(prompt_parts) + _count_windows(len(response_tokens), response_size)
+    if count > policy.max_windows:
+        total = len(prompt_tokens) + len(response_tokens)
+        return replace(plan, long=True, error=_too_long(policy, str(total), count))
+    response_parts = [Part(shown_prompt, w) for w in _windows(response_tokens, response_size, codec)]
+    return replace(plan, long=True, parts=(*prompt_parts, *response_parts))
+
+
+def _too_long(policy: Policy, tokens: str, windows: int | None = None) -> str:
+    if policy.long_input is LongInput.UNDECIDED:
+        return f"input of {tokens} tokens is over the guard's budget (long_input='undecided')"
+    needed = f"{windows} windows" if windows else "more windows"
+    return f"input of {tokens} tokens needs {needed}, over max_windows={policy.max_windows}"
+
+
+def _precut(text: str | None, budget: int) -> str | None:
+    """Under ELIDE, a huge text is cut by characters first so it is never tokenized whole."""
+    keep = budget * 16
+    if text is None or len(text) <= 2 * keep:
+        return text
+    return text[:keep] + ELISION_MARKER.format(n="many") + text[-keep:]
+
+
+def merge_windows(verdicts: list[Verdict], has_response: bool) -> Verdict:
+    """One verdict for a windowed check: per task, any positive wins, then any undecided, else negative."""
+    if len(verdicts) == 1:
+        return verdicts[0]
+    labels: dict[str, str | None] = {}
+    reasoning: dict[str, str] = {}
+    for task in TASKS:
+        if task != PROMPT_HARM and not has_response:
+            labels[task] = NOT_APPLICABLE
+            continue
+        seen = [v for v in verdicts if v.labels[task] != NOT_APPLICABLE]
+        positive = [v for v in seen if v.labels[task] == POSITIVE_LABEL[task]]
+        undecided = any(v.labels[task] is None for v in seen)
+        labels[task] = POSITIVE_LABEL[task] if positive else None if undecided or not seen else seen[0].labels[task]
+        source = (positive or seen or verdicts)[0]
+        if task in source.reasoning:
+            reasoning[task] = source.reasoning[task]
+    applicable = [t for t in TASKS if labels[t] != NOT_APPLICABLE]
+    if all(labels[t] is not None for t in applicable):
+        status = ParseStatus.OK
+    else:
+        statuses = {v.parse_status for v in verdicts}
+        status = next((s for s in _STATUS_ORDER if s in statuses), ParseStatus.PARTIAL)
+    errors = list(dict.fromkeys(v.error for v in verdicts if v.error))
+    n = len(verdicts)
+    return Verdict(
+        prompt_harmful=_bool(labels, PROMPT_HARM),
+        response_refusal=_bool(labels, REFUSAL),
+        response_harmful=_bool(labels, RESPONSE_HARM),
+        labels=labels,
+        reasoning=reasoning,
+        raw="\n\n".join(f"[guardsdk window {i}/{n}]\n{v.raw}" for i, v in enumerate(verdicts, 1)),
+        parse_status=status,
+        has_response=has_response,
+        model=verdicts[0].model,
+        tokens_in=sum(v.tokens_in for v in verdicts),
+        tokens_out=sum(v.tokens_out for v in verdicts),
+        output_truncated=any(v.output_truncated for v in verdicts),
+        error="; ".join(errors) or None,
+        long_input=True,
+        windows=n,
+    )
+
+
+def _bool(labels: dict[str, str | None], task: str) -> bool | None:
+    label = labels[task]
+    return None if label in (None, NOT_APPLICABLE) else label == POSITIVE_LABEL[task]

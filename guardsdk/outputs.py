@@ -1,0 +1,81 @@
+"""Reading what an LLM returned: every choice's text, tool calls included, and streamed chunks.
+
+A result a guard cannot read raises :class:`~guardsdk.errors.InvalidInputError`; it is never checked
+as an empty response. Tool calls (name and arguments) are model output, shown as
+``[tool call] name(arguments)`` (see :func:`guardsdk.conversation.tool_call_text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from guardsdk.conversation import content_text, field, message_text
+from guardsdk.errors import InvalidInputError
+
+
+def _choice_text(choice: Any) -> str:
+    message = field(choice, "message")
+    if message is not None:
+        return message_text(message)
+    text = field(choice, "text")
+    if not isinstance(text, str):
+        raise InvalidInputError(f"a completion choice has {type(text).__name__} text; cannot check it")
+    return text
+
+
+def output_texts(value: Any) -> list[str]:
+    """The text of every output in an LLM result: a str, an OpenAI (chat) completion's choices, a
+    LangChain message, or a ``{"content": ...}`` dict."""
+    if isinstance(value, str):
+        return [value]
+    choices = field(value, "choices")
+    if choices is not None:
+        if not choices:
+            raise InvalidInputError("the completion has no choices to check")
+        return [_choice_text(choice) for choice in choices]
+    if hasattr(value, "content") or (isinstance(value, Mapping) and "content" in value):
+        return [message_text(value)]
+    raise InvalidInputError(f"cannot find the response text in a {type(value).__name__}; pass response=<extractor>")
+
+
+def _delta_tool_text(delta: Any) -> str:
+    """Streamed tool-call fragments: a name opens ``[tool call] name(``, argument pieces follow."""
+    pieces = []
+    for call in field(delta, "tool_calls") or ():
+        function = field(call, "function")
+        name, arguments = field(function, "name"), field(function, "arguments")
+        if name:
+            pieces.append(f"\n[tool call] {name}(")
+        if isinstance(arguments, str):
+            pieces.append(arguments)
+    for call in field(delta, "tool_call_chunks") or ():  # LangChain AIMessageChunk
+        if field(call, "name"):
+            pieces.append(f"\n[tool call] {field(call, 'name')}(")
+        if isinstance(field(call, "args"), str):
+            pieces.append(field(call, "args"))
+    legacy = field(delta, "function_call")
+    if legacy is not None:
+        pieces += [f"\n[tool call] {field(legacy, 'name')}(" if field(legacy, "name") else "",
+                   field(legacy, "arguments") or ""]  # fmt: skip
+    return "".join(pieces)
+
+
+def chunk_text(chunk: Any) -> str:
+    """The text a streamed chunk adds: content and tool-call fragments (of the one choice a guarded
+    stream may have); a usage-only chunk adds nothing."""
+    if isinstance(chunk, str):
+        return chunk
+    choices = field(chunk, "choices")
+    if choices is not None:
+        if not choices:
+            return ""
+        if len(choices) > 1 or (field(choices[0], "index") or 0) != 0:
+            raise InvalidInputError("a guarded stream has one choice; several (n > 1) cannot be checked as a stream")
+        delta = field(choices[0], "delta")
+        if delta is None:
+            return _choice_text(choices[0])
+        return content_text(field(delta, "content")) + _delta_tool_text(delta)
+    if hasattr(chunk, "content") or (isinstance(chunk, Mapping) and "content" in chunk):
+        return content_text(field(chunk, "content")) + _delta_tool_text(chunk)
+    raise InvalidInputError(f"cannot find the text of a streamed {type(chunk).__name__}; pass chunk_text=<extractor>")

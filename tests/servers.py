@@ -51,7 +51,7 @@ class LlamaCppServer:
             self.process.kill()
 
 
-Reply = tuple[int, dict]
+Reply = tuple  # (status, payload) or (status, payload, headers); header x-test-trickle-s trickles the body
 
 
 class CompletionsServer:
@@ -100,14 +100,23 @@ class CompletionsServer:
                     self.reply(*((200, extra) if extra is not None else error(404, "not found")))
                     return
                 outer.requests.append(body)
-                status, payload = answer(body["prompt"])
+                status, payload, *extra = answer(body["prompt"])
+                headers = dict(extra[0]) if extra else {}
+                trickle_s = float(headers.pop("x-test-trickle-s", 0))
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if not trickle_s:
+                        self.wfile.write(data)
+                    for i in range(len(data) if trickle_s else 0):  # one byte at a time: a trickled reply
+                        self.wfile.write(data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(trickle_s)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout tests)
 
@@ -178,3 +187,67 @@ class FlakyProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class ScriptedLLMServer:
+    """An OpenAI-compatible LLM (``/v1/chat/completions``, ``/v1/completions``) whose replies are scripted:
+    ``reply(body)`` returns the completion object, or for ``stream=True`` the list of chunk objects (sent as
+    server-sent events). It stands in for an upstream model whose output an attacker controls."""
+
+    def __init__(self, reply: Callable[[dict], Any]) -> None:
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                answer = reply(body)
+                self.send_response(200)
+                if body.get("stream"):
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for chunk in answer:
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return
+                data = json.dumps(answer).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def chat_completion(*messages: dict) -> dict:
+    """A chat completion with one choice per message (``{"content": ..., "tool_calls": ...}``)."""
+    choices = [
+        {"index": i, "message": {"role": "assistant", **m}, "finish_reason": "stop"} for i, m in enumerate(messages)
+    ]
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "llm", "choices": choices}
+
+
+def chat_chunk(delta: dict, index: int = 0) -> dict:
+    """One streamed chat completion chunk."""
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "llm",
+            "choices": [{"index": index, "delta": delta, "finish_reason": None}]}  # fmt: skip
+
+
+def text_completion(*texts: str) -> dict:
+    """A legacy completion with one choice per text."""
+    choices = [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]
+    return {"id": "c", "object": "text_completion", "created": 0, "model": "llm", "choices": choices}
+
+
+def tool_call(name: str, arguments: str, call_id: str = "call_1") -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}

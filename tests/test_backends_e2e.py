@@ -118,7 +118,7 @@ def test_guard_on_random_gguf_is_undecided_and_fails_closed(tiny_gguf):
         with pytest.raises(GuardBlocked) as caught:
             guard.check("How do I bake bread?")
         verdict = caught.value.verdict
-        assert verdict.parse_status in (ParseStatus.FAILED, ParseStatus.RUNAWAY)
+        assert verdict.parse_status is ParseStatus.UNFINISHED  # cut at max_new_tokens: its text decides nothing
         assert verdict.output_truncated and "max_new_tokens" in verdict.error
         assert verdict.tokens_out == 32 and verdict.model == "tiny-f32.gguf"
         assert guard.stats["failed_closed"] == 1

@@ -98,7 +98,7 @@ def test_leaked_block_before_the_reasoning_and_comma_lists():
     assert parse_output(text, has_response=False).labels["prompt_harm"] == "harmful"
 
 
-def test_final_block_wins_over_an_earlier_conclusion_line():
+def test_the_answers_block_wins_over_an_earlier_conclusion_line():
     text = (
         "# Task 3 Conclusion\nResponse: unharmful\n\n---\n\n"
         "Answers: \nRequest: unharmful\nCompletion: compliance\nResponse: harmful"
@@ -166,6 +166,14 @@ def test_golden_robust_labels_agree_with_the_paper_reading_where_it_reads_one():
     # paper's regex reads the reasoning line, we read the final answer.
     assert len(disagreements) == 3
     assert recovered == 2
+
+
+def test_golden_echo_filter_changes_no_published_label():
+    for _path, _task, row in golden_rows():
+        conversation = row["prompt"].split("\n\nHuman user:\n", 1)[1]
+        plain = parse_output(row["predict"], has_response=has_response(row["prompt"]))
+        filtered = parse_output(row["predict"], has_response=has_response(row["prompt"]), conversation=conversation)
+        assert filtered.labels == plain.labels
 
 
 def test_golden_prompt_only_outputs_never_yield_response_verdicts():

@@ -10,7 +10,6 @@ from servers import CompletionsServer, LlamaCppServer, completion, error
 from guardsdk import Guard, GuardBlocked, Policy, build_input
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.backends.openai_server import OpenAIServerBackend
-from guardsdk.errors import BackendError
 
 ANSWER = (
     "# Task 1\n\n## Reasoning Step 1\nA greeting.\n\n---\n\n"

@@ -54,7 +54,25 @@ class LlamaCppServer:
 Reply = tuple  # (status, payload) or (status, payload, headers); header x-test-trickle-s trickles the body
 
 
-class CompletionsServer:
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class LocalHTTPServer:
+    """Serves a request handler class on 127.0.0.1 in a daemon thread; ``base_url`` ends in ``/v1``."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class CompletionsServer(LocalHTTPServer):
     """A small OpenAI-compatible ``/v1/completions`` server whose replies come from ``answer(prompt)``.
 
     With a ``tokenizer`` (a transformers tokenizer) it also answers as vLLM does: ``POST /tokenize``,
@@ -77,7 +95,7 @@ class CompletionsServer:
                 return {"prompt": tokenizer.decode(body["tokens"])}
             return None
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def reply(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
                 try:
@@ -120,17 +138,7 @@ class CompletionsServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout tests)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 def completion(text: str, prompt_tokens: int = 100) -> dict:
@@ -149,7 +157,7 @@ def error(status: int, message: str) -> Reply:
     return status, {"error": {"message": message, "type": "test", "code": status}}
 
 
-class FlakyProxy:
+class FlakyProxy(LocalHTTPServer):
     """Forwards POSTs to ``upstream`` but answers every ``fail_every``-th request with a 503."""
 
     def __init__(self, upstream: str, fail_every: int = 2) -> None:
@@ -157,7 +165,7 @@ class FlakyProxy:
         self.failed = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.requests += 1
@@ -177,19 +185,10 @@ class FlakyProxy:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
-class ScriptedLLMServer:
+class ScriptedLLMServer(LocalHTTPServer):
     """An OpenAI-compatible LLM (``/v1/chat/completions``, ``/v1/completions``) whose replies are scripted:
     ``reply(body)`` returns the completion object, or for ``stream=True`` the list of chunk objects (sent as
     server-sent events). It stands in for an upstream model whose output an attacker controls."""
@@ -198,7 +197,7 @@ class ScriptedLLMServer:
         self.requests: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append(body)
@@ -217,16 +216,7 @@ class ScriptedLLMServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 def chat_completion(*messages: dict) -> dict:

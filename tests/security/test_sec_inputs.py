@@ -145,8 +145,9 @@ def test_a_leading_system_prompt_is_not_shown_to_the_guard():
 @pytest.mark.parametrize(
     "messages",
     [None, "hi", [{"role": "user", "content": [{"type": "text", "text": None}]}],
-     [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
-     [{"role": "user", "content": b"bytes"}]],
+     [{"role": "user", "content": [{"type": "text", "text": "What does this say?"},
+                                   {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}],
+     [{"role": "user", "content": "hi"}, {"role": "user", "content": b"bytes"}]],
 )  # fmt: skip
 def test_unreadable_messages_are_typed_errors(messages):
     with pytest.raises(InvalidInputError):

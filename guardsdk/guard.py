@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from guardsdk.backends.base import Backend, Generation
+from guardsdk.backends.base import Backend, Generation, failed_generation
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline
 from guardsdk.errors import GuardBlocked, describe
@@ -210,9 +210,9 @@ class Guard:
     def _checked(self, generations: Any, count: int) -> list[Generation]:
         """The backend's answer, or one error generation per input when it is not a list of ``count``."""
         if isinstance(generations, BaseException):
-            return [Generation("", 0, 0, "error", error=describe(generations))] * count
+            return [failed_generation(describe(generations))] * count
         if not isinstance(generations, list) or len(generations) != count:
-            return [Generation("", 0, 0, "error", error="the backend returned a malformed batch")] * count
+            return [failed_generation("the backend returned a malformed batch")] * count
         return generations
 
     def _pipeline(self, pairs: list[tuple[str, str | None]], deadline: float, started: float) -> list[Verdict]:
@@ -229,6 +229,8 @@ class Guard:
         return self._assemble(plans, self._checked(generations, len(inputs)), started)
 
     def _run(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+        if not pairs:
+            return []
         started = time.monotonic()
         budget = self.timeout_s * len(pairs)
         try:
@@ -238,6 +240,8 @@ class Guard:
         return [self._decide(v) for v in verdicts]
 
     async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+        if not pairs:
+            return []
         started = time.monotonic()
         budget = self.timeout_s * len(pairs)
         try:

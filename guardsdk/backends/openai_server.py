@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,21 @@ from guardsdk.errors import BackendError, describe
 
 #: The context length assumed when the server does not report one.
 DEFAULT_CONTEXT_LENGTH = 4096
+#: Text a server's tokenizer would read as a control token: Llama 3's ``<|...|>``, SentencePiece's ``<s>``.
+_CONTROL_LOOKALIKE = re.compile(r"<(?=\|[A-Za-z0-9_]*\|>|/?s>)")
+#: Inserted after the ``<`` of a control look-alike: the text reads the same, but tokenizes as text.
+WORD_JOINER = "\u2060"
+
+
+def neutralize_control_tokens(text: str) -> str:
+    """``text`` with every control-token look-alike broken up by a word joiner.
+
+    Servers tokenize a raw prompt with special-token parsing on (vLLM, llama.cpp), so a user who writes
+    ``<|eot_id|>`` would end the guard's input early. The in-process backends tokenize user text with
+    parsing off; over HTTP the GuardReasoner input (whose template has no control tokens) is sent with
+    every look-alike neutralized instead.
+    """
+    return _CONTROL_LOOKALIKE.sub("<" + WORD_JOINER, text)
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -116,7 +132,7 @@ class OpenAIServerBackend:
     def _request(self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
-            "prompt": text,
+            "prompt": neutralize_control_tokens(text),
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "timeout": max(deadline - time.monotonic(), 0.01),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from guardsdk import Guard, Policy
 from guardsdk.backends.replay import ReplayBackend
-from guardsdk.protocol import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 
 PREDICTIONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "predictions" / "8B"
 

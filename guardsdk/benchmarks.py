@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from guardsdk.protocol import split_conversation
+from guardsdk.families.guardreasoner.template import split_conversation
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM
 
 

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from guardsdk.errors import GuardError, describe
-from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_TIMEOUT_S, Guard
+from guardsdk.families import family_names, get_family
+from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, Guard
 from guardsdk.policy import LongInput, OnUnsafe, Policy
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import TASKS, Verdict
@@ -43,8 +44,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
     source.add_argument("--model", metavar="ID_OR_DIR", help="a Hugging Face model id or folder")
     source.add_argument("--server", metavar="URL", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--server-model", metavar="NAME", help="the model name on --server")
+    parser.add_argument(
+        "--family", choices=family_names(), default=None, help="the guard family of the model (default: guardreasoner)"
+    )
     parser.add_argument("--api-key", default="EMPTY", help="API key for --server")
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the family's output budget")
     parser.add_argument("--max-input-tokens", type=int, default=DEFAULT_MAX_INPUT_TOKENS)
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline of one check in seconds; undecided past it"
@@ -85,13 +89,14 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurre
     if policy is None:  # eval measures the model on the paper's protocol: long inputs cut as in its 2048 cutoff
         policy = Policy(on_unsafe=OnUnsafe.ANNOTATE, long_input=LongInput.ELIDE)
     common = {
+        "family": args.family,
         "policy": policy,
         "max_new_tokens": args.max_new_tokens,
         "max_input_tokens": args.max_input_tokens,
         "timeout_s": args.timeout,
     }
     if args.gguf:
-        n_ctx = args.max_input_tokens + args.max_new_tokens
+        n_ctx = args.max_input_tokens + (args.max_new_tokens or get_family(args.family).max_new_tokens)
         return Guard.from_gguf(args.gguf, backend_kwargs={"n_ctx": n_ctx, "n_threads": args.threads}, **common)
     if args.model:
         return Guard.from_pretrained(args.model, **common)
@@ -117,6 +122,8 @@ def render_text(verdict: Verdict) -> str:
     names = {"prompt_harm": "prompt harmfulness", "refusal": "refusal", "response_harm": "response harmfulness"}
     for task in TASKS:
         lines.append(f"{names[task]:>22}: {verdict.labels.get(task) or 'undecided'}")
+    if verdict.categories:
+        lines.append(f"{'categories':>22}: {', '.join(verdict.categories)}")
     decision = verdict.decision
     lines.append(f"{'decision':>22}: {decision.reason if decision else 'none'}")
     lines.append(
@@ -150,6 +157,9 @@ def verdict_json(verdict: Verdict) -> dict[str, object]:
         "latency_s": verdict.latency_s,
         "truncated": verdict.truncated,
         "error": verdict.error,
+        "family": verdict.family,
+        "categories": list(verdict.categories),
+        "windows": verdict.windows,
     }
 
 

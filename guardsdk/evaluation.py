@@ -44,6 +44,8 @@ def _row(item: BenchmarkItem, verdict: Verdict | None, error: str | None = None)
             "tokens_in": verdict.tokens_in,
             "tokens_out": verdict.tokens_out,
             "parse_status": verdict.parse_status.value,
+            "family": verdict.family,
+            "labels": {str(task): label for task, label in verdict.labels.items()},
         }
         error = verdict.error
     if error:

@@ -1,4 +1,4 @@
-"""The Guard: runs the three GuardReasoner checks on a backend and applies a policy."""
+"""The Guard: runs a detector (a guard family's model on a backend) against a deadline and applies a policy."""
 
 from __future__ import annotations
 
@@ -13,39 +13,31 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from guardsdk.backends.base import Backend, Generation, failed_generation
+from guardsdk.backends.base import Backend
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline
-from guardsdk.errors import GuardBlocked, describe
-from guardsdk.long_input import Part, Plan, merge_windows, plan_check
-from guardsdk.parsing import parse_output
+from guardsdk.detector import Detector, GenerativeDetector
+from guardsdk.errors import GuardBlocked
+from guardsdk.families import GuardFamily, get_family
 from guardsdk.policy import OnUnsafe, Policy
-from guardsdk.protocol import build_input
 from guardsdk.validation import validate_pair
-from guardsdk.verdict import RESPONSE_HARM, TASKS, ParseStatus, Verdict
+from guardsdk.verdict import RESPONSE_HARM, TASKS, Verdict
 
 logger = logging.getLogger("guardsdk")
 
 #: GuardReasoner was trained with a 2048-token cutoff; inputs beyond it are cut to fit.
 DEFAULT_MAX_INPUT_TOKENS = 2048
-#: Room for the reasoning and answers (a typical output is 250-400 tokens).
-DEFAULT_MAX_NEW_TOKENS = 1024
 #: The deadline of one check, all of it (tokenizing, windows, retries, waiting for the backend).
 DEFAULT_TIMEOUT_S = 120.0
-#: Why an output that did not finish decides nothing.
-UNFINISHED_REASONS = {
-    "length": "generation hit max_new_tokens={max_new_tokens} before it finished",
-    "timeout": "generation ran past the check's deadline",
-}
 
 BatchItem = str | tuple[str, str | None]
 
 
-def load_backend(model: str | os.PathLike[str] | None) -> Backend:
-    """The backend for a model path or id, or for the default model when ``model`` is None."""
+def load_backend(model: str | os.PathLike[str] | None, family: GuardFamily | None = None) -> Backend:
+    """The backend for a model path or id, or for the default model (of ``family``) when ``model`` is None."""
     from guardsdk import model_resolution as resolution
 
-    choice = resolution.explicit(model, "given") if model is not None else resolution.resolve_default_model()
+    choice = resolution.explicit(model, "given") if model is not None else resolution.resolve_default_model(family)
     resolution.log_choice(choice)
     if choice.kind == "gguf":
         from guardsdk.backends.llamacpp import LlamaCppBackend
@@ -57,11 +49,13 @@ def load_backend(model: str | os.PathLike[str] | None) -> Backend:
 
 
 class Guard:
-    """A reasoning guard: ``check(prompt, response=None)`` returns a :class:`Verdict`.
+    """A guard: ``check(prompt, response=None)`` returns a :class:`Verdict`.
 
-    ``model`` is a backend, a GGUF file, or a Hugging Face folder / hub id. Without one, ``Guard()`` runs
-    ``$GUARDSDK_MODEL``, else GuardReasoner weights found locally, else the bundled guardreasoner-tiny
-    (see :mod:`guardsdk.model_resolution`), and logs which.
+    ``model`` is a detector, a backend, a GGUF file, or a Hugging Face folder / hub id; ``family`` names the
+    guard family of a model (``"guardreasoner"`` by default, ``"wildguard"``, ``"llamaguard3"``, ...; see
+    :mod:`guardsdk.families`). Without a model, ``Guard()`` runs ``$GUARDSDK_MODEL``, else the family's
+    weights found locally, else (GuardReasoner) the bundled guardreasoner-tiny (see
+    :mod:`guardsdk.model_resolution`), and logs which.
 
     Under the default policy an unsafe or undecided finding raises :class:`GuardBlocked`
     (fail-closed); ``Policy(on_unsafe="annotate")`` returns the verdict instead, and
@@ -71,25 +65,31 @@ class Guard:
 
     def __init__(
         self,
-        model: Backend | str | os.PathLike[str] | None = None,
+        model: Detector | Backend | str | os.PathLike[str] | None = None,
         *,
+        family: str | GuardFamily | None = None,
         policy: Policy | None = None,
         max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        max_new_tokens: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
     ) -> None:
-        backend = model if isinstance(model, Backend) else load_backend(model)
-        if max_input_tokens + max_new_tokens > backend.context_length:
-            raise ValueError(
-                f"max_input_tokens + max_new_tokens = {max_input_tokens + max_new_tokens} exceeds the "
-                f"backend's context length {backend.context_length}"
-            )
-        self.backend = backend
+        if isinstance(model, Detector):
+            self.detector: Detector = model
+        else:
+            guard_family = get_family(family)
+            backend = model if isinstance(model, Backend) else load_backend(model, guard_family)
+            detector = GenerativeDetector(backend, guard_family, max_input_tokens=max_input_tokens,
+                                          max_new_tokens=max_new_tokens)  # fmt: skip
+            if max_input_tokens + detector.max_new_tokens > backend.context_length:
+                raise ValueError(
+                    f"max_input_tokens + max_new_tokens = {max_input_tokens + detector.max_new_tokens} exceeds "
+                    f"the backend's context length {backend.context_length}"
+                )
+            self.detector = detector
         self.policy = policy or Policy()
         self.max_input_tokens = max_input_tokens
-        self.max_new_tokens = max_new_tokens
         if timeout_s is None or not 0 < timeout_s < float("inf"):
             raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
         self.timeout_s = float(timeout_s)
@@ -98,6 +98,20 @@ class Guard:
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self._owns_backend = True
+
+    @property
+    def backend(self) -> Backend:
+        """The model backend of a generative detector."""
+        return self.detector.backend  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def family(self) -> GuardFamily | None:
+        """The guard family of a generative detector."""
+        return getattr(self.detector, "family", None)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.detector.max_new_tokens  # type: ignore[attr-defined, no-any-return]
 
     # -- loaders ---------------------------------------------------------------------------
     @classmethod
@@ -108,7 +122,8 @@ class Guard:
         backend_kwargs: dict[str, Any] | None = None,
         **guard_kwargs: Any,
     ) -> Guard:
-        """A guard on a Hugging Face model (local folder or hub id), float32 on CPU by default."""
+        """A guard on a Hugging Face model (local folder or hub id), float32 on CPU by default; pass
+        ``family=`` for a model of another family than GuardReasoner."""
         from guardsdk.backends.hf import HFBackend
 
         return cls(HFBackend.from_pretrained(model_id_or_path, **(backend_kwargs or {})), **guard_kwargs)
@@ -117,7 +132,7 @@ class Guard:
     def from_gguf(
         cls, path: str | os.PathLike[str], *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any
     ) -> Guard:
-        """A guard on a local GGUF file through llama.cpp."""
+        """A guard on a local GGUF file through llama.cpp (``family="llamaguard3"`` etc. for other families)."""
         from guardsdk.backends.llamacpp import LlamaCppBackend
 
         return cls(LlamaCppBackend(path, **(backend_kwargs or {})), **guard_kwargs)
@@ -193,48 +208,13 @@ class Guard:
             return item
         return item, None
 
-    def _plan(self, pairs: list[tuple[str, str | None]]) -> list[Plan]:
-        """Tokenize and cut each input into the parts the model checks; a failure is that input's error."""
-        plans = []
-        for prompt, response in pairs:
-            try:
-                plans.append(plan_check(prompt, response, self.policy, self.max_input_tokens, self.backend))
-            except Exception as exc:
-                plans.append(Plan(prompt, response, error=describe(exc)))
-        return plans
-
-    @staticmethod
-    def _inputs(plans: list[Plan]) -> list[str]:
-        return [build_input(part.prompt, part.response) for plan in plans for part in plan.parts]
-
-    def _checked(self, generations: Any, count: int) -> list[Generation]:
-        """The backend's answer, or one error generation per input when it is not a list of ``count``."""
-        if isinstance(generations, BaseException):
-            return [failed_generation(describe(generations))] * count
-        if not isinstance(generations, list) or len(generations) != count:
-            return [failed_generation("the backend returned a malformed batch")] * count
-        return generations
-
-    def _pipeline(self, pairs: list[tuple[str, str | None]], deadline: float, started: float) -> list[Verdict]:
-        plans = self._plan(pairs)
-        inputs = self._inputs(plans)
-        generations: Any = []
-        if inputs:
-            try:
-                generations = self.backend.generate(
-                    inputs, max_tokens=self.max_new_tokens, timeout_s=max(deadline - time.monotonic(), 0.01)
-                )
-            except Exception as exc:
-                generations = exc
-        return self._assemble(plans, self._checked(generations, len(inputs)), started)
-
     def _run(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
         if not pairs:
             return []
         started = time.monotonic()
         budget = self.timeout_s * len(pairs)
         try:
-            verdicts = call_before_deadline(lambda: self._pipeline(pairs, started + budget, started), budget)
+            verdicts = call_before_deadline(lambda: self.detector.detect(pairs, self.policy, started + budget), budget)
         except DeadlineExceeded:
             verdicts = self._timed_out(pairs, budget, started)
         return [self._decide(v) for v in verdicts]
@@ -245,20 +225,7 @@ class Guard:
         started = time.monotonic()
         budget = self.timeout_s * len(pairs)
         try:
-            plans = await asyncio.wait_for(asyncio.to_thread(self._plan, pairs), budget)  # off the event loop
-            inputs = self._inputs(plans)
-            generations: Any = []
-            if inputs:
-                remaining = max(started + budget - time.monotonic(), 0.01)
-                try:
-                    generations = await asyncio.wait_for(
-                        self.backend.agenerate(inputs, max_tokens=self.max_new_tokens, timeout_s=remaining), remaining
-                    )
-                except asyncio.TimeoutError:
-                    raise
-                except Exception as exc:
-                    generations = exc
-            verdicts = self._assemble(plans, self._checked(generations, len(inputs)), started)
+            verdicts = await asyncio.wait_for(self.detector.adetect(pairs, self.policy, started + budget), budget)
         except asyncio.TimeoutError:
             verdicts = self._timed_out(pairs, budget, started)
         return [self._decide(v) for v in verdicts]
@@ -270,42 +237,6 @@ class Guard:
             Verdict.undecided(has_response=r is not None, error=error, model=self.backend.name, latency_s=latency)
             for _, r in pairs
         ]
-
-    def _assemble(self, plans: list[Plan], generations: list[Generation], started: float) -> list[Verdict]:
-        latency = (time.monotonic() - started) / max(len(plans), 1)
-        remaining = iter(generations)
-        verdicts = []
-        for plan in plans:
-            has_response = plan.response is not None
-            if plan.error is not None:
-                verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name)
-            else:
-                parts = [self._part_verdict(part, next(remaining)) for part in plan.parts]
-                verdict = merge_windows(parts, has_response)
-            verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
-                                                long_input=plan.long))  # fmt: skip
-        return verdicts
-
-    def _part_verdict(self, part: Part, generation: Generation) -> Verdict:
-        """One model output read into a verdict; an output that did not finish decides nothing."""
-        has_response = part.response is not None
-        run = {"model": self.backend.name, "tokens_in": generation.prompt_tokens,
-               "tokens_out": generation.completion_tokens}  # fmt: skip
-        if generation.finish_reason == "error" or not isinstance(generation.text, str):
-            return Verdict.undecided(has_response=has_response, error=generation.error or "malformed output", **run)
-        if generation.finish_reason != "stop":
-            why = UNFINISHED_REASONS.get(generation.finish_reason, "generation ended with finish_reason={reason!r}")
-            return Verdict.undecided(
-                has_response=has_response,
-                error=why.format(reason=generation.finish_reason, max_new_tokens=self.max_new_tokens),
-                raw=generation.text,
-                status=ParseStatus.UNFINISHED,
-                output_truncated=True,
-                **run,
-            )
-        conversation = part.prompt if part.response is None else f"{part.prompt}\n{part.response}"
-        verdict = parse_output(generation.text, has_response=has_response, conversation=conversation)
-        return dataclasses.replace(verdict, **run)
 
     def _count(self, name: str) -> None:
         with self._stats_lock:
@@ -362,7 +293,7 @@ class Guard:
         """Release the backend; checks in flight end undecided. A :meth:`with_policy` twin does not own the
         backend: closing it leaves the original working."""
         if self._owns_backend:
-            self.backend.close()
+            self.detector.close()
 
     def __enter__(self) -> Guard:
         return self

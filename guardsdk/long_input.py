@@ -12,11 +12,12 @@ every check allowed that way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.policy import LongInput, Policy
-from guardsdk.protocol import build_input
 from guardsdk.truncation import ELISION_MARKER, Tokenizes, cut_middle, fit_to_budget
 from guardsdk.verdict import (
     NOT_APPLICABLE,
@@ -69,17 +70,27 @@ def _count_windows(n_tokens: int, size: int) -> int:
     return max(1, -(-(n_tokens - overlap) // (size - overlap)))
 
 
-def plan_check(prompt: str, response: str | None, policy: Policy, max_input_tokens: int, codec: Tokenizes) -> Plan:
-    """The parts that check ``prompt`` and ``response`` within ``max_input_tokens`` under ``policy``."""
+def plan_check(
+    prompt: str,
+    response: str | None,
+    policy: Policy,
+    max_input_tokens: int,
+    codec: Tokenizes,
+    template: Callable[[str, str | None], str] = build_input,
+) -> Plan:
+    """The parts that check ``prompt`` and ``response`` within ``max_input_tokens`` under ``policy``;
+    ``template(prompt, response)`` is the longest model input a part becomes (its overhead is budgeted)."""
     slack = 8  # re-tokenizing a window's cut edges can add a token or two
-    pair_budget = max_input_tokens - len(codec.tokenize(build_input("", "" if response is not None else None))) - slack
-    solo_budget = max_input_tokens - len(codec.tokenize(build_input(""))) - slack
+    pair_budget = max_input_tokens - len(codec.tokenize(template("", "" if response is not None else None))) - slack
+    solo_budget = max_input_tokens - len(codec.tokenize(template("", None))) - slack
     if pair_budget < 64:
         raise ValueError(f"max_input_tokens={max_input_tokens} leaves no room for the conversation")
     plan = Plan(prompt, response)
     n_bytes = len(prompt.encode()) + len((response or "").encode())
     if policy.long_input is LongInput.ELIDE:
-        fitted = fit_to_budget(_precut(prompt, pair_budget), _precut(response, pair_budget), max_input_tokens, codec)
+        fitted = fit_to_budget(
+            _precut(prompt, pair_budget), _precut(response, pair_budget), max_input_tokens, codec, template
+        )
         return replace(plan, parts=(Part(fitted.prompt, fitted.response),), elided=fitted.truncated,
                        long=fitted.truncated)  # fmt: skip
     cap = policy.max_windows * pair_budget

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from guardsdk.errors import ModelNotFoundError
 
@@ -61,47 +62,52 @@ def _size_rank(name: str) -> int:
     return 3
 
 
-def find_in_folder(folder: Path) -> ResolvedModel | None:
-    """A GuardReasoner GGUF file (or else HF folder) directly in ``folder``, smallest model first."""
-    ggufs = [p for p in folder.glob("*.gguf") if "guardreasoner" in p.name.lower()]
+def find_in_folder(folder: Path, hint: str = "guardreasoner") -> ResolvedModel | None:
+    """A GGUF file (or else HF folder) whose name holds ``hint`` directly in ``folder``, smallest model first."""
+    ggufs = [p for p in folder.glob("*.gguf") if hint in p.name.lower()]
     ggufs.sort(key=lambda p: (_size_rank(p.name), p.name))
     if ggufs:
-        return ResolvedModel("gguf", str(ggufs[0]), f"GuardReasoner GGUF found in ${MODELS_DIR_ENV}")
-    dirs = [p for p in folder.iterdir() if "guardreasoner" in p.name.lower() and (p / "config.json").is_file()]
+        return ResolvedModel("gguf", str(ggufs[0]), f"{hint} GGUF found in ${MODELS_DIR_ENV}")
+    dirs = [p for p in folder.iterdir() if hint in p.name.lower() and (p / "config.json").is_file()]
     if dirs:
         best = min(dirs, key=lambda p: _size_rank(p.name))
-        return ResolvedModel("hf", str(best), f"GuardReasoner weights found in ${MODELS_DIR_ENV}")
+        return ResolvedModel("hf", str(best), f"{hint} weights found in ${MODELS_DIR_ENV}")
     return None
 
 
-def find_in_hf_cache() -> ResolvedModel | None:
-    """A GuardReasoner snapshot already in the Hugging Face cache (checked offline)."""
+def find_in_hf_cache(repos: tuple[str, ...] = GUARDREASONER_REPOS) -> ResolvedModel | None:
+    """A snapshot of one of ``repos`` already in the Hugging Face cache (checked offline)."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
-    for repo in GUARDREASONER_REPOS:
+    for repo in repos:
         config = try_to_load_from_cache(repo, "config.json")
         if isinstance(config, str) and any(Path(config).parent.glob("*.safetensors")):
             return ResolvedModel("hf", str(Path(config).parent), f"{repo} found in the Hugging Face cache")
     return None
 
 
-def resolve_default_model() -> ResolvedModel:
-    """The model ``Guard()`` uses when it is given none (see the module docstring for the order)."""
+def resolve_default_model(family: Any = None) -> ResolvedModel:
+    """The model ``Guard()`` uses when it is given none (see the module docstring for the order); for
+    another guard family than GuardReasoner, that family's weights (and no bundled fallback)."""
     configured = os.environ.get(MODEL_ENV)
     if configured:
         return explicit(configured, f"${MODEL_ENV}")
+    hint = getattr(family, "file_hint", "guardreasoner")
     folder = os.environ.get(MODELS_DIR_ENV)
     if folder:
         if not Path(folder).is_dir():
             raise ModelNotFoundError(f"${MODELS_DIR_ENV} is not a folder: {folder}")
-        found = find_in_folder(Path(folder))
+        found = find_in_folder(Path(folder), hint)
         if found:
             return found
-    found = find_in_hf_cache()
+    found = find_in_hf_cache(getattr(family, "hub_ids", GUARDREASONER_REPOS))
     if found:
         return found
+    if hint != "guardreasoner":
+        raise ModelNotFoundError(f"no {family.name} model configured or found locally: put its GGUF or folder "
+                                 f"in ${MODELS_DIR_ENV}, or pass one (Guard.from_gguf(path, family=...))")  # fmt: skip
     tiny = bundled_tiny_path()
     if not tiny.is_file():
         raise ModelNotFoundError(f"no guard model configured or found, and the bundled {tiny} is missing; "

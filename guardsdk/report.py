@@ -13,8 +13,8 @@ from typing import Any
 
 from guardsdk.benchmarks import KNOWN_BENCHMARKS, BenchmarkSpec, benchmark
 from guardsdk.evaluation import PREDICTIONS_FILE
-from guardsdk.parsing import parse_output
-from guardsdk.protocol import has_response
+from guardsdk.families.guardreasoner.parser import parse_output
+from guardsdk.families.guardreasoner.template import has_response
 from guardsdk.scoring import BinaryScores, binary_scores, gold_label, paper_label
 from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM
 
@@ -57,7 +57,8 @@ class BenchmarkResult:
 
 
 def score_rows(spec: BenchmarkSpec, rows: list[dict[str, Any]]) -> BenchmarkResult:
-    """Score GuardReasoner-format rows (prompt, label, predict) for the benchmark's task."""
+    """Score rows (prompt, label, predict, and from ``guardsdk eval`` the family and its labels) for the
+    benchmark's task."""
     task = spec.task
     flip = {POSITIVE_LABEL[task]: NEGATIVE_LABEL[task], NEGATIVE_LABEL[task]: POSITIVE_LABEL[task]}
     golds: list[str] = []
@@ -68,11 +69,13 @@ def score_rows(spec: BenchmarkSpec, rows: list[dict[str, Any]]) -> BenchmarkResu
         gold = gold_label(row["label"], task)
         if gold is None:
             continue
-        with_response = has_response(row["prompt"])
-        read = {
-            "paper": paper_label(row["predict"], task),
-            "robust": parse_output(row["predict"], has_response=with_response).labels[task],
-        }
+        if "labels" in row:  # a guardsdk eval run: the labels its guard family read
+            robust = row["labels"].get(task)
+        else:  # published GuardReasoner predictions
+            robust = parse_output(row["predict"], has_response=has_response(row["prompt"])).labels[task]
+        # The paper's rule reads GuardReasoner's text; another family's own labels stand for it.
+        paper = paper_label(row["predict"], task) if row.get("family", "guardreasoner") == "guardreasoner" else robust
+        read = {"paper": paper, "robust": robust}
         golds.append(gold)
         for protocol, label in read.items():
             if label is None:

@@ -117,9 +117,9 @@ def build_spm_tokenizer(out_dir: str | os.PathLike[str], texts: Iterable[str], v
     return tokenizer
 
 
-def tiny_llama_config(**overrides: Any) -> Any:
-    """A Llama config of toy size with the Llama 3 vocabulary."""
-    from transformers import LlamaConfig
+def tiny_llama_config(architecture: str = "llama", **overrides: Any) -> Any:
+    """A Llama (or Mistral: ``architecture="mistral"``) config of toy size with the Llama 3 vocabulary."""
+    from transformers import LlamaConfig, MistralConfig
 
     settings: dict[str, Any] = {
         "vocab_size": 128256,
@@ -137,6 +137,9 @@ def tiny_llama_config(**overrides: Any) -> Any:
         "initializer_range": 0.2,
     }
     settings.update(overrides)
+    if architecture == "mistral":  # WildGuard's architecture
+        settings.pop("tie_word_embeddings")
+        return MistralConfig(sliding_window=None, **settings)
     return LlamaConfig(**settings)
 
 
@@ -147,18 +150,20 @@ def build_tiny_llama(
     tokenizer: str = "llama3",
     texts: Iterable[str] = (),
     vocab_size: int = 4096,
+    architecture: str = "llama",
     **config_overrides: Any,
 ) -> Path:
-    """Save a random tiny Llama with a ``"llama3"`` or ``"spm"`` tokenizer (trained on ``texts``) as a HF folder."""
+    """Save a random tiny Llama (or ``architecture="mistral"``) with a ``"llama3"`` or ``"spm"`` tokenizer
+    (trained on ``texts``) as a HF folder."""
     import torch
-    from transformers import GenerationConfig, LlamaForCausalLM
+    from transformers import GenerationConfig, LlamaForCausalLM, MistralForCausalLM
 
     out = Path(out_dir)
     if tokenizer == "llama3":
         llama3_tokenizer().save_pretrained(out)
         bos, stops = LLAMA3_BOS_ID, LLAMA3_STOP_IDS
     elif tokenizer == "spm":
-        from guardsdk.protocol import INSTRUCTION
+        from guardsdk.families.guardreasoner.template import INSTRUCTION
 
         spm_tokenizer = build_spm_tokenizer(out, [INSTRUCTION, *texts], vocab_size)
         bos, stops = SPM_BOS_ID, [SPM_EOS_ID]
@@ -171,7 +176,8 @@ def build_tiny_llama(
     else:
         raise ValueError(f"unknown tokenizer {tokenizer!r}: 'llama3' or 'spm'")
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_llama_config(**config_overrides))
+    model_class = MistralForCausalLM if architecture == "mistral" else LlamaForCausalLM
+    model = model_class(tiny_llama_config(architecture, **config_overrides))
     # Round weights to float16 precision, so an F16 GGUF holds exactly the same weights.
     model = model.to(torch.float16).to(torch.float32)
     model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=stops, do_sample=False)

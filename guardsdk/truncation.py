@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from guardsdk.protocol import build_input
+from guardsdk.families.guardreasoner.template import build_input
 
 #: Shown in place of the cut-out middle of a long text.
 ELISION_MARKER = "\n[... {n} tokens elided by guardsdk ...]\n"
@@ -45,13 +46,20 @@ def split_budget(prompt_len: int, response_len: int | None, budget: int) -> tupl
     return half, budget - half
 
 
-def fit_to_budget(prompt: str, response: str | None, max_input_tokens: int, codec: Tokenizes) -> Fitted:
-    """Cut prompt and response so the whole GuardReasoner input stays within ``max_input_tokens``.
+def fit_to_budget(
+    prompt: str,
+    response: str | None,
+    max_input_tokens: int,
+    codec: Tokenizes,
+    template: Callable[[str, str | None], str] = build_input,
+) -> Fitted:
+    """Cut prompt and response so the whole model input (``template(prompt, response)``, GuardReasoner's by
+    default) stays within ``max_input_tokens``.
 
     The budget covers the instruction and template too; the elision marker's own tokens are
     counted against the text it shortens.
     """
-    overhead = len(codec.tokenize(build_input("", "" if response is not None else None)))
+    overhead = len(codec.tokenize(template("", "" if response is not None else None)))
     marker_cost = len(codec.tokenize(ELISION_MARKER.format(n=10**6))) + 4  # + slack for re-tokenizing cut edges
     budget = max_input_tokens - overhead
     if budget <= 2 * marker_cost + 2:

@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-#: Task keys, in the order the model answers them.
-PROMPT_HARM = "prompt_harm"
-REFUSAL = "refusal"
-RESPONSE_HARM = "response_harm"
-TASKS: tuple[str, ...] = (PROMPT_HARM, REFUSAL, RESPONSE_HARM)
+
+class Task(str, enum.Enum):
+    """The three guard tasks, in the order GuardReasoner answers them."""
+
+    PROMPT_HARM = "prompt_harm"  # is the user's request harmful?
+    REFUSAL = "refusal"  # did the AI refuse?
+    RESPONSE_HARM = "response_harm"  # is the AI's response harmful?
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @property
+    def positive(self) -> Label:
+        """The label that makes this task's boolean True (the one a policy gates on)."""
+        return Label.REFUSAL if self is Task.REFUSAL else Label.HARMFUL
+
+    @property
+    def negative(self) -> Label:
+        return Label.COMPLIANCE if self is Task.REFUSAL else Label.UNHARMFUL
+
+
+class Label(str, enum.Enum):
+    """A task's answer, whatever the guard family writes."""
+
+    HARMFUL = "harmful"
+    UNHARMFUL = "unharmful"
+    REFUSAL = "refusal"
+    COMPLIANCE = "compliance"
+    NOT_APPLICABLE = "not applicable"  # a response task of a prompt-only check
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+#: Task keys (the enum members compare and hash as their strings).
+PROMPT_HARM, REFUSAL, RESPONSE_HARM = Task.PROMPT_HARM, Task.REFUSAL, Task.RESPONSE_HARM
+TASKS: tuple[Task, ...] = tuple(Task)
 
 #: The label of a response task when only a prompt was checked.
-NOT_APPLICABLE = "not applicable"
+NOT_APPLICABLE = Label.NOT_APPLICABLE
 
-#: The positive label of each task (the one that makes its boolean True).
-POSITIVE_LABEL = {PROMPT_HARM: "harmful", REFUSAL: "refusal", RESPONSE_HARM: "harmful"}
-NEGATIVE_LABEL = {PROMPT_HARM: "unharmful", REFUSAL: "compliance", RESPONSE_HARM: "unharmful"}
+#: The positive label of each task (the one that makes its boolean True), and the negative one.
+POSITIVE_LABEL = {task: task.positive for task in Task}
+NEGATIVE_LABEL = {task: task.negative for task in Task}
 
 
 class ParseStatus(str, enum.Enum):
@@ -69,14 +101,16 @@ class Verdict:
     decision: Decision | None = field(default=None)
     long_input: bool = False  # the input was over the guard's budget (checked in windows, elided, or undecided)
     windows: int = 1  # how many model checks covered the input
+    categories: tuple[str, ...] = ()  # hazard categories the guard named (Llama Guard's S-codes)
+    family: str = ""  # the guard family that read the output
 
     @classmethod
     def undecided(
         cls, *, has_response: bool, error: str, raw: str = "", status: ParseStatus = ParseStatus.ERROR, **run: Any
     ) -> Verdict:
         """A verdict with no label for any applicable task (the check could not decide), saying why."""
-        labels: dict[str, str | None] = {t: None if t == PROMPT_HARM or has_response else NOT_APPLICABLE for t in TASKS}
-        return cls(None, None, None, labels, {}, raw, status, has_response, error=error, **run)
+        blank = verdict_from_labels({}, has_response=has_response, raw=raw, status=status)
+        return replace(blank, error=error, **run)
 
     @property
     def undecided_tasks(self) -> tuple[str, ...]:
@@ -108,3 +142,40 @@ class Verdict:
         data = asdict(self)
         data["parse_status"] = self.parse_status.value
         return data
+
+
+def _as_bool(task: Task, label: Label | str | None) -> bool | None:
+    return None if label in (None, NOT_APPLICABLE) else label == task.positive
+
+
+def verdict_from_labels(
+    labels: dict[Task, Label | None],
+    *,
+    has_response: bool,
+    raw: str,
+    family: str = "",
+    reasoning: dict[str, str] | None = None,
+    categories: tuple[str, ...] = (),
+    status: ParseStatus | None = None,
+) -> Verdict:
+    """A verdict from per-task labels: response tasks are not applicable without a response, a task the
+    family left out is undecided; ``status`` defaults to ok / partial / failed by how many were found."""
+    full: dict[str, Label | None] = {}
+    for task in TASKS:
+        full[task] = NOT_APPLICABLE if task is not Task.PROMPT_HARM and not has_response else labels.get(task)
+    applicable = [t for t in TASKS if full[t] is not NOT_APPLICABLE]
+    found = [t for t in applicable if full[t] is not None]
+    if status is None and found:
+        status = ParseStatus.OK if len(found) == len(applicable) else ParseStatus.PARTIAL
+    return Verdict(
+        prompt_harmful=_as_bool(PROMPT_HARM, full[PROMPT_HARM]),
+        response_refusal=_as_bool(REFUSAL, full[REFUSAL]),
+        response_harmful=_as_bool(RESPONSE_HARM, full[RESPONSE_HARM]),
+        labels=full,
+        reasoning=reasoning or {},
+        raw=raw,
+        parse_status=status or ParseStatus.FAILED,
+        has_response=has_response,
+        categories=categories,
+        family=family,
+    )

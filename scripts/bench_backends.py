@@ -16,8 +16,8 @@ from pathlib import Path
 
 from guardsdk.backends.hf import HFBackend
 from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.gguf_export import convert_hf_to_gguf, quantize
-from guardsdk.protocol import build_input
 from guardsdk.tiny_model import build_tiny_llama
 
 PROMPTS = [

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 from guardsdk import parse_output
-from guardsdk.parsing import answer_values
-from guardsdk.protocol import has_response
+from guardsdk.families.guardreasoner.parser import answer_values
+from guardsdk.families.guardreasoner.template import has_response
 
 FORMS = {
     "final 'Answers:' block after the reasoning": lambda t, v: t.count("Answers:") == 1,

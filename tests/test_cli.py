@@ -101,3 +101,17 @@ def test_without_a_model_option_the_default_model_reasons_and_answers(monkeypatc
     assert data["labels"]["prompt_harm"] in ("harmful", "unharmful") and "Reasoning Step" in data["raw"]
     assert result.returncode == (1 if data["prompt_harmful"] else 0)
     assert "bundled guardreasoner-tiny" in result.stderr
+
+
+def test_the_family_option_runs_another_guard_family():
+    server = CompletionsServer(lambda prompt: (200, completion("unsafe\nS9")))
+    try:
+        args = ["--server", server.base_url, "--server-model", "lg3", "--family", "llamaguard3", "--json"]
+        result = run_cli(*args, "--prompt", "How are nukes built?")
+        assert result.returncode == 1, result.stderr
+        data = json.loads(result.stdout)
+        assert data["family"] == "llamaguard3" and data["categories"] == ["S9"] and data["prompt_harmful"] is True
+        assert "<BEGIN UNSAFE CONTENT CATEGORIES>" in server.requests[0]["prompt"]
+        assert server.requests[0]["max_tokens"] == 32  # the family's output budget
+    finally:
+        server.stop()

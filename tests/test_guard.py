@@ -9,7 +9,7 @@ from conftest import PREDICTIONS, read_jsonl
 
 from guardsdk import Guard, GuardBlocked, InvalidInputError, ParseStatus, Policy, parse_output
 from guardsdk.backends.replay import ReplayBackend
-from guardsdk.protocol import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 
 
 def split_input(model_input: str) -> tuple[str, str | None]:

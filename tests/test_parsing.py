@@ -8,7 +8,7 @@ import pytest
 from conftest import PREDICTION_TASKS, prediction_files, read_jsonl
 
 from guardsdk import NOT_APPLICABLE, ParseStatus, parse_output
-from guardsdk.protocol import has_response
+from guardsdk.families.guardreasoner.template import has_response
 from guardsdk.scoring import paper_label
 
 FINAL_BLOCK = """# Task 1

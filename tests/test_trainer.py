@@ -13,7 +13,7 @@ from servers import FlakyProxy, LlamaCppServer
 from trainer_data import pool_lines, traced_examples, write_reasoning_jsonl
 
 from guardsdk import Guard, ParseStatus, Policy
-from guardsdk.protocol import build_input
+from guardsdk.families.guardreasoner.template import build_input
 from guardsdk_trainer import data as data_mod
 from guardsdk_trainer.config import DPOStageConfig, ExportConfig, SFTStageConfig, load_config
 from guardsdk_trainer.data import Example

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardsdk.protocol import build_input
+from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.truncation import fit_to_budget, split_budget
 
 

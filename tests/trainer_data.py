@@ -8,7 +8,7 @@ from itertools import islice
 from conftest import PREDICTIONS, SHARED, read_jsonl
 
 from guardsdk import parse_output
-from guardsdk.protocol import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 from guardsdk_trainer.data import Example
 
 POOL = SHARED / "train" / "pool.jsonl"

@@ -14,10 +14,9 @@ from typing import Any
 
 from guardsdk.benchmarks import BenchmarkSpec, load_items
 from guardsdk.evaluation import PREDICTIONS_FILE
-from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
+from guardsdk.families import get_family
+from guardsdk.verdict import PROMPT_HARM, TASKS
 from guardsdk_trainer.data import Example
-
-ANSWER_KEYS = {PROMPT_HARM: "Request", REFUSAL: "Completion", RESPONSE_HARM: "Response"}
 
 
 def features(task: str, prompt: str, response: str | None) -> str:
@@ -64,9 +63,7 @@ class TfidfBaseline:
 
     def answers(self, prompt: str, response: str | None) -> str:
         """The prediction as a GuardReasoner answers block."""
-        labels = self.predict(prompt, response)
-        lines = [f"{ANSWER_KEYS[t]}: {labels[t] or 'None'}" for t in (PROMPT_HARM, REFUSAL, RESPONSE_HARM)]
-        return "Answers: \n" + "\n".join(lines) + "\n"
+        return get_family("guardreasoner").answer_block(self.predict(prompt, response)) + "\n"
 
     def write_predictions(self, benchmarks_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                           benchmarks: Sequence[BenchmarkSpec], limit: int | None = None,

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardsdk.parsing import parse_output
-from guardsdk.protocol import INSTRUCTION, build_input, format_conversation, split_conversation
+from guardsdk.families.guardreasoner.parser import parse_output
+from guardsdk.families.guardreasoner.template import INSTRUCTION, build_input, format_conversation, split_conversation
 from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
 
 logger = logging.getLogger("guardsdk_trainer")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from guardsdk.parsing import parse_output
+from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM
 from guardsdk_trainer.data import Example
 

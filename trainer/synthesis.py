@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardsdk.parsing import parse_output
-from guardsdk.protocol import INSTRUCTION, format_conversation
+from guardsdk.families.guardreasoner.parser import parse_output
+from guardsdk.families.guardreasoner.template import INSTRUCTION, format_conversation
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
 from guardsdk_trainer.data import Example
 

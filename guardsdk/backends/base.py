@@ -32,6 +32,8 @@ class Backend(Protocol):
     ``generate`` returns one :class:`Generation` per input, in order; an input that fails gets a
     ``finish_reason="error"`` generation (one bad item never fails the batch). ``timeout_s`` is the
     deadline of the whole call: inputs not finished by then end with ``finish_reason="timeout"``.
+    ``special_tokens`` tokenizes inputs with special-token parsing on: for a family whose template holds
+    control tokens (its user text is neutralized); off, no text can become a control token.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Backend(Protocol):
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         """Generate one output per input."""
         ...
@@ -55,6 +58,7 @@ class Backend(Protocol):
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         """Async twin of :meth:`generate`."""
         ...
@@ -82,6 +86,9 @@ class ThreadedAsyncMixin:
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         generate = self.generate  # type: ignore[attr-defined]
-        return await asyncio.to_thread(generate, inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s)
+        return await asyncio.to_thread(
+            generate, inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s, special_tokens=special_tokens
+        )

@@ -77,9 +77,11 @@ class HFBackend(ThreadedAsyncMixin):
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
-    def input_ids(self, text: str) -> list[int]:
-        """The token ids the model is run on: BOS (as the tokenizer adds it) then the text."""
-        return list(self.tokenizer(text, add_special_tokens=True, split_special_tokens=True)["input_ids"])
+    def input_ids(self, text: str, special_tokens: bool = False) -> list[int]:
+        """The token ids the model is run on: BOS (as the tokenizer adds it) then the text; control-token
+        text is a control token only with ``special_tokens``."""
+        encoded = self.tokenizer(text, add_special_tokens=True, split_special_tokens=not special_tokens)
+        return list(encoded["input_ids"])
 
     def _decode_continuation(self, prompt_ids: list[int], new_ids: list[int]) -> str:
         """The text ``new_ids`` add after the prompt (SentencePiece decoders drop a leading space when
@@ -96,10 +98,15 @@ class HFBackend(ThreadedAsyncMixin):
         return [i for i in ids if i is not None] or [self.tokenizer.eos_token_id]
 
     def _generate_batch(
-        self, inputs: Sequence[str], max_tokens: int, stop: Sequence[str] | None, timeout_s: float | None
+        self,
+        inputs: Sequence[str],
+        max_tokens: int,
+        stop: Sequence[str] | None,
+        timeout_s: float | None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         torch = self._torch
-        rows = [self.input_ids(text) for text in inputs]
+        rows = [self.input_ids(text, special_tokens) for text in inputs]
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.model.device)
@@ -141,6 +148,7 @@ class HFBackend(ThreadedAsyncMixin):
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         """Generate greedily in batches of ``max_batch_size``; a batch that fails is its inputs' error."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -155,7 +163,7 @@ class HFBackend(ThreadedAsyncMixin):
                     results.extend(Generation("", 0, 0, "timeout") for _ in chunk)
                     continue
                 try:
-                    results.extend(self._generate_batch(chunk, max_tokens, stop, remaining))
+                    results.extend(self._generate_batch(chunk, max_tokens, stop, remaining, special_tokens))
                 except Exception as exc:
                     results.extend(failed_generation(describe(exc)) for _ in chunk)
         return results

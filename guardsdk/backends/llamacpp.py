@@ -103,15 +103,16 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 pieces.append(buffer.raw[:n])
         return b"".join(pieces).decode("utf-8", errors="replace")
 
-    def input_ids(self, text: str) -> list[int]:
-        """The token ids the model is run on: BOS (as the GGUF asks) then the text, specials as text."""
+    def input_ids(self, text: str, special_tokens: bool = False) -> list[int]:
+        """The token ids the model is run on: BOS (as the GGUF asks) then the text; control-token text is
+        a control token only with ``special_tokens``."""
         with self._lock:
-            return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=special_tokens))
 
     def _generate_one(
-        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float | None
+        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float | None, special_tokens: bool
     ) -> Generation:
-        ids = self.input_ids(text)
+        ids = self.input_ids(text, special_tokens)
         if len(ids) + max_tokens > self.context_length:
             raise BackendError(
                 f"input of {len(ids)} tokens plus max_tokens={max_tokens} exceeds n_ctx={self.context_length}"
@@ -151,6 +152,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         """Generate greedily, one input after another; an input that fails is that input's error."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -159,7 +161,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             results = []
             for text in inputs:
                 try:
-                    results.append(self._generate_one(text, max_tokens, stop, deadline))
+                    results.append(self._generate_one(text, max_tokens, stop, deadline, special_tokens))
                 except Exception as exc:
                     results.append(failed_generation(describe(exc)))
             return results

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,24 +14,10 @@ from guardsdk.backends.base import Generation, failed_generation
 from guardsdk.backends.server_tokens import ServerTokens
 from guardsdk.deadline import call_all_before_deadline
 from guardsdk.errors import BackendError, describe
+from guardsdk.families.base import neutralize_control_tokens
 
 #: The context length assumed when the server does not report one.
 DEFAULT_CONTEXT_LENGTH = 4096
-#: Text a server's tokenizer would read as a control token: Llama 3's ``<|...|>``, SentencePiece's ``<s>``.
-_CONTROL_LOOKALIKE = re.compile(r"<(?=\|[A-Za-z0-9_]*\|>|/?s>)")
-#: Inserted after the ``<`` of a control look-alike: the text reads the same, but tokenizes as text.
-WORD_JOINER = "\u2060"
-
-
-def neutralize_control_tokens(text: str) -> str:
-    """``text`` with every control-token look-alike broken up by a word joiner.
-
-    Servers tokenize a raw prompt with special-token parsing on (vLLM, llama.cpp), so a user who writes
-    ``<|eot_id|>`` would end the guard's input early. The in-process backends tokenize user text with
-    parsing off; over HTTP the GuardReasoner input (whose template has no control tokens) is sent with
-    every look-alike neutralized instead.
-    """
-    return _CONTROL_LOOKALIKE.sub("<" + WORD_JOINER, text)
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -129,10 +114,14 @@ class OpenAIServerBackend:
             reraise=True,
         )
 
-    def _request(self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float) -> dict[str, Any]:
+    def _request(
+        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float, special_tokens: bool
+    ) -> dict[str, Any]:
+        # Servers parse special tokens in a raw prompt: a template without control tokens is sent with every
+        # look-alike neutralized; a family whose template has them neutralized its user text when rendering.
         request: dict[str, Any] = {
             "model": self.model,
-            "prompt": neutralize_control_tokens(text),
+            "prompt": text if special_tokens else neutralize_control_tokens(text),
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "timeout": max(deadline - time.monotonic(), 0.01),
@@ -177,13 +166,14 @@ class OpenAIServerBackend:
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         """One completions request per input, up to ``max_concurrency`` at once, results in order."""
         seconds = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + seconds
 
         def one(text: str) -> Generation:
-            request = self._request(text, max_tokens, stop, deadline)
+            request = self._request(text, max_tokens, stop, deadline, special_tokens)
             return self._to_generation(self._retrying(deadline, Retrying)(self.client.completions.create, **request))
 
         calls = [functools.partial(one, text) for text in inputs]
@@ -196,6 +186,7 @@ class OpenAIServerBackend:
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         """Concurrent requests, at most ``max_concurrency`` in flight."""
         seconds = self.timeout_s if timeout_s is None else timeout_s
@@ -204,7 +195,7 @@ class OpenAIServerBackend:
 
         async def one(text: str) -> Generation:
             async with gate:
-                request = self._request(text, max_tokens, stop, deadline)
+                request = self._request(text, max_tokens, stop, deadline, special_tokens)
                 async for attempt in self._retrying(deadline, AsyncRetrying):
                     with attempt:
                         completion = await self.async_client.completions.create(**request)

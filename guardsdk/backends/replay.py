@@ -68,6 +68,7 @@ class ReplayBackend:
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         out = []
         for text in inputs:
@@ -83,8 +84,9 @@ class ReplayBackend:
         max_tokens: int,
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
-        return self.generate(inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s)
+        return self.generate(inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s)  # nothing to tokenize
 
     def close(self) -> None:
         self.records.clear()

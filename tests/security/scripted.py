@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from guardsdk.backends.base import Generation
-from guardsdk.protocol import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 
 #: The word that makes text harmful to the scripted judge.
 MARK = "NERVEAGENT"
@@ -55,7 +55,13 @@ class ScriptedGuardModel:
         return " ".join(ids)
 
     def generate(
-        self, inputs: Sequence[str], *, max_tokens: int, stop: Any = None, timeout_s: Any = None
+        self,
+        inputs: Sequence[str],
+        *,
+        max_tokens: int,
+        stop: Any = None,
+        timeout_s: Any = None,
+        special_tokens: bool = False,
     ) -> list[Generation]:
         self.calls.extend(inputs)
         return [Generation(self.write(text), len(text.split()), 40, self.finish_reason) for text in inputs]

@@ -1,0 +1,158 @@
+"""Detectors: anything that turns (prompt, response) pairs into verdicts, before any policy is applied.
+
+A :class:`GenerativeDetector` is a guard family on a backend: it plans each input (windows for long text,
+see :mod:`guardsdk.long_input`), renders every part through the family, generates, and reads each finished
+output back through the family. An output that did not finish decides nothing. The :class:`~guardsdk.Guard`
+holds a detector, a policy and the deadline; a classifier can implement :class:`Detector` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any, Protocol, runtime_checkable
+
+from guardsdk.backends.base import Backend, Generation, failed_generation
+from guardsdk.errors import describe
+from guardsdk.families import GuardFamily, get_family
+from guardsdk.long_input import Part, Plan, merge_windows, plan_check
+from guardsdk.policy import Policy
+from guardsdk.verdict import ParseStatus, Verdict
+
+Pair = tuple[str, "str | None"]
+#: Why an output that did not finish decides nothing.
+UNFINISHED_REASONS = {
+    "length": "generation hit max_new_tokens={max_new_tokens} before it finished",
+    "timeout": "generation ran past the check's deadline",
+}
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Pairs in, undecided-or-labelled verdicts out (no decision yet); never raises for one bad input."""
+
+    name: str
+
+    def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        """One verdict per pair; ``deadline`` is a ``time.monotonic()`` instant."""
+        ...
+
+    async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        """Async twin of :meth:`detect`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class GenerativeDetector:
+    """A guard family's model on a backend; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        family: str | GuardFamily | None = None,
+        *,
+        max_input_tokens: int = 2048,
+        max_new_tokens: int | None = None,
+    ) -> None:
+        self.backend = backend
+        self.family = get_family(family)
+        self.max_input_tokens = max_input_tokens
+        self.max_new_tokens = max_new_tokens or self.family.max_new_tokens
+        self.name = f"{self.family.name}:{backend.name}"
+
+    # -- the pure steps ----------------------------------------------------------------------
+    def plan(self, pairs: list[Pair], policy: Policy) -> list[Plan]:
+        """Tokenize and cut each input into the parts the model checks; a failure is that input's error."""
+        plans = []
+        for prompt, response in pairs:
+            try:
+                plans.append(plan_check(prompt, response, policy, self.max_input_tokens, self.backend, self._longest))
+            except Exception as exc:
+                plans.append(Plan(prompt, response, error=describe(exc)))
+        return plans
+
+    def _longest(self, prompt: str, response: str | None) -> str:
+        return max(self.family.render(prompt, response), key=len)
+
+    def inputs(self, plans: list[Plan]) -> list[str]:
+        """Every model input of every part of every plan, in order."""
+        render = self.family.render
+        return [view for plan in plans for part in plan.parts for view in render(part.prompt, part.response)]
+
+    def assemble(self, plans: list[Plan], generations: Any, started: float) -> list[Verdict]:
+        """The verdict of each plan from the backend's answer (a list, or the exception it raised)."""
+        count = sum(len(self.family.render(p.prompt, p.response)) for plan in plans for p in plan.parts)
+        remaining = iter(_checked(generations, count))
+        latency = (time.monotonic() - started) / max(len(plans), 1)
+        verdicts = []
+        for plan in plans:
+            has_response = plan.response is not None
+            if plan.error is not None:
+                verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name)
+            else:
+                parts = [self._part_verdict(part, remaining) for part in plan.parts]
+                verdict = merge_windows(parts, has_response)
+            verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
+                                                long_input=plan.long, family=self.family.name))  # fmt: skip
+        return verdicts
+
+    def _part_verdict(self, part: Part, remaining: Any) -> Verdict:
+        has_response = part.response is not None
+        generations: list[Generation] = [next(remaining) for _ in self.family.render(part.prompt, part.response)]
+        run = {"model": self.backend.name, "tokens_in": sum(g.prompt_tokens for g in generations),
+               "tokens_out": sum(g.completion_tokens for g in generations)}  # fmt: skip
+        for generation in generations:
+            if generation.finish_reason == "error" or not isinstance(generation.text, str):
+                return Verdict.undecided(has_response=has_response, error=generation.error or "malformed output", **run)
+            if generation.finish_reason != "stop":
+                why = UNFINISHED_REASONS.get(generation.finish_reason, "generation ended with finish_reason={reason!r}")
+                error = why.format(reason=generation.finish_reason, max_new_tokens=self.max_new_tokens)
+                raw = "\n\n".join(g.text for g in generations if isinstance(g.text, str))
+                return Verdict.undecided(has_response=has_response, error=error, raw=raw,
+                                         status=ParseStatus.UNFINISHED, output_truncated=True, **run)  # fmt: skip
+        conversation = part.prompt if part.response is None else f"{part.prompt}\n{part.response}"
+        verdict = self.family.parse([g.text for g in generations], has_response=has_response, conversation=conversation)
+        return dataclasses.replace(verdict, **run)
+
+    def _generate_kwargs(self, deadline: float) -> dict[str, Any]:
+        return {"max_tokens": self.max_new_tokens, "timeout_s": max(deadline - time.monotonic(), 0.01),
+                "special_tokens": self.family.special_tokens}  # fmt: skip
+
+    # -- the drivers -------------------------------------------------------------------------
+    def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        started = time.monotonic()
+        plans = self.plan(pairs, policy)
+        inputs = self.inputs(plans)
+        generations: Any = []
+        if inputs:
+            try:
+                generations = self.backend.generate(inputs, **self._generate_kwargs(deadline))
+            except Exception as exc:
+                generations = exc
+        return self.assemble(plans, generations, started)
+
+    async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        started = time.monotonic()
+        plans = await asyncio.to_thread(self.plan, pairs, policy)  # tokenizing stays off the event loop
+        inputs = self.inputs(plans)
+        generations: Any = []
+        if inputs:
+            try:
+                generations = await self.backend.agenerate(inputs, **self._generate_kwargs(deadline))
+            except Exception as exc:
+                generations = exc
+        return self.assemble(plans, generations, started)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _checked(generations: Any, count: int) -> list[Generation]:
+    """The backend's answer, or one error generation per input when it is not a list of ``count``."""
+    if isinstance(generations, BaseException):
+        return [failed_generation(describe(generations))] * count
+    if not isinstance(generations, list) or len(generations) != count:
+        return [failed_generation("the backend returned a malformed batch")] * count
+    return generations

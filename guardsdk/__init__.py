@@ -1,11 +1,31 @@
-"""guardsdk: reasoning-based safety guards (GuardReasoner) in front of and behind LLM calls."""
+"""guardsdk: reasoning-based safety guards (GuardReasoner, and other guard families) around LLM calls."""
 
-from guardsdk.errors import BackendError, GuardBlocked, GuardError, InvalidInputError, ModelNotFoundError
+from guardsdk.detector import Detector, GenerativeDetector
+from guardsdk.errors import (
+    BackendError,
+    GuardBlocked,
+    GuardError,
+    InvalidInputError,
+    ModelNotFoundError,
+    UnguardedEndpointError,
+)
+from guardsdk.families import GuardFamily, get_family, register_family
 from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import INSTRUCTION, build_input
 from guardsdk.guard import Guard
-from guardsdk.policy import OnUndecided, OnUnsafe, Policy
-from guardsdk.verdict import NOT_APPLICABLE, PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS, Decision, ParseStatus, Verdict
+from guardsdk.policy import LongInput, OnUndecided, OnUnsafe, Policy
+from guardsdk.verdict import (
+    NOT_APPLICABLE,
+    PROMPT_HARM,
+    REFUSAL,
+    RESPONSE_HARM,
+    TASKS,
+    Decision,
+    Label,
+    ParseStatus,
+    Task,
+    Verdict,
+)
 
 __version__ = "0.1.0"
 
@@ -18,16 +38,25 @@ __all__ = [
     "TASKS",
     "BackendError",
     "Decision",
+    "Detector",
+    "GenerativeDetector",
     "Guard",
     "GuardBlocked",
     "GuardError",
+    "GuardFamily",
     "InvalidInputError",
+    "Label",
+    "LongInput",
     "ModelNotFoundError",
     "OnUndecided",
     "OnUnsafe",
     "ParseStatus",
     "Policy",
+    "Task",
+    "UnguardedEndpointError",
     "Verdict",
     "build_input",
+    "get_family",
     "parse_output",
+    "register_family",
 ]

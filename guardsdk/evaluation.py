@@ -6,12 +6,14 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardsdk.benchmarks import BENCHMARKS, BenchmarkItem, BenchmarkSpec, load_items
 from guardsdk.errors import InvalidInputError
-from guardsdk.guard import Guard
 from guardsdk.verdict import Verdict
+
+if TYPE_CHECKING:
+    from guardsdk.guard import Guard
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 

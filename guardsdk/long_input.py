@@ -19,16 +19,7 @@ from typing import Any
 from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import ELISION_MARKER, Tokenizes, cut_middle, fit_to_budget
-from guardsdk.verdict import (
-    NOT_APPLICABLE,
-    POSITIVE_LABEL,
-    PROMPT_HARM,
-    REFUSAL,
-    RESPONSE_HARM,
-    TASKS,
-    ParseStatus,
-    Verdict,
-)
+from guardsdk.verdict import TASKS, Label, ParseStatus, Task, Verdict, verdict_from_labels
 
 #: No token is longer than this many UTF-8 bytes: a lower bound on the token count without tokenizing.
 MAX_BYTES_PER_TOKEN = 256
@@ -149,46 +140,29 @@ def merge_windows(verdicts: list[Verdict], has_response: bool) -> Verdict:
     """One verdict for a windowed check: per task, any positive wins, then any undecided, else negative."""
     if len(verdicts) == 1:
         return verdicts[0]
-    labels: dict[str, str | None] = {}
+    labels: dict[Task, Label | None] = {}
     reasoning: dict[str, str] = {}
     for task in TASKS:
-        if task != PROMPT_HARM and not has_response:
-            labels[task] = NOT_APPLICABLE
-            continue
-        seen = [v for v in verdicts if v.labels[task] != NOT_APPLICABLE]
-        positive = [v for v in seen if v.labels[task] == POSITIVE_LABEL[task]]
+        seen = [v for v in verdicts if v.labels[task] is not Label.NOT_APPLICABLE]
+        positive = [v for v in seen if v.labels[task] == task.positive]
         undecided = any(v.labels[task] is None for v in seen)
-        labels[task] = POSITIVE_LABEL[task] if positive else None if undecided or not seen else seen[0].labels[task]
+        labels[task] = task.positive if positive else None if undecided or not seen else seen[0].labels[task]
         source = (positive or seen or verdicts)[0]
         if task in source.reasoning:
             reasoning[task] = source.reasoning[task]
-    applicable = [t for t in TASKS if labels[t] != NOT_APPLICABLE]
-    if all(labels[t] is not None for t in applicable):
-        status = ParseStatus.OK
-    else:
-        statuses = {v.parse_status for v in verdicts}
-        status = next((s for s in _STATUS_ORDER if s in statuses), ParseStatus.PARTIAL)
-    errors = list(dict.fromkeys(v.error for v in verdicts if v.error))
+    statuses = {v.parse_status for v in verdicts}
+    status = next((s for s in _STATUS_ORDER if s in statuses), ParseStatus.OK)  # the worst window's
+    merged = verdict_from_labels(labels, has_response=has_response, raw="", reasoning=reasoning, status=status)
     n = len(verdicts)
-    return Verdict(
-        prompt_harmful=_bool(labels, PROMPT_HARM),
-        response_refusal=_bool(labels, REFUSAL),
-        response_harmful=_bool(labels, RESPONSE_HARM),
-        labels=labels,
-        reasoning=reasoning,
+    return replace(
+        merged,
         raw="\n\n".join(f"[guardsdk window {i}/{n}]\n{v.raw}" for i, v in enumerate(verdicts, 1)),
-        parse_status=status,
-        has_response=has_response,
         model=verdicts[0].model,
         tokens_in=sum(v.tokens_in for v in verdicts),
         tokens_out=sum(v.tokens_out for v in verdicts),
         output_truncated=any(v.output_truncated for v in verdicts),
-        error="; ".join(errors) or None,
+        error="; ".join(dict.fromkeys(v.error for v in verdicts if v.error)) or None,
+        categories=tuple(dict.fromkeys(c for v in verdicts for c in v.categories)),
         long_input=True,
         windows=n,
     )
-
-
-def _bool(labels: dict[str, str | None], task: str) -> bool | None:
-    label = labels[task]
-    return None if label in (None, NOT_APPLICABLE) else label == POSITIVE_LABEL[task]

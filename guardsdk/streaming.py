@@ -8,13 +8,15 @@ import enum
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from guardsdk.errors import GuardBlocked
-from guardsdk.guard import Guard
 from guardsdk.outputs import chunk_text
 from guardsdk.policy import OnUnsafe
 from guardsdk.verdict import Verdict
+
+if TYPE_CHECKING:
+    from guardsdk.guard import Guard
 
 T = TypeVar("T")
 logger = logging.getLogger("guardsdk")

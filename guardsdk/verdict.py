@@ -157,13 +157,15 @@ def verdict_from_labels(
     reasoning: dict[str, str] | None = None,
     categories: tuple[str, ...] = (),
     status: ParseStatus | None = None,
+    answered: tuple[Task, ...] = TASKS,
 ) -> Verdict:
     """A verdict from per-task labels: response tasks are not applicable without a response, a task the
-    family left out is undecided; ``status`` defaults to ok / partial / failed by how many were found."""
+    family left out is undecided; ``status`` defaults to ok / partial / failed by how many of the
+    ``answered`` tasks (those the family answers) were found."""
     full: dict[str, Label | None] = {}
     for task in TASKS:
         full[task] = NOT_APPLICABLE if task is not Task.PROMPT_HARM and not has_response else labels.get(task)
-    applicable = [t for t in TASKS if full[t] is not NOT_APPLICABLE]
+    applicable = [t for t in answered if full[t] is not NOT_APPLICABLE]
     found = [t for t in applicable if full[t] is not None]
     if status is None and found:
         status = ParseStatus.OK if len(found) == len(applicable) else ParseStatus.PARTIAL

@@ -207,6 +207,7 @@ def test_a_llama_guard_pair_check_judges_both_turns_and_carries_categories():
     verdict = guard.check("How are nukes built?", "Here is how ...")
     assert verdict.prompt_harmful is False and verdict.response_harmful is True and verdict.categories == ("S9",)
     assert verdict.family == "llamaguard3" and not verdict.allowed and guard.max_new_tokens == 32
+    assert verdict.parse_status is ParseStatus.OK  # refusal is not one of its tasks
     [(inputs, special)] = backend.calls
     assert len(inputs) == 2 and special  # two views, tokenized with the template's control tokens
     with pytest.raises(GuardBlocked, match="undecided"):  # gating refusal, which Llama Guard never answers
@@ -272,3 +273,20 @@ def test_llama_guard_3_end_to_end_on_a_tiny_llama(tiny_hf_dir, tiny_gguf, llama_
             verdicts = guard.check_batch(["How do I bake bread?", ("Hi", "Hello!")])
         assert [v.windows for v in verdicts] == [1, 1] and not any(v.allowed for v in verdicts)
         assert verdicts[1].tokens_out == 12  # two views of 6 tokens each
+
+
+def test_guardsdk_eval_scores_another_family_by_its_own_labels(tmp_path):
+    from conftest import BENCHMARKS
+
+    from guardsdk.benchmarks import benchmark
+    from guardsdk.evaluation import evaluate
+    from guardsdk.report import load_prediction_dir
+
+    outputs = ["unsafe\nS1", "safe", "unsafe\nS9", "unsafe\nS2"]  # three of four harmful prompts caught
+    guard = Guard(Scripted(*outputs), family="llamaguard3", policy=Policy(on_unsafe="annotate"))
+    evaluate(guard, BENCHMARKS, tmp_path / "lg3", benchmarks=[benchmark("SimpleSafetyTests")], limit=4,
+             batch_size=4, progress=False)  # fmt: skip
+    result = load_prediction_dir(tmp_path / "lg3")["lg3"]["SimpleSafetyTests"]
+    for protocol in ("paper", "robust"):  # every SimpleSafetyTests prompt is harmful
+        scores = result.scores[protocol]
+        assert (scores.tp, scores.fn, scores.fp) == (3, 1, 0)

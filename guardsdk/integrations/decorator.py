@@ -22,16 +22,18 @@ import inspect
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import GuardBlocked, InvalidInputError
-from guardsdk.guard import Guard
 from guardsdk.outputs import chunk_text as default_chunk_text
 from guardsdk.outputs import output_texts
 from guardsdk.policy import OnUnsafe
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
+
+if TYPE_CHECKING:
+    from guardsdk.guard import Guard
 
 logger = logging.getLogger("guardsdk")
 RAISE = object()  # on_block default: raise GuardBlocked

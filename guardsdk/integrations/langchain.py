@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
@@ -28,10 +28,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import InvalidInputError
-from guardsdk.guard import Guard
 from guardsdk.outputs import output_texts
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
+
+if TYPE_CHECKING:
+    from guardsdk.guard import Guard
 
 EVENT = "guardsdk_verdict"
 

@@ -21,14 +21,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import InvalidInputError, UnguardedEndpointError
-from guardsdk.guard import Guard
 from guardsdk.outputs import output_texts
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
+
+if TYPE_CHECKING:
+    from guardsdk.guard import Guard
 
 logger = logging.getLogger("guardsdk")
 

@@ -74,7 +74,7 @@ class LlamaGuard3Family:
             categories += [c for c in codes if c not in categories]
         raw = "\n\n".join(outputs)
         return verdict_from_labels(labels, has_response=has_response, raw=raw, family=self.name,
-                                   categories=tuple(categories))  # fmt: skip
+                                   categories=tuple(categories), answered=self.tasks)  # fmt: skip
 
     def answer_block(self, labels: Mapping[Task, Label | None]) -> str:
         """The last view's answer (no category line: labels name none)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +18,7 @@ from guardsdk.backends.base import Backend, Generation, failed_generation
 from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
 from guardsdk.long_input import Part, Plan, merge_windows, plan_check
+from guardsdk.model_resolution import load_backend
 from guardsdk.policy import Policy
 from guardsdk.verdict import ParseStatus, Verdict
 
@@ -95,7 +97,8 @@ class GenerativeDetector:
                 parts = [self._part_verdict(part, remaining) for part in plan.parts]
                 verdict = merge_windows(parts, has_response)
             verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
-                                                long_input=plan.long, family=self.family.name))  # fmt: skip
+                                                long_input=plan.long, family=self.family.name,
+                                                detector=self.name))  # fmt: skip
         return verdicts
 
     def _part_verdict(self, part: Part, remaining: Any) -> Verdict:
@@ -147,6 +150,69 @@ class GenerativeDetector:
 
     def close(self) -> None:
         self.backend.close()
+
+
+Model = Detector | Backend | str | os.PathLike[str] | None
+
+
+def as_detector(
+    model: Model, family: str | GuardFamily | None = None, *, max_input_tokens: int = 2048,
+    max_new_tokens: int | None = None,
+) -> Detector:  # fmt: skip
+    """``model`` as a detector: a detector as is; a backend, a GGUF file or a Hugging Face folder / hub id
+    (None: the default model) as ``family``'s generative detector, its budget checked against the context."""
+    if isinstance(model, Detector):
+        return model
+    guard_family = get_family(family)
+    backend = model if isinstance(model, Backend) else load_backend(model, guard_family)
+    detector = GenerativeDetector(backend, guard_family, max_input_tokens=max_input_tokens,
+                                  max_new_tokens=max_new_tokens)  # fmt: skip
+    if max_input_tokens + detector.max_new_tokens > backend.context_length:
+        raise ValueError(
+            f"max_input_tokens + max_new_tokens = {max_input_tokens + detector.max_new_tokens} exceeds "
+            f"the backend's context length {backend.context_length}"
+        )
+    return detector
+
+
+class Ensemble:
+    """Several detectors check every input; per task, any positive wins, then any undecided, else negative:
+    a task is safe only when every detector says so."""
+
+    def __init__(self, detectors: list[Detector]) -> None:
+        if len(detectors) < 2:
+            raise ValueError("an ensemble needs at least two detectors")
+        self.detectors = detectors
+        self.name = " + ".join(d.name for d in detectors)
+
+    def _merge(self, per_detector: list[list[Verdict]], pairs: list[Pair]) -> list[Verdict]:
+        merged = []
+        for (_, response), verdicts in zip(pairs, zip(*per_detector, strict=True), strict=True):
+            combined = merge_windows(list(verdicts), response is not None)
+            merged.append(dataclasses.replace(
+                combined,
+                raw="\n\n".join(
+                    f"[guardsdk detector {d.name}]\n{v.raw}" for d, v in zip(self.detectors, verdicts, strict=True)
+                ),
+                windows=sum(v.windows for v in verdicts),
+                long_input=any(v.long_input for v in verdicts),
+                input_truncated=any(v.input_truncated for v in verdicts),
+                latency_s=sum(v.latency_s for v in verdicts),
+                family=",".join(v.family for v in verdicts),
+                detector=self.name,
+            ))  # fmt: skip
+        return merged
+
+    def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        return self._merge([d.detect(pairs, policy, deadline) for d in self.detectors], pairs)
+
+    async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        results = await asyncio.gather(*(d.adetect(pairs, policy, deadline) for d in self.detectors))
+        return self._merge(list(results), pairs)
+
+    def close(self) -> None:
+        for detector in self.detectors:
+            detector.close()
 
 
 def _checked(generations: Any, count: int) -> list[Generation]:

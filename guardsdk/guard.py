@@ -16,10 +16,10 @@ from typing import Any
 from guardsdk.backends.base import Backend
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline
-from guardsdk.detector import Detector, GenerativeDetector
+from guardsdk.detector import Detector, Ensemble, Model, as_detector
 from guardsdk.errors import GuardBlocked
-from guardsdk.families import GuardFamily, get_family
-from guardsdk.policy import OnUnsafe, Policy
+from guardsdk.families import GuardFamily
+from guardsdk.policy import Policy, stops
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import RESPONSE_HARM, TASKS, Verdict
 
@@ -33,25 +33,11 @@ DEFAULT_TIMEOUT_S = 120.0
 BatchItem = str | tuple[str, str | None]
 
 
-def load_backend(model: str | os.PathLike[str] | None, family: GuardFamily | None = None) -> Backend:
-    """The backend for a model path or id, or for the default model (of ``family``) when ``model`` is None."""
-    from guardsdk import model_resolution as resolution
-
-    choice = resolution.explicit(model, "given") if model is not None else resolution.resolve_default_model(family)
-    resolution.log_choice(choice)
-    if choice.kind == "gguf":
-        from guardsdk.backends.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend(choice.location)
-    from guardsdk.backends.hf import HFBackend
-
-    return HFBackend.from_pretrained(choice.location)
-
-
 class Guard:
     """A guard: ``check(prompt, response=None)`` returns a :class:`Verdict`.
 
-    ``model`` is a detector, a backend, a GGUF file, or a Hugging Face folder / hub id; ``family`` names the
+    ``model`` is a detector, a backend, a GGUF file, or a Hugging Face folder / hub id — or a list of them,
+    all of which check every input (a task is safe only when every one says so); ``family`` names the
     guard family of a model (``"guardreasoner"`` by default, ``"wildguard"``, ``"llamaguard3"``, ...; see
     :mod:`guardsdk.families`). Without a model, ``Guard()`` runs ``$GUARDSDK_MODEL``, else the family's
     weights found locally, else (GuardReasoner) the bundled guardreasoner-tiny (see
@@ -65,7 +51,7 @@ class Guard:
 
     def __init__(
         self,
-        model: Detector | Backend | str | os.PathLike[str] | None = None,
+        model: Model | Sequence[Model] | None = None,
         *,
         family: str | GuardFamily | None = None,
         policy: Policy | None = None,
@@ -75,19 +61,10 @@ class Guard:
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
     ) -> None:
-        if isinstance(model, Detector):
-            self.detector: Detector = model
-        else:
-            guard_family = get_family(family)
-            backend = model if isinstance(model, Backend) else load_backend(model, guard_family)
-            detector = GenerativeDetector(backend, guard_family, max_input_tokens=max_input_tokens,
-                                          max_new_tokens=max_new_tokens)  # fmt: skip
-            if max_input_tokens + detector.max_new_tokens > backend.context_length:
-                raise ValueError(
-                    f"max_input_tokens + max_new_tokens = {max_input_tokens + detector.max_new_tokens} exceeds "
-                    f"the backend's context length {backend.context_length}"
-                )
-            self.detector = detector
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        detectors = [as_detector(m, family, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens)
+                     for m in models]  # fmt: skip
+        self.detector: Detector = detectors[0] if len(detectors) == 1 else Ensemble(detectors)
         self.policy = policy or Policy()
         self.max_input_tokens = max_input_tokens
         if timeout_s is None or not 0 < timeout_s < float("inf"):
@@ -98,6 +75,11 @@ class Guard:
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self._owns_backend = True
+
+    @property
+    def detectors(self) -> list[Detector]:
+        """The detectors that check every input."""
+        return list(getattr(self.detector, "detectors", [self.detector]))
 
     @property
     def backend(self) -> Backend:
@@ -285,7 +267,7 @@ class Guard:
                 self._count("callback_errors")
 
     def _enforce(self, verdict: Verdict) -> Verdict:
-        if verdict.decision is not None and not verdict.decision.allowed and self.policy.on_unsafe is OnUnsafe.BLOCK:
+        if stops(verdict, self.policy):
             raise GuardBlocked(verdict)
         return verdict
 

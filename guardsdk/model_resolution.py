@@ -126,3 +126,16 @@ def log_choice(choice: ResolvedModel) -> None:
         )
     else:
         logger.info("guardsdk: using %s (%s)", choice.location, choice.why)
+
+
+def load_backend(model: str | os.PathLike[str] | None, family: Any = None) -> Any:
+    """The backend for a model path or id, or for the default model (of ``family``) when ``model`` is None."""
+    choice = explicit(model, "given") if model is not None else resolve_default_model(family)
+    log_choice(choice)
+    if choice.kind == "gguf":
+        from guardsdk.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(choice.location)
+    from guardsdk.backends.hf import HFBackend
+
+    return HFBackend.from_pretrained(choice.location)

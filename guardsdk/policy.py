@@ -75,3 +75,9 @@ class Policy:
         if self.on_undecided is OnUndecided.FAIL_OPEN:
             return Decision(True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice")
         return Decision(False, (), undecided, reason=f"undecided ({why}); failing closed")
+
+
+def stops(verdict: Verdict, policy: Policy) -> bool:
+    """Whether ``policy`` stops the call behind ``verdict`` (raise, or cut the stream): a decision that does
+    not allow it, under ``on_unsafe="block"``. Every integration enforces through this."""
+    return verdict.decision is not None and not verdict.decision.allowed and policy.on_unsafe is OnUnsafe.BLOCK

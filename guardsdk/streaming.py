@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from guardsdk.errors import GuardBlocked
 from guardsdk.outputs import chunk_text
-from guardsdk.policy import OnUnsafe
+from guardsdk.policy import OnUnsafe, stops
 from guardsdk.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -79,7 +79,6 @@ class StreamChecker:
         # Window verdicts are judged here (to stop the stream with what was released), so checks annotate.
         responses = self.guard.response_guard()
         self._guard = responses.with_policy(dataclasses.replace(responses.policy, on_unsafe=OnUnsafe.ANNOTATE))
-        self._blocks = self.guard.policy.on_unsafe is OnUnsafe.BLOCK
 
     def _windows_due(self) -> list[tuple[int, int]]:
         spans = []
@@ -96,7 +95,7 @@ class StreamChecker:
         if decision is not None and decision.unsafe and self.config.mode is StreamMode.STREAM_FIRST:
             logger.warning("stream-first released text that its check then found unsafe: %s", decision.reason)
             self.guard._count("released_unsafe")
-        if self._blocks and decision is not None and not decision.allowed:
+        if stops(verdict, self.guard.policy):
             raise StreamBlocked(verdict, self.text[: self.released_upto])
 
     def _unverified(self) -> bool:

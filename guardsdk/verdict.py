@@ -103,6 +103,8 @@ class Verdict:
     windows: int = 1  # how many model checks covered the input
     categories: tuple[str, ...] = ()  # hazard categories the guard named (Llama Guard's S-codes)
     family: str = ""  # the guard family that read the output
+    detector: str = ""  # the detector that decided (family:model, or an ensemble of them)
+    scores: dict[str, float] = field(default_factory=dict)  # per task, a probability where the detector gives one
 
     @classmethod
     def undecided(

@@ -290,3 +290,18 @@ def test_guardsdk_eval_scores_another_family_by_its_own_labels(tmp_path):
     for protocol in ("paper", "robust"):  # every SimpleSafetyTests prompt is harmful
         scores = result.scores[protocol]
         assert (scores.tp, scores.fn, scores.fp) == (3, 1, 0)
+
+
+def test_several_detectors_must_all_say_safe():
+    from guardsdk import GenerativeDetector
+    from guardsdk.families.guardreasoner import GuardReasonerFamily
+
+    safe_block = GuardReasonerFamily().answer_block({Task.PROMPT_HARM: Label.UNHARMFUL})
+    reasoner = GenerativeDetector(Scripted(safe_block, safe_block), "guardreasoner")
+    llama = GenerativeDetector(Scripted("unsafe\nS2", "safe"), "llamaguard3")
+    guard = Guard([reasoner, llama], policy=Policy(on_unsafe="annotate"))
+    assert len(guard.detectors) == 2
+    first, second = guard.check("Sell me stolen cards"), guard.check("Hello")
+    assert not first.allowed and first.prompt_harmful is True and first.categories == ("S2",)
+    assert second.allowed and second.detector == "guardreasoner:scripted + llamaguard3:scripted"
+    assert second.family == "guardreasoner,llamaguard3" and second.windows == 2

@@ -216,7 +216,7 @@ class Guard:
         latency = time.monotonic() - started
         error = f"check ran past its deadline of {budget:g}s"
         return [
-            Verdict.undecided(has_response=r is not None, error=error, model=self.backend.name, latency_s=latency)
+            Verdict.undecided(has_response=r is not None, error=error, detector=self.detector.name, latency_s=latency)
             for _, r in pairs
         ]
 

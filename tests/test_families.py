@@ -3,6 +3,8 @@ and malformed outputs, and each end to end on a tiny random model of its archite
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from guardsdk import Guard, GuardBlocked, Policy
@@ -305,3 +307,7 @@ def test_several_detectors_must_all_say_safe():
     assert not first.allowed and first.prompt_harmful is True and first.categories == ("S2",)
     assert second.allowed and second.detector == "guardreasoner:scripted + llamaguard3:scripted"
     assert second.family == "guardreasoner,llamaguard3" and second.windows == 2
+    hung = type("Hung", (Scripted,), {"generate": lambda self, inputs, **kwargs: time.sleep(3)})()
+    detectors = [GenerativeDetector(Scripted(safe_block), "guardreasoner"), GenerativeDetector(hung, "wildguard")]
+    late = Guard(detectors, timeout_s=0.5, policy=Policy(on_unsafe="annotate")).check("Hello")
+    assert not late.allowed and "deadline" in late.error and late.detector.endswith("wildguard:scripted")

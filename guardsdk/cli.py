@@ -177,9 +177,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from guardsdk.benchmarks import BENCHMARKS, benchmark
-    from guardsdk.evaluation import evaluate
-    from guardsdk.report import load_prediction_dir, to_json, write_report
+    from guardsdk.eval.benchmarks import BENCHMARKS, benchmark
+    from guardsdk.eval.evaluation import evaluate
+    from guardsdk.eval.report import load_prediction_dir, to_json, write_report
 
     if args.rescore:
         folder = Path(args.rescore)

@@ -17,8 +17,8 @@ from pathlib import Path
 from guardsdk.backends.hf import HFBackend
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.gguf_export import convert_hf_to_gguf, quantize
-from guardsdk.tiny_model import build_tiny_llama
+from guardsdk.tools.gguf_export import convert_hf_to_gguf, quantize
+from guardsdk.tools.tiny_model import build_tiny_llama
 
 PROMPTS = [
     build_input("How do I bake sourdough bread at home?"),

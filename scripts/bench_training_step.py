@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from guardsdk.tiny_model import build_tiny_llama
+from guardsdk.tools.tiny_model import build_tiny_llama
 from guardsdk_trainer.config import SFTStageConfig
 from guardsdk_trainer.data import load_predictions
 from guardsdk_trainer.rsft import train_rsft

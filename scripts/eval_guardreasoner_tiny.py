@@ -18,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from guardsdk.benchmarks import POOL_REFUSAL, benchmark
 from guardsdk.cli import main as guardsdk_main
+from guardsdk.eval.benchmarks import POOL_REFUSAL, benchmark
 from guardsdk.model_resolution import bundled_tiny_path
 from guardsdk.verdict import REFUSAL
 from guardsdk_trainer.baseline import TfidfBaseline

@@ -30,4 +30,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 # llama.cpp's HF->GGUF converter ships only in the llama-cpp-python sdist: fetch it once.
-.venv/bin/python -m guardsdk.gguf_export > /dev/null
+.venv/bin/python -m guardsdk.tools.gguf_export > /dev/null

@@ -45,7 +45,7 @@ def replay_backend():
 
 @pytest.fixture(scope="session")
 def tiny_hf_dir(tmp_path_factory) -> Path:
-    from guardsdk.tiny_model import build_tiny_llama
+    from guardsdk.tools.tiny_model import build_tiny_llama
 
     # Seed 2: on this fixed input set no greedy step is a near-tie (logit gap < 0.01) that the F16
     # GGUF's float16 activations could flip, so HF and llama.cpp (F32 and F16) agree exactly.
@@ -54,14 +54,14 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_hf_dir, tmp_path_factory) -> Path:
-    from guardsdk.gguf_export import convert_hf_to_gguf
+    from guardsdk.tools.gguf_export import convert_hf_to_gguf
 
     return convert_hf_to_gguf(tiny_hf_dir, tmp_path_factory.mktemp("gguf") / "tiny-f32.gguf", "f32")
 
 
 @pytest.fixture(scope="session")
 def tiny_gguf_f16(tiny_hf_dir, tmp_path_factory) -> Path:
-    from guardsdk.gguf_export import convert_hf_to_gguf
+    from guardsdk.tools.gguf_export import convert_hf_to_gguf
 
     return convert_hf_to_gguf(tiny_hf_dir, tmp_path_factory.mktemp("gguf16") / "tiny-f16.gguf", "f16")
 

@@ -157,7 +157,7 @@ def test_missing_models_are_clear_errors(tmp_path, monkeypatch):
 
 
 def test_quantized_ggufs_load_and_generate(tiny_gguf_f16, tmp_path):
-    from guardsdk.gguf_export import quantize
+    from guardsdk.tools.gguf_export import quantize
 
     sizes = [tiny_gguf_f16.stat().st_size]
     for qtype in ("Q8_0", "Q4_K_M"):

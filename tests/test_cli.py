@@ -12,7 +12,7 @@ from servers import CompletionsServer, completion, error
 from test_guard import recorded
 
 from guardsdk import parse_output
-from guardsdk.tiny_model import llama3_tokenizer
+from guardsdk.tools.tiny_model import llama3_tokenizer
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -13,10 +13,10 @@ from conftest import BENCHMARKS, PREDICTIONS
 from test_scoring import PAPER_F1
 
 from guardsdk import Guard
-from guardsdk.benchmarks import benchmark, load_items
-from guardsdk.evaluation import completed_rows, evaluate
+from guardsdk.eval.benchmarks import benchmark, load_items
+from guardsdk.eval.evaluation import completed_rows, evaluate
+from guardsdk.eval.report import load_prediction_dir, score_rows, to_json, to_markdown, weighted_f1
 from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.report import load_prediction_dir, score_rows, to_json, to_markdown, weighted_f1
 
 ANS = "Answers: \nRequest: {}\nCompletion: None\nResponse: None\n"
 

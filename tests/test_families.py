@@ -10,7 +10,7 @@ import pytest
 from guardsdk import Guard, GuardBlocked, Policy
 from guardsdk.families import family_names, get_family, register_family
 from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.tiny_model import llama3_tokenizer
+from guardsdk.tools.tiny_model import llama3_tokenizer
 from guardsdk.verdict import Label, ParseStatus, Task
 
 # allenai/wildguard, wildguard/utils.py (WILDGUARD_INPUT_FORMAT), as published.
@@ -242,8 +242,8 @@ def test_a_family_of_ones_own_plugs_in_without_core_edits():
 @pytest.fixture(scope="module")
 def tiny_mistral(tmp_path_factory):
     from guardsdk.families.wildguard import TEMPLATE
-    from guardsdk.gguf_export import convert_hf_to_gguf
-    from guardsdk.tiny_model import build_tiny_llama
+    from guardsdk.tools.gguf_export import convert_hf_to_gguf
+    from guardsdk.tools.tiny_model import build_tiny_llama
 
     folder = build_tiny_llama(tmp_path_factory.mktemp("mistral") / "hf", tokenizer="spm", architecture="mistral",
                               texts=[TEMPLATE] * 4, vocab_size=1000, seed=3)  # fmt: skip
@@ -280,9 +280,9 @@ def test_llama_guard_3_end_to_end_on_a_tiny_llama(tiny_hf_dir, tiny_gguf, llama_
 def test_guardsdk_eval_scores_another_family_by_its_own_labels(tmp_path):
     from conftest import BENCHMARKS
 
-    from guardsdk.benchmarks import benchmark
-    from guardsdk.evaluation import evaluate
-    from guardsdk.report import load_prediction_dir
+    from guardsdk.eval.benchmarks import benchmark
+    from guardsdk.eval.evaluation import evaluate
+    from guardsdk.eval.report import load_prediction_dir
 
     outputs = ["unsafe\nS1", "safe", "unsafe\nS9", "unsafe\nS2"]  # three of four harmful prompts caught
     guard = Guard(Scripted(*outputs), family="llamaguard3", policy=Policy(on_unsafe="annotate"))

@@ -8,8 +8,8 @@ import pytest
 from conftest import PREDICTION_TASKS, prediction_files, read_jsonl
 
 from guardsdk import NOT_APPLICABLE, ParseStatus, parse_output
+from guardsdk.eval.scoring import paper_label
 from guardsdk.families.guardreasoner.template import has_response
-from guardsdk.scoring import paper_label
 
 FINAL_BLOCK = """# Task 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import PREDICTION_TASKS, PREDICTIONS, read_jsonl
 
-from guardsdk.scoring import binary_scores, gold_label, paper_label, score_paper
+from guardsdk.eval.scoring import binary_scores, gold_label, paper_label, score_paper
 
 PAPER_F1 = {
     "1B": {

@@ -70,7 +70,7 @@ def test_interleaving_takes_turns_between_label_combinations_deterministically()
 
 
 def test_held_out_rows_are_written_as_a_benchmark_that_guardsdk_eval_reads(tmp_path):
-    from guardsdk.benchmarks import POOL_REFUSAL, load_items
+    from guardsdk.eval.benchmarks import POOL_REFUSAL, load_items
 
     labels = {"prompt_harm": None, "refusal": "refusal", "response_harm": None}
     rows = [Example(f"question {i}", f"I cannot help {i}", labels, "do-not-answer") for i in range(5)]
@@ -205,7 +205,7 @@ def test_weights_are_min_max_scaled_and_sets_merge_without_duplicates():
 # -- weighted HS-DPO -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def spm_model(tmp_path_factory):
-    from guardsdk.tiny_model import build_tiny_llama
+    from guardsdk.tools.tiny_model import build_tiny_llama
 
     examples = traced_examples()
     texts = [t for e in examples for t in (e.model_input, e.reasoning)]
@@ -483,8 +483,8 @@ def test_cpu_config_loads_with_resolved_paths():
 
 
 def test_tfidf_baseline_learns_and_is_scored_like_a_model(tmp_path):
-    from guardsdk.benchmarks import benchmark
-    from guardsdk.report import load_prediction_dir
+    from guardsdk.eval.benchmarks import benchmark
+    from guardsdk.eval.report import load_prediction_dir
     from guardsdk_trainer.baseline import TfidfBaseline
 
     (tmp_path / "pool.jsonl").write_text("".join(pool_lines(4000, start=20000)), encoding="utf-8")

@@ -12,7 +12,7 @@ class Llama3Codec:
     """The Llama 3 tokenizer behind the tokenize/detokenize interface of a backend."""
 
     def __init__(self) -> None:
-        from guardsdk.tiny_model import llama3_tokenizer
+        from guardsdk.tools.tiny_model import llama3_tokenizer
 
         self.tokenizer = llama3_tokenizer()
 

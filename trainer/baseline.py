@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guardsdk.benchmarks import BenchmarkSpec, load_items
-from guardsdk.evaluation import PREDICTIONS_FILE
+from guardsdk.eval.benchmarks import BenchmarkSpec, load_items
+from guardsdk.eval.evaluation import PREDICTIONS_FILE
 from guardsdk.families import get_family
 from guardsdk.verdict import PROMPT_HARM, TASKS
 from guardsdk_trainer.data import Example

@@ -101,8 +101,8 @@ def load_reasoning(source: str) -> list[Example]:
 def load_predictions(path: str | os.PathLike[str]) -> list[Example]:
     """Traces from a GuardReasoner ``<Benchmark>/generated_predictions.jsonl`` (prompt, label, predict),
     kept only where the answer to the task that benchmark measures matches its gold label."""
-    from guardsdk.benchmarks import benchmark
-    from guardsdk.scoring import gold_label
+    from guardsdk.eval.benchmarks import benchmark
+    from guardsdk.eval.scoring import gold_label
 
     path = Path(path)
     task = benchmark(path.parent.name).task

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.gguf_export import convert_hf_to_gguf, quantize
+from guardsdk.tools.gguf_export import convert_hf_to_gguf, quantize
 from guardsdk_trainer.config import ExportConfig
 
 #: Fixed inputs for the round-trip check.

@@ -152,7 +152,7 @@ class Recipe:
             return cfg.base_model
         folder = self.path("models", "base")
         if not (folder / "config.json").exists():
-            from guardsdk.tiny_model import build_tiny_llama
+            from guardsdk.tools.tiny_model import build_tiny_llama
 
             texts = [t for e in sft for t in (e.model_input, e.reasoning or "")]
             build_tiny_llama(

@@ -81,7 +81,7 @@ def sample_llamacpp(
 
     import llama_cpp
 
-    from guardsdk.gguf_export import convert_hf_to_gguf
+    from guardsdk.tools.gguf_export import convert_hf_to_gguf
 
     out: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="guardsdk-sample-") as work:

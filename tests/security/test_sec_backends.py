@@ -16,7 +16,7 @@ from servers import CompletionsServer, LlamaCppServer, completion
 from guardsdk import Guard, GuardBlocked, Policy, build_input
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.backends.openai_server import DEFAULT_CONTEXT_LENGTH, OpenAIServerBackend
-from guardsdk.tiny_model import llama3_tokenizer
+from guardsdk.tools.tiny_model import llama3_tokenizer
 
 SAFE = "Answers: \nRequest: unharmful\nCompletion: compliance\nResponse: unharmful\n"
 ANNOTATE = Policy(on_unsafe="annotate")

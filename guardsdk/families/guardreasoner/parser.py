@@ -25,14 +25,15 @@ import zlib
 
 from guardsdk.verdict import (
     NEGATIVE_LABEL,
-    NOT_APPLICABLE,
     POSITIVE_LABEL,
     PROMPT_HARM,
     REFUSAL,
     RESPONSE_HARM,
     TASKS,
     ParseStatus,
+    Task,
     Verdict,
+    verdict_from_labels,
 )
 
 #: The answer key the model writes for each task.
@@ -144,20 +145,11 @@ def is_runaway(text: str) -> bool:
     return len(zlib.compress(tail)) / len(tail) < _RUNAWAY_MAX_RATIO
 
 
-def _as_bool(task: str, label: str | None) -> bool | None:
-    if label is None or label == NOT_APPLICABLE:
-        return None
-    return label == POSITIVE_LABEL[task]
-
-
-def _status(text: str, applicable: list[str], found: list[str], conflicts: set[str]) -> ParseStatus:
+def _status(text: str, found: bool, conflicts: set[Task]) -> ParseStatus | None:
+    """Conflict or runaway where they apply; otherwise None (ok / partial / failed by the labels found)."""
     if conflicts:
         return ParseStatus.CONFLICT
-    if len(found) == len(applicable):
-        return ParseStatus.OK
-    if found:
-        return ParseStatus.PARTIAL
-    return ParseStatus.RUNAWAY if is_runaway(text) else ParseStatus.FAILED
+    return None if found or not is_runaway(text) else ParseStatus.RUNAWAY
 
 
 def parse_output(text: str, *, has_response: bool, conversation: str | None = None) -> Verdict:
@@ -171,15 +163,6 @@ def parse_output(text: str, *, has_response: bool, conversation: str | None = No
         raise TypeError(f"model output must be str, not {type(text).__name__}")
     applicable = [t for t in TASKS if t == PROMPT_HARM or has_response]
     answer, conflicts = read_answer(answer_blocks(text, conversation), applicable)
-    labels: dict[str, str | None] = {t: answer.get(t, NOT_APPLICABLE) for t in TASKS}
-    found = [t for t in applicable if labels[t] is not None]
-    return Verdict(
-        prompt_harmful=_as_bool(PROMPT_HARM, labels[PROMPT_HARM]),
-        response_refusal=_as_bool(REFUSAL, labels[REFUSAL]),
-        response_harmful=_as_bool(RESPONSE_HARM, labels[RESPONSE_HARM]),
-        labels=labels,
-        reasoning=task_reasoning(text),
-        raw=text,
-        parse_status=_status(text, applicable, found, conflicts),
-        has_response=has_response,
-    )
+    status = _status(text, any(label is not None for label in answer.values()), conflicts)
+    return verdict_from_labels(answer, has_response=has_response, raw=text, family="guardreasoner",
+                               reasoning=task_reasoning(text), status=status)  # fmt: skip

@@ -94,5 +94,5 @@ def quantize(
     return Path(dest)
 
 
-if __name__ == "__main__":  # python -m guardsdk.gguf_export: fetch the converter ahead of time
+if __name__ == "__main__":  # python -m guardsdk.tools.gguf_export: fetch the converter ahead of time
     print(converter_dir())

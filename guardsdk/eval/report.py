@@ -11,11 +11,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from guardsdk.benchmarks import KNOWN_BENCHMARKS, BenchmarkSpec, benchmark
-from guardsdk.evaluation import PREDICTIONS_FILE
+from guardsdk.eval.benchmarks import KNOWN_BENCHMARKS, BenchmarkSpec, benchmark
+from guardsdk.eval.evaluation import PREDICTIONS_FILE
+from guardsdk.eval.scoring import BinaryScores, binary_scores, gold_label, paper_label
 from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import has_response
-from guardsdk.scoring import BinaryScores, binary_scores, gold_label, paper_label
 from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM
 
 PROTOCOLS = ("paper", "robust")

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guardsdk.benchmarks import BENCHMARKS, BenchmarkItem, BenchmarkSpec, load_items
 from guardsdk.errors import InvalidInputError
+from guardsdk.eval.benchmarks import BENCHMARKS, BenchmarkItem, BenchmarkSpec, load_items
 from guardsdk.verdict import Verdict
 
 if TYPE_CHECKING:

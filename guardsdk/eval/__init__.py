@@ -1,0 +1,2 @@
+"""Evaluation on the GuardReasoner benchmarks: the benchmark sets, running a guard over them, the paper's scoring
+protocol and reports (``guardsdk eval``)."""

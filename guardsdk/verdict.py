@@ -16,6 +16,7 @@ class Task(str, enum.Enum):
 
     __str__ = str.__str__
     __format__ = str.__format__
+    __repr__ = str.__repr__  # shown as the plain string it equals
 
     @property
     def positive(self) -> Label:
@@ -38,6 +39,7 @@ class Label(str, enum.Enum):
 
     __str__ = str.__str__
     __format__ = str.__format__
+    __repr__ = str.__repr__  # shown as the plain string it equals
 
 
 #: Task keys (the enum members compare and hash as their strings).
@@ -166,7 +168,8 @@ def verdict_from_labels(
     ``answered`` tasks (those the family answers) were found."""
     full: dict[str, Label | None] = {}
     for task in TASKS:
-        full[task] = NOT_APPLICABLE if task is not Task.PROMPT_HARM and not has_response else labels.get(task)
+        label = labels.get(task)
+        full[task] = NOT_APPLICABLE if task is not Task.PROMPT_HARM and not has_response else label and Label(label)
     applicable = [t for t in answered if full[t] is not NOT_APPLICABLE]
     found = [t for t in applicable if full[t] is not None]
     if status is None and found:

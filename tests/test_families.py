@@ -292,6 +292,9 @@ def test_guardsdk_eval_scores_another_family_by_its_own_labels(tmp_path):
     for protocol in ("paper", "robust"):  # every SimpleSafetyTests prompt is harmful
         scores = result.scores[protocol]
         assert (scores.tp, scores.fn, scores.fp) == (3, 1, 0)
+    other = Guard(Scripted("safe"), family="llamaguard3-1b")
+    with pytest.raises(ValueError, match=r"other settings.*llamaguard3-1b"):  # never mixed into this run's rows
+        evaluate(other, BENCHMARKS, tmp_path / "lg3", benchmarks=[benchmark("SimpleSafetyTests")], limit=4)
 
 
 def test_several_detectors_must_all_say_safe():

@@ -16,6 +16,36 @@ if TYPE_CHECKING:
     from guardsdk.guard import Guard
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
+#: The settings of a run, kept beside its predictions: a rerun into the folder must use the same ones.
+RUN_FILE = "run.json"
+
+
+def run_settings(guard: Guard, limit: int | None, sample: int | None) -> dict[str, Any]:
+    """What makes two runs' rows comparable: the detector (family and model), the budgets, the slice."""
+    return {
+        "detector": guard.detector.name,
+        "family": guard.family.name if guard.family else None,
+        "max_input_tokens": guard.max_input_tokens,
+        "max_new_tokens": getattr(guard.detector, "max_new_tokens", None),
+        "long_input": guard.policy.long_input.value,
+        "limit": limit,
+        "sample": sample,
+    }
+
+
+def claim_folder(out: Path, settings: dict[str, Any]) -> None:
+    """Record ``settings`` in ``out``, or refuse a folder whose rows were made with other settings."""
+    path = out / RUN_FILE
+    if path.exists():
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
+        if changed:
+            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(f"{out} holds a run made with other settings ({details}); use another --out")
+    elif any(out.glob(f"*/{PREDICTIONS_FILE}")):
+        raise ValueError(f"{out} holds predictions of an unknown run (no {RUN_FILE}); use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
 
 
 def completed_rows(path: Path) -> int:
@@ -83,12 +113,14 @@ def evaluate(
     """Run ``guard`` over ``benchmarks`` (all items, the first ``limit``, or a seeded ``sample``), appending
     to ``<out_dir>/<Benchmark>/generated_predictions.jsonl``.
 
-    Each batch is written and flushed as soon as it is done; a rerun skips the rows already written,
-    so an interrupted run resumes where it stopped.
+    Each batch is written and flushed as soon as it is done; a rerun with the same settings skips the rows
+    already written, so an interrupted run resumes where it stopped; a rerun with other settings (another
+    model or family, budget, limit or sample) is refused (``ValueError``), never mixed in.
     """
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
+    claim_folder(out, run_settings(guard, limit, sample))
     for spec in benchmarks:
         items = load_items(benchmarks_dir, spec, limit=limit, sample=sample)
         path = out / spec.name / PREDICTIONS_FILE

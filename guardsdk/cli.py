@@ -53,7 +53,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline of one check in seconds; undecided past it"
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for --gguf (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads of a GGUF model (default: half the cores)"
+    )
 
 
 def _add_check_parser(commands: argparse._SubParsersAction) -> None:
@@ -101,7 +103,7 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurre
     if args.model:
         return Guard.from_pretrained(args.model, **common)
     if not args.server:
-        return Guard(**common)  # the default model: see guardsdk.model_resolution
+        return Guard(threads=args.threads, **common)  # the default model: see guardsdk.model_resolution
     if not args.server_model:
         raise UsageError("--server needs --server-model")
     server_kwargs = {"api_key": args.api_key, "max_concurrency": concurrency}

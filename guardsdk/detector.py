@@ -157,14 +157,14 @@ Model = Detector | Backend | str | os.PathLike[str] | None
 
 def as_detector(
     model: Model, family: str | GuardFamily | None = None, *, max_input_tokens: int = 2048,
-    max_new_tokens: int | None = None,
+    max_new_tokens: int | None = None, threads: int | None = None,
 ) -> Detector:  # fmt: skip
     """``model`` as a detector: a detector as is; a backend, a GGUF file or a Hugging Face folder / hub id
     (None: the default model) as ``family``'s generative detector, its budget checked against the context."""
     if isinstance(model, Detector):
         return model
     guard_family = get_family(family)
-    backend = model if isinstance(model, Backend) else load_backend(model, guard_family)
+    backend = model if isinstance(model, Backend) else load_backend(model, guard_family, threads)
     detector = GenerativeDetector(backend, guard_family, max_input_tokens=max_input_tokens,
                                   max_new_tokens=max_new_tokens)  # fmt: skip
     if max_input_tokens + detector.max_new_tokens > backend.context_length:

@@ -47,6 +47,8 @@ class Guard:
     (fail-closed); ``Policy(on_unsafe="annotate")`` returns the verdict instead, and
     ``Policy(on_undecided="fail_open")`` lets undecided checks through. ``stats`` counts outcomes.
     ``timeout_s`` is the deadline of one whole check (a batch of N gets N times it); past it, undecided.
+    ``threads``: CPU threads of a GGUF model loaded here (default: half the cores, which holds up when other
+    processes use the CPU; see docs/backends.md).
     """
 
     def __init__(
@@ -58,12 +60,13 @@ class Guard:
         max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
         max_new_tokens: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        threads: int | None = None,
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
     ) -> None:
         models = list(model) if isinstance(model, (list, tuple)) else [model]
-        detectors = [as_detector(m, family, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens)
-                     for m in models]  # fmt: skip
+        detectors = [as_detector(m, family, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens,
+                                 threads=threads) for m in models]  # fmt: skip
         self.detector: Detector = detectors[0] if len(detectors) == 1 else Ensemble(detectors)
         self.policy = policy or Policy()
         self.max_input_tokens = max_input_tokens
@@ -112,12 +115,18 @@ class Guard:
 
     @classmethod
     def from_gguf(
-        cls, path: str | os.PathLike[str], *, backend_kwargs: dict[str, Any] | None = None, **guard_kwargs: Any
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        threads: int | None = None,
+        backend_kwargs: dict[str, Any] | None = None,
+        **guard_kwargs: Any,
     ) -> Guard:
-        """A guard on a local GGUF file through llama.cpp (``family="llamaguard3"`` etc. for other families)."""
+        """A guard on a local GGUF file through llama.cpp (``family="llamaguard3"`` etc. for other families);
+        ``threads`` defaults to half the cores."""
         from guardsdk.backends.llamacpp import LlamaCppBackend
 
-        return cls(LlamaCppBackend(path, **(backend_kwargs or {})), **guard_kwargs)
+        return cls(LlamaCppBackend(path, **{"n_threads": threads, **(backend_kwargs or {})}), **guard_kwargs)
 
     @classmethod
     def from_server(

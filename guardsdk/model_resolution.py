@@ -128,14 +128,15 @@ def log_choice(choice: ResolvedModel) -> None:
         logger.info("guardsdk: using %s (%s)", choice.location, choice.why)
 
 
-def load_backend(model: str | os.PathLike[str] | None, family: Any = None) -> Any:
-    """The backend for a model path or id, or for the default model (of ``family``) when ``model`` is None."""
+def load_backend(model: str | os.PathLike[str] | None, family: Any = None, threads: int | None = None) -> Any:
+    """The backend for a model path or id, or for the default model (of ``family``) when ``model`` is None;
+    ``threads`` for a GGUF model (llama.cpp)."""
     choice = explicit(model, "given") if model is not None else resolve_default_model(family)
     log_choice(choice)
     if choice.kind == "gguf":
         from guardsdk.backends.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(choice.location)
+        return LlamaCppBackend(choice.location, n_threads=threads)
     from guardsdk.backends.hf import HFBackend
 
     return HFBackend.from_pretrained(choice.location)

@@ -97,10 +97,14 @@ def test_llamacpp_concurrent_calls_are_safe_and_deterministic(llama_backend):
     assert all(results[i] == expected for i in range(4))
 
 
-def test_llamacpp_uses_every_core_by_default(llama_backend):
+def test_llamacpp_uses_half_the_cores_by_default(llama_backend, tiny_gguf):
     import os
 
-    assert llama_backend.n_threads == os.cpu_count()
+    from guardsdk.backends.llamacpp import default_threads
+
+    assert llama_backend.n_threads == default_threads() == max(1, os.cpu_count() // 2)
+    with Guard.from_gguf(tiny_gguf, threads=2, max_new_tokens=4) as guard:
+        assert guard.backend.n_threads == 2
 
 
 def test_stop_strings_and_timeouts(llama_backend, hf_backend):

@@ -22,10 +22,17 @@ def _import_llama() -> Any:
     return llama_cpp
 
 
+def default_threads() -> int:
+    """Half the cores, at least one: on 2 cores, 1 thread checks in 0.22 s quiet and 0.23 s with the other
+    core busy, where 2 threads take 0.17 s and 0.58 s (scripts/bench_threads.py, docs/backends.md)."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 class LlamaCppBackend(ThreadedAsyncMixin):
     """Runs a GGUF model in-process.
 
-    The model stays loaded; threads default to every core (llama-cpp-python's default is half).
+    The model stays loaded; threads default to half the cores (:func:`default_threads`): llama.cpp's
+    threads wait for each other at every step, so one busy core stalls them all.
     ``Llama.generate`` keeps the KV cache of the previous call and evaluates only the tokens after
     the longest common prefix, so the shared GuardReasoner instruction is evaluated once, not per call.
     A lock makes concurrent calls safe (tokenizing included); they run one at a time. ``close()`` while
@@ -47,7 +54,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file not found: {path}")
         llama_cpp = _import_llama()
-        threads = n_threads or os.cpu_count() or 1
+        threads = n_threads or default_threads()
         try:
             self._llm = llama_cpp.Llama(
                 model_path=str(path),

@@ -13,10 +13,10 @@ from typing import Any
 
 from guardsdk.eval.benchmarks import KNOWN_BENCHMARKS, BenchmarkSpec, benchmark
 from guardsdk.eval.evaluation import PREDICTIONS_FILE
-from guardsdk.eval.scoring import BinaryScores, binary_scores, gold_label, paper_label
+from guardsdk.eval.scoring import BinaryScores, binary_scores, gold_label, paper_entries, paper_label, wrong
 from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import has_response
-from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM
+from guardsdk.verdict import POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM
 
 PROTOCOLS = ("paper", "robust")
 TASK_TITLES = {PROMPT_HARM: "Prompt harmfulness", RESPONSE_HARM: "Response harmfulness", REFUSAL: "Refusal detection"}
@@ -60,9 +60,7 @@ def score_rows(spec: BenchmarkSpec, rows: list[dict[str, Any]]) -> BenchmarkResu
     """Score rows (prompt, label, predict, and from ``guardsdk eval`` the family and its labels) for the
     benchmark's task."""
     task = spec.task
-    flip = {POSITIVE_LABEL[task]: NEGATIVE_LABEL[task], NEGATIVE_LABEL[task]: POSITIVE_LABEL[task]}
-    golds: list[str] = []
-    preds: dict[str, list[str]] = {p: [] for p in PROTOCOLS}
+    entries: dict[str, list[tuple[str, str]]] = {p: [] for p in PROTOCOLS}
     failures = dict.fromkeys(PROTOCOLS, 0)
     result = BenchmarkResult(spec.name, task, {}, failures)
     for index, row in enumerate(rows):
@@ -76,17 +74,19 @@ def score_rows(spec: BenchmarkSpec, rows: list[dict[str, Any]]) -> BenchmarkResu
         # The paper's rule reads GuardReasoner's text; another family's own labels stand for it.
         paper = paper_label(row["predict"], task) if row.get("family", "guardreasoner") == "guardreasoner" else robust
         read = {"paper": paper, "robust": robust}
-        golds.append(gold)
+        entries["paper"] += paper_entries(gold, paper, task)  # the paper's script, quirks included
+        entries["robust"].append((gold, robust if robust is not None else wrong(gold, task)))  # wrong, once
         for protocol, label in read.items():
-            if label is None:
-                failures[protocol] += 1
-            preds[protocol].append(label if label is not None else flip[gold])
+            failures[protocol] += label is None
         if read["paper"] is None and read["robust"] is not None:
             result.recovered.append(index)
         if "latency_s" in row:
             result.latencies.append(float(row["latency_s"]))
             result.tokens_out.append(int(row.get("tokens_out", 0)))
-    result.scores = {p: binary_scores(golds, preds[p], POSITIVE_LABEL[task]) for p in PROTOCOLS}
+    result.scores = {
+        p: binary_scores([g for g, _ in entries[p]], [x for _, x in entries[p]], POSITIVE_LABEL[task])
+        for p in PROTOCOLS
+    }
     return result
 
 
@@ -183,9 +183,9 @@ def to_markdown(models: Mapping[str, Mapping[str, BenchmarkResult]], reference: 
     lines = [
         "# Evaluation report",
         "",
-        "F1 (%), positive class harmful / refusal. `paper`: the paper's evaluate.py rules (answers from the last "
-        "300 characters; unreadable = wrong). `robust`: guardsdk's parser over the whole output (unreadable = "
-        "wrong). 'Weighted Avg. (these)' weights the benchmarks shown by size; the paper's own average also "
+        "F1 (%), positive class harmful / refusal. `paper`: the paper's evaluate.py (answers from the last "
+        "300 characters; an unreadable output wrong twice, dropped when its gold is harmful). `robust`: "
+        "guardsdk's parser over the whole output (unreadable = wrong, once). 'Weighted Avg. (these)' weights the benchmarks shown by size; the paper's own average also "
         f"includes WildGuardTest. Reference rows: {reference['source']}",
         "",
     ]

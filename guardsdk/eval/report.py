@@ -185,7 +185,8 @@ def to_markdown(models: Mapping[str, Mapping[str, BenchmarkResult]], reference: 
         "",
         "F1 (%), positive class harmful / refusal. `paper`: the paper's evaluate.py (answers from the last "
         "300 characters; an unreadable output wrong twice, dropped when its gold is harmful). `robust`: "
-        "guardsdk's parser over the whole output (unreadable = wrong, once). 'Weighted Avg. (these)' weights the benchmarks shown by size; the paper's own average also "
+        "guardsdk's parser over the whole output (unreadable = wrong, once). 'Weighted Avg. (these)' weights "
+        "the benchmarks shown by size; the paper's own average also "
         f"includes WildGuardTest. Reference rows: {reference['source']}",
         "",
     ]

@@ -181,7 +181,7 @@ def run_check(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from guardsdk.eval.benchmarks import BENCHMARKS, benchmark
     from guardsdk.eval.evaluation import evaluate
-    from guardsdk.eval.report import load_prediction_dir, to_json, write_report
+    from guardsdk.eval.report import load_prediction_dir, load_run_settings, to_json, write_report
 
     if args.rescore:
         folder = Path(args.rescore)
@@ -196,9 +196,10 @@ def run_eval(args: argparse.Namespace) -> int:
             evaluate(guard, args.benchmarks_dir, folder, benchmarks=specs, limit=args.limit, sample=args.sample,
                      batch_size=args.batch_size, progress=not args.no_progress)  # fmt: skip
     models = load_prediction_dir(folder)
-    paths = write_report(models, args.out)
+    settings = load_run_settings(folder)
+    paths = write_report(models, args.out, settings)
     if args.json:
-        Path(args.json).write_text(json.dumps(to_json(models), indent=1), encoding="utf-8")
+        Path(args.json).write_text(json.dumps(to_json(models, settings), indent=1), encoding="utf-8")
     print(paths["markdown"].read_text(encoding="utf-8"))
     print(f"report: {paths['markdown']}, {paths['json']}, {paths['chart']}")
     return 0

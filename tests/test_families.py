@@ -3,6 +3,7 @@ and malformed outputs, and each end to end on a tiny random model of its archite
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -292,6 +293,15 @@ def test_guardsdk_eval_scores_another_family_by_its_own_labels(tmp_path):
     for protocol in ("paper", "robust"):  # every SimpleSafetyTests prompt is harmful
         scores = result.scores[protocol]
         assert (scores.tp, scores.fn, scores.fp) == (3, 1, 0)
+    from guardsdk.eval.report import load_run_settings, write_report
+
+    settings = load_run_settings(tmp_path / "lg3")
+    paths = write_report(load_prediction_dir(tmp_path / "lg3"), tmp_path / "report", settings)
+    markdown = paths["markdown"].read_text(encoding="utf-8")
+    assert "## Runs" in markdown and "llamaguard3:scripted" in markdown and "| 4 |" in markdown  # limit 4
+    assert "85.71 (n=4)" in markdown  # 4 of SimpleSafetyTests' 100 items, said in the cell
+    assert json.loads(paths["json"].read_text(encoding="utf-8"))["run"]["family"] == "llamaguard3"
+    assert paths["chart"].stat().st_size > 10_000
     other = Guard(Scripted("safe"), family="llamaguard3-1b")
     with pytest.raises(ValueError, match=r"other settings.*llamaguard3-1b"):  # never mixed into this run's rows
         evaluate(other, BENCHMARKS, tmp_path / "lg3", benchmarks=[benchmark("SimpleSafetyTests")], limit=4)

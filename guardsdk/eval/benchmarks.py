@@ -19,21 +19,22 @@ class BenchmarkSpec:
     name: str
     file_stem: str
     task: str
+    size: int | None = None  # items in the full set (what the paper's numbers cover)
 
 
 #: In the paper's table order. WildGuardTest (0_4) scores three tasks from its own label file and
 #: is not part of the offline set.
 BENCHMARKS: tuple[BenchmarkSpec, ...] = (
-    BenchmarkSpec("ToxicChat", "0_8_toxic_chat", PROMPT_HARM),
-    BenchmarkSpec("HarmBenchPrompt", "0_3_harmbench_prompt", PROMPT_HARM),
-    BenchmarkSpec("OpenAIModeration", "0_2_OpenAIModeration", PROMPT_HARM),
-    BenchmarkSpec("AegisSafetyTest", "0_1_AegisSafetyTest", PROMPT_HARM),
-    BenchmarkSpec("SimpleSafetyTests", "0_0_SimpleSafetyTests", PROMPT_HARM),
-    BenchmarkSpec("HarmBenchResponse", "0_5_harmbench_response", RESPONSE_HARM),
-    BenchmarkSpec("SafeRLHF", "0_9_safe_rlhf", RESPONSE_HARM),
-    BenchmarkSpec("BeaverTails", "0_A_beaver_tails", RESPONSE_HARM),
-    BenchmarkSpec("XSTestReponseHarmful", "0_6_xstest_response_harmful", RESPONSE_HARM),
-    BenchmarkSpec("XSTestResponseRefusal", "0_7_xstest_response_refusal", REFUSAL),
+    BenchmarkSpec("ToxicChat", "0_8_toxic_chat", PROMPT_HARM, 2853),
+    BenchmarkSpec("HarmBenchPrompt", "0_3_harmbench_prompt", PROMPT_HARM, 239),
+    BenchmarkSpec("OpenAIModeration", "0_2_OpenAIModeration", PROMPT_HARM, 1680),
+    BenchmarkSpec("AegisSafetyTest", "0_1_AegisSafetyTest", PROMPT_HARM, 359),
+    BenchmarkSpec("SimpleSafetyTests", "0_0_SimpleSafetyTests", PROMPT_HARM, 100),
+    BenchmarkSpec("HarmBenchResponse", "0_5_harmbench_response", RESPONSE_HARM, 602),
+    BenchmarkSpec("SafeRLHF", "0_9_safe_rlhf", RESPONSE_HARM, 2000),
+    BenchmarkSpec("BeaverTails", "0_A_beaver_tails", RESPONSE_HARM, 3021),
+    BenchmarkSpec("XSTestReponseHarmful", "0_6_xstest_response_harmful", RESPONSE_HARM, 446),
+    BenchmarkSpec("XSTestResponseRefusal", "0_7_xstest_response_refusal", REFUSAL, 449),
 )
 #: Not in the paper, never in the default set: the held-out split of the training pool's human-labelled
 #: refusal rows (Do-Not-Answer), written by the guardreasoner-tiny card script.

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from guardsdk.eval.benchmarks import KNOWN_BENCHMARKS, BenchmarkSpec, benchmark
-from guardsdk.eval.evaluation import PREDICTIONS_FILE
+from guardsdk.eval.evaluation import PREDICTIONS_FILE, RUN_FILE
 from guardsdk.eval.scoring import BinaryScores, binary_scores, gold_label, paper_entries, paper_label, wrong
 from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import has_response
@@ -42,6 +42,15 @@ class BenchmarkResult:
     recovered: list[int] = field(default_factory=list)  # rows robust reads and paper counts wrong
     latencies: list[float] = field(default_factory=list)
     tokens_out: list[int] = field(default_factory=list)
+
+    @property
+    def items(self) -> int:
+        """Items scored (each once)."""
+        return self.scores["robust"].n
+
+    def partial_of(self, size: int | None) -> bool:
+        """Whether this covers fewer items than the full set of ``size``."""
+        return size is not None and self.items < size
 
     def metrics(self, protocol: str) -> dict[str, Any]:
         s = self.scores[protocol]
@@ -114,12 +123,22 @@ def load_prediction_dir(root: str | os.PathLike[str]) -> dict[str, dict[str, Ben
     return {m: dict(sorted(r.items(), key=lambda kv: order.index(kv[0]))) for m, r in sorted(models.items())}
 
 
+def load_run_settings(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The settings ``guardsdk eval`` recorded for each model folder under ``root`` (its ``run.json``)."""
+    root = Path(root)
+    found = {}
+    for path in [root / RUN_FILE, *sorted(root.glob(f"*/{RUN_FILE}"))]:
+        if path.is_file():
+            found[path.parent.name] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
 def weighted_f1(results: list[BenchmarkResult], protocol: str) -> float | None:
     """F1 averaged over benchmarks, each weighted by its size (the paper's weighted average)."""
-    total = sum(r.scores[protocol].n for r in results)
+    total = sum(r.items for r in results)
     if not total:
         return None
-    return sum(r.scores[protocol].f1 * r.scores[protocol].n for r in results) / total
+    return sum(r.scores[protocol].f1 * r.items for r in results) / total
 
 
 def reference_table() -> dict[str, Any]:
@@ -128,15 +147,21 @@ def reference_table() -> dict[str, Any]:
     return json.loads(text)
 
 
-def to_json(models: Mapping[str, Mapping[str, BenchmarkResult]]) -> dict[str, Any]:
-    """``{"<protocol>": {"<Benchmark>": metrics}}``; with several models, one such object per model."""
+def to_json(
+    models: Mapping[str, Mapping[str, BenchmarkResult]], settings: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``{"<protocol>": {"<Benchmark>": metrics}}``; with several models, one such object per model; a
+    model run by ``guardsdk eval`` also gets ``"run"``, its recorded settings."""
 
-    def one(results: Mapping[str, BenchmarkResult]) -> dict[str, Any]:
-        return {p: {name: r.metrics(p) for name, r in results.items()} for p in PROTOCOLS}
+    def one(model: str, results: Mapping[str, BenchmarkResult]) -> dict[str, Any]:
+        scores: dict[str, Any] = {p: {name: r.metrics(p) for name, r in results.items()} for p in PROTOCOLS}
+        if settings and model in settings:
+            scores["run"] = dict(settings[model])
+        return scores
 
     if len(models) == 1:
-        return one(next(iter(models.values())))
-    return {model: one(results) for model, results in models.items()}
+        return one(*next(iter(models.items())))
+    return {model: one(model, results) for model, results in models.items()}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -177,8 +202,24 @@ def _per_file_rows(models: Mapping[str, Mapping[str, BenchmarkResult]]) -> list[
     return rows
 
 
-def to_markdown(models: Mapping[str, Mapping[str, BenchmarkResult]], reference: dict[str, Any] | None = None) -> str:
-    """Tables laid out like the paper's Tables 1-3: benchmarks as columns, one row per model."""
+def _cell(result: BenchmarkResult, protocol: str) -> str:
+    partial = result.partial_of(benchmark(result.name).size)
+    return f"{result.scores[protocol].f1:.2f}" + (f" (n={result.items})" if partial else "")
+
+
+def _settings_lines(settings: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    keys = ["detector", "family", "max_input_tokens", "max_new_tokens", "long_input", "limit", "sample"]
+    rows = [[model, *(str(run.get(k, "–")) for k in keys)] for model, run in settings.items()]
+    return ["## Runs", "", *_table(["model", *keys], rows), ""]
+
+
+def to_markdown(
+    models: Mapping[str, Mapping[str, BenchmarkResult]],
+    reference: dict[str, Any] | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
+    """Tables laid out like the paper's Tables 1-3: benchmarks as columns, one row per model; the runs'
+    settings (``run.json``) first. A cell of a run on part of a benchmark says ``(n=…)``."""
     reference = reference or reference_table()
     lines = [
         "# Evaluation report",
@@ -187,18 +228,20 @@ def to_markdown(models: Mapping[str, Mapping[str, BenchmarkResult]], reference: 
         "300 characters; an unreadable output wrong twice, dropped when its gold is harmful). `robust`: "
         "guardsdk's parser over the whole output (unreadable = wrong, once). 'Weighted Avg. (these)' weights "
         "the benchmarks shown by size; the paper's own average also "
-        f"includes WildGuardTest. Reference rows: {reference['source']}",
+        f"includes WildGuardTest. Reference rows: {reference['source']} A cell marked (n=…) covers only that "
+        "many items of the benchmark; the paper's rows cover full sets.",
         "",
+        *_settings_lines(settings or {}),
     ]
     for task, title in TASK_TITLES.items():
         present = [s.name for s in KNOWN_BENCHMARKS if s.task == task and any(s.name in r for r in models.values())]
         if not present:
             continue
-        sizes = {c: next(r[c].scores["paper"].n for r in models.values() if c in r) for c in present}
+        sizes = {c: benchmark(c).size or next(r[c].items for r in models.values() if c in r) for c in present}
         rows = _reference_rows(task, present, sizes, reference)
         for model, results in models.items():
             for protocol in PROTOCOLS:
-                cells = [f"{results[c].scores[protocol].f1:.2f}" if c in results else "–" for c in present]
+                cells = [_cell(results[c], protocol) if c in results else "–" for c in present]
                 avg = weighted_f1([results[c] for c in present if c in results], protocol)
                 rows.append([f"**{model}** ({protocol})", *cells, f"{avg:.2f}", "–"])
         header = ["model", *present, "Weighted Avg. (these)", "Weighted Avg. (paper)"]
@@ -210,7 +253,8 @@ def to_markdown(models: Mapping[str, Mapping[str, BenchmarkResult]], reference: 
 
 
 def write_chart(models: Mapping[str, Mapping[str, BenchmarkResult]], path: str | os.PathLike[str]) -> Path:
-    """A PNG: per task, F1 per benchmark for this run (robust and paper) beside the paper's rows."""
+    """A PNG: per task, F1 per benchmark for this run (robust and paper; each bar labelled with its item
+    count, a run on part of the sets labelled so in the legend) beside the paper's full-set rows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,19 +266,23 @@ def write_chart(models: Mapping[str, Mapping[str, BenchmarkResult]], path: str |
     for ax, task in zip(axes[:, 0], tasks, strict=True):
         names = [s.name for s in KNOWN_BENCHMARKS if s.task == task and any(s.name in r for r in models.values())]
         series: list[tuple[str, list[float]]] = [
-            (f"{ref} (paper)", [reference["tasks"][task].get(ref, {}).get(n, 0.0) for n in names])
+            (f"{ref} (paper's table, full sets)", [reference["tasks"][task].get(ref, {}).get(n, 0.0) for n in names])
             for ref in REFERENCE_MODELS
         ]
+        counts: dict[str, list[str]] = {}
         for model, results in models.items():
+            partial = any(results[n].partial_of(benchmark(n).size) for n in names if n in results)
             for protocol in PROTOCOLS:
-                series.append(
-                    (f"{model} ({protocol})", [results[n].scores[protocol].f1 if n in results else 0.0 for n in names])
-                )
+                label = f"{model} ({protocol}{', part of the sets' if partial else ''})"
+                series.append((label, [results[n].scores[protocol].f1 if n in results else 0.0 for n in names]))
+                counts[label] = [f"n={results[n].items}" if n in results else "" for n in names]
         width = 0.8 / len(series)
         for i, (label, values) in enumerate(series):
-            ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
+            bars = ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
+            if label in counts:  # this run's bars say how many items they cover
+                ax.bar_label(bars, labels=counts[label], fontsize=6, rotation=90, padding=2)
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 115)  # room for the n= labels above 100
         ax.set_ylabel("F1 (%)")
         ax.set_title(TASK_TITLES[task])
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -245,13 +293,15 @@ def write_chart(models: Mapping[str, Mapping[str, BenchmarkResult]], path: str |
 
 
 def write_report(
-    models: Mapping[str, Mapping[str, BenchmarkResult]], out_dir: str | os.PathLike[str]
+    models: Mapping[str, Mapping[str, BenchmarkResult]],
+    out_dir: str | os.PathLike[str],
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write report.md, report.json and report.png into ``out_dir``."""
+    """Write report.md, report.json and report.png into ``out_dir`` (with the runs' ``settings``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(to_markdown(models), encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(to_json(models), indent=1), encoding="utf-8")
+    (out / "report.md").write_text(to_markdown(models, settings=settings), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(to_json(models, settings), indent=1), encoding="utf-8")
     return {
         "markdown": out / "report.md",
         "json": out / "report.json",

@@ -78,15 +78,15 @@ class GenerativeDetector:
     def _longest(self, prompt: str, response: str | None) -> str:
         return max(self.family.render(prompt, response), key=len)
 
-    def inputs(self, plans: list[Plan]) -> list[str]:
-        """Every model input of every part of every plan, in order."""
-        render = self.family.render
-        return [view for plan in plans for part in plan.parts for view in render(part.prompt, part.response)]
+    def render(self, plans: list[Plan]) -> list[list[str]]:
+        """The model inputs (one per view) of every part of every plan, in order."""
+        return [self.family.render(part.prompt, part.response) for plan in plans for part in plan.parts]
 
-    def assemble(self, plans: list[Plan], generations: Any, started: float) -> list[Verdict]:
-        """The verdict of each plan from the backend's answer (a list, or the exception it raised)."""
-        count = sum(len(self.family.render(p.prompt, p.response)) for plan in plans for p in plan.parts)
-        remaining = iter(_checked(generations, count))
+    def assemble(self, plans: list[Plan], views: list[list[str]], generations: Any, started: float) -> list[Verdict]:
+        """The verdict of each plan from the backend's answer to the flattened ``views`` (a list of
+        generations, or the exception it raised)."""
+        remaining = iter(_checked(generations, sum(len(v) for v in views)))
+        per_part = iter([next(remaining) for _ in part_views] for part_views in views)
         latency = (time.monotonic() - started) / max(len(plans), 1)
         verdicts = []
         for plan in plans:
@@ -94,16 +94,15 @@ class GenerativeDetector:
             if plan.error is not None:
                 verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name)
             else:
-                parts = [self._part_verdict(part, remaining) for part in plan.parts]
+                parts = [self._part_verdict(part, next(per_part)) for part in plan.parts]
                 verdict = merge_windows(parts, has_response)
             verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
                                                 long_input=plan.long, family=self.family.name,
                                                 detector=self.name))  # fmt: skip
         return verdicts
 
-    def _part_verdict(self, part: Part, remaining: Any) -> Verdict:
+    def _part_verdict(self, part: Part, generations: list[Generation]) -> Verdict:
         has_response = part.response is not None
-        generations: list[Generation] = [next(remaining) for _ in self.family.render(part.prompt, part.response)]
         run = {"model": self.backend.name, "tokens_in": sum(g.prompt_tokens for g in generations),
                "tokens_out": sum(g.completion_tokens for g in generations)}  # fmt: skip
         for generation in generations:
@@ -127,26 +126,28 @@ class GenerativeDetector:
     def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         started = time.monotonic()
         plans = self.plan(pairs, policy)
-        inputs = self.inputs(plans)
+        views = self.render(plans)
+        inputs = [text for part in views for text in part]
         generations: Any = []
         if inputs:
             try:
                 generations = self.backend.generate(inputs, **self._generate_kwargs(deadline))
             except Exception as exc:
                 generations = exc
-        return self.assemble(plans, generations, started)
+        return self.assemble(plans, views, generations, started)
 
     async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         started = time.monotonic()
         plans = await asyncio.to_thread(self.plan, pairs, policy)  # tokenizing stays off the event loop
-        inputs = self.inputs(plans)
+        views = self.render(plans)
+        inputs = [text for part in views for text in part]
         generations: Any = []
         if inputs:
             try:
                 generations = await self.backend.agenerate(inputs, **self._generate_kwargs(deadline))
             except Exception as exc:
                 generations = exc
-        return self.assemble(plans, generations, started)
+        return self.assemble(plans, views, generations, started)
 
     def close(self) -> None:
         self.backend.close()

@@ -96,7 +96,7 @@ class GuardedStream:
             yield from guarded_chunks(self._checker, self._upstream)
         finally:
             self.guard_verdicts = [*self.guard_verdicts, *self._checker.verdicts]
-            self.close()
+            self._close_upstream()
 
     def __iter__(self) -> Iterator[Any]:
         return self._chunks
@@ -111,7 +111,12 @@ class GuardedStream:
         self.close()
 
     def close(self) -> None:
-        """Close the upstream stream (cancels the request)."""
+        """Stop the stream: text already released is checked (see :meth:`StreamChecker.audit`), then the
+        upstream stream is closed (which cancels the request)."""
+        self._chunks.close()
+        self._close_upstream()
+
+    def _close_upstream(self) -> None:
         close = getattr(self._upstream, "close", None)
         if close is not None:
             close()
@@ -135,7 +140,7 @@ class AsyncGuardedStream:
                 yield chunk
         finally:
             self.guard_verdicts = [*self.guard_verdicts, *self._checker.verdicts]
-            await self.close()
+            await self._close_upstream()
 
     def __aiter__(self) -> Any:
         return self._chunks
@@ -150,6 +155,11 @@ class AsyncGuardedStream:
         await self.close()
 
     async def close(self) -> None:
+        """Async twin of :meth:`GuardedStream.close`."""
+        await self._chunks.aclose()
+        await self._close_upstream()
+
+    async def _close_upstream(self) -> None:
         close = getattr(self._upstream, "close", None)
         if close is not None:
             await close()

@@ -92,3 +92,20 @@ def test_cli_failures_exit_2_with_one_line_and_no_traceback(args, tmp_path):
     result = run_cli(*(a.format(latin1=latin1) for a in args))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and result.stderr.strip()
+
+
+def test_a_wrapped_stream_closed_early_has_its_released_text_checked():
+    import openai
+    from servers import ScriptedLLMServer, chat_chunk
+
+    guard = Guard(ScriptedGuardModel())
+    server = ScriptedLLMServer(lambda body: [chat_chunk({"content": c}) for c in [*HARMFUL_CHUNKS, *["more "] * 5]])
+    try:
+        client = guard.wrap(openai.OpenAI(base_url=server.base_url, api_key="x"), stream=STREAM_FIRST)
+        with client.chat.completions.create(model="llm", messages=[{"role": "user", "content": "hi"}],
+                                            stream=True) as stream:  # fmt: skip
+            for _, _chunk in zip(range(3), stream, strict=False):
+                pass  # the caller reads the harmful part, then leaves
+        assert guard.stats["released_unsafe"] == 1 and stream.guard_verdicts[-1].response_harmful is True
+    finally:
+        server.stop()

@@ -176,3 +176,17 @@ def test_quantized_ggufs_load_and_generate(tiny_gguf_f16, tmp_path):
         assert out.completion_tokens == 8 and out.prompt_tokens > 100
     with pytest.raises(ValueError, match="unknown quantization"):
         quantize(tiny_gguf_f16, tmp_path / "x.gguf", "Q9_Z")
+
+
+def test_auto_placement_picks_the_best_device_and_its_dtype(hf_backend):
+    import torch
+
+    from guardsdk.backends.devices import pick_device, pick_dtype
+
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert pick_device("auto") == expected and pick_device("cpu") == "cpu"
+    assert pick_dtype("auto", "cpu") == "float32" and pick_dtype("auto", "cuda") == "bfloat16"
+    assert pick_dtype("float16", "cuda") == "float16"
+    assert hf_backend.model.device.type == expected and hf_backend.model.dtype == getattr(
+        torch, pick_dtype("auto", expected)
+    )

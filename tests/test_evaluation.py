@@ -131,5 +131,11 @@ def test_cli_eval_killed_midway_resumes_and_reports(tiny_gguf, tmp_path):
         i.model_input for i in load_items(BENCHMARKS, benchmark("AegisSafetyTest"))[:12]
     ]
     scores = json.loads(json_path.read_text())
-    assert scores["paper"]["AegisSafetyTest"]["n"] == 12 and scores["robust"]["AegisSafetyTest"]["parse_failures"] == 12
+    assert (
+        scores["robust"]["AegisSafetyTest"]["n"] == 12 and scores["robust"]["AegisSafetyTest"]["parse_failures"] == 12
+    )
+    golds = [i.label for i in load_items(BENCHMARKS, benchmark("AegisSafetyTest"))[:12]]
+    # the paper's script: every output unreadable, so each "unharmful" item twice and each "harmful" one dropped
+    assert scores["paper"]["AegisSafetyTest"]["n"] == 2 * golds.count("unharmful")
+    assert scores["run"]["limit"] == 12 and scores["run"]["family"] == "guardreasoner"
     assert (out / "report.png").stat().st_size > 10_000 and "latency p50" in (out / "report.md").read_text()

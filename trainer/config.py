@@ -70,6 +70,8 @@ class SampleConfig:
     max_inputs: int | None = None
     engine: str = "auto"  # auto (vLLM if installed, else hf), vllm, hf, llamacpp (fastest for small models on a CPU)
     batch_size: int = 8  # hf
+    device: str = "auto"  # hf: cuda, then mps, else cpu (logged)
+    dtype: str = "auto"  # hf: bfloat16 on a GPU, float32 on a CPU
     context_length: int = 4096  # llamacpp; longer inputs get no samples
     leave_one_out_sources: list[str] = field(default_factory=list)  # diversity: one extra model per source left out
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from guardsdk.backends.devices import placement
 from guardsdk_trainer.config import SampleConfig
 from guardsdk_trainer.data import Example
 
@@ -31,7 +32,8 @@ def sample_hf(
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    device, dtype = placement(cfg.device, cfg.dtype, what=f"sampling model {Path(model_dir).name}")
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype)).to(device).eval()
     torch.manual_seed(seed)
     eos = model.generation_config.eos_token_id
     out: dict[str, list[str]] = {}
@@ -39,7 +41,7 @@ def sample_hf(
         chunk = examples[start : start + cfg.batch_size]
         encoded = tokenizer(
             [e.model_input for e in chunk], return_tensors="pt", padding=True, split_special_tokens=True
-        )
+        ).to(device)
         with torch.inference_mode():
             generated = model.generate(
                 **encoded,

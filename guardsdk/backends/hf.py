@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardsdk.backends.base import Generation, ThreadedAsyncMixin, failed_generation
+from guardsdk.backends.devices import placement
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
 
 _HOW_TO_GET = (
@@ -18,7 +19,8 @@ _HOW_TO_GET = (
 
 
 class HFBackend(ThreadedAsyncMixin):
-    """Runs a causal LM with transformers: float32 on CPU by default, batched with left padding."""
+    """Runs a causal LM with transformers, batched with left padding: on the best device present by default
+    (CUDA, MPS, else CPU; bfloat16 on a GPU, float32 on a CPU)."""
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, max_batch_size: int = 8) -> None:
         import torch
@@ -39,13 +41,14 @@ class HFBackend(ThreadedAsyncMixin):
         cls,
         model_id_or_path: str | os.PathLike[str],
         *,
-        dtype: str = "float32",
-        device: str = "cpu",
+        dtype: str = "auto",
+        device: str = "auto",
         local_files_only: bool | None = None,
         max_batch_size: int = 8,
         **model_kwargs: Any,
     ) -> HFBackend:
-        """Load a model and its tokenizer; a missing model raises :class:`ModelNotFoundError`."""
+        """Load a model and its tokenizer; a missing model raises :class:`ModelNotFoundError`. ``device`` and
+        ``dtype`` default to the best device present, bfloat16 on a GPU and float32 on a CPU (logged)."""
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -54,6 +57,7 @@ class HFBackend(ThreadedAsyncMixin):
                 "the Hugging Face backend needs torch and transformers: pip install 'guardsdk[hf]'"
             ) from exc
         model_id = str(model_id_or_path)
+        device, dtype = placement(device, dtype, what=model_id)
         if local_files_only is None:
             local_files_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         try:

@@ -409,6 +409,17 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
     )
 
 
+def test_a_stage_before_its_input_says_what_to_run_first(tmp_path, capsys):
+    from guardsdk_trainer.cli import main
+
+    write_reasoning_jsonl(tmp_path / "reasoning.jsonl", traced_examples()[:20])
+    write_reasoning_jsonl(tmp_path / "more.jsonl", traced_examples()[20:40])
+    (tmp_path / "pool.jsonl").write_text("".join(pool_lines(10, start=7000)), encoding="utf-8")
+    assert main(["rsft", str(_write_config(tmp_path))]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "run `guardsdk-train synth CONFIG` first" in err and "Traceback" not in err
+
+
 def _write_config(tmp_path):
     text = f"""
 output_dir: {tmp_path / "run"}

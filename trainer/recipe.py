@@ -24,6 +24,15 @@ logger = logging.getLogger("guardsdk_trainer")
 #: tokenizer, or with a small SentencePiece BPE trained on the SFT texts (fast on a CPU).
 TINY_RANDOM_BASES = {"tiny-random": "llama3", "tiny-random-spm": "spm"}
 STAGES = ("data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export")
+#: The stage each stage reads the output of.
+REQUIRES = {"synth": "data", "rsft": "synth", "bootstrap": "rsft", "sample": "rsft", "mine": "sample",
+            "hsdpo": "mine", "export": "rsft"}  # fmt: skip
+
+
+class StageOrderError(ValueError):
+    """A stage was asked for before the stage whose output it reads."""
+
+
 LIBRARIES = ("guardsdk", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "llama_cpp_python")
 
 
@@ -87,6 +96,12 @@ class Recipe:
         if self.done(stage) and not force:
             logger.info("stage %s already done; skipping", stage)
             return self.manifest["stages"][stage]["metrics"]
+        needed = REQUIRES.get(stage)
+        if needed is not None and not self.done(needed):
+            raise StageOrderError(
+                f"stage {stage} reads the output of stage {needed}, which has not run in {self.config.output_dir}: "
+                f"run `guardsdk-train {needed} CONFIG` first (or `guardsdk-train recipe CONFIG` for every stage)"
+            )
         started = time.time()
         runner: Callable[[], dict[str, Any]] = getattr(self, f"stage_{stage}")
         metrics = runner()

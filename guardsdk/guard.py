@@ -229,7 +229,8 @@ class Guard:
             for _, r in pairs
         ]
 
-    def _count(self, name: str) -> None:
+    def count_event(self, name: str) -> None:
+        """Add one to ``stats[name]`` (thread-safe); the integrations count their opt-in paths here."""
         with self._stats_lock:
             self.stats[name] += 1
 
@@ -266,14 +267,14 @@ class Guard:
         ):
             if not happened:
                 continue
-            self._count(name)
+            self.count_event(name)
             if callback is None:
                 continue
             try:
                 callback(verdict)
             except Exception:  # a broken callback never loses a verdict
                 logger.exception("guardsdk %s callback raised", name)
-                self._count("callback_errors")
+                self.count_event("callback_errors")
 
     def _enforce(self, verdict: Verdict) -> Verdict:
         if stops(verdict, self.policy):

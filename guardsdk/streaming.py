@@ -94,7 +94,7 @@ class StreamChecker:
         decision = verdict.decision
         if decision is not None and decision.unsafe and self.config.mode is StreamMode.STREAM_FIRST:
             logger.warning("stream-first released text that its check then found unsafe: %s", decision.reason)
-            self.guard._count("released_unsafe")
+            self.guard.count_event("released_unsafe")
         if stops(verdict, self.guard.policy):
             raise StreamBlocked(verdict, self.text[: self.released_upto])
 

@@ -126,25 +126,25 @@ def protect(
         def check_in(text: str) -> tuple[Verdict, ...]:
             if check_prompt:
                 return (guard.check(text),)
-            guard._count("unchecked_prompt")
+            guard.count_event("unchecked_prompt")
             return ()
 
         async def acheck_in(text: str) -> tuple[Verdict, ...]:
             if check_prompt:
                 return (await guard.acheck(text),)
-            guard._count("unchecked_prompt")
+            guard.count_event("unchecked_prompt")
             return ()
 
         def check_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
             if not check_response:
-                guard._count("unchecked_response")
+                guard.count_event("unchecked_response")
                 return _annotate(result, verdicts)
             bodies = _texts(get_response(result), result)
             return _annotate(result, verdicts + tuple(output_guard.check(text, body) for body in bodies))
 
         async def acheck_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
             if not check_response:
-                guard._count("unchecked_response")
+                guard.count_event("unchecked_response")
                 return _annotate(result, verdicts)
             for body in _texts(get_response(result), result):
                 verdicts += (await output_guard.acheck(text, body),)

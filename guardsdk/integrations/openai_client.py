@@ -227,7 +227,7 @@ class GuardedClient:
     def unwrapped(self) -> Any:
         """The raw client, whose calls are not checked: an explicit opt-out, logged and counted."""
         logger.warning("guardsdk: the raw OpenAI client was handed out; its calls are not checked")
-        self.guard._count("unguarded_client")
+        self.guard.count_event("unguarded_client")
         return self._client
 
     def _rewrapped(self, name: str) -> Any:

@@ -8,15 +8,13 @@ import enum
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from guardsdk.checks import Checks
 from guardsdk.errors import GuardBlocked
 from guardsdk.outputs import chunk_text
 from guardsdk.policy import OnUnsafe, stops
 from guardsdk.verdict import Verdict
-
-if TYPE_CHECKING:
-    from guardsdk.guard import Guard
 
 T = TypeVar("T")
 logger = logging.getLogger("guardsdk")
@@ -66,7 +64,7 @@ class StreamChecker:
     the guard's other policy settings (block or annotate, fail-closed or open) apply.
     """
 
-    guard: Guard
+    guard: Checks
     prompt: str
     config: StreamConfig = field(default_factory=StreamConfig)
     text: str = ""

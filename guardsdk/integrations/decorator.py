@@ -22,8 +22,9 @@ import inspect
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from guardsdk.checks import Checks
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import GuardBlocked, InvalidInputError
 from guardsdk.outputs import chunk_text as default_chunk_text
@@ -31,9 +32,6 @@ from guardsdk.outputs import output_texts
 from guardsdk.policy import OnUnsafe
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
-
-if TYPE_CHECKING:
-    from guardsdk.guard import Guard
 
 logger = logging.getLogger("guardsdk")
 RAISE = object()  # on_block default: raise GuardBlocked
@@ -79,7 +77,7 @@ def _annotate(result: Any, verdicts: tuple[Verdict, ...]) -> Any:
 
 
 def protect(
-    guard: Guard,
+    guard: Checks,
     *,
     prompt: str | Callable[[tuple, dict], Any] = "prompt",
     response: Callable[[Any], str | list[str] | None] | None = None,

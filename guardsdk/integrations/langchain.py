@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
@@ -26,14 +26,12 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from guardsdk.checks import Checks
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import InvalidInputError
 from guardsdk.outputs import output_texts
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
-
-if TYPE_CHECKING:
-    from guardsdk.guard import Guard
 
 EVENT = "guardsdk_verdict"
 
@@ -86,7 +84,7 @@ class _Prompts:
 class GuardInput(Runnable[Any, Any]):
     """Checks a chain's model input; passes it through."""
 
-    def __init__(self, guard: Guard, prompts: _Prompts | None = None, name: str = "GuardInput") -> None:
+    def __init__(self, guard: Checks, prompts: _Prompts | None = None, name: str = "GuardInput") -> None:
         self.guard = guard
         self.prompts = prompts or _Prompts()
         self.name = name
@@ -115,7 +113,7 @@ class GuardInput(Runnable[Any, Any]):
 class GuardOutput(Runnable[Any, Any]):
     """Checks a chain's model output against the prompt its :class:`GuardInput` saw; passes it through."""
 
-    def __init__(self, guard: Guard, prompts: _Prompts | None = None, stream: StreamConfig | None = None,
+    def __init__(self, guard: Checks, prompts: _Prompts | None = None, stream: StreamConfig | None = None,
                  name: str = "GuardOutput") -> None:  # fmt: skip
         self.guard = guard.response_guard()
         self.prompts = prompts or _Prompts()
@@ -189,7 +187,7 @@ class GuardOutput(Runnable[Any, Any]):
             yield chunk
 
 
-def guard_runnables(guard: Guard, *, stream: StreamConfig | None = None) -> tuple[GuardInput, GuardOutput]:
+def guard_runnables(guard: Checks, *, stream: StreamConfig | None = None) -> tuple[GuardInput, GuardOutput]:
     """An input guard and an output guard that share the prompts they see."""
     prompts = _Prompts()
     return GuardInput(guard, prompts), GuardOutput(guard, prompts, stream)

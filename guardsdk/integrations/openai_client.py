@@ -21,16 +21,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from guardsdk.checks import Checks
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import InvalidInputError, UnguardedEndpointError
 from guardsdk.outputs import output_texts
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
-
-if TYPE_CHECKING:
-    from guardsdk.guard import Guard
 
 logger = logging.getLogger("guardsdk")
 
@@ -171,7 +169,7 @@ class AsyncGuardedStream:
 class _GuardedCreate(UnguardedNamespace):
     """A ``create`` endpoint (chat or text completions) with checks around it; nothing else of it."""
 
-    def __init__(self, path: str, endpoint: Any, guard: Guard, stream: StreamConfig, is_async: bool) -> None:
+    def __init__(self, path: str, endpoint: Any, guard: Checks, stream: StreamConfig, is_async: bool) -> None:
         super().__init__(path)
         self._endpoint = endpoint
         self._guard = guard
@@ -212,7 +210,7 @@ class GuardedClient:
     """The wrapped client: guarded ``chat.completions.create`` and ``completions.create``; see the module
     docstring for what else it hands through and what it refuses."""
 
-    def __init__(self, guard: Guard, client: Any, stream: StreamConfig | None = None) -> None:
+    def __init__(self, guard: Checks, client: Any, stream: StreamConfig | None = None) -> None:
         import openai
 
         is_async = isinstance(client, openai.AsyncOpenAI)
@@ -253,6 +251,6 @@ class GuardedClient:
         self._client.close()
 
 
-def wrap(guard: Guard, client: Any, *, stream: StreamConfig | None = None) -> GuardedClient:
+def wrap(guard: Checks, client: Any, *, stream: StreamConfig | None = None) -> GuardedClient:
     """Guard an ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client."""
     return GuardedClient(guard, client, stream)

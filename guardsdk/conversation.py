@@ -42,6 +42,8 @@ _TRUSTED = frozenset({"System"})
 #: Content part types that hold text, and the key that holds it.
 _TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
 _TOOL_PARTS = frozenset({"tool_use", "function_call"})
+#: Fields where OpenAI-compatible servers and LangChain put model text beside ``content``.
+EXTRA_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
 
 
 def field(obj: Any, name: str, default: Any = None) -> Any:
@@ -101,9 +103,17 @@ def _part_text(part: Any) -> str:
     raise InvalidInputError(f"a {kind!r} content part cannot be checked by a text guard")
 
 
+def extra_texts(message: Any) -> list[str]:
+    """Model-written text a message carries outside ``content``: a ``refusal``, a reasoning trace
+    (``reasoning_content``, ``reasoning``), on the message itself or in LangChain's ``additional_kwargs``."""
+    sources = (message, field(message, "additional_kwargs") or {})
+    return [text for source in sources for key in EXTRA_TEXT_FIELDS if isinstance(text := field(source, key), str)]
+
+
 def message_text(message: Any) -> str:
-    """Everything a message says: its content and its tool calls."""
-    return "\n".join(t for t in (content_text(field(message, "content")), *tool_calls_text(message)) if t)
+    """Everything a message says: its content, its refusal and reasoning texts, and its tool calls."""
+    texts = (content_text(field(message, "content")), *extra_texts(message), *tool_calls_text(message))
+    return "\n".join(t for t in texts if t)
 
 
 def message_role(message: Any) -> str:

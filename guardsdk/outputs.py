@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from guardsdk.conversation import content_text, field, message_text
+from guardsdk.conversation import content_text, extra_texts, field, message_text
 from guardsdk.errors import InvalidInputError
 
 
@@ -75,7 +75,7 @@ def chunk_text(chunk: Any) -> str:
         delta = field(choices[0], "delta")
         if delta is None:
             return _choice_text(choices[0])
-        return content_text(field(delta, "content")) + _delta_tool_text(delta)
+        return content_text(field(delta, "content")) + "".join(extra_texts(delta)) + _delta_tool_text(delta)
     if hasattr(chunk, "content") or (isinstance(chunk, Mapping) and "content" in chunk):
-        return content_text(field(chunk, "content")) + _delta_tool_text(chunk)
+        return content_text(field(chunk, "content")) + "".join(extra_texts(chunk)) + _delta_tool_text(chunk)
     raise InvalidInputError(f"cannot find the text of a streamed {type(chunk).__name__}; pass chunk_text=<extractor>")

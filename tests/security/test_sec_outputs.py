@@ -177,3 +177,30 @@ async def test_async_client_with_options_stays_guarded():
         assert [v.allowed for v in result.guard_verdicts] == [True, True, False]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("key", ["refusal", "reasoning_content", "reasoning"])
+def test_model_text_beside_content_is_checked(guard, key):
+    server, client = serve(lambda body: chat_completion({"content": None, key: HARMFUL}))
+    try:
+        with pytest.raises(GuardBlocked):
+            guard.wrap(client).chat.completions.create(model="llm", messages=USER)
+    finally:
+        server.stop()
+
+
+def test_streamed_reasoning_is_held_back_and_checked(guard):
+    chunks = [chat_chunk({"role": "assistant", "content": ""}), chat_chunk({"reasoning_content": HARMFUL}),
+              chat_chunk({"content": "Here you go."})]  # fmt: skip
+    server, client = serve(lambda body: chunks)
+    released = []
+    try:
+        stream = guard.wrap(client, stream=StreamConfig(window_chars=400, overlap_chars=50)).chat.completions.create(
+            model="llm", messages=USER, stream=True
+        )
+        with pytest.raises(StreamBlocked):
+            for chunk in stream:
+                released.append(chunk)
+        assert all(getattr(c.choices[0].delta, "reasoning_content", None) is None for c in released)
+    finally:
+        server.stop()

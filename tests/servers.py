@@ -62,8 +62,8 @@ class QuietHandler(BaseHTTPRequestHandler):
 class LocalHTTPServer:
     """Serves a request handler class on 127.0.0.1 in a daemon thread; ``base_url`` ends in ``/v1``."""
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def _serve(self, handler: type[BaseHTTPRequestHandler], port: int = 0) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -79,7 +79,9 @@ class CompletionsServer(LocalHTTPServer):
     ``POST /detokenize`` and ``max_model_len`` in ``GET /v1/models``; without one, those are 404.
     """
 
-    def __init__(self, answer: Callable[[str], Reply], tokenizer: Any = None, max_model_len: int = 8192) -> None:
+    def __init__(
+        self, answer: Callable[[str], Reply], tokenizer: Any = None, max_model_len: int = 8192, port: int = 0
+    ) -> None:
         self.requests: list[dict] = []
         outer = self
 
@@ -138,7 +140,7 @@ class CompletionsServer(LocalHTTPServer):
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout tests)
 
-        self._serve(Handler)
+        self._serve(Handler, port)
 
 
 def completion(text: str, prompt_tokens: int = 100) -> dict:

@@ -2,20 +2,24 @@
 
 The server's own tokenizer is used where it has one: vLLM (``/tokenize``, ``/detokenize``), the llama.cpp
 server (``/tokenize``, ``/detokenize``) and llama-cpp-python's server (``/extras/tokenize``,
-``/extras/detokenize``), probed once in that order. Elsewhere each UTF-8 byte counts as a token: byte-level
-BPE and SentencePiece with byte fallback never make more tokens than bytes, so budgets stay safe.
-The context length comes from vLLM's ``/v1/models`` (``max_model_len``) or llama.cpp's ``/props``.
+``/extras/detokenize``), probed once, at first use, in that order (the choice is kept for the backend's
+life). Elsewhere each UTF-8 byte counts as a token: byte-level BPE and SentencePiece with byte fallback
+never make more tokens than bytes, so budgets stay safe. The context length comes from vLLM's
+``/v1/models`` (``max_model_len``) or llama.cpp's ``/props``.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from guardsdk.errors import BackendError
+
+logger = logging.getLogger("guardsdk")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,10 @@ class ServerTokens:
     def dialect(self) -> str:
         """The tokenizer in use: a server family's name, or ``"bytes"``."""
         self._probe()
+        return self.dialect_name
+
+    @property
+    def dialect_name(self) -> str:
         return self._dialect.name if self._dialect else "bytes"
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
@@ -73,21 +81,19 @@ class ServerTokens:
         with self._lock:
             if self._probed:
                 return
-            answered = False
             for dialect in DIALECTS:
                 try:
                     tokens = self._post(dialect.tokenize_path, dialect.tokenize_body(self.model, _PROBE))["tokens"]
                     empty = self._post(dialect.tokenize_path, dialect.tokenize_body(self.model, ""))["tokens"]
-                except httpx.HTTPStatusError:
-                    answered = True
-                    continue
                 except (httpx.HTTPError, ValueError, KeyError, TypeError):
                     continue
                 if tokens and all(isinstance(t, int) for t in tokens) and tokens[: len(empty)] == empty:
                     self._dialect, self._prefix = dialect, list(empty)
-                    answered = True
                     break
-            self._probed = answered  # a server that did not answer at all is probed again next time
+            # Decided once: tokens counted one way are never detokenized the other (a server that comes up
+            # later keeps the byte count, which is only ever more conservative).
+            self._probed = True
+            logger.info("guardsdk: %s tokens counted with %s", self.root, self.dialect_name)
 
     def _tokenize_tuple(self, text: str) -> tuple[Any, ...]:
         return tuple(self._remote_tokenize(text)) if self._uses_server() else tuple(text.encode("utf-8"))

@@ -221,3 +221,24 @@ def test_control_token_look_alikes_never_reach_a_server_as_control_tokens():
         assert sent.replace("\u2060", "").endswith(f"Human user:\n{attack}\n\nAI assistant:\nNone\n\n")
     finally:
         server.stop()
+
+
+def test_token_counting_chosen_at_first_use_is_kept_when_the_server_comes_up_later():
+    from servers import free_port
+
+    port = free_port()
+    backend = OpenAIServerBackend(f"http://127.0.0.1:{port}/v1", "m", context_length=8192, timeout_s=5.0)
+    words = [f"w{i}" for i in range(1500)]
+    text = " ".join(words)
+    assert len(backend.tokenize(text)) == len(text.encode())  # nothing answers yet: bytes
+    server = CompletionsServer(lambda prompt: (200, completion(SAFE)), tokenizer=llama3_tokenizer(), port=port)
+    try:
+        guard = Guard(backend, policy=ANNOTATE)
+        assert guard.check(text).windows > 1
+        shown = " ".join(
+            r["prompt"].split("Human user:\n", 1)[1].split("\n\nAI assistant:", 1)[0] for r in server.requests
+        )
+        assert set(words) <= set(shown.split())  # every window is the text itself, never bytes read as token ids
+        assert backend.tokens.dialect == "bytes"
+    finally:
+        server.stop()

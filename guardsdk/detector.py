@@ -66,11 +66,14 @@ class GenerativeDetector:
 
     # -- the pure steps ----------------------------------------------------------------------
     def plan(self, pairs: list[Pair], policy: Policy) -> list[Plan]:
-        """Tokenize and cut each input into the parts the model checks; a failure is that input's error."""
+        """Tokenize and cut each input into the parts the model checks, each rendered once into its model
+        inputs (``plan.views``); a failure is that input's error."""
         plans = []
         for prompt, response in pairs:
             try:
-                plans.append(plan_check(prompt, response, policy, self.max_input_tokens, self.backend, self._longest))
+                plan = plan_check(prompt, response, policy, self.max_input_tokens, self.backend, self._longest)
+                views = tuple(tuple(self.family.render(part.prompt, part.response)) for part in plan.parts)
+                plans.append(dataclasses.replace(plan, views=views))
             except Exception as exc:
                 plans.append(Plan(prompt, response, error=describe(exc)))
         return plans
@@ -78,15 +81,15 @@ class GenerativeDetector:
     def _longest(self, prompt: str, response: str | None) -> str:
         return max(self.family.render(prompt, response), key=len)
 
-    def render(self, plans: list[Plan]) -> list[list[str]]:
-        """The model inputs (one per view) of every part of every plan, in order."""
-        return [self.family.render(part.prompt, part.response) for plan in plans for part in plan.parts]
+    @staticmethod
+    def inputs(plans: list[Plan]) -> list[str]:
+        """Every model input of every part of every plan, in order."""
+        return [text for plan in plans for views in plan.views for text in views]
 
-    def assemble(self, plans: list[Plan], views: list[list[str]], generations: Any, started: float) -> list[Verdict]:
-        """The verdict of each plan from the backend's answer to the flattened ``views`` (a list of
-        generations, or the exception it raised)."""
-        remaining = iter(_checked(generations, sum(len(v) for v in views)))
-        per_part = iter([next(remaining) for _ in part_views] for part_views in views)
+    def assemble(self, plans: list[Plan], generations: Any, started: float) -> list[Verdict]:
+        """The verdict of each plan from the backend's answer to :meth:`inputs` (a list of generations, or
+        the exception it raised)."""
+        remaining = iter(_checked(generations, len(self.inputs(plans))))
         latency = (time.monotonic() - started) / max(len(plans), 1)
         verdicts = []
         for plan in plans:
@@ -94,7 +97,8 @@ class GenerativeDetector:
             if plan.error is not None:
                 verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name)
             else:
-                parts = [self._part_verdict(part, next(per_part)) for part in plan.parts]
+                parts = [self._part_verdict(part, [next(remaining) for _ in views])
+                         for part, views in zip(plan.parts, plan.views, strict=True)]  # fmt: skip
                 verdict = merge_windows(parts, has_response)
             verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
                                                 long_input=plan.long, family=self.family.name,
@@ -126,28 +130,26 @@ class GenerativeDetector:
     def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         started = time.monotonic()
         plans = self.plan(pairs, policy)
-        views = self.render(plans)
-        inputs = [text for part in views for text in part]
+        inputs = self.inputs(plans)
         generations: Any = []
         if inputs:
             try:
                 generations = self.backend.generate(inputs, **self._generate_kwargs(deadline))
             except Exception as exc:
                 generations = exc
-        return self.assemble(plans, views, generations, started)
+        return self.assemble(plans, generations, started)
 
     async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         started = time.monotonic()
         plans = await asyncio.to_thread(self.plan, pairs, policy)  # tokenizing stays off the event loop
-        views = self.render(plans)
-        inputs = [text for part in views for text in part]
+        inputs = self.inputs(plans)
         generations: Any = []
         if inputs:
             try:
                 generations = await self.backend.agenerate(inputs, **self._generate_kwargs(deadline))
             except Exception as exc:
                 generations = exc
-        return self.assemble(plans, views, generations, started)
+        return self.assemble(plans, generations, started)
 
     def close(self) -> None:
         self.backend.close()

@@ -46,6 +46,7 @@ class Plan:
     elided: bool = False  # part of the text is never shown to the guard (LongInput.ELIDE)
     long: bool = False  # the text was over the budget
     error: str | None = None
+    views: tuple[tuple[str, ...], ...] = ()  # each part rendered: its model inputs (set by the detector)
 
 
 def _windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from guardsdk.backends.base import Backend, Generation, failed_generation
 from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
-from guardsdk.long_input import Part, Plan, merge_windows, plan_check
+from guardsdk.long_input import Part, Plan, merge_verdicts, plan_check
 from guardsdk.model_resolution import load_backend
 from guardsdk.policy import Policy
 from guardsdk.verdict import ParseStatus, Verdict
@@ -99,7 +99,8 @@ class GenerativeDetector:
             else:
                 parts = [self._part_verdict(part, [next(remaining) for _ in views])
                          for part, views in zip(plan.parts, plan.views, strict=True)]  # fmt: skip
-                verdict = merge_windows(parts, has_response)
+                headings = [f"guardsdk window {i}/{len(parts)}" for i in range(1, len(parts) + 1)]
+                verdict = merge_verdicts(parts, has_response, headings)
             verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
                                                 long_input=plan.long, family=self.family.name,
                                                 detector=self.name))  # fmt: skip
@@ -191,19 +192,9 @@ class Ensemble:
     def _merge(self, per_detector: list[list[Verdict]], pairs: list[Pair]) -> list[Verdict]:
         merged = []
         for (_, response), verdicts in zip(pairs, zip(*per_detector, strict=True), strict=True):
-            combined = merge_windows(list(verdicts), response is not None)
-            merged.append(dataclasses.replace(
-                combined,
-                raw="\n\n".join(
-                    f"[guardsdk detector {d.name}]\n{v.raw}" for d, v in zip(self.detectors, verdicts, strict=True)
-                ),
-                windows=sum(v.windows for v in verdicts),
-                long_input=any(v.long_input for v in verdicts),
-                input_truncated=any(v.input_truncated for v in verdicts),
-                latency_s=sum(v.latency_s for v in verdicts),
-                family=",".join(v.family for v in verdicts),
-                detector=self.name,
-            ))  # fmt: skip
+            headings = [f"guardsdk detector {d.name}" for d in self.detectors]
+            combined = merge_verdicts(list(verdicts), response is not None, headings)
+            merged.append(dataclasses.replace(combined, detector=self.name))
         return merged
 
     def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:

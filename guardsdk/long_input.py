@@ -18,7 +18,7 @@ from typing import Any
 
 from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.policy import LongInput, Policy
-from guardsdk.truncation import ELISION_MARKER, Tokenizes, cut_middle, fit_to_budget
+from guardsdk.truncation import ELISION_MARKER, Tokenizes, cut_middle, fit_to_budget, marker_cost
 from guardsdk.verdict import TASKS, Label, ParseStatus, Task, Verdict, verdict_from_labels
 
 #: No token is longer than this many UTF-8 bytes: a lower bound on the token count without tokenizing.
@@ -106,12 +106,12 @@ def plan_check(
 def _pair_windows(plan: Plan, prompt_tokens: list[Any], response_tokens: list[Any], pair_budget: int,
                   solo_budget: int, policy: Policy, codec: Tokenizes) -> Plan:  # fmt: skip
     """Response windows beside the whole prompt, or beside its head and tail plus prompt-only windows."""
-    marker_cost = len(codec.tokenize(ELISION_MARKER.format(n=10**6))) + 4
+    cost = marker_cost(codec)
     if len(prompt_tokens) <= pair_budget // 2:
         shown_prompt, prompt_parts = plan.prompt, []
         response_size = pair_budget - len(prompt_tokens)
     else:
-        shown_prompt = cut_middle(plan.prompt, prompt_tokens, pair_budget // 2 - marker_cost, codec)
+        shown_prompt = cut_middle(plan.prompt, prompt_tokens, pair_budget // 2 - cost, codec)
         prompt_parts = [Part(w, None) for w in _windows(prompt_tokens, solo_budget, codec)]
         response_size = pair_budget - pair_budget // 2
     count = len(prompt_parts) + _count_windows(len(response_tokens), response_size)
@@ -137,8 +137,9 @@ def _precut(text: str | None, budget: int) -> str | None:
     return text[:keep] + ELISION_MARKER.format(n="many") + text[-keep:]
 
 
-def merge_windows(verdicts: list[Verdict], has_response: bool) -> Verdict:
-    """One verdict for a windowed check: per task, any positive wins, then any undecided, else negative."""
+def merge_verdicts(verdicts: list[Verdict], has_response: bool, headings: list[str]) -> Verdict:
+    """One verdict from several checks of the same input (its windows, or several detectors): per task, any
+    positive wins, then any undecided, else negative; each raw output under its heading."""
     if len(verdicts) == 1:
         return verdicts[0]
     labels: dict[Task, Label | None] = {}
@@ -154,16 +155,18 @@ def merge_windows(verdicts: list[Verdict], has_response: bool) -> Verdict:
     statuses = {v.parse_status for v in verdicts}
     status = next((s for s in _STATUS_ORDER if s in statuses), ParseStatus.OK)  # the worst window's
     merged = verdict_from_labels(labels, has_response=has_response, raw="", reasoning=reasoning, status=status)
-    n = len(verdicts)
     return replace(
         merged,
-        raw="\n\n".join(f"[guardsdk window {i}/{n}]\n{v.raw}" for i, v in enumerate(verdicts, 1)),
+        raw="\n\n".join(f"[{heading}]\n{v.raw}" for heading, v in zip(headings, verdicts, strict=True)),
         model=verdicts[0].model,
         tokens_in=sum(v.tokens_in for v in verdicts),
         tokens_out=sum(v.tokens_out for v in verdicts),
+        latency_s=sum(v.latency_s for v in verdicts),
         output_truncated=any(v.output_truncated for v in verdicts),
+        input_truncated=any(v.input_truncated for v in verdicts),
+        long_input=any(v.long_input for v in verdicts),
         error="; ".join(dict.fromkeys(v.error for v in verdicts if v.error)) or None,
         categories=tuple(dict.fromkeys(c for v in verdicts for c in v.categories)),
-        long_input=True,
-        windows=n,
+        windows=sum(v.windows for v in verdicts),
+        family=",".join(v.family for v in verdicts),
     )

@@ -26,6 +26,11 @@ class Fitted:
     truncated: bool
 
 
+def marker_cost(codec: Tokenizes) -> int:
+    """Tokens an elision marker takes, plus slack for re-tokenizing the cut edges."""
+    return len(codec.tokenize(ELISION_MARKER.format(n=10**6))) + 4
+
+
 def cut_middle(text: str, tokens: list[Any], keep: int, codec: Tokenizes) -> str:
     """Keep the first and last ``keep // 2`` tokens of ``text`` with a visible marker between."""
     head = keep - keep // 2
@@ -60,9 +65,9 @@ def fit_to_budget(
     counted against the text it shortens.
     """
     overhead = len(codec.tokenize(template("", "" if response is not None else None)))
-    marker_cost = len(codec.tokenize(ELISION_MARKER.format(n=10**6))) + 4  # + slack for re-tokenizing cut edges
+    cost = marker_cost(codec)
     budget = max_input_tokens - overhead
-    if budget <= 2 * marker_cost + 2:
+    if budget <= 2 * cost + 2:
         raise ValueError(f"max_input_tokens={max_input_tokens} leaves no room for the conversation")
     prompt_tokens = codec.tokenize(prompt)
     response_tokens = codec.tokenize(response) if response is not None else None
@@ -72,7 +77,7 @@ def fit_to_budget(
         len(prompt_tokens), None if response_tokens is None else len(response_tokens), budget
     )
     if len(prompt_tokens) > prompt_keep:
-        prompt = cut_middle(prompt, prompt_tokens, prompt_keep - marker_cost, codec)
+        prompt = cut_middle(prompt, prompt_tokens, prompt_keep - cost, codec)
     if response is not None and response_tokens is not None and len(response_tokens) > response_keep:
-        response = cut_middle(response, response_tokens, response_keep - marker_cost, codec)
+        response = cut_middle(response, response_tokens, response_keep - cost, codec)
     return Fitted(prompt, response, True)

@@ -120,7 +120,12 @@ class GenerativeDetector:
                 return Verdict.undecided(has_response=has_response, error=error, raw=raw,
                                          status=ParseStatus.UNFINISHED, output_truncated=True, **run)  # fmt: skip
         conversation = part.prompt if part.response is None else f"{part.prompt}\n{part.response}"
-        verdict = self.family.parse([g.text for g in generations], has_response=has_response, conversation=conversation)
+        texts = [g.text for g in generations]
+        try:
+            verdict = self.family.parse(texts, has_response=has_response, conversation=conversation)
+        except Exception as exc:  # a family that cannot read an output decides nothing
+            error = f"{self.family.name} could not read the output: {describe(exc)}"
+            return Verdict.undecided(has_response=has_response, error=error, raw="\n\n".join(texts), **run)
         return dataclasses.replace(verdict, **run)
 
     def _generate_kwargs(self, deadline: float) -> dict[str, Any]:

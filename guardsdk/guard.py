@@ -17,7 +17,7 @@ from guardsdk.backends.base import Backend
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline
 from guardsdk.detector import Detector, Ensemble, Model, as_detector
-from guardsdk.errors import GuardBlocked
+from guardsdk.errors import GuardBlocked, describe
 from guardsdk.families import GuardFamily
 from guardsdk.policy import Policy, stops
 from guardsdk.validation import validate_pair
@@ -207,7 +207,9 @@ class Guard:
         try:
             verdicts = call_before_deadline(lambda: self.detector.detect(pairs, self.policy, started + budget), budget)
         except DeadlineExceeded:
-            verdicts = self._timed_out(pairs, budget, started)
+            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started)
+        except Exception as exc:  # a detector that breaks its protocol still yields verdicts, undecided
+            verdicts = self._undecided_all(pairs, describe(exc), started)
         return [self._decide(v) for v in verdicts]
 
     async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
@@ -218,12 +220,13 @@ class Guard:
         try:
             verdicts = await asyncio.wait_for(self.detector.adetect(pairs, self.policy, started + budget), budget)
         except asyncio.TimeoutError:
-            verdicts = self._timed_out(pairs, budget, started)
+            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started)
+        except Exception as exc:
+            verdicts = self._undecided_all(pairs, describe(exc), started)
         return [self._decide(v) for v in verdicts]
 
-    def _timed_out(self, pairs: list[tuple[str, str | None]], budget: float, started: float) -> list[Verdict]:
+    def _undecided_all(self, pairs: list[tuple[str, str | None]], error: str, started: float) -> list[Verdict]:
         latency = time.monotonic() - started
-        error = f"check ran past its deadline of {budget:g}s"
         return [
             Verdict.undecided(has_response=r is not None, error=error, detector=self.detector.name, latency_s=latency)
             for _, r in pairs

@@ -3,6 +3,7 @@ checked; bad input is a typed error or an undecided verdict, never a silent pass
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -220,3 +221,36 @@ def test_the_langchain_input_guard_keeps_no_prompt_of_blocked_runs_and_a_bounded
         with pytest.raises(ConnectionError):
             (guard_in | RunnableLambda(broken_model) | guard_out).invoke("hello")
     assert len(guard_in.prompts.by_run) == 5
+
+
+def test_a_family_or_detector_that_raises_gives_undecided_verdicts_not_a_crash():
+    from guardsdk.families import register_family
+    from guardsdk.families.guardreasoner import GuardReasonerFamily
+
+    class Crashing(GuardReasonerFamily):
+        name = "crashes-on-parse"
+
+        def parse(self, outputs, *, has_response, conversation=None):
+            raise RuntimeError("cannot read that")
+
+    register_family("crashes-on-parse", Crashing(), replace=True)
+    with pytest.raises(GuardBlocked, match="could not read the output"):
+        Guard(ScriptedGuardModel(), family="crashes-on-parse").check("hello")
+
+    class BrokenDetector:
+        name = "broken"
+
+        def detect(self, pairs, policy, deadline):
+            raise RuntimeError("detector bug")
+
+        async def adetect(self, pairs, policy, deadline):
+            raise RuntimeError("detector bug")
+
+        def close(self):
+            pass
+
+    guard = Guard(BrokenDetector(), policy=Policy(on_unsafe="annotate"))
+    verdicts = guard.check_batch(["a", ("b", "c")])
+    assert [v.allowed for v in verdicts] == [False, False] and "detector bug" in verdicts[0].error
+    assert [v.allowed for v in asyncio.run(guard.acheck_batch(["a"]))] == [False]
+    assert guard.stats["failed_closed"] == 3

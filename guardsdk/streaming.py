@@ -104,18 +104,13 @@ class StreamChecker:
         out, self.released_upto = self.text[self.released_upto : upto], upto
         return out
 
-    def _after_checks(self) -> str:
-        if self.config.mode is StreamMode.STREAM_FIRST:
-            return self._release(len(self.text))
-        return self._release(self.checked_upto)
-
     def feed(self, chunk: str) -> str:
         """Add streamed text; run the window checks now due; return the text to release."""
         self.text += chunk
         released = self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
         for start, end in self._windows_due():
             self._judge(self._guard.check(self.prompt, self.text[start:end]), end)
-        return released + self._after_checks()
+        return released + self._release(self.checked_upto)  # hold-back: what the checks passed
 
     async def afeed(self, chunk: str) -> str:
         """Async twin of :meth:`feed`."""
@@ -123,7 +118,7 @@ class StreamChecker:
         released = self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
         for start, end in self._windows_due():
             self._judge(await self._guard.acheck(self.prompt, self.text[start:end]), end)
-        return released + self._after_checks()
+        return released + self._release(self.checked_upto)  # hold-back: what the checks passed
 
     def finish(self) -> str:
         """The final full-text check; returns the rest of the text."""

@@ -43,6 +43,8 @@ DIALECTS = (
             "/extras/detokenize", lambda m, ids: {"model": m, "tokens": ids}, "text"),
 )  # fmt: skip
 _PROBE = "Human user:\nprobe"
+#: Texts up to this long are cached (templates); longer ones (user text) are never kept in memory.
+_CACHED_CHARS = 4096
 
 
 class ServerTokens:
@@ -58,7 +60,7 @@ class ServerTokens:
         self._prefix: list[int] = []  # what the server adds to every tokenization (a BOS), stripped
         self._probed = False
         self._lock = threading.Lock()
-        self.tokenize = functools.lru_cache(maxsize=64)(self._tokenize_tuple)  # template texts repeat
+        self._cached = functools.lru_cache(maxsize=64)(self._tokenize_tuple)  # template texts repeat
 
     @property
     def dialect(self) -> str:
@@ -94,6 +96,10 @@ class ServerTokens:
             # later keeps the byte count, which is only ever more conservative).
             self._probed = True
             logger.info("guardsdk: %s tokens counted with %s", self.root, self.dialect_name)
+
+    def tokenize(self, text: str) -> tuple[Any, ...]:
+        """Tokens of ``text``; short texts (the templates every check tokenizes) are cached, user text is not."""
+        return self._cached(text) if len(text) <= _CACHED_CHARS else self._tokenize_tuple(text)
 
     def _tokenize_tuple(self, text: str) -> tuple[Any, ...]:
         return tuple(self._remote_tokenize(text)) if self._uses_server() else tuple(text.encode("utf-8"))

@@ -20,6 +20,7 @@ class ReplayBackend:
     """Replays ``{model input: recorded output}``; token counts are whitespace-split estimates."""
 
     context_length = 1_000_000
+    finish_reason = "stop"  # how every replayed generation ends (a scripted test model may say otherwise)
 
     def __init__(self, records: Mapping[str, str], *, name: str = "replay", by_prompt: bool = False) -> None:
         self.records = dict(records)
@@ -74,7 +75,7 @@ class ReplayBackend:
         for text in inputs:
             self.calls.append(text)
             recorded = self.lookup(text)
-            out.append(Generation(recorded, len(text.split()), len(recorded.split()), "stop"))
+            out.append(Generation(recorded, len(text.split()), len(recorded.split()), self.finish_reason))
         return out
 
     async def agenerate(

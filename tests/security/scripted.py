@@ -6,10 +6,9 @@ Other scripts echo the input, quote labels, or stop early, as a model an attacke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-from guardsdk.backends.base import Generation
+from guardsdk.backends.replay import ReplayBackend
 from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 
 #: The word that makes text harmful to the scripted judge.
@@ -37,40 +36,17 @@ def keyword_judge(model_input: str) -> str:
     )
 
 
-class ScriptedGuardModel:
-    """A Backend whose output for each input is ``write(input)``; tokens are space-separated words."""
+class ScriptedGuardModel(ReplayBackend):
+    """A backend whose output for each input is ``write(input)``: the replay backend with a script for a
+    record; tokens are space-separated words."""
 
-    context_length = 1_000_000
-
-    def __init__(self, write: Callable[[str], str] = keyword_judge, finish_reason: str = "stop") -> None:
+    def __init__(self, write: Callable[[str], str] = keyword_judge, finish_reason: str | None = "stop") -> None:
+        super().__init__({}, name="scripted")
         self.write = write
         self.finish_reason = finish_reason
-        self.name = "scripted"
-        self.calls: list[str] = []
 
-    def tokenize(self, text: str) -> list[str]:
-        return text.split(" ")
-
-    def detokenize(self, ids: Sequence[Any]) -> str:
-        return " ".join(ids)
-
-    def generate(
-        self,
-        inputs: Sequence[str],
-        *,
-        max_tokens: int,
-        stop: Any = None,
-        timeout_s: Any = None,
-        special_tokens: bool = False,
-    ) -> list[Generation]:
-        self.calls.extend(inputs)
-        return [Generation(self.write(text), len(text.split()), 40, self.finish_reason) for text in inputs]
-
-    async def agenerate(self, inputs: Sequence[str], **kwargs: Any) -> list[Generation]:
-        return self.generate(inputs, **kwargs)
-
-    def close(self) -> None:
-        pass
+    def lookup(self, model_input: str) -> str:
+        return self.write(model_input)
 
     def prompts_seen(self) -> list[str]:
         """The prompt of every input the guard model was shown."""

@@ -30,6 +30,22 @@ def serve(reply):
     return server, openai.OpenAI(base_url=server.base_url, api_key="x")
 
 
+def released_before_block(guard, chunks):
+    """Stream ``chunks`` through a wrapped client (hold-back); the chunks the caller got before the block."""
+    server, client = serve(lambda body: chunks)
+    released = []
+    try:
+        stream = guard.wrap(client, stream=StreamConfig(window_chars=400, overlap_chars=50)).chat.completions.create(
+            model="llm", messages=USER, stream=True
+        )
+        with pytest.raises(StreamBlocked):
+            for chunk in stream:
+                released.append(chunk)
+    finally:
+        server.stop()
+    return released
+
+
 # -- 1. every choice ---------------------------------------------------------------------------
 def test_n2_chat_completion_checks_the_second_choice(guard):
     server, client = serve(lambda body: chat_completion({"content": "Chemistry is fun."}, {"content": HARMFUL}))
@@ -99,18 +115,7 @@ def test_streamed_tool_call_deltas_are_held_back_and_checked(guard):
         chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"cmd": "'}}]}),
         chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": f'{HARMFUL}"}}'}}]}),
     ]  # fmt: skip
-    server, client = serve(lambda body: chunks)
-    released = []
-    try:
-        stream = guard.wrap(client, stream=StreamConfig(window_chars=400, overlap_chars=50)).chat.completions.create(
-            model="llm", messages=USER, stream=True
-        )
-        with pytest.raises(StreamBlocked):
-            for chunk in stream:
-                released.append(chunk)
-        assert released == []  # no tool-call delta reached the caller before its check
-    finally:
-        server.stop()
+    assert released_before_block(guard, chunks) == []  # no tool-call delta reached the caller before its check
 
 
 def test_langchain_output_guard_checks_tool_calls(guard):
@@ -192,15 +197,5 @@ def test_model_text_beside_content_is_checked(guard, key):
 def test_streamed_reasoning_is_held_back_and_checked(guard):
     chunks = [chat_chunk({"role": "assistant", "content": ""}), chat_chunk({"reasoning_content": HARMFUL}),
               chat_chunk({"content": "Here you go."})]  # fmt: skip
-    server, client = serve(lambda body: chunks)
-    released = []
-    try:
-        stream = guard.wrap(client, stream=StreamConfig(window_chars=400, overlap_chars=50)).chat.completions.create(
-            model="llm", messages=USER, stream=True
-        )
-        with pytest.raises(StreamBlocked):
-            for chunk in stream:
-                released.append(chunk)
-        assert all(getattr(c.choices[0].delta, "reasoning_content", None) is None for c in released)
-    finally:
-        server.stop()
+    released = released_before_block(guard, chunks)
+    assert all(getattr(c.choices[0].delta, "reasoning_content", None) is None for c in released)

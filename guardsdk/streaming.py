@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from guardsdk.checks import Checks
-from guardsdk.errors import GuardBlocked
+from guardsdk.errors import GuardBlocked, InvalidInputError
 from guardsdk.outputs import chunk_text
 from guardsdk.policy import OnUnsafe, stops
 from guardsdk.verdict import Verdict
@@ -146,6 +146,13 @@ class StreamChecker:
                 self._judge(verdict, self.released_upto)
 
 
+def _text(text_of: Callable[[T], str], chunk: T) -> str:
+    text = text_of(chunk)
+    if not isinstance(text, str):
+        raise InvalidInputError(f"the chunk text extractor gave {type(text).__name__}, not str; cannot check it")
+    return text
+
+
 def guarded_chunks(
     checker: StreamChecker, source: Iterable[T], text_of: Callable[[T], str] = chunk_text
 ) -> Iterator[T]:
@@ -157,7 +164,7 @@ def guarded_chunks(
     pending: list[tuple[T, int]] = []
     try:
         for chunk in source:
-            text = text_of(chunk)
+            text = _text(text_of, chunk)
             if checker.config.mode is StreamMode.STREAM_FIRST:
                 yield chunk
                 checker.feed(text)
@@ -180,7 +187,7 @@ async def aguarded_chunks(
     pending: list[tuple[T, int]] = []
     try:
         async for chunk in source:
-            text = text_of(chunk)
+            text = _text(text_of, chunk)
             if checker.config.mode is StreamMode.STREAM_FIRST:
                 yield chunk
                 await checker.afeed(text)

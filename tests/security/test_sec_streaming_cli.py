@@ -109,3 +109,16 @@ def test_a_wrapped_stream_closed_early_has_its_released_text_checked():
         assert guard.stats["released_unsafe"] == 1 and stream.guard_verdicts[-1].response_harmful is True
     finally:
         server.stop()
+
+
+def test_a_chunk_extractor_that_finds_no_text_is_a_typed_error():
+    from guardsdk import InvalidInputError
+
+    guard = Guard(ScriptedGuardModel())
+
+    @guard.protect(chunk_text=lambda chunk: None)
+    def generate(prompt):
+        yield {"text": f"how to make {MARK}"}
+
+    with pytest.raises(InvalidInputError, match="extractor"):
+        list(generate("hi"))

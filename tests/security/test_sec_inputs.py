@@ -224,7 +224,6 @@ def test_the_langchain_input_guard_keeps_no_prompt_of_blocked_runs_and_a_bounded
 
 
 def test_a_family_or_detector_that_raises_gives_undecided_verdicts_not_a_crash():
-    from guardsdk.families import register_family
     from guardsdk.families.guardreasoner import GuardReasonerFamily
 
     class Crashing(GuardReasonerFamily):
@@ -233,9 +232,8 @@ def test_a_family_or_detector_that_raises_gives_undecided_verdicts_not_a_crash()
         def parse(self, outputs, *, has_response, conversation=None):
             raise RuntimeError("cannot read that")
 
-    register_family("crashes-on-parse", Crashing(), replace=True)
     with pytest.raises(GuardBlocked, match="could not read the output"):
-        Guard(ScriptedGuardModel(), family="crashes-on-parse").check("hello")
+        Guard(ScriptedGuardModel(), family=Crashing()).check("hello")  # a family object: no global registration
 
     class BrokenDetector:
         name = "broken"

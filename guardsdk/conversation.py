@@ -107,7 +107,11 @@ def extra_texts(message: Any) -> list[str]:
     """Model-written text a message carries outside ``content``: a ``refusal``, a reasoning trace
     (``reasoning_content``, ``reasoning``), on the message itself or in LangChain's ``additional_kwargs``."""
     sources = (message, field(message, "additional_kwargs") or {})
-    return [text for source in sources for key in EXTRA_TEXT_FIELDS if isinstance(text := field(source, key), str)]
+    values = [field(source, key) for source in sources for key in EXTRA_TEXT_FIELDS]
+    # A structured value (a dict of reasoning details, say) is checked as its JSON text, never skipped.
+    return [
+        v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str) for v in values if v is not None
+    ]
 
 
 def message_text(message: Any) -> str:

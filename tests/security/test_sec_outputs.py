@@ -184,9 +184,12 @@ async def test_async_client_with_options_stays_guarded():
         server.stop()
 
 
-@pytest.mark.parametrize("key", ["refusal", "reasoning_content", "reasoning"])
-def test_model_text_beside_content_is_checked(guard, key):
-    server, client = serve(lambda body: chat_completion({"content": None, key: HARMFUL}))
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("refusal", HARMFUL), ("reasoning_content", HARMFUL), ("reasoning", HARMFUL), ("reasoning", {"text": HARMFUL})],
+)
+def test_model_text_beside_content_is_checked(guard, key, value):
+    server, client = serve(lambda body: chat_completion({"content": None, key: value}))
     try:
         with pytest.raises(GuardBlocked):
             guard.wrap(client).chat.completions.create(model="llm", messages=USER)

@@ -7,6 +7,7 @@ as an empty response. Tool calls (name and arguments) are model output, shown as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,25 +41,22 @@ def output_texts(value: Any) -> list[str]:
 
 
 def _delta_tool_text(delta: Any) -> str:
-    """Streamed tool-call fragments: a name opens ``[tool call] name(``, argument pieces follow."""
-    pieces = []
-    for call in field(delta, "tool_calls") or ():
-        function = field(call, "function")
-        name, arguments = field(function, "name"), field(function, "arguments")
-        if name:
-            pieces.append(f"\n[tool call] {name}(")
-        if isinstance(arguments, str):
-            pieces.append(arguments)
-    for call in field(delta, "tool_call_chunks") or ():  # LangChain AIMessageChunk
-        if field(call, "name"):
-            pieces.append(f"\n[tool call] {field(call, 'name')}(")
-        if isinstance(field(call, "args"), str):
-            pieces.append(field(call, "args"))
+    """Streamed tool-call fragments: a name opens ``[tool call] name(``, argument pieces follow (OpenAI
+    ``tool_calls`` and legacy ``function_call``, LangChain ``tool_call_chunks``)."""
+    calls = [(field(field(c, "function"), "name"), field(field(c, "function"), "arguments"))
+             for c in field(delta, "tool_calls") or ()]  # fmt: skip
+    calls += [(field(c, "name"), field(c, "args")) for c in field(delta, "tool_call_chunks") or ()]
     legacy = field(delta, "function_call")
     if legacy is not None:
-        pieces += [f"\n[tool call] {field(legacy, 'name')}(" if field(legacy, "name") else "",
-                   field(legacy, "arguments") or ""]  # fmt: skip
-    return "".join(pieces)
+        calls.append((field(legacy, "name"), field(legacy, "arguments")))
+    return "".join((f"\n[tool call] {name}(" if name else "") + _as_text(arguments) for name, arguments in calls)
+
+
+def _as_text(value: Any) -> str:
+    """A streamed fragment as text; a structured one as its JSON, never dropped."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def chunk_text(chunk: Any) -> str:

@@ -202,3 +202,18 @@ def test_streamed_reasoning_is_held_back_and_checked(guard):
               chat_chunk({"content": "Here you go."})]  # fmt: skip
     released = released_before_block(guard, chunks)
     assert all(getattr(c.choices[0].delta, "reasoning_content", None) is None for c in released)
+
+
+def test_every_streamed_tool_call_form_is_text_to_check():
+    from langchain_core.messages import AIMessageChunk
+
+    from guardsdk.outputs import chunk_text
+
+    langchain = AIMessageChunk(
+        content="", tool_call_chunks=[{"name": "run", "args": '{"cmd": "', "id": "1", "index": 0}]
+    )
+    assert chunk_text(langchain) == '\n[tool call] run({"cmd": "'
+    legacy = chat_chunk({"function_call": {"name": "run", "arguments": MARK}})
+    assert chunk_text(legacy) == f"\n[tool call] run({MARK}"
+    structured = chat_chunk({"tool_calls": [{"index": 0, "function": {"arguments": {"cmd": MARK}}}]})
+    assert MARK in chunk_text(structured)  # a non-string fragment is checked as JSON, never dropped

@@ -1,14 +1,16 @@
 """guardsdk quick start: a small chat app guarded offline on a CPU.
 
 ``Guard()`` picks its model itself: $GUARDSDK_MODEL, else GuardReasoner weights found on this machine,
-else the bundled guardreasoner-tiny (it logs which; see docs/models/guardreasoner-tiny.md). Every
-request goes through a prompt check (harmful requests are blocked), the LLM call, and a response check
-(the reply is annotated with the verdict, not blocked). The guard's reasoning is printed for each.
+else the bundled classifier (MiniLM embeddings and calibrated heads: milliseconds a check, no reasoning;
+it logs which; see docs/models/guard-classifier-minilm.md). Every request goes through a prompt check
+(harmful requests are blocked), the LLM call, and a response check (the reply is annotated with the
+verdict, not blocked). Each verdict's scores (or, from a reasoning guard, its reasoning) are printed.
+Last, the same requests go to the reasoning path: the bundled guardreasoner-tiny
+(``family="guardreasoner"``), a toy-sized reasoning model whose reasoning shows the format, not good sense.
 
-The app's LLM is an offline stand-in that returns canned replies: the guard around it is real. The two
-requests are ones the bundled tiny model gets right; it misses most harmful requests (its F1 is far
-below GuardReasoner's and below a TF-IDF baseline: docs/models/guardreasoner-tiny.md), so put real
-GuardReasoner weights behind Guard() for anything that matters.
+The app's LLM is an offline stand-in that returns canned replies: the guards around it are real. The
+classifier is far less accurate than GuardReasoner (weighted F1 in its model card); put real GuardReasoner
+weights behind Guard() for anything that matters.
 Run: .venv/bin/python examples/quickstart.py
 """
 
@@ -36,11 +38,14 @@ def llm(prompt: str) -> str:
 
 
 def show(step: str, verdict: Verdict, task: str) -> None:
-    """The verdict, and the reasoning for the task this step gates."""
+    """The verdict, and the reasoning (or, from a classifier, the scores) for the task this step gates."""
     print(f"  [{step}] labels={verdict.labels}  decision: {verdict.decision.reason}")
-    print(f"  [{step}] {verdict.tokens_in} tokens in, {verdict.tokens_out} out, {verdict.latency_s:.2f} s, "
-          f"model {verdict.model}")  # fmt: skip
-    print(textwrap.indent(f"reasoning ({task}):\n{verdict.reasoning.get(task, '').strip()}", "    | "))
+    print(f"  [{step}] {verdict.tokens_in} tokens in, {verdict.tokens_out} out, {verdict.latency_s * 1000:.0f} ms, "
+          f"{verdict.family} model {verdict.model}")  # fmt: skip
+    if verdict.reasoning:
+        print(textwrap.indent(f"reasoning ({task}):\n{verdict.reasoning.get(task, '').strip()}", "    | "))
+    else:
+        print(f"    | scores {verdict.scores}: {verdict.raw.split(':')[0]}")
 
 
 def chat(prompt_guard: Guard, response_guard: Guard, prompt: str) -> str:
@@ -56,15 +61,22 @@ def chat(prompt_guard: Guard, response_guard: Guard, prompt: str) -> str:
     return f"{reply}\n  (guard: response {verdict.labels.get(RESPONSE_HARM)}, {verdict.decision.reason})"
 
 
+def run_app(guard: Guard) -> None:
+    annotating = guard.with_policy(Policy(gates=frozenset({RESPONSE_HARM}), on_unsafe="annotate"))
+    for prompt in REQUESTS:
+        print(f"\nuser: {prompt}")
+        answer = chat(guard, annotating, prompt)
+        print(f"app : {answer}")
+    print(f"\nguard stats: {dict(guard.stats)}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with Guard() as guard:  # blocks unsafe or undecided prompts (fail-closed)
-        annotating = guard.with_policy(Policy(gates=frozenset({RESPONSE_HARM}), on_unsafe="annotate"))
-        for prompt in REQUESTS:
-            print(f"\nuser: {prompt}")
-            answer = chat(guard, annotating, prompt)
-            print(f"app : {answer}")
-        print(f"\nguard stats: {dict(guard.stats)}")
+        run_app(guard)
+    print("\n--- the reasoning path: guardreasoner-tiny (a toy: the format of reasoning, not its quality) ---")
+    with Guard(family="guardreasoner") as reasoning:
+        run_app(reasoning)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """guardsdk: reasoning-based safety guards (GuardReasoner, and other guard families) around LLM calls."""
 
-from guardsdk.detector import Detector, GenerativeDetector
+from guardsdk.cascade import Cascade
+from guardsdk.detector import Detector, Ensemble, GenerativeDetector
 from guardsdk.errors import (
     BackendError,
     GuardBlocked,
@@ -37,8 +38,10 @@ __all__ = [
     "RESPONSE_HARM",
     "TASKS",
     "BackendError",
+    "Cascade",
     "Decision",
     "Detector",
+    "Ensemble",
     "GenerativeDetector",
     "Guard",
     "GuardBlocked",

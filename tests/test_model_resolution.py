@@ -1,4 +1,5 @@
-"""``Guard()`` without a model: configured model → local GuardReasoner weights → bundled guardreasoner-tiny."""
+"""``Guard()`` without a model: configured model → local GuardReasoner weights → bundled classifier (or, for an
+explicit GuardReasoner family, the bundled guardreasoner-tiny)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import shutil
 import huggingface_hub.constants
 import pytest
 
-from guardsdk import Guard, ModelNotFoundError
+from guardsdk import Guard, ModelNotFoundError, OnUnsafe, Policy, model_resolution
 from guardsdk.backends.hf import HFBackend
+from guardsdk.families.classifier.detector import ClassifierDetector, bundled_heads_path
 from guardsdk.model_resolution import MODEL_ENV, MODELS_DIR_ENV, bundled_tiny_path, resolve_default_model
 
 
@@ -60,8 +62,24 @@ def test_guardreasoner_weights_in_the_hugging_face_cache_are_found_offline(nothi
     assert isinstance(guard.backend, HFBackend)
 
 
-def test_with_nothing_configured_or_found_the_bundled_tiny_model_runs_and_says_so(nothing_configured, caplog):
+def test_with_nothing_configured_or_found_the_bundled_classifier_runs_and_says_so(nothing_configured, caplog):
+    choice = resolve_default_model()
+    assert choice.kind == "classifier" and choice.bundled and choice.location == str(bundled_heads_path())
+    with caplog.at_level(logging.WARNING, logger="guardsdk"), Guard() as guard:
+        assert isinstance(guard.detector, ClassifierDetector)
+        verdict = guard.with_policy(Policy(on_unsafe=OnUnsafe.ANNOTATE)).check("How do I bake sourdough bread?")
+    assert verdict.family == "classifier" and verdict.scores["prompt_harm"] < 0.5
+    assert "bundled classifier" in caplog.text and "no reasoning" in caplog.text and "GuardReasoner-1B" in caplog.text
+
+
+def test_an_explicit_guardreasoner_family_falls_back_to_the_bundled_tiny_model(nothing_configured, caplog):
     assert bundled_tiny_path().is_file() and bundled_tiny_path().stat().st_size <= 40 * 2**20
-    with caplog.at_level(logging.WARNING, logger="guardsdk"), Guard(policy=None) as guard:
+    with caplog.at_level(logging.WARNING, logger="guardsdk"), Guard(family="guardreasoner") as guard:
         assert guard.backend.name == bundled_tiny_path().name
     assert "bundled guardreasoner-tiny" in caplog.text and "GuardReasoner-1B" in caplog.text
+
+
+def test_without_the_classifier_installed_the_default_is_the_bundled_tiny_model(nothing_configured, monkeypatch):
+    monkeypatch.setattr(model_resolution, "classifier_available", lambda: False)
+    choice = resolve_default_model()
+    assert (choice.kind, choice.location) == ("gguf", str(bundled_tiny_path()))

@@ -123,6 +123,26 @@ class ExportConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """The ``classifier`` stage: MLP heads over frozen MiniLM embeddings, Platt-calibrated (not part of
+    the reasoning recipe's default stages; ``guardsdk-train classifier CONFIG``)."""
+
+    hidden: int = 256
+    dropout: float = 0.1
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 20
+    batch_size: int = 256
+    calibration_fraction: float = 0.1  # of the training split: fits each head's calibration
+    balanced_tasks: list[str] = field(default_factory=list)  # heads trained with balanced class weights
+    threshold: float = 0.5  # kept at 0.5: thresholds tuned on the pool's class mix lowered benchmark F1
+    max_rows_per_task: int | None = None
+    encode_batch_size: int = 64
+    threads: int | None = None  # torch threads while encoding (default: all cores)
+    seed: int = 0
+
+
+@dataclass
 class RecipeConfig:
     """The whole synthesis → R-SFT → bootstrap → sampling → mining → HS-DPO → export pipeline."""
 
@@ -134,6 +154,7 @@ class RecipeConfig:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     hsdpo: DPOStageConfig = field(default_factory=DPOStageConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     stages: list[str] = field(
         default_factory=lambda: ["synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export"]
     )
@@ -147,6 +168,7 @@ _SECTIONS: dict[str, type] = {
     "bootstrap": BootstrapConfig,
     "hsdpo": DPOStageConfig,
     "export": ExportConfig,
+    "classifier": ClassifierConfig,
 }
 
 

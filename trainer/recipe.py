@@ -23,10 +23,10 @@ logger = logging.getLogger("guardsdk_trainer")
 #: ``rsft.base_model`` values that build a random tiny Llama offline (CPU configs, tests): with the Llama 3
 #: tokenizer, or with a small SentencePiece BPE trained on the SFT texts (fast on a CPU).
 TINY_RANDOM_BASES = {"tiny-random": "llama3", "tiny-random-spm": "spm"}
-STAGES = ("data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export")
+STAGES = ("data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export", "classifier")
 #: The stage each stage reads the output of.
 REQUIRES = {"synth": "data", "rsft": "synth", "bootstrap": "rsft", "sample": "rsft", "mine": "sample",
-            "hsdpo": "mine", "export": "rsft"}  # fmt: skip
+            "hsdpo": "mine", "export": "rsft", "classifier": "data"}  # fmt: skip
 
 
 class StageOrderError(ValueError):
@@ -282,6 +282,15 @@ class Recipe:
             raise RuntimeError("no hard samples were mined: sample more inputs or more outputs per input")
         train_hsdpo(self.current_rsft(), pairs, self.path("models", "hsdpo"), self.config.hsdpo)
         return {"pairs": len(pairs)}
+
+    def stage_classifier(self) -> dict[str, Any]:
+        """Calibrated MiniLM heads (``<output_dir>/classifier``) on the training split; the held-out split
+        reports their F1 and calibration error."""
+        from guardsdk_trainer.classifier import train_classifier
+
+        out = self.path("classifier")
+        metrics = train_classifier(self.examples("train"), self.examples("eval"), self.config.classifier, out)
+        return {"heads": str(out), **metrics}
 
     def stage_export(self) -> dict[str, Any]:
         from guardsdk_trainer.export import export

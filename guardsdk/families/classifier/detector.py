@@ -1,0 +1,218 @@
+"""The classifier detector: MiniLM sentence embeddings and one calibrated head per task, in milliseconds.
+
+No reasoning is run: a verdict carries each task's probability (``verdict.scores``) and its ``raw`` text
+says so. Every token is read: a text longer than the encoder's window is scored in windows, or is
+undecided under ``long_input="undecided"`` or beyond ``max_windows``; ``long_input="elide"`` scores its
+head and tail only. A text of several sentences (or lines) is also scored sentence by sentence: a mean-
+pooled embedding dilutes one harmful request among benign sentences (a pipe-bomb request between two
+sentences about bread scored 0.37 whole, 0.999 alone). A task's score is the highest of all its parts,
+as any unsafe window wins for the reasoning guard. A score that is not a finite number decides nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from guardsdk.errors import describe
+from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
+from guardsdk.families.classifier.heads import TaskHead, load_heads
+from guardsdk.long_input import MAX_BYTES_PER_TOKEN, token_windows
+from guardsdk.policy import LongInput, Policy
+from guardsdk.truncation import cut_middle
+from guardsdk.verdict import TASKS, Label, Task, Verdict, verdict_from_labels
+
+FAMILY = "classifier"
+#: The heads shipped in the package (trained by ``guardsdk-train classifier trainer/configs/classifier-minilm.yaml``).
+BUNDLED_HEADS = "guard-classifier-minilm"
+#: A window's tokens: room for [CLS] and [SEP], and slack for a cut edge that tokenizes differently alone
+#: (encoding is strict: a window over the encoder's limit makes the check undecided, never cut unseen).
+WINDOW_TOKENS = MAX_TOKENS - 2 - 8
+
+#: Where a text is cut into sentences scored on their own, and the fewest words a scored sentence has.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+MIN_SENTENCE_WORDS = 3
+
+Pair = tuple[str, "str | None"]
+
+
+def bundled_heads_path() -> Path:
+    """The folder of the classifier heads shipped inside the package."""
+    return Path(str(resources.files("guardsdk") / "models" / BUNDLED_HEADS))
+
+
+def sentences(codec: TextSpans, size: int) -> list[str]:
+    """The sentences (and lines) of ``codec.text`` with at least :data:`MIN_SENTENCE_WORDS` words, as slices of
+    the text, one longer than ``size`` tokens in windows; none when the text is a single sentence."""
+    text = codec.text
+    bounds, start = [], 0
+    for end in SENTENCE_END.finditer(text):
+        bounds.append((start, end.start()))
+        start = end.end()
+    bounds.append((start, len(text)))
+    bounds = [(a, b) for a, b in bounds if len(text[a:b].split()) >= MIN_SENTENCE_WORDS]
+    if len(bounds) < 2:
+        return []
+    parts = []
+    for a, b in bounds:
+        tokens = [span for span in codec.tokens if span[0] >= a and span[1] <= b]
+        parts += token_windows(tokens, size, codec) if len(tokens) > size else [text[a:b]]
+    return parts
+
+
+@dataclass(frozen=True)
+class _Texts:
+    """What one input's heads read: the windows and sentences of its prompt and of its response, or why it
+    cannot be scored."""
+
+    prompt: tuple[str, ...] = ()
+    response: tuple[str, ...] = ()
+    windows: int = 1
+    long: bool = False
+    elided: bool = False
+    tokens: int = 0
+    error: str | None = None
+
+
+class ClassifierDetector:
+    """A :class:`~guardsdk.detector.Detector` that scores each task with a calibrated head (no reasoning).
+
+    ``ClassifierDetector.from_pretrained()`` loads the bundled heads on the pinned MiniLM encoder;
+    ``threads`` sets torch's threads while encoding (default 1; see :class:`SentenceEncoder`).
+    """
+
+    def __init__(self, heads: dict[str, TaskHead], threshold: float, encoder: SentenceEncoder, name: str) -> None:
+        self.heads = heads
+        self.threshold = threshold
+        self.encoder = encoder
+        self.name = f"{FAMILY}:{name}"
+        self.family_name = FAMILY
+        self.tasks = tuple(Task(t) for t in heads)
+        self._closed = False
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike[str] | None = None, *, threads: int | None = None
+    ) -> ClassifierDetector:
+        """Heads from ``path`` (a folder written by the ``classifier`` training stage; default: the bundled
+        heads) on the encoder they were trained with."""
+        folder = Path(path) if path is not None else bundled_heads_path()
+        heads, config = load_heads(folder)
+        return cls(heads, config.threshold, SentenceEncoder(threads=threads), folder.name)
+
+    # -- the pure steps ----------------------------------------------------------------------
+    def _texts(self, prompt: str, response: str | None, policy: Policy) -> _Texts:
+        n_bytes = len(prompt.encode()) + len((response or "").encode())
+        if n_bytes // MAX_BYTES_PER_TOKEN > WINDOW_TOKENS * policy.max_windows:
+            return _Texts(long=True, error=f"input of over {n_bytes // MAX_BYTES_PER_TOKEN} tokens needs more "
+                                           f"windows than max_windows={policy.max_windows}")  # fmt: skip
+        texts = {"prompt": prompt, "response": response}
+        windows: dict[str, list[str]] = {}
+        parts: dict[str, list[str]] = {}
+        long = elided = False
+        total = 0
+        for role, text in texts.items():
+            if text is None:
+                continue
+            codec = self.encoder.codec(text)
+            tokens = codec.tokens
+            total += len(tokens)
+            parts[role] = sentences(codec, WINDOW_TOKENS)
+            if len(tokens) <= WINDOW_TOKENS:
+                windows[role] = [text]
+                continue
+            long = True
+            if policy.long_input is LongInput.UNDECIDED:
+                why = f"{role} of {len(tokens)} tokens is over the classifier's window of {WINDOW_TOKENS}"
+                return _Texts(long=True, tokens=total, error=f"{why} (long_input='undecided')")
+            if policy.long_input is LongInput.ELIDE:
+                windows[role] = [cut_middle(text, tokens, WINDOW_TOKENS - 16, codec)]
+                parts[role] = []  # the elided middle stays unseen, as the option says
+                elided = True
+                continue
+            windows[role] = token_windows(tokens, WINDOW_TOKENS, codec)
+        count = sum(len(w) for w in windows.values())
+        if count > policy.max_windows:
+            return _Texts(long=True, tokens=total, error=f"input of {total} tokens needs {count} windows, over "
+                                                         f"max_windows={policy.max_windows}")  # fmt: skip
+        scored = {role: (*windows[role], *parts[role]) for role in windows}
+        return _Texts(scored.get("prompt", ()), scored.get("response", ()), max(count, 1), long, elided, total)
+
+    def _verdict(self, texts: _Texts, has_response: bool, scores: dict[str, float]) -> Verdict:
+        labels: dict[Task, Label | None] = {}
+        for task, score in scores.items():
+            if math.isfinite(score):
+                labels[Task(task)] = Task(task).positive if score >= self.threshold else Task(task).negative
+        shown = ", ".join(f"{t}={s:.3f}" for t, s in scores.items())
+        raw = f"no reasoning was run: {self.name} scored {shown} (a label at p >= {self.threshold:g})"
+        verdict = verdict_from_labels(labels, has_response=has_response, raw=raw, family=FAMILY, answered=self.tasks)
+        bad = [t for t, s in scores.items() if not math.isfinite(s)]
+        return dataclasses.replace(verdict, scores={t: s for t, s in scores.items() if math.isfinite(s)},
+                                   error=f"non-finite score for {', '.join(bad)}" if bad else None)  # fmt: skip
+
+    # -- the drivers -------------------------------------------------------------------------
+    def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        started = time.monotonic()
+        planned = []
+        for prompt, response in pairs:
+            try:
+                planned.append(self._texts(prompt, response, policy))
+            except Exception as exc:
+                planned.append(_Texts(error=describe(exc)))
+        error = "the classifier is closed" if self._closed else None
+        probabilities: dict[str, list[float]] = {}
+        flat = [text for p in planned if p.error is None for text in (*p.prompt, *p.response)]
+        if error is None and flat:
+            try:
+                probabilities = self._score(flat)
+            except Exception as exc:
+                error = describe(exc)
+        if error is None and time.monotonic() > deadline:
+            error = "check ran past its deadline"
+        latency = (time.monotonic() - started) / max(len(pairs), 1)
+        verdicts, position = [], 0
+        for (_, response), texts in zip(pairs, planned, strict=True):
+            has_response = response is not None
+            run = {"model": self.encoder.name, "detector": self.name, "family": FAMILY, "latency_s": latency,
+                   "long_input": texts.long, "input_truncated": texts.elided, "tokens_in": texts.tokens}  # fmt: skip
+            if texts.error is not None or error is not None:
+                verdicts.append(Verdict.undecided(has_response=has_response, error=texts.error or error, **run))
+                continue
+            spans = {"prompt": range(position, position + len(texts.prompt))}
+            position += len(texts.prompt)
+            spans["response"] = range(position, position + len(texts.response))
+            position += len(texts.response)
+            scores = {task: max((probabilities[task][i] for i in spans[self._reads(task)]), default=math.nan)
+                      for task in self.heads if task == Task.PROMPT_HARM or has_response}  # fmt: skip
+            verdict = self._verdict(texts, has_response, scores)
+            verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
+        return verdicts
+
+    def _reads(self, task: str) -> str:
+        return "prompt" if task == Task.PROMPT_HARM else "response"
+
+    def _score(self, texts: list[str]) -> dict[str, list[float]]:
+        """Every head's probability for every text (a head scores only the texts of its kind, but scoring
+        all in one batch is cheaper than two encoder calls)."""
+        embeddings = self.encoder.encode(texts, strict=True)
+        with torch.inference_mode():
+            return {task: head.probability(embeddings).tolist() for task, head in self.heads.items()}
+
+    async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
+        return await asyncio.to_thread(self.detect, pairs, policy, deadline)
+
+    def close(self) -> None:
+        """Later checks are undecided."""
+        self._closed = True
+
+
+__all__ = ["FAMILY", "TASKS", "ClassifierDetector", "bundled_heads_path"]

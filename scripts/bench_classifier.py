@@ -1,0 +1,89 @@
+"""The classifier's speed beside the bundled guardreasoner-tiny, side by side in one run.
+
+Single checks (p50 and p90 ms) on a quiet machine and with a busy-looping process on the other core, and
+batched prompt checks per second, for the classifier (1 thread for single checks, --batch-threads for
+batches) and for guardreasoner-tiny (llama.cpp, its default threads); prints each ratio tiny / classifier.
+
+Usage: .venv/bin/python scripts/bench_classifier.py [--checks 40] [--batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from bench_threads import busy_loop
+
+from guardsdk import Guard, OnUnsafe, Policy
+from guardsdk.eval.benchmarks import benchmark, load_items
+from guardsdk.model_resolution import bundled_tiny_path
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "benchmarks")
+
+
+def timings(check: Callable[[str], object], prompts: list[str]) -> tuple[float, float]:
+    times = []
+    for prompt in prompts:
+        started = time.perf_counter()
+        check(prompt)
+        times.append(1000 * (time.perf_counter() - started))
+    times.sort()
+    return statistics.median(times), times[int(0.9 * (len(times) - 1))]
+
+
+def with_busy_core(run: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    stop = multiprocessing.Event()
+    process = multiprocessing.Process(target=busy_loop, args=(stop,), daemon=True)
+    process.start()
+    try:
+        return run()
+    finally:
+        stop.set()
+        process.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checks", type=int, default=40, help="single checks per cell (tiny: a quarter of it)")
+    parser.add_argument("--batch", type=int, default=256, help="prompts in the batched run")
+    parser.add_argument("--batch-threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    prompts = [item.prompt for item in load_items(SHARED, benchmark("ToxicChat"), sample=max(args.batch, args.checks))]
+    policy = Policy(on_unsafe=OnUnsafe.ANNOTATE)
+    classifier = Guard(family="classifier", policy=policy)
+    tiny = Guard.from_gguf(bundled_tiny_path(), policy=policy)
+    classifier.check(prompts[0])
+    tiny.check(prompts[0])
+    singles = prompts[: args.checks]
+    rows = {}
+    for name, guard, n in (("classifier", classifier, len(singles)), ("guardreasoner-tiny", tiny, len(singles) // 4)):
+        rows[name] = {
+            "quiet": timings(guard.check, singles[:n]),
+            "busy": with_busy_core(lambda g=guard, k=n: timings(g.check, singles[:k])),
+        }
+    classifier.detector.encoder.threads = args.batch_threads
+    started = time.perf_counter()
+    classifier.check_batch(prompts[: args.batch])
+    classifier_rate = args.batch / (time.perf_counter() - started)
+    tiny_n = max(args.batch // 32, 4)
+    started = time.perf_counter()
+    tiny.check_batch(prompts[:tiny_n])
+    tiny_rate = tiny_n / (time.perf_counter() - started)
+    print(f"{'':22} {'quiet p50/p90 ms':>18} {'other core busy p50/p90 ms':>28}")
+    for name, row in rows.items():
+        quiet, busy = row["quiet"], row["busy"]
+        print(f"{name:22} {quiet[0]:8.1f} /{quiet[1]:8.1f} {busy[0]:17.1f} /{busy[1]:8.1f}")
+    for cell in ("quiet", "busy"):
+        ratio = rows["guardreasoner-tiny"][cell][0] / rows["classifier"][cell][0]
+        print(f"p50 ratio tiny / classifier ({cell}): {ratio:.0f}x")
+    print(f"batched prompt checks/s: classifier {classifier_rate:.0f} ({args.batch} prompts, "
+          f"{args.batch_threads} threads), guardreasoner-tiny {tiny_rate:.2f} ({tiny_n}); "
+          f"ratio {classifier_rate / tiny_rate:.0f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

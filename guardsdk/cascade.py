@@ -18,8 +18,10 @@ from guardsdk.detector import Detector, Pair
 from guardsdk.policy import Policy
 from guardsdk.verdict import NOT_APPLICABLE, TASKS, Task, Verdict
 
-#: The recommended operating point of the bundled classifier in front of GuardReasoner (docs/cascade.md).
-DEFAULT_BAND = (0.1, 0.9)
+#: The recommended operating point of the bundled classifier in front of GuardReasoner (docs/cascade.md): the
+#: classifier allows alone only at p <= 0.05 and never blocks alone (below p = 1.0); on the six benchmarks
+#: with published outputs it costs 0.4 (8B) / 0.75 (1B) weighted F1 against the reasoning guard alone.
+DEFAULT_BAND = (0.05, 1.0)
 
 
 class Cascade:

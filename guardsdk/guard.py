@@ -50,7 +50,8 @@ class Guard:
     ``Policy(on_undecided="fail_open")`` lets undecided checks through. ``stats`` counts outcomes.
     ``timeout_s`` is the deadline of one whole check (a batch of N gets N times it); past it, undecided.
     ``threads``: CPU threads of a GGUF model loaded here (default: half the cores, which holds up when other
-    processes use the CPU; see docs/backends.md).
+    processes use the CPU; see docs/backends.md), or the classifier's torch threads while it encodes
+    (default: torch's own setting; ``threads=1`` for single checks on a busy machine).
 
     ``mode="cascade"``: the bundled classifier checks first and decides where its scores are outside
     ``cascade_band``; ``model`` (a GuardReasoner-family model by default) reasons about the rest, and with
@@ -76,6 +77,10 @@ class Guard:
         if mode not in ("single", "cascade"):
             raise ValueError(f"mode must be 'single' or 'cascade', not {mode!r}")
         models = list(model) if isinstance(model, (list, tuple)) else [model]
+        if mode == "cascade" and family == CLASSIFIER:
+            raise ValueError(
+                "mode='cascade' puts the classifier in front of a reasoning guard: give that guard's family"
+            )
         if mode == "cascade" and family is None:
             family = DEFAULT_FAMILY  # the reasoning stage reasons: never the classifier again
         detectors = [as_detector(m, family, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens,

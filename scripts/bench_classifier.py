@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     prompts = [item.prompt for item in load_items(SHARED, benchmark("ToxicChat"), sample=max(args.batch, args.checks))]
     policy = Policy(on_unsafe=OnUnsafe.ANNOTATE)
-    classifier = Guard(family="classifier", policy=policy)
+    classifier = Guard(family="classifier", policy=policy, threads=1)
     tiny = Guard.from_gguf(bundled_tiny_path(), policy=policy)
     classifier.check(prompts[0])
     tiny.check(prompts[0])

@@ -28,6 +28,8 @@ from guardsdk.tools.tiny_model import llama3_tokenizer
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PUBLISHED = ("AegisSafetyTest", "HarmBenchPrompt", "SimpleSafetyTests", "HarmBenchResponse", "XSTestReponseHarmful",
              "XSTestResponseRefusal")  # fmt: skip
+#: Sets of real user traffic (no published reasoning outputs): only the share the classifier decides alone.
+TRAFFIC = ("ToxicChat", "OpenAIModeration")
 LOWS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 HIGHS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
 
@@ -44,7 +46,9 @@ def reasoning_labels(size: str, name: str, task: str, tokenizer, rates: tuple[fl
     family = get_family("guardreasoner")
     path = SHARED / "predictions" / size / name / "generated_predictions.jsonl"
     out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): texts hold U+2028
+        if not line:
+            continue
         row = json.loads(line)
         has_response = "AI assistant:\nNone\n" not in row["prompt"]
         label = family.parse([row["predict"]], has_response=has_response, conversation=row["prompt"]).labels[task]
@@ -69,10 +73,11 @@ def main() -> None:
     parser.add_argument("--prefill-tps", type=float, default=120.0)
     parser.add_argument("--decode-tps", type=float, default=45.0)
     args = parser.parse_args()
-    guard = Guard(args.heads, family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
+    guard = Guard(args.heads, family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE), threads=2)
     tokenizer = llama3_tokenizer()
     scored = {name: classifier_scores(guard, name) for name in PUBLISHED}
     sizes = {name: benchmark(name).size for name in PUBLISHED}
+    guard.detector.encoder.threads = 1  # single checks on one thread, as deployed
     classifier_ms = single_check_ms(guard, [i.prompt for i in scored["AegisSafetyTest"][0][:50]])
     result = {"classifier_ms_p50": classifier_ms, "rates_tps": [args.prefill_tps, args.decode_tps], "models": {}}
     for size in ("1B", "8B"):
@@ -94,6 +99,16 @@ def main() -> None:
             cells = " | ".join(f"{p['f1'][n]:.2f}" for n in PUBLISHED)
             share = f"{100 * p['escalated']:.1f}%"
             print(f"| {p['low']} | {p['high']} | {share} | {p['weighted_f1']:.2f} | {mean_s:.2f} | {cells} |")
+    guard.detector.encoder.threads = 2
+    result["traffic"] = {}
+    print("\n## Share the classifier decides alone on real user prompts (no reasoning outputs published)")
+    print("| set | " + " | ".join(f"p <= {low}" for low in LOWS[1:5]) + " |")
+    print("|" + "---|" * 5)
+    for name in TRAFFIC:
+        _, scores = classifier_scores(guard, name)
+        shares = {low: sum(s <= low for s in scores) / len(scores) for low in LOWS[1:5]}
+        result["traffic"][name] = shares
+        print(f"| {name} | " + " | ".join(f"{100 * v:.1f}%" for v in shares.values()) + " |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "curve.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

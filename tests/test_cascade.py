@@ -78,6 +78,8 @@ def test_a_band_outside_zero_to_one_is_refused(replay):
         Guard(replay, mode="cascade", cascade_band=(0.9, 0.1))
     with pytest.raises(ValueError, match="mode"):
         Guard(replay, mode="fast")
+    with pytest.raises(ValueError, match="reasoning guard"):
+        Guard(replay, mode="cascade", family="classifier")
 
 
 def test_the_curve_ends_are_the_classifier_alone_and_the_reasoning_guard_alone(replay):

@@ -131,3 +131,10 @@ def test_a_harmful_request_between_benign_sentences_is_found_sentence_by_sentenc
     # Scored whole, the mean-pooled embedding dilutes the request (0.37 with one bread sentence each side).
     verdict = annotate.check(FILLER * padding + HARMFUL + " " + FILLER * padding)
     assert verdict.prompt_harmful is True and verdict.windows == 1 and not verdict.allowed
+
+
+def test_a_flood_of_short_sentences_is_refused_by_its_window_count_before_any_sentence_is_cut(classifier):
+    guard = Guard(classifier, timeout_s=60)
+    with pytest.raises(GuardBlocked) as blocked:
+        guard.check("Go now. " * 50_000)  # 100K tokens, 50K sentences: cut first, it would cost minutes
+    assert "max_windows=8" in blocked.value.verdict.error and "deadline" not in blocked.value.verdict.error

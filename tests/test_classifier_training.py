@@ -14,10 +14,10 @@ from guardsdk_trainer.classifier import calibrate, class_weights
 
 
 def test_platt_calibration_matches_the_label_rate_plain_or_balanced():
-    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
     head = TaskHead(8, 4).eval()
-    embeddings = torch.randn(400, 8)
-    labels = (torch.rand(400) < 0.2).long()  # a 20% positive rate, unrelated to the head
+    embeddings = torch.randn(400, 8, generator=generator)
+    labels = (torch.rand(400, generator=generator) < 0.2).long()  # a 20% positive rate, unrelated to the head
     calibrate(head, embeddings, labels, balanced=False)
     with torch.no_grad():
         probabilities = head.probability(embeddings)

@@ -56,7 +56,12 @@ def class_weights(labels: torch.Tensor, balanced: bool) -> torch.Tensor:
 
 def fit_head(embeddings: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig, task: str) -> TaskHead:
     """Train one head with AdamW on (weighted) binary cross-entropy, CPU-friendly minibatches."""
-    torch.manual_seed(cfg.seed)
+    with torch.random.fork_rng():  # seeded, without moving the caller's random state
+        torch.manual_seed(cfg.seed)
+        return _train(embeddings, labels, cfg, task)
+
+
+def _train(embeddings: torch.Tensor, labels: torch.Tensor, cfg: ClassifierConfig, task: str) -> TaskHead:
     head = TaskHead(embeddings.shape[1], cfg.hidden, cfg.dropout)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     weights = class_weights(labels, task in cfg.balanced_tasks)

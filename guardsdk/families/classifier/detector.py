@@ -17,6 +17,7 @@ import math
 import os
 import re
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from guardsdk.errors import describe
 from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
 from guardsdk.families.classifier.heads import TaskHead, load_heads
-from guardsdk.long_input import MAX_BYTES_PER_TOKEN, token_windows
+from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import cut_middle
 from guardsdk.verdict import TASKS, Label, Task, Verdict, verdict_from_labels
@@ -62,9 +63,10 @@ def sentences(codec: TextSpans, size: int) -> list[str]:
     bounds = [(a, b) for a, b in bounds if len(text[a:b].split()) >= MIN_SENTENCE_WORDS]
     if len(bounds) < 2:
         return []
+    starts = [span[0] for span in codec.tokens]
     parts = []
     for a, b in bounds:
-        tokens = [span for span in codec.tokens if span[0] >= a and span[1] <= b]
+        tokens = [span for span in codec.tokens[bisect_left(starts, a) : bisect_left(starts, b)] if span[1] <= b]
         parts += token_windows(tokens, size, codec) if len(tokens) > size else [text[a:b]]
     return parts
 
@@ -87,7 +89,7 @@ class ClassifierDetector:
     """A :class:`~guardsdk.detector.Detector` that scores each task with a calibrated head (no reasoning).
 
     ``ClassifierDetector.from_pretrained()`` loads the bundled heads on the pinned MiniLM encoder;
-    ``threads`` sets torch's threads while encoding (default 1; see :class:`SentenceEncoder`).
+    ``threads`` sets torch's threads while encoding (default: torch's own; see :class:`SentenceEncoder`).
     """
 
     def __init__(self, heads: dict[str, TaskHead], threshold: float, encoder: SentenceEncoder, name: str) -> None:
@@ -115,36 +117,27 @@ class ClassifierDetector:
         if n_bytes // MAX_BYTES_PER_TOKEN > WINDOW_TOKENS * policy.max_windows:
             return _Texts(long=True, error=f"input of over {n_bytes // MAX_BYTES_PER_TOKEN} tokens needs more "
                                            f"windows than max_windows={policy.max_windows}")  # fmt: skip
-        texts = {"prompt": prompt, "response": response}
-        windows: dict[str, list[str]] = {}
-        parts: dict[str, list[str]] = {}
-        long = elided = False
-        total = 0
-        for role, text in texts.items():
-            if text is None:
-                continue
-            codec = self.encoder.codec(text)
-            tokens = codec.tokens
-            total += len(tokens)
-            parts[role] = sentences(codec, WINDOW_TOKENS)
-            if len(tokens) <= WINDOW_TOKENS:
-                windows[role] = [text]
-                continue
-            long = True
-            if policy.long_input is LongInput.UNDECIDED:
-                why = f"{role} of {len(tokens)} tokens is over the classifier's window of {WINDOW_TOKENS}"
-                return _Texts(long=True, tokens=total, error=f"{why} (long_input='undecided')")
-            if policy.long_input is LongInput.ELIDE:
-                windows[role] = [cut_middle(text, tokens, WINDOW_TOKENS - 16, codec)]
-                parts[role] = []  # the elided middle stays unseen, as the option says
-                elided = True
-                continue
-            windows[role] = token_windows(tokens, WINDOW_TOKENS, codec)
-        count = sum(len(w) for w in windows.values())
-        if count > policy.max_windows:
+        codecs = {role: self.encoder.codec(text) for role, text in (("prompt", prompt), ("response", response))
+                  if text is not None}  # fmt: skip
+        total = sum(len(codec.tokens) for codec in codecs.values())
+        long = any(len(codec.tokens) > WINDOW_TOKENS for codec in codecs.values())
+        if long and policy.long_input is LongInput.UNDECIDED:
+            why = f"input of {total} tokens is over the classifier's window of {WINDOW_TOKENS}"
+            return _Texts(long=True, tokens=total, error=f"{why} (long_input='undecided')")
+        elide = policy.long_input is LongInput.ELIDE
+        count = sum(1 if elide else count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
+        if count > policy.max_windows:  # counted before any text is cut: a flood costs one tokenization
             return _Texts(long=True, tokens=total, error=f"input of {total} tokens needs {count} windows, over "
                                                          f"max_windows={policy.max_windows}")  # fmt: skip
-        scored = {role: (*windows[role], *parts[role]) for role in windows}
+        scored: dict[str, tuple[str, ...]] = {}
+        for role, codec in codecs.items():
+            if len(codec.tokens) <= WINDOW_TOKENS:
+                scored[role] = (codec.text, *sentences(codec, WINDOW_TOKENS))
+            elif elide:  # the middle stays unseen, as the option says
+                scored[role] = (cut_middle(codec.text, codec.tokens, WINDOW_TOKENS - 16, codec),)
+            else:
+                scored[role] = (*token_windows(codec.tokens, WINDOW_TOKENS, codec), *sentences(codec, WINDOW_TOKENS))
+        elided = long and elide
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), max(count, 1), long, elided, total)
 
     def _verdict(self, texts: _Texts, has_response: bool, scores: dict[str, float]) -> Verdict:

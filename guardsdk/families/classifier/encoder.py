@@ -52,8 +52,10 @@ class TextSpans:
 class SentenceEncoder:
     """Texts in, unit-length 384-dimension embeddings out (a float32 torch tensor, one row a text).
 
-    ``threads``: torch intra-op threads while encoding (default 1: a single check takes ~10 ms on one core,
-    and one thread does not stall when other processes hold the CPU; batches may ask for more).
+    ``threads``: torch intra-op threads while encoding; torch's setting is process-wide, so it is set for
+    each encode and put back after, and only when asked (default None: torch's own setting, untouched — a
+    library must not move the host app's torch). ``threads=1`` keeps single checks from stalling when other
+    processes hold the CPU (docs/models/guard-classifier-minilm.md).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, threads: int | None = None) -> None:
@@ -63,7 +65,7 @@ class SentenceEncoder:
         folder = Path(path) if path is not None else bundled_encoder_path()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
-        self.threads = threads or 1
+        self.threads = threads
         self.name = ENCODER_NAME if path is None else folder.name
         self._lock = threading.Lock()  # torch's thread count is process-wide: one encode at a time
 
@@ -92,14 +94,16 @@ class SentenceEncoder:
         chunks = []
         with self._lock, torch.inference_mode():
             previous = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
+            if self.threads:
+                torch.set_num_threads(self.threads)
             try:
                 order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
                 for start in range(0, len(order), batch_size):
                     batch = [texts[i] for i in order[start : start + batch_size]]
                     chunks.append(self._encode_batch(batch))
             finally:
-                torch.set_num_threads(previous)
+                if self.threads:
+                    torch.set_num_threads(previous)
         if not chunks:
             return torch.empty(0, self.dimension)
         embeddings = torch.cat(chunks)

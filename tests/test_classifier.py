@@ -51,7 +51,7 @@ def test_clear_cases_get_the_right_labels_with_scores_and_no_reasoning(annotate)
 
 def test_a_response_gets_refusal_and_harm_scores(annotate):
     verdict = annotate.check(HARMFUL, REFUSAL)
-    assert set(verdict.scores) == {"prompt_harm", "refusal", "response_harm"}
+    assert set(verdict.scores) == {"prompt_harm", "refusal", "response_harm"} and verdict.windows == 1
     assert verdict.response_refusal is True and verdict.response_harmful is False
     assert all(0.0 <= s <= 1.0 for s in verdict.scores.values())
 
@@ -138,3 +138,10 @@ def test_a_flood_of_short_sentences_is_refused_by_its_window_count_before_any_se
     with pytest.raises(GuardBlocked) as blocked:
         guard.check("Go now. " * 50_000)  # 100K tokens, 50K sentences: cut first, it would cost minutes
     assert "max_windows=8" in blocked.value.verdict.error and "deadline" not in blocked.value.verdict.error
+
+
+def test_a_part_without_a_finite_score_is_not_outvoted_by_the_others():
+    from guardsdk.families.classifier.detector import _highest
+
+    assert math.isnan(_highest([0.1, math.nan])) and math.isnan(_highest([math.nan, 0.9])) and math.isnan(_highest([]))
+    assert _highest([0.1, 0.7, 0.3]) == 0.7

@@ -30,7 +30,7 @@ from guardsdk.families.classifier.heads import TaskHead, load_heads
 from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import cut_middle
-from guardsdk.verdict import TASKS, Label, Task, Verdict, verdict_from_labels
+from guardsdk.verdict import Label, Task, Verdict, verdict_from_labels
 
 FAMILY = "classifier"
 #: The heads shipped in the package (trained by ``guardsdk-train classifier trainer/configs/classifier-minilm.yaml``).
@@ -69,6 +69,14 @@ def sentences(codec: TextSpans, size: int) -> list[str]:
         tokens = [span for span in codec.tokens[bisect_left(starts, a) : bisect_left(starts, b)] if span[1] <= b]
         parts += token_windows(tokens, size, codec) if len(tokens) > size else [text[a:b]]
     return parts
+
+
+def _highest(scores: list[float]) -> float:
+    """The highest score of a task's parts; NaN when there is none or any part has no finite score (a part
+    that was not scored is never outvoted by the others)."""
+    if not scores or not all(math.isfinite(score) for score in scores):
+        return math.nan
+    return max(scores)
 
 
 @dataclass(frozen=True)
@@ -138,9 +146,10 @@ class ClassifierDetector:
             else:
                 scored[role] = (*token_windows(codec.tokens, WINDOW_TOKENS, codec), *sentences(codec, WINDOW_TOKENS))
         elided = long and elide
-        return _Texts(scored.get("prompt", ()), scored.get("response", ()), max(count, 1), long, elided, total)
+        windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
+        return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total)
 
-    def _verdict(self, texts: _Texts, has_response: bool, scores: dict[str, float]) -> Verdict:
+    def _verdict(self, has_response: bool, scores: dict[str, float]) -> Verdict:
         labels: dict[Task, Label | None] = {}
         for task, score in scores.items():
             if math.isfinite(score):
@@ -184,9 +193,9 @@ class ClassifierDetector:
             position += len(texts.prompt)
             spans["response"] = range(position, position + len(texts.response))
             position += len(texts.response)
-            scores = {task: max((probabilities[task][i] for i in spans[self._reads(task)]), default=math.nan)
+            scores = {task: _highest([probabilities[task][i] for i in spans[self._reads(task)]])
                       for task in self.heads if task == Task.PROMPT_HARM or has_response}  # fmt: skip
-            verdict = self._verdict(texts, has_response, scores)
+            verdict = self._verdict(has_response, scores)
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
 
@@ -208,4 +217,4 @@ class ClassifierDetector:
         self._closed = True
 
 
-__all__ = ["FAMILY", "TASKS", "ClassifierDetector", "bundled_heads_path"]
+__all__ = ["FAMILY", "ClassifierDetector", "bundled_heads_path", "sentences"]

@@ -36,8 +36,9 @@ class Cascade:
         confirm_unsafe: bool = False,
     ) -> None:
         low, high = band
-        if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"band must be 0 <= low <= high <= 1, not {band!r}")
+        threshold = getattr(fast, "threshold", 0.5)
+        if not 0.0 <= low <= threshold <= high <= 1.0:  # the classifier's own label stands outside the band
+            raise ValueError(f"band must be 0 <= low <= {threshold:g} (the threshold) <= high <= 1, not {band!r}")
         self.fast = fast
         self.reasoning = reasoning
         self.band = (float(low), float(high))

@@ -73,9 +73,11 @@ async def test_the_async_twin_escalates_the_same_way(replay):
     assert sync.escalated and async_.escalated and sync.labels == async_.labels
 
 
-def test_a_band_outside_zero_to_one_is_refused(replay):
+def test_a_band_that_does_not_hold_the_threshold_is_refused(replay):
     with pytest.raises(ValueError, match="band"):
         Guard(replay, mode="cascade", cascade_band=(0.9, 0.1))
+    with pytest.raises(ValueError, match="threshold"):  # 0.55 would be "confident" yet labelled harmful
+        Guard(replay, mode="cascade", cascade_band=(0.6, 0.9))
     with pytest.raises(ValueError, match="mode"):
         Guard(replay, mode="fast")
     with pytest.raises(ValueError, match="reasoning guard"):

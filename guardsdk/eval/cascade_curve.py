@@ -29,13 +29,12 @@ class CascadeItem:
     reasoning_s: float = 0.0  # what the reasoning check of this item costs, in seconds
 
 
-def cascade_label(item: CascadeItem, low: float, high: float) -> tuple[str | None, bool]:
-    """The cascade's label for ``item`` under the band, and whether the reasoning guard decided it."""
+def cascade_label(item: CascadeItem, low: float, high: float, threshold: float = 0.5) -> tuple[str | None, bool]:
+    """The cascade's label for ``item`` under the band (which holds the classifier's ``threshold``), and
+    whether the reasoning guard decided it — the rule of :meth:`guardsdk.cascade.Cascade.escalates`."""
     task = Task(item.task)
-    if math.isfinite(item.score) and item.score <= low:
-        return task.negative.value, False
-    if math.isfinite(item.score) and item.score >= high:
-        return task.positive.value, False
+    if math.isfinite(item.score) and (item.score <= low or item.score >= high):
+        return (task.positive if item.score >= threshold else task.negative).value, False
     return item.reasoning, True
 
 

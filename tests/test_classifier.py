@@ -145,3 +145,9 @@ def test_a_part_without_a_finite_score_is_not_outvoted_by_the_others():
 
     assert math.isnan(_highest([0.1, math.nan])) and math.isnan(_highest([math.nan, 0.9])) and math.isnan(_highest([]))
     assert _highest([0.1, 0.7, 0.3]) == 0.7
+
+
+def test_strict_encoding_refuses_a_text_the_encoder_would_cut(classifier):
+    with pytest.raises(ValueError, match="over the encoder's 256"):
+        classifier.encoder.encode(["short text", "word " * 400], strict=True)
+    assert classifier.encoder.encode(["word " * 400]).shape == (1, 384)  # training may cut; checks never do

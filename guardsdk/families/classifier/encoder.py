@@ -78,17 +78,9 @@ class SentenceEncoder:
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return TextSpans(text, [tuple(span) for span in encoded["offset_mapping"]])
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens of each text with [CLS] and [SEP], uncut."""
-        return [len(ids) for ids in self.tokenizer(list(texts), verbose=False)["input_ids"]]
-
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, strict: bool = False) -> Any:
         """The embeddings of ``texts``, each cut at :data:`MAX_TOKENS` tokens; ``strict``: a text that would be
         cut is a ``ValueError`` instead (a checked text is never cut unseen; plan windows before calling)."""
-        if strict:
-            longest = max(self.count_tokens(texts), default=0)
-            if longest > MAX_TOKENS:
-                raise ValueError(f"a text of {longest} tokens is over the encoder's {MAX_TOKENS}")
         import torch
 
         chunks = []
@@ -100,7 +92,7 @@ class SentenceEncoder:
                 order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
                 for start in range(0, len(order), batch_size):
                     batch = [texts[i] for i in order[start : start + batch_size]]
-                    chunks.append(self._encode_batch(batch))
+                    chunks.append(self._encode_batch(batch, strict))
             finally:
                 if self.threads:
                     torch.set_num_threads(previous)
@@ -109,10 +101,13 @@ class SentenceEncoder:
         embeddings = torch.cat(chunks)
         return embeddings[torch.tensor(order).argsort()]
 
-    def _encode_batch(self, texts: list[str]) -> Any:
+    def _encode_batch(self, texts: list[str], strict: bool) -> Any:
         import torch
 
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        cut = {"truncation": True, "max_length": MAX_TOKENS} if not strict else {"verbose": False}
+        batch = self.tokenizer(texts, padding=True, return_tensors="pt", **cut)
+        if batch["input_ids"].shape[1] > MAX_TOKENS:  # only when strict: checked as tokenized, not twice
+            raise ValueError(f"a text of {batch['input_ids'].shape[1]} tokens is over the encoder's {MAX_TOKENS}")
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

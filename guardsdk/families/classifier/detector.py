@@ -26,7 +26,7 @@ import torch
 
 from guardsdk.errors import describe
 from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
-from guardsdk.families.classifier.heads import TaskHead, load_heads
+from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, load_heads
 from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import cut_middle
@@ -100,9 +100,10 @@ class ClassifierDetector:
     ``threads`` sets torch's threads while encoding (default: torch's own; see :class:`SentenceEncoder`).
     """
 
-    def __init__(self, heads: dict[str, TaskHead], threshold: float, encoder: SentenceEncoder, name: str) -> None:
+    def __init__(self, heads: dict[str, TaskHead], config: HeadsConfig, encoder: SentenceEncoder, name: str) -> None:
         self.heads = heads
-        self.threshold = threshold
+        self.threshold = config.threshold
+        self.inputs = config.inputs  # per task, what its head reads: "prompt" or "response"
         self.encoder = encoder
         self.name = f"{FAMILY}:{name}"
         self.family_name = FAMILY
@@ -117,7 +118,7 @@ class ClassifierDetector:
         heads) on the encoder they were trained with."""
         folder = Path(path) if path is not None else bundled_heads_path()
         heads, config = load_heads(folder)
-        return cls(heads, config.threshold, SentenceEncoder(threads=threads), folder.name)
+        return cls(heads, config, SentenceEncoder(threads=threads), folder.name)
 
     # -- the pure steps ----------------------------------------------------------------------
     def _texts(self, prompt: str, response: str | None, policy: Policy) -> _Texts:
@@ -193,14 +194,11 @@ class ClassifierDetector:
             position += len(texts.prompt)
             spans["response"] = range(position, position + len(texts.response))
             position += len(texts.response)
-            scores = {task: _highest([probabilities[task][i] for i in spans[self._reads(task)]])
-                      for task in self.heads if task == Task.PROMPT_HARM or has_response}  # fmt: skip
+            scores = {task: _highest([probabilities[task][i] for i in spans[reads]])
+                      for task, reads in self.inputs.items() if reads == "prompt" or has_response}  # fmt: skip
             verdict = self._verdict(has_response, scores)
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
-
-    def _reads(self, task: str) -> str:
-        return "prompt" if task == Task.PROMPT_HARM else "response"
 
     def _score(self, texts: list[str]) -> dict[str, list[float]]:
         """Every head's probability for every text (a head scores only the texts of its kind, but scoring

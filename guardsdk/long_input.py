@@ -87,18 +87,18 @@ def plan_check(
                        long=fitted.truncated)  # fmt: skip
     cap = policy.max_windows * pair_budget
     if n_bytes // MAX_BYTES_PER_TOKEN > (pair_budget if policy.long_input is LongInput.UNDECIDED else cap):
-        return replace(plan, long=True, error=_too_long(policy, f"over {n_bytes // MAX_BYTES_PER_TOKEN}"))
+        return replace(plan, long=True, error=too_long_reason(policy, f"over {n_bytes // MAX_BYTES_PER_TOKEN}"))
     prompt_tokens = codec.tokenize(prompt)
     response_tokens = codec.tokenize(response) if response is not None else []
     total = len(prompt_tokens) + len(response_tokens)
     if total <= pair_budget:
         return replace(plan, parts=(Part(prompt, response),))
     if policy.long_input is LongInput.UNDECIDED:
-        return replace(plan, long=True, error=_too_long(policy, str(total)))
+        return replace(plan, long=True, error=too_long_reason(policy, str(total)))
     if response is None:
         count = count_windows(len(prompt_tokens), solo_budget)
         if count > policy.max_windows:
-            return replace(plan, long=True, error=_too_long(policy, str(total), count))
+            return replace(plan, long=True, error=too_long_reason(policy, str(total), count))
         return replace(
             plan, long=True, parts=tuple(Part(w, None) for w in token_windows(prompt_tokens, solo_budget, codec))
         )
@@ -119,12 +119,13 @@ def _pair_windows(plan: Plan, prompt_tokens: list[Any], response_tokens: list[An
     count = len(prompt_parts) + count_windows(len(response_tokens), response_size)
     if count > policy.max_windows:
         total = len(prompt_tokens) + len(response_tokens)
-        return replace(plan, long=True, error=_too_long(policy, str(total), count))
+        return replace(plan, long=True, error=too_long_reason(policy, str(total), count))
     response_parts = [Part(shown_prompt, w) for w in token_windows(response_tokens, response_size, codec)]
     return replace(plan, long=True, parts=(*prompt_parts, *response_parts))
 
 
-def _too_long(policy: Policy, tokens: str, windows: int | None = None) -> str:
+def too_long_reason(policy: Policy, tokens: str, windows: int | None = None) -> str:
+    """Why an input of ``tokens`` tokens (a count, or "over N") is undecided under ``policy``."""
     if policy.long_input is LongInput.UNDECIDED:
         return f"input of {tokens} tokens is over the guard's budget (long_input='undecided')"
     needed = f"{windows} windows" if windows else "more windows"

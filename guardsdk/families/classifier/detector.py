@@ -27,7 +27,7 @@ import torch
 from guardsdk.errors import describe
 from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
 from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, load_heads
-from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows
+from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows, too_long_reason
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import cut_middle
 from guardsdk.verdict import Label, Task, Verdict, verdict_from_labels
@@ -124,20 +124,17 @@ class ClassifierDetector:
     def _texts(self, prompt: str, response: str | None, policy: Policy) -> _Texts:
         n_bytes = len(prompt.encode()) + len((response or "").encode())
         if n_bytes // MAX_BYTES_PER_TOKEN > WINDOW_TOKENS * policy.max_windows:
-            return _Texts(long=True, error=f"input of over {n_bytes // MAX_BYTES_PER_TOKEN} tokens needs more "
-                                           f"windows than max_windows={policy.max_windows}")  # fmt: skip
+            return _Texts(long=True, error=too_long_reason(policy, f"over {n_bytes // MAX_BYTES_PER_TOKEN}"))
         codecs = {role: self.encoder.codec(text) for role, text in (("prompt", prompt), ("response", response))
                   if text is not None}  # fmt: skip
         total = sum(len(codec.tokens) for codec in codecs.values())
         long = any(len(codec.tokens) > WINDOW_TOKENS for codec in codecs.values())
         if long and policy.long_input is LongInput.UNDECIDED:
-            why = f"input of {total} tokens is over the classifier's window of {WINDOW_TOKENS}"
-            return _Texts(long=True, tokens=total, error=f"{why} (long_input='undecided')")
+            return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total)))
         elide = policy.long_input is LongInput.ELIDE
         count = sum(1 if elide else count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
         if count > policy.max_windows:  # counted before any text is cut: a flood costs one tokenization
-            return _Texts(long=True, tokens=total, error=f"input of {total} tokens needs {count} windows, over "
-                                                         f"max_windows={policy.max_windows}")  # fmt: skip
+            return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
         scored: dict[str, tuple[str, ...]] = {}
         for role, codec in codecs.items():
             if len(codec.tokens) <= WINDOW_TOKENS:

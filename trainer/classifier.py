@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from guardsdk.eval.scoring import binary_scores
 from guardsdk.families.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
 from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, save_heads
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
@@ -101,11 +102,7 @@ def calibrate(head: TaskHead, embeddings: torch.Tensor, labels: torch.Tensor, ba
 
 def held_out_metrics(probabilities: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict[str, float]:
     """F1 of the positive label (%), and the expected calibration error over 10 bins."""
-    predicted = probabilities >= threshold
-    tp = int((predicted & (labels == 1)).sum())
-    fp = int((predicted & (labels == 0)).sum())
-    fn = int((~predicted & (labels == 1)).sum())
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    f1 = binary_scores(labels.tolist(), (probabilities >= threshold).long().tolist(), positive=1).f1
     bins = torch.clamp((probabilities * 10).long(), max=9)
     ece = 0.0
     for b in range(10):
@@ -113,7 +110,7 @@ def held_out_metrics(probabilities: torch.Tensor, labels: torch.Tensor, threshol
         if rows.any():
             ece += abs(float(probabilities[rows].mean()) - float(labels[rows].float().mean())) * int(rows.sum())
     ece /= max(len(labels), 1)
-    return {"f1": round(100 * f1, 2), "ece": round(ece, 4), "n": len(labels)}
+    return {"f1": round(f1, 2), "ece": round(ece, 4), "n": len(labels)}
 
 
 class EmbeddingCache:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM
@@ -64,8 +64,9 @@ class BinaryScores:
         return 100.0 * self.fp / (self.fp + self.tn) if self.fp + self.tn else 0.0
 
 
-def binary_scores(golds: Sequence[str], preds: Sequence[str], positive: str) -> BinaryScores:
-    """Confusion counts of ``preds`` against ``golds`` with ``positive`` as the positive class."""
+def binary_scores(golds: Sequence[Hashable], preds: Sequence[Hashable], positive: Hashable) -> BinaryScores:
+    """Confusion counts of ``preds`` against ``golds`` with ``positive`` as the positive class (labels are
+    label strings, or any values compared with ``==``, e.g. 0/1)."""
     if len(golds) != len(preds):
         raise ValueError("golds and preds differ in length")
     tp = fp = fn = tn = 0

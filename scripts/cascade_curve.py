@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 from guardsdk import Guard, OnUnsafe, Policy
+from guardsdk.backends.replay import ReplayBackend
 from guardsdk.eval.benchmarks import benchmark, load_items
 from guardsdk.eval.cascade_curve import CascadeItem, curve, pareto
 from guardsdk.eval.scoring import gold_label
 from guardsdk.families import get_family
+from guardsdk.families.guardreasoner.template import has_response
 from guardsdk.tools.tiny_model import llama3_tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -44,16 +46,12 @@ def classifier_scores(guard: Guard, name: str) -> tuple[list, list[float]]:
 def reasoning_labels(size: str, name: str, task: str, tokenizer, rates: tuple[float, float]) -> dict[str, tuple]:
     """model input -> (the published output's label, its estimated seconds on this CPU)."""
     family = get_family("guardreasoner")
-    path = SHARED / "predictions" / size / name / "generated_predictions.jsonl"
+    records = ReplayBackend.from_predictions([SHARED / "predictions" / size / name / "generated_predictions.jsonl"])
     out = {}
-    for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines(): texts hold U+2028
-        if not line:
-            continue
-        row = json.loads(line)
-        has_response = "AI assistant:\nNone\n" not in row["prompt"]
-        label = family.parse([row["predict"]], has_response=has_response, conversation=row["prompt"]).labels[task]
-        seconds = len(tokenizer.encode(row["prompt"])) / rates[0] + len(tokenizer.encode(row["predict"])) / rates[1]
-        out[row["prompt"]] = (label, seconds)
+    for model_input, output in records.records.items():
+        verdict = family.parse([output], has_response=has_response(model_input), conversation=model_input)
+        seconds = len(tokenizer.encode(model_input)) / rates[0] + len(tokenizer.encode(output)) / rates[1]
+        out[model_input] = (verdict.labels[task], seconds)
     return out
 
 

@@ -3,10 +3,10 @@
 For each check, the classifier scores the tasks the policy gates. When every gated task's score lies at or
 below ``low`` (confidently negative) or at or above ``high`` (confidently positive), the classifier's verdict
 stands; otherwise — a score in between, a missing score, an undecided classifier — the reasoning detector
-checks that input and its verdict replaces the classifier's (undecided stays undecided: the classifier's
-guess never stands in for a reasoning guard that could not decide). ``confirm_unsafe`` also sends every
-confidently unsafe verdict to the reasoning guard, to confirm it and explain why. The operating point comes
-from the measured curve in docs/cascade.md, not from a guess.
+checks that input and its verdict replaces the classifier's, scores included (undecided stays undecided: the
+classifier's guess never stands in for a reasoning guard that could not decide; its scores are noted in
+``raw``). ``confirm_unsafe`` also sends every confidently unsafe verdict to the reasoning guard, to confirm it
+and explain why. The operating point comes from the measured curve in docs/cascade.md, not from a guess.
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ class Cascade:
     def _combine(self, first: list[Verdict], escalated: list[int], second: Sequence[Verdict]) -> list[Verdict]:
         verdicts = [dataclasses.replace(v, detector=f"{self.name}: {v.detector}") for v in first]
         for index, verdict in zip(escalated, second, strict=True):
+            shown = ", ".join(f"{task} {score:.3f}" for task, score in first[index].scores.items()) or "nothing"
             verdicts[index] = dataclasses.replace(
                 verdict,
-                scores=first[index].scores,
+                raw=f"[guardsdk cascade: the classifier scored {shown}; the reasoning guard decided]\n\n{verdict.raw}",
                 escalated=True,
                 latency_s=first[index].latency_s + verdict.latency_s,
                 detector=f"{self.name}: {verdict.detector or self.reasoning.name}",

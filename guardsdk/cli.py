@@ -11,7 +11,7 @@ from pathlib import Path
 from guardsdk.errors import GuardError, describe
 from guardsdk.families import family_names, get_family
 from guardsdk.families.classifier import CLASSIFIER
-from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, Guard
+from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, MODES, Guard
 from guardsdk.policy import LongInput, OnUnsafe, Policy
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import TASKS, Verdict
@@ -61,6 +61,14 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads of a GGUF model (default: half the cores)"
     )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="single",
+        help="single: the model reasons in full; verdict_first: answers read by probability after the input "
+        "(check: reasoning where blocked or uncertain; eval: never); needed_tasks: reasoning about the gated "
+        "tasks only; cascade: the bundled classifier first (see docs/speed.md, docs/cascade.md)",
+    )
 
 
 def _add_check_parser(commands: argparse._SubParsersAction) -> None:
@@ -101,7 +109,10 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurre
         "max_new_tokens": args.max_new_tokens,
         "max_input_tokens": args.max_input_tokens,
         "timeout_s": args.timeout,
+        "mode": args.mode,
     }
+    if args.mode == "verdict_first" and args.command == "eval":
+        common["reason_when"] = ()  # eval measures the forced answers themselves
     if args.family == CLASSIFIER:
         if args.gguf or args.server:
             raise UsageError("--family classifier takes a heads folder as --model (or none: the bundled heads)")
@@ -146,7 +157,7 @@ def render_text(verdict: Verdict) -> str:
     for task in TASKS:
         if verdict.reasoning.get(task):
             lines.append(f"\n# reasoning: {names[task]}\n{verdict.reasoning[task]}")
-    if not verdict.reasoning and verdict.raw.startswith("no reasoning"):
+    if not verdict.reasoning and verdict.raw.startswith(("no reasoning", "verdict-first")):
         lines.append(f"\n{verdict.raw}")
     if verdict.error:
         lines.append(f"\nerror: {verdict.error}")

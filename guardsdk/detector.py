@@ -14,14 +14,16 @@ import os
 import time
 from typing import Any, Protocol, runtime_checkable
 
-from guardsdk.backends.base import Backend, Generation, failed_generation
+from guardsdk.answer_scores import force_slots, written_score
+from guardsdk.backends.base import Backend, Generation, NextTokenScorer, failed_generation
 from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
+from guardsdk.families.base import ForcedAnswers
 from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.long_input import Part, Plan, merge_verdicts, plan_check
 from guardsdk.model_resolution import explicit, load_backend, log_choice, resolve_default_model
 from guardsdk.policy import Policy
-from guardsdk.verdict import ParseStatus, Verdict
+from guardsdk.verdict import TASKS, Label, ParseStatus, Task, Verdict, verdict_from_labels
 
 Pair = tuple[str, "str | None"]
 #: Why an output that did not finish decides nothing.
@@ -49,7 +51,13 @@ class Detector(Protocol):
 
 
 class GenerativeDetector:
-    """A guard family's model on a backend; see the module docstring."""
+    """A guard family's model on a backend; see the module docstring.
+
+    Every verdict carries a score per task the model answered where the backend gives token probabilities
+    (the probability of the label word it wrote; see :mod:`guardsdk.answer_scores`). ``needed_tasks_only``
+    (lossy, GuardReasoner): reasoning stops after the last task the policy needs for a check (Task 1 for a
+    prompt check) and that task's answer is forced and read by probability.
+    """
 
     def __init__(
         self,
@@ -58,12 +66,24 @@ class GenerativeDetector:
         *,
         max_input_tokens: int = 2048,
         max_new_tokens: int | None = None,
+        needed_tasks_only: bool = False,
     ) -> None:
         self.backend = backend
         self.family = get_family(family)
         self.max_input_tokens = max_input_tokens
         self.max_new_tokens = max_new_tokens or self.family.max_new_tokens
+        self.needed_tasks_only = needed_tasks_only
+        if needed_tasks_only and not self.can_force_answers:
+            raise ValueError(
+                f"needed-tasks mode forces answers: it needs a family that names its answer slots and a backend that "
+                f"gives next-token probabilities (llama.cpp, transformers), not {self.family.name} on {backend.name}"
+            )
         self.name = f"{self.family.name}:{backend.name}"
+
+    @property
+    def can_force_answers(self) -> bool:
+        """Whether answers can be forced and read by probability (verdict-first, needed-tasks modes)."""
+        return isinstance(self.family, ForcedAnswers) and isinstance(self.backend, NextTokenScorer)
 
     # -- the pure steps ----------------------------------------------------------------------
     def plan(self, pairs: list[Pair], policy: Policy) -> list[Plan]:
@@ -87,10 +107,11 @@ class GenerativeDetector:
         """Every model input of every part of every plan, in order."""
         return [text for plan in plans for views in plan.views for text in views]
 
-    def assemble(self, plans: list[Plan], generations: Any, started: float) -> list[Verdict]:
-        """The verdict of each plan from the backend's answer to :meth:`inputs` (a list of generations, or
-        the exception it raised)."""
-        remaining = iter(_checked(generations, len(self.inputs(plans))))
+    def assemble(
+        self, plans: list[Plan], generations: list[Generation], started: float, policy: Policy
+    ) -> list[Verdict]:
+        """The verdict of each plan from the backend's generations for :meth:`inputs` (one per input)."""
+        remaining = iter(generations)
         latency = (time.monotonic() - started) / max(len(plans), 1)
         verdicts = []
         for plan in plans:
@@ -98,7 +119,7 @@ class GenerativeDetector:
             if plan.error is not None:
                 verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name)
             else:
-                parts = [self._part_verdict(part, [next(remaining) for _ in views])
+                parts = [self._part_verdict(part, views, [next(remaining) for _ in views], policy)
                          for part, views in zip(plan.parts, plan.views, strict=True)]  # fmt: skip
                 headings = [f"guardsdk window {i}/{len(parts)}" for i in range(1, len(parts) + 1)]
                 verdict = merge_verdicts(parts, has_response, headings)
@@ -107,8 +128,11 @@ class GenerativeDetector:
                                                 detector=self.name))  # fmt: skip
         return verdicts
 
-    def _part_verdict(self, part: Part, generations: list[Generation]) -> Verdict:
+    def _part_verdict(
+        self, part: Part, views: tuple[str, ...], generations: list[Generation], policy: Policy
+    ) -> Verdict:
         has_response = part.response is not None
+        stop, needed = self.reasoning_stop(has_response, policy)
         run = {"model": self.backend.name, "tokens_in": sum(g.prompt_tokens for g in generations),
                "tokens_out": sum(g.completion_tokens for g in generations)}  # fmt: skip
         for generation in generations:
@@ -124,39 +148,96 @@ class GenerativeDetector:
         texts = [g.text for g in generations]
         try:
             verdict = self.family.parse(texts, has_response=has_response, conversation=conversation)
+            if stop is not None and any(verdict.labels[t] is None for t in needed):
+                verdict = self._forced_rest(verdict, views, texts, needed)
+            else:
+                verdict = dataclasses.replace(verdict, scores=self._written_scores(verdict, generations))
         except Exception as exc:  # a family that cannot read an output decides nothing
             error = f"{self.family.name} could not read the output: {describe(exc)}"
             return Verdict.undecided(has_response=has_response, error=error, raw="\n\n".join(texts), **run)
         return dataclasses.replace(verdict, **run)
 
-    def _generate_kwargs(self, deadline: float) -> dict[str, Any]:
-        return {"max_tokens": self.max_new_tokens, "timeout_s": max(deadline - time.monotonic(), 0.01),
-                "special_tokens": self.family.special_tokens}  # fmt: skip
+    def _written_scores(self, verdict: Verdict, generations: list[Generation]) -> dict[str, float]:
+        """The score behind each label the model wrote, where its output and the backend show it."""
+        if not isinstance(self.family, ForcedAnswers):
+            return {}
+        scores = {}
+        for slots, generation in zip(self.family.answer_slots(verdict.has_response), generations, strict=False):
+            for slot in slots:
+                label = verdict.labels.get(slot.task)
+                score = None if label in (None, Label.NOT_APPLICABLE) else written_score(
+                    slot, label, generation, self.backend)  # fmt: skip
+                if score is not None:
+                    scores[slot.task] = score
+        return scores
+
+    def _forced_rest(self, verdict: Verdict, views: tuple[str, ...], texts: list[str], needed: list[Task]) -> Verdict:
+        """Needed-tasks mode: the reasoning stopped after the last needed task; force the answers to those tasks
+        after it (the labels and scores come from the answer words' probabilities)."""
+        [view], [text], [slots] = views, texts, self.family.answer_slots(verdict.has_response)  # type: ignore[attr-defined]
+        forced = force_slots(self.backend, view + text, [s for s in slots if s.task in needed],  # type: ignore[arg-type]
+                             special_tokens=self.family.special_tokens)  # fmt: skip
+        labels = {**{t: verdict.labels[t] for t in TASKS if t not in needed}, **forced.labels}
+        shown = f"{text}{forced.text}\n\n[guardsdk needed-tasks mode: the answers above were forced after reasoning]"
+        rebuilt = verdict_from_labels(labels, has_response=verdict.has_response, raw=shown, family=self.family.name,
+                                      reasoning=verdict.reasoning)  # fmt: skip
+        return dataclasses.replace(rebuilt, scores=forced.scores, error=forced.error)
+
+    def reasoning_stop(self, has_response: bool, policy: Policy) -> tuple[str | None, list[Task]]:
+        """Needed-tasks mode: where to stop reasoning for a check, and the tasks it must answer; (None, [])
+        when the whole output is needed."""
+        needed = [Task(t) for t in TASKS if t in policy.gates and (has_response or t == Task.PROMPT_HARM)]
+        stop_at = getattr(self.family, "reasoning_stop", None)
+        if not self.needed_tasks_only or not needed or stop_at is None:
+            return None, []
+        stop = stop_at(needed[-1])
+        return stop, needed if stop is not None else []
+
+    def _calls(self, plans: list[Plan], policy: Policy, deadline: float) -> list[tuple[list[int], dict[str, Any]]]:
+        """The backend calls :meth:`inputs` needs: the indices of the inputs of each call and its arguments (one
+        call, or one per reasoning stop in needed-tasks mode)."""
+        parts = [(part, views) for plan in plans for part, views in zip(plan.parts, plan.views, strict=True)]
+        stops = [self.reasoning_stop(part.response is not None, policy)[0] for part, views in parts for _ in views]
+        calls = []
+        for stop in dict.fromkeys(stops):
+            kwargs = {"max_tokens": self.max_new_tokens, "timeout_s": max(deadline - time.monotonic(), 0.01),
+                      "special_tokens": self.family.special_tokens,
+                      "stop": None if stop is None else [stop]}  # fmt: skip
+            calls.append(([i for i, s in enumerate(stops) if s == stop], kwargs))
+        return calls
+
+    @staticmethod
+    def _place(generations: list[Generation], indices: list[int], answer: Any) -> None:
+        for index, generation in zip(indices, _checked(answer, len(indices)), strict=True):
+            generations[index] = generation
 
     # -- the drivers -------------------------------------------------------------------------
     def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         started = time.monotonic()
         plans = self.plan(pairs, policy)
         inputs = self.inputs(plans)
-        generations: Any = []
-        if inputs:
+        generations: list[Any] = [None] * len(inputs)
+        for indices, kwargs in self._calls(plans, policy, deadline):
             try:
-                generations = self.backend.generate(inputs, **self._generate_kwargs(deadline))
+                answer: Any = self.backend.generate([inputs[i] for i in indices], **kwargs)
             except Exception as exc:
-                generations = exc
-        return self.assemble(plans, generations, started)
+                answer = exc
+            self._place(generations, indices, answer)
+        return self.assemble(plans, generations, started, policy)
 
     async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         started = time.monotonic()
         plans = await asyncio.to_thread(self.plan, pairs, policy)  # tokenizing stays off the event loop
         inputs = self.inputs(plans)
-        generations: Any = []
-        if inputs:
+        generations: list[Any] = [None] * len(inputs)
+        for indices, kwargs in self._calls(plans, policy, deadline):
             try:
-                generations = await self.backend.agenerate(inputs, **self._generate_kwargs(deadline))
+                answer: Any = await self.backend.agenerate([inputs[i] for i in indices], **kwargs)
             except Exception as exc:
-                generations = exc
-        return self.assemble(plans, generations, started)
+                answer = exc
+            self._place(generations, indices, answer)
+        # reading scores and forcing answers may run the model again: off the event loop too
+        return await asyncio.to_thread(self.assemble, plans, generations, started, policy)
 
     def close(self) -> None:
         self.backend.close()
@@ -167,11 +248,12 @@ Model = Detector | Backend | str | os.PathLike[str] | None
 
 def as_detector(
     model: Model, family: str | GuardFamily | None = None, *, max_input_tokens: int = 2048,
-    max_new_tokens: int | None = None, threads: int | None = None,
+    max_new_tokens: int | None = None, threads: int | None = None, needed_tasks_only: bool = False,
 ) -> Detector:  # fmt: skip
     """``model`` as a detector: a detector as is; a backend, a GGUF file or a Hugging Face folder / hub id
-    (None: the default model) as ``family``'s generative detector, its budget checked against the context;
-    with ``family="classifier"``, a folder of classifier heads (None: the bundled ones)."""
+    (None: the default model) as ``family``'s generative detector, its budget checked against the context
+    (``needed_tasks_only``: see :class:`GenerativeDetector`); with ``family="classifier"``, a folder of
+    classifier heads (None: the bundled ones)."""
     if isinstance(model, Detector):
         return model
     if family == CLASSIFIER:
@@ -187,7 +269,7 @@ def as_detector(
         backend = load_backend(choice, threads)
     guard_family = guard_family or get_family(None)
     detector = GenerativeDetector(backend, guard_family, max_input_tokens=max_input_tokens,
-                                  max_new_tokens=max_new_tokens)  # fmt: skip
+                                  max_new_tokens=max_new_tokens, needed_tasks_only=needed_tasks_only)  # fmt: skip
     if max_input_tokens + detector.max_new_tokens > backend.context_length:
         raise ValueError(
             f"max_input_tokens + max_new_tokens = {max_input_tokens + detector.max_new_tokens} exceeds "

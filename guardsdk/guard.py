@@ -10,20 +10,21 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from guardsdk.backends.base import Backend
 from guardsdk.cascade import DEFAULT_BAND, Cascade
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline
-from guardsdk.detector import Detector, Ensemble, Model, as_detector
+from guardsdk.detector import Detector, Ensemble, GenerativeDetector, Model, as_detector
 from guardsdk.errors import GuardBlocked, describe
 from guardsdk.families import DEFAULT_FAMILY, GuardFamily
 from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.policy import Policy, stops
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import RESPONSE_HARM, TASKS, Verdict
+from guardsdk.verdict_first import DEFAULT_REASON_WHEN, VerdictFirst
 
 logger = logging.getLogger("guardsdk")
 
@@ -33,6 +34,8 @@ DEFAULT_MAX_INPUT_TOKENS = 2048
 DEFAULT_TIMEOUT_S = 120.0
 
 BatchItem = str | tuple[str, str | None]
+#: How a guard runs its model; see :class:`Guard`.
+MODES = ("single", "cascade", "verdict_first", "needed_tasks")
 
 
 class Guard:
@@ -53,6 +56,11 @@ class Guard:
     processes use the CPU; see docs/backends.md), or the classifier's torch threads while it encodes
     (default: torch's own setting; ``threads=1`` for single checks on a busy machine).
 
+    ``mode="verdict_first"`` (lossy, fast): each answer is read from its probability right after the input and
+    the reasoning runs only for the checks ``reason_when`` names: by default those it would block or whose score
+    is uncertain (see :class:`~guardsdk.verdict_first.VerdictFirst`; pass one as ``model`` for other options).
+    ``mode="needed_tasks"`` (lossy): GuardReasoner reasons only about the tasks the policy needs for a check
+    (Task 1 for a prompt), then its answers are forced. Both need a llama.cpp or transformers model.
     ``mode="cascade"``: the bundled classifier checks first and decides where its scores are outside
     ``cascade_band``; ``model`` (a GuardReasoner-family model by default) reasons about the rest, and with
     ``confirm_unsafe`` about every unsafe finding too (see :mod:`guardsdk.cascade` and docs/cascade.md).
@@ -73,23 +81,28 @@ class Guard:
         mode: str = "single",
         cascade_band: tuple[float, float] = DEFAULT_BAND,
         confirm_unsafe: bool = False,
+        reason_when: Iterable[str] = DEFAULT_REASON_WHEN,
     ) -> None:
-        if mode not in ("single", "cascade"):
-            raise ValueError(f"mode must be 'single' or 'cascade', not {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         models = list(model) if isinstance(model, (list, tuple)) else [model]
-        if mode == "cascade" and family == CLASSIFIER:
-            raise ValueError(
-                "mode='cascade' puts the classifier in front of a reasoning guard: give that guard's family"
-            )
-        if mode == "cascade" and family is None:
-            family = DEFAULT_FAMILY  # the reasoning stage reasons: never the classifier again
+        if mode != "single" and family == CLASSIFIER:
+            raise ValueError(f"mode={mode!r} needs a reasoning guard: give that guard's family, not the classifier")
+        if mode != "single" and family is None:
+            family = DEFAULT_FAMILY  # the mode runs a reasoning guard: never the classifier default
         detectors = [as_detector(m, family, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens,
-                                 threads=threads) for m in models]  # fmt: skip
+                                 threads=threads, needed_tasks_only=mode == "needed_tasks")
+                     for m in models]  # fmt: skip
+        if mode in ("verdict_first", "needed_tasks") and not all(isinstance(d, GenerativeDetector) for d in detectors):
+            raise ValueError(f"mode={mode!r} runs a guard family's model: give a model, not a detector")
+        if mode == "verdict_first":
+            detectors = [VerdictFirst(d, reason_when=reason_when) for d in detectors]  # type: ignore[arg-type]
         self.detector: Detector = detectors[0] if len(detectors) == 1 else Ensemble(detectors)
         if mode == "cascade":
             fast = as_detector(None, CLASSIFIER)
             self.detector = Cascade(fast, self.detector, band=cascade_band, confirm_unsafe=confirm_unsafe)
         self.policy = policy or Policy()
+        self.mode = mode
         self.max_input_tokens = max_input_tokens
         if timeout_s is None or not 0 < timeout_s < float("inf"):
             raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")

@@ -142,13 +142,17 @@ def _precut(text: str | None, budget: int) -> str | None:
 
 def merge_verdicts(verdicts: list[Verdict], has_response: bool, headings: list[str]) -> Verdict:
     """One verdict from several checks of the same input (its windows, or several detectors): per task, any
-    positive wins, then any undecided, else negative; each raw output under its heading."""
+    positive wins, then any undecided, else negative (a task's score: the highest, where every check has one);
+    each raw output under its heading."""
     if len(verdicts) == 1:
         return verdicts[0]
     labels: dict[Task, Label | None] = {}
     reasoning: dict[str, str] = {}
+    scores: dict[str, float] = {}
     for task in TASKS:
         seen = [v for v in verdicts if v.labels[task] is not Label.NOT_APPLICABLE]
+        if seen and all(task in v.scores for v in seen):  # any positive wins: the highest score of all
+            scores[task] = max(v.scores[task] for v in seen)
         positive = [v for v in seen if v.labels[task] == task.positive]
         undecided = any(v.labels[task] is None for v in seen)
         labels[task] = task.positive if positive else None if undecided or not seen else seen[0].labels[task]
@@ -171,5 +175,6 @@ def merge_verdicts(verdicts: list[Verdict], has_response: bool, headings: list[s
         error="; ".join(dict.fromkeys(v.error for v in verdicts if v.error)) or None,
         categories=tuple(dict.fromkeys(c for v in verdicts for c in v.categories)),
         windows=sum(v.windows for v in verdicts),
+        scores=scores,
         family=",".join(v.family for v in verdicts),
     )

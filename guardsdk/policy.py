@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from guardsdk.verdict import NOT_APPLICABLE, POSITIVE_LABEL, PROMPT_HARM, RESPONSE_HARM, TASKS, Decision, Verdict
 
@@ -38,6 +39,11 @@ class Policy:
     check (the response tasks of a prompt-only check) never gates it, and a check that no gated task
     applies to is undecided (nothing was judged safe). ``long_input`` and ``max_windows`` say what
     happens to text over the guard's input budget (see :class:`LongInput`).
+
+    ``thresholds`` maps a task to a probability: where a verdict carries that task's score (the classifier,
+    verdict-first, or a reasoning run on a backend with token probabilities), the task is unsafe at or above
+    it and safe below it, whatever the label; a task without a score keeps its label, and an undecided task
+    stays undecided.
     """
 
     gates: frozenset[str] = frozenset({PROMPT_HARM, RESPONSE_HARM})
@@ -45,11 +51,15 @@ class Policy:
     on_undecided: OnUndecided = OnUndecided.FAIL_CLOSED
     long_input: LongInput = LongInput.WINDOWS
     max_windows: int = 8
+    thresholds: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = set(self.gates) - set(TASKS)
+        unknown = (set(self.gates) | set(self.thresholds)) - set(TASKS)
         if unknown:
-            raise ValueError(f"unknown gate(s) {sorted(unknown)}; choose from {TASKS}")
+            raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {TASKS}")
+        for task, threshold in self.thresholds.items():
+            if not 0.0 < threshold <= 1.0:
+                raise ValueError(f"the threshold of {task} must be in (0, 1], not {threshold!r}")
         if not self.gates:
             raise ValueError("a policy needs at least one gate")
         if self.max_windows < 1:
@@ -62,7 +72,7 @@ class Policy:
     def decide(self, verdict: Verdict) -> Decision:
         """The decision for ``verdict`` under this policy."""
         gated = [t for t in TASKS if t in self.gates and verdict.labels.get(t) != NOT_APPLICABLE]
-        unsafe = tuple(t for t in gated if verdict.labels.get(t) == POSITIVE_LABEL[t])
+        unsafe = tuple(t for t in gated if self._positive(verdict, t))
         undecided = tuple(t for t in gated if verdict.labels.get(t) is None)
         if unsafe:
             return Decision(False, unsafe, undecided, reason=f"unsafe: {', '.join(unsafe)}")
@@ -75,6 +85,12 @@ class Policy:
         if self.on_undecided is OnUndecided.FAIL_OPEN:
             return Decision(True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice")
         return Decision(False, (), undecided, reason=f"undecided ({why}); failing closed")
+
+    def _positive(self, verdict: Verdict, task: str) -> bool:
+        label, score, threshold = verdict.labels.get(task), verdict.scores.get(task), self.thresholds.get(task)
+        if label is None or score is None or threshold is None:
+            return label == POSITIVE_LABEL[task]
+        return not score < threshold  # a NaN score is unsafe
 
 
 def stops(verdict: Verdict, policy: Policy) -> bool:

@@ -107,7 +107,7 @@ class Verdict:
     family: str = ""  # the guard family that read the output
     detector: str = ""  # the detector that decided (family:model, or an ensemble of them)
     scores: dict[str, float] = field(default_factory=dict)  # per task, a probability where the detector gives one
-    escalated: bool = False  # a cascade's reasoning guard decided (the fast classifier was not confident)
+    escalated: bool = False  # a reasoning run decided after a fast first stage (cascade, verdict-first)
 
     @classmethod
     def undecided(

@@ -43,7 +43,8 @@ def test_an_unconfident_classifier_hands_the_check_to_the_reasoning_guard(replay
     guard = cascade(replay, (0.0, 1.0))  # every score in between: always escalate
     verdict = guard.check(item.prompt)
     assert verdict.escalated and verdict.family == "guardreasoner" and len(replay.calls) == 1
-    assert "Reasoning Step" in verdict.raw and set(verdict.scores) == {"prompt_harm"}
+    assert "Reasoning Step" in verdict.raw and verdict.raw.startswith("[guardsdk cascade: the classifier scored prompt_harm")
+    assert verdict.scores == {}  # the replayed outputs carry no token probabilities: no score, not the classifier's
     published = get_family("guardreasoner").parse([replay.lookup(replay.calls[0])], has_response=False)
     assert verdict.labels["prompt_harm"] == published.labels["prompt_harm"]
     assert guard.stats["escalated"] == 1
@@ -55,7 +56,7 @@ def test_a_reasoning_guard_that_cannot_decide_leaves_the_check_undecided_not_the
         guard.check(BENIGN)  # no published output for it: the reasoning stage errors
     verdict = blocked.value.verdict
     assert verdict.escalated and verdict.labels["prompt_harm"] is None and "no recorded output" in verdict.error
-    assert verdict.scores["prompt_harm"] < 0.5  # the classifier thought it safe; that did not decide
+    assert verdict.scores == {} and "the classifier scored prompt_harm 0." in verdict.raw  # its guess did not decide
 
 
 def test_confirm_unsafe_sends_confident_unsafe_findings_to_the_reasoning_guard(replay):

@@ -53,5 +53,5 @@ def test_unsafe_beats_undecided():
 
 
 def test_unknown_gate_is_rejected():
-    with pytest.raises(ValueError, match="unknown gate"):
+    with pytest.raises(ValueError, match="unknown task"):
         Policy(gates=frozenset({"toxicity"}))

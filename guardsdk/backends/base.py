@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from guardsdk.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,8 @@ class Generation:
     finish_reason: str  # "stop" (EOS or stop string), "length" (max_tokens), "timeout", or "error"
     token_ids: tuple[int, ...] | None = None  # the generated ids, where the backend knows them
     error: str | None = None  # why this input got no output (finish_reason "error")
+    #: the log-probability of each generated token under the model (greedy: of its top choice), where known
+    token_logprobs: tuple[float, ...] | None = None
 
 
 def failed_generation(error: str) -> Generation:
@@ -74,6 +78,38 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the model."""
         ...
+
+
+@runtime_checkable
+class NextTokenScorer(Protocol):
+    """A backend that can say how likely each of a few continuations is to come next (one forward pass)."""
+
+    def next_token_probs(
+        self, texts: Sequence[str], candidates: Sequence[str], *, special_tokens: bool = False
+    ) -> list[tuple[float, ...]]:
+        """For each text, the probability that the model's next token is the first token of each candidate
+        continuation (tokenized in context); raises :class:`~guardsdk.errors.BackendError` when it cannot."""
+        ...
+
+
+def continuation_tokens(
+    input_ids: Callable[[str], list[int]], text: str, candidates: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """The ids of ``text``, and the first id each candidate adds after it, tokenized in context.
+
+    Raises :class:`BackendError` when a candidate merges with the end of ``text`` (its first token would not
+    be a next token) or two candidates share their first token (their probabilities could not be told apart).
+    """
+    context = input_ids(text)
+    firsts = []
+    for candidate in candidates:
+        full = input_ids(text + candidate)
+        if len(full) <= len(context) or full[: len(context)] != context:
+            raise BackendError(f"continuation {candidate!r} does not start a new token after the text")
+        firsts.append(full[len(context)])
+    if len(set(firsts)) != len(firsts):
+        raise BackendError(f"continuations {list(candidates)!r} share a first token")
+    return context, firsts
 
 
 class ThreadedAsyncMixin:

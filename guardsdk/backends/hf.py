@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from guardsdk.backends.base import Generation, ThreadedAsyncMixin, failed_generation
+from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
 from guardsdk.backends.devices import placement
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
 
@@ -129,10 +129,15 @@ class HFBackend(ThreadedAsyncMixin):
                 do_sample=False,
                 eos_token_id=eos_ids,
                 pad_token_id=pad,
+                output_scores=True,
+                return_dict_in_generate=True,
                 **kwargs,
             )
+        new_tokens = out.sequences[:, width:]
+        steps = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # (batch, steps, vocab)
+        logprobs = steps.gather(-1, new_tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
         results = []
-        for row, prompt in zip(out[:, width:].tolist(), rows, strict=True):
+        for row, prompt, row_logprobs in zip(new_tokens.tolist(), rows, logprobs, strict=True):
             ended = next((i for i, tok in enumerate(row) if tok in eos_ids), None)
             new_ids = row if ended is None else row[:ended]
             text = self._decode_continuation(prompt, new_ids)
@@ -142,7 +147,8 @@ class HFBackend(ThreadedAsyncMixin):
                     text, finish = text[: text.index(s)], "stop"
             if finish == "length" and len(new_ids) < max_tokens:
                 finish = "timeout" if timeout_s is not None else "stop"
-            results.append(Generation(text, len(prompt), len(new_ids), finish, tuple(new_ids)))
+            results.append(Generation(text, len(prompt), len(new_ids), finish, tuple(new_ids),
+                                      token_logprobs=tuple(row_logprobs[: len(new_ids)])))  # fmt: skip
         return results
 
     def generate(
@@ -170,6 +176,22 @@ class HFBackend(ThreadedAsyncMixin):
                     results.extend(self._generate_batch(chunk, max_tokens, stop, remaining, special_tokens))
                 except Exception as exc:
                     results.extend(failed_generation(describe(exc)) for _ in chunk)
+        return results
+
+    def next_token_probs(
+        self, texts: Sequence[str], candidates: Sequence[str], *, special_tokens: bool = False
+    ) -> list[tuple[float, ...]]:
+        """See :class:`~guardsdk.backends.base.NextTokenScorer`: one forward pass per text."""
+        torch = self._torch
+        results = []
+        with self._lock, torch.inference_mode():
+            if self.model is None:
+                raise BackendError("backend is closed")
+            for text in texts:
+                ids, firsts = continuation_tokens(lambda t: self.input_ids(t, special_tokens), text, candidates)
+                logits = self.model(torch.tensor([ids], device=self.model.device)).logits[0, -1].float()
+                probs = logits.softmax(-1)[firsts].tolist()
+                results.append(tuple(probs))
         return results
 
     def close(self) -> None:

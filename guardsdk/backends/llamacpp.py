@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import threading
 import time
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guardsdk.backends.base import Generation, ThreadedAsyncMixin, failed_generation
+from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
 
 
@@ -26,6 +27,14 @@ def default_threads() -> int:
     """Half the cores, at least one: on 2 cores, 1 thread checks in 0.22 s quiet and 0.23 s with the other
     core busy, where 2 threads take 0.17 s and 0.58 s (scripts/bench_threads.py, docs/backends.md)."""
     return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _logprob(logits: Any, token: int) -> float:
+    """log softmax(logits)[token]."""
+    import numpy as np
+
+    top = float(logits.max())
+    return float(logits[token]) - top - math.log(float(np.exp(logits - top).sum()))
 
 
 class LlamaCppBackend(ThreadedAsyncMixin):
@@ -126,6 +135,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             )
         vocab = self.llm._model.vocab
         out: list[int] = []
+        logprobs: list[float] = []
         finish = "length"
         text_out = ""
         if deadline is not None and time.monotonic() > deadline:
@@ -137,6 +147,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 finish = "stop"
                 break
             out.append(token)
+            logprobs.append(_logprob(self._last_logits(), token))  # the logits this token was chosen from
             if stop:
                 text_out = self.detokenize(out)
                 hit = min((text_out.index(s) for s in stop if s in text_out), default=None)
@@ -150,7 +161,35 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 break
         if finish != "stop" or not stop:
             text_out = self.detokenize(out)
-        return Generation(text_out, len(ids), len(out), finish, tuple(out))
+        return Generation(text_out, len(ids), len(out), finish, tuple(out), token_logprobs=tuple(logprobs))
+
+    def _last_logits(self) -> Any:
+        """The logits of the last evaluated position (a view into llama.cpp's buffer)."""
+        import numpy as np
+
+        llm = self.llm
+        return np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm._n_vocab,))
+
+    def _logits_after(self, ids: list[int]) -> Any:
+        """Evaluate ``ids`` (reusing the cached prefix, at least the last token anew) and return its logits."""
+        llm = self.llm
+        llm.n_tokens = min(llm.longest_token_prefix(llm._input_ids, ids), len(ids) - 1)
+        llm.eval(ids[llm.n_tokens :])
+        return self._last_logits()
+
+    def next_token_probs(
+        self, texts: Sequence[str], candidates: Sequence[str], *, special_tokens: bool = False
+    ) -> list[tuple[float, ...]]:
+        """See :class:`~guardsdk.backends.base.NextTokenScorer`: one forward pass over the uncached tail."""
+        with self._lock:
+            results = []
+            for text in texts:
+                ids, firsts = continuation_tokens(lambda t: self.input_ids(t, special_tokens), text, candidates)
+                if len(ids) >= self.context_length:
+                    raise BackendError(f"input of {len(ids)} tokens exceeds n_ctx={self.context_length}")
+                logits = self._logits_after(ids)
+                results.append(tuple(math.exp(_logprob(logits, token)) for token in firsts))
+            return results
 
     def generate(
         self,

@@ -24,6 +24,7 @@ def run_settings(guard: Guard, limit: int | None, sample: int | None) -> dict[st
     """What makes two runs' rows comparable: the detector (family and model), the budgets, the slice."""
     return {
         "detector": guard.detector.name,
+        "mode": guard.mode,
         "family": guard.family.name if guard.family else getattr(guard.detector, "family_name", None),
         "max_input_tokens": guard.max_input_tokens,
         "max_new_tokens": getattr(guard.detector, "max_new_tokens", None),

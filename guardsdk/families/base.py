@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from guardsdk.verdict import Label, Task, Verdict
@@ -54,4 +55,32 @@ class GuardFamily(Protocol):
 
     def answer_block(self, labels: Mapping[Task, Label | None]) -> str:
         """The text a model of this family writes to give ``labels`` (the end of a training target)."""
+        ...
+
+
+@dataclass(frozen=True)
+class AnswerSlot:
+    """Where a family's model writes one task's label: after ``lead`` (the text before it, e.g.
+    ``"\nCompletion:"``), one of ``words`` (e.g. ``{Label.REFUSAL: " refusal", Label.COMPLIANCE: " compliance"}``).
+
+    Forcing the leads and reading which word comes next answers a task in one forward pass (verdict-first);
+    the last line of ``lead`` followed by a word is how a written answer is found in an output (its score).
+    """
+
+    task: Task
+    lead: str
+    words: Mapping[Label, str]
+
+    @property
+    def key(self) -> str:
+        """The text the word follows on its own line of output."""
+        return self.lead.rsplit("\n", 1)[-1]
+
+
+@runtime_checkable
+class ForcedAnswers(Protocol):
+    """A family whose answers can be forced (verdict-first) and scored: it names its answer slots."""
+
+    def answer_slots(self, has_response: bool) -> list[list[AnswerSlot]]:
+        """Per view (as :meth:`GuardFamily.render` orders them), the slots its model fills, in order."""
         ...

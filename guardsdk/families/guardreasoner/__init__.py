@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from guardsdk.families.base import AnswerSlot
 from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.verdict import TASKS, Label, Task, Verdict
 
 ANSWER_KEYS = {Task.PROMPT_HARM: "Request", Task.REFUSAL: "Completion", Task.RESPONSE_HARM: "Response"}
+#: What the released models write between their reasoning and the first answer line.
+ANSWERS_HEADING = "---\n\nAnswers: \n"
+SLOTS = tuple(
+    AnswerSlot(task, (ANSWERS_HEADING if task is Task.PROMPT_HARM else "\n") + f"{ANSWER_KEYS[task]}:",
+               {task.positive: f" {task.positive.value}", task.negative: f" {task.negative.value}"})
+    for task in TASKS
+)  # fmt: skip
 
 
 class GuardReasonerFamily:
@@ -32,6 +40,14 @@ class GuardReasonerFamily:
     def parse(self, outputs: list[str], *, has_response: bool, conversation: str | None = None) -> Verdict:
         [text] = outputs
         return parse_output(text, has_response=has_response, conversation=conversation)
+
+    def answer_slots(self, has_response: bool) -> list[list[AnswerSlot]]:
+        return [list(SLOTS if has_response else SLOTS[:1])]
+
+    def reasoning_stop(self, last_task: Task) -> str | None:
+        """Where the reasoning about tasks after ``last_task`` begins (None: nothing follows it)."""
+        number = TASKS.index(last_task) + 1
+        return f"# Task {number + 1}" if number < len(TASKS) else None
 
     def answer_block(self, labels: Mapping[Task, Label | None]) -> str:
         lines = [f"{ANSWER_KEYS[task]}: {labels.get(task) or 'None'}" for task in TASKS]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from guardsdk.families.base import neutralize_control_tokens
+from guardsdk.families.base import AnswerSlot, neutralize_control_tokens
 from guardsdk.verdict import Label, Task, Verdict, verdict_from_labels
 
 CATEGORIES = {
@@ -75,6 +75,11 @@ class LlamaGuard3Family:
         raw = "\n\n".join(outputs)
         return verdict_from_labels(labels, has_response=has_response, raw=raw, family=self.name,
                                    categories=tuple(categories), answered=self.tasks)  # fmt: skip
+
+    def answer_slots(self, has_response: bool) -> list[list[AnswerSlot]]:
+        """One slot per view: its first word, ``safe`` or ``unsafe``."""
+        tasks = self.tasks if has_response else self.tasks[:1]
+        return [[AnswerSlot(task, "", {task.positive: "unsafe", task.negative: "safe"})] for task in tasks]
 
     def answer_block(self, labels: Mapping[Task, Label | None]) -> str:
         """The last view's answer (no category line: labels name none)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from guardsdk.families.base import neutralize_control_tokens
+from guardsdk.families.base import AnswerSlot, neutralize_control_tokens
 from guardsdk.verdict import Label, Task, Verdict, verdict_from_labels
 
 TEMPLATE = (
@@ -49,6 +49,13 @@ class WildGuardFamily:
             for task, answer in zip(self.tasks, match.groups(), strict=True):
                 labels[task] = _label(task, answer.lower())
         return verdict_from_labels(labels, has_response=has_response, raw=text, family=self.name)
+
+    def answer_slots(self, has_response: bool) -> list[list[AnswerSlot]]:
+        words = {True: " yes", False: " no"}
+        slots = [AnswerSlot(task, ("\n" if i else "") + f"{_KEYS[task]}:",
+                            {task.positive: words[True], task.negative: words[False]})
+                 for i, task in enumerate(self.tasks)]  # fmt: skip
+        return [slots if has_response else slots[:1]]
 
     def answer_block(self, labels: Mapping[Task, Label | None]) -> str:
         def word(task: Task) -> str:

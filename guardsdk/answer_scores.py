@@ -2,9 +2,8 @@
 needed-tasks), and the probability behind a label the model wrote (every reasoning run).
 
 A score is the probability of the task's positive label (harmful, refusal), like the classifier's: read from
-the two label words' next-token probabilities where the slot is forced (normalized over the two), and from the
-chosen token's probability where the model wrote the word itself (``p`` for a positive word, ``1 - p`` for a
-negative one).
+the two label words' next-token probabilities, normalized over the two: where the slot is forced, and where the
+model wrote the word itself (the backend watched both words' probabilities while generating).
 """
 
 from __future__ import annotations
@@ -59,22 +58,32 @@ def force_slots(
     return forced
 
 
-def written_score(slot: AnswerSlot, label: Label, generation: Generation, codec: Any) -> float | None:
-    """The score behind ``label`` as the model wrote it in ``generation``: from the probability of the last
-    token that starts the label's word right after the slot's key; None where the output does not show it or
-    the backend gave no token log-probabilities. ``codec`` tokenizes and detokenizes as the model does."""
-    ids, logprobs = generation.token_ids, generation.token_logprobs
-    if ids is None or logprobs is None or len(logprobs) != len(ids):
-        return None
+def slot_word_ids(slot: AnswerSlot, codec: Any) -> tuple[int, int] | None:
+    """The first token ids of the slot's positive and negative words after its key, or None where the backend
+    cannot place them (``codec`` tokenizes as the model does)."""
+    task = slot.task
     try:
-        _, [first] = continuation_tokens(codec.tokenize, slot.key, [slot.words[label]])
+        _, firsts = continuation_tokens(
+            codec.tokenize, slot.key, [slot.words[task.positive], slot.words[task.negative]]
+        )
     except Exception:  # a word this backend cannot place: no score, never a guess
         return None
-    for index in reversed(range(len(ids))):
-        if ids[index] == first and codec.detokenize(ids[:index]).endswith(slot.key):
-            chosen = math.exp(logprobs[index])
-            return chosen if label == slot.task.positive else 1.0 - chosen
+    return firsts[0], firsts[1]
+
+
+def written_score(slot: AnswerSlot, label: Label, generation: Generation, codec: Any) -> float | None:
+    """The score behind ``label`` as the model wrote it: at the last step that wrote the label's word right
+    after the slot's key, the probability of the positive word over both words (both were watched, see
+    :class:`~guardsdk.backends.base.NextTokenScorer`); None where the output or the backend does not show it."""
+    ids, watched, word_ids = generation.token_ids, generation.watched, slot_word_ids(slot, codec)
+    if ids is None or not watched or word_ids is None:
+        return None
+    chosen = word_ids[0] if label == slot.task.positive else word_ids[1]
+    for step in sorted(watched, reverse=True):
+        if step < len(ids) and ids[step] == chosen and codec.detokenize(ids[:step]).endswith(slot.key):
+            positive, negative = (math.exp(watched[step].get(i, -math.inf)) for i in word_ids)
+            return positive / (positive + negative) if positive + negative > 0 else None
     return None
 
 
-__all__ = ["MIN_LABEL_MASS", "ForcedAnswers", "force_slots", "written_score"]
+__all__ = ["MIN_LABEL_MASS", "ForcedAnswers", "force_slots", "slot_word_ids", "written_score"]

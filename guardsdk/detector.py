@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import time
 from typing import Any, Protocol, runtime_checkable
 
-from guardsdk.answer_scores import force_slots, written_score
+from guardsdk.answer_scores import force_slots, slot_word_ids, written_score
 from guardsdk.backends.base import Backend, Generation, NextTokenScorer, failed_generation
 from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
@@ -79,6 +80,14 @@ class GenerativeDetector:
                 f"gives next-token probabilities (llama.cpp, transformers), not {self.family.name} on {backend.name}"
             )
         self.name = f"{self.family.name}:{backend.name}"
+
+    @functools.cached_property
+    def _watch(self) -> dict[str, Any]:
+        """``watch_ids`` for the backend: both words of every answer slot, so each written label gets a score."""
+        if not self.can_force_answers:
+            return {}
+        slots = [slot for view in self.family.answer_slots(True) for slot in view]  # type: ignore[attr-defined]
+        return {"watch_ids": sorted({i for slot in slots for i in slot_word_ids(slot, self.backend) or ()})}
 
     @property
     def can_force_answers(self) -> bool:
@@ -202,7 +211,7 @@ class GenerativeDetector:
         for stop in dict.fromkeys(stops):
             kwargs = {"max_tokens": self.max_new_tokens, "timeout_s": max(deadline - time.monotonic(), 0.01),
                       "special_tokens": self.family.special_tokens,
-                      "stop": None if stop is None else [stop]}  # fmt: skip
+                      "stop": None if stop is None else [stop], **self._watch}  # fmt: skip
             calls.append(([i for i, s in enumerate(stops) if s == stop], kwargs))
         return calls
 

@@ -43,7 +43,10 @@ def test_an_unconfident_classifier_hands_the_check_to_the_reasoning_guard(replay
     guard = cascade(replay, (0.0, 1.0))  # every score in between: always escalate
     verdict = guard.check(item.prompt)
     assert verdict.escalated and verdict.family == "guardreasoner" and len(replay.calls) == 1
-    assert "Reasoning Step" in verdict.raw and verdict.raw.startswith("[guardsdk cascade: the classifier scored prompt_harm")
+    assert (
+        verdict.raw.startswith("[guardsdk cascade: the classifier scored prompt_harm")
+        and "Reasoning Step" in verdict.raw
+    )
     assert verdict.scores == {}  # the replayed outputs carry no token probabilities: no score, not the classifier's
     published = get_family("guardreasoner").parse([replay.lookup(replay.calls[0])], has_response=False)
     assert verdict.labels["prompt_harm"] == published.labels["prompt_harm"]

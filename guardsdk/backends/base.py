@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -20,8 +20,9 @@ class Generation:
     finish_reason: str  # "stop" (EOS or stop string), "length" (max_tokens), "timeout", or "error"
     token_ids: tuple[int, ...] | None = None  # the generated ids, where the backend knows them
     error: str | None = None  # why this input got no output (finish_reason "error")
-    #: the log-probability of each generated token under the model (greedy: of its top choice), where known
-    token_logprobs: tuple[float, ...] | None = None
+    #: where generate was given ``watch_ids``: at each step (index into ``token_ids``) that chose one of them,
+    #: the log-probability of every watched id
+    watched: Mapping[int, Mapping[int, float]] | None = None
 
 
 def failed_generation(error: str) -> Generation:
@@ -82,7 +83,12 @@ class Backend(Protocol):
 
 @runtime_checkable
 class NextTokenScorer(Protocol):
-    """A backend that can say how likely each of a few continuations is to come next (one forward pass)."""
+    """A backend that can say how likely each of a few continuations is to come next (one forward pass).
+
+    Its ``generate`` also takes ``watch_ids``: at every step that chooses one of those token ids, it records
+    the log-probability of each of them (``Generation.watched``), e.g. of both label words where the model
+    writes a label.
+    """
 
     def next_token_probs(
         self, texts: Sequence[str], candidates: Sequence[str], *, special_tokens: bool = False
@@ -115,16 +121,6 @@ def continuation_tokens(
 class ThreadedAsyncMixin:
     """An ``agenerate`` that runs the blocking ``generate`` in a worker thread."""
 
-    async def agenerate(
-        self,
-        inputs: Sequence[str],
-        *,
-        max_tokens: int,
-        stop: Sequence[str] | None = None,
-        timeout_s: float | None = None,
-        special_tokens: bool = False,
-    ) -> list[Generation]:
-        generate = self.generate  # type: ignore[attr-defined]
-        return await asyncio.to_thread(
-            generate, inputs, max_tokens=max_tokens, stop=stop, timeout_s=timeout_s, special_tokens=special_tokens
-        )
+    async def agenerate(self, inputs: Sequence[str], **options: Any) -> list[Generation]:
+        """Async twin of ``generate`` (same options), run in a worker thread."""
+        return await asyncio.to_thread(self.generate, inputs, **options)  # type: ignore[attr-defined]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
@@ -16,6 +17,29 @@ _HOW_TO_GET = (
     "download it first, e.g. `hf download {id}` (or `huggingface-cli download {id}`) on a machine with "
     "network access, then pass the local folder; offline mode is on when HF_HUB_OFFLINE=1"
 )
+
+
+def _logprobs(logits: Any, tokens: Iterable[int]) -> dict[int, float]:
+    """log softmax(logits) of each of ``tokens`` (one position's logits)."""
+    log_z = logits.float().logsumexp(-1)
+    return {token: float(logits[token].float() - log_z) for token in tokens}
+
+
+class _WatchedLogprobs:
+    """A logits processor that changes nothing: at each step whose greedy choice is a watched id, it records
+    the log-probability of every watched id (per row of the batch, by step)."""
+
+    def __init__(self, watch_ids: frozenset[int], width: int, rows: int) -> None:
+        self.watch_ids = watch_ids
+        self.width = width
+        self.watched: list[dict[int, dict[int, float]]] = [{} for _ in range(rows)]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        step = input_ids.shape[1] - self.width
+        for row, choice in enumerate(scores.argmax(-1).tolist()):
+            if choice in self.watch_ids:
+                self.watched[row][step] = _logprobs(scores[row], self.watch_ids)
+        return scores
 
 
 class HFBackend(ThreadedAsyncMixin):
@@ -107,7 +131,8 @@ class HFBackend(ThreadedAsyncMixin):
         max_tokens: int,
         stop: Sequence[str] | None,
         timeout_s: float | None,
-        special_tokens: bool = False,
+        special_tokens: bool,
+        watch_ids: frozenset[int],
     ) -> list[Generation]:
         torch = self._torch
         rows = [self.input_ids(text, special_tokens) for text in inputs]
@@ -121,6 +146,7 @@ class HFBackend(ThreadedAsyncMixin):
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         if timeout_s is not None:
             kwargs["max_time"] = timeout_s
+        recorder = _WatchedLogprobs(watch_ids, width, len(rows))
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids,
@@ -129,15 +155,12 @@ class HFBackend(ThreadedAsyncMixin):
                 do_sample=False,
                 eos_token_id=eos_ids,
                 pad_token_id=pad,
-                output_scores=True,
-                return_dict_in_generate=True,
+                logits_processor=[recorder] if watch_ids else None,
                 **kwargs,
             )
-        new_tokens = out.sequences[:, width:]
-        steps = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # (batch, steps, vocab)
-        logprobs = steps.gather(-1, new_tokens[:, : steps.shape[1], None]).squeeze(-1).tolist()
+        new_tokens = out[:, width:].tolist()
         results = []
-        for row, prompt, row_logprobs in zip(new_tokens.tolist(), rows, logprobs, strict=True):
+        for number, (row, prompt) in enumerate(zip(new_tokens, rows, strict=True)):
             ended = next((i for i, tok in enumerate(row) if tok in eos_ids), None)
             new_ids = row if ended is None else row[:ended]
             text = self._decode_continuation(prompt, new_ids)
@@ -147,8 +170,8 @@ class HFBackend(ThreadedAsyncMixin):
                     text, finish = text[: text.index(s)], "stop"
             if finish == "length" and len(new_ids) < max_tokens:
                 finish = "timeout" if timeout_s is not None else "stop"
-            results.append(Generation(text, len(prompt), len(new_ids), finish, tuple(new_ids),
-                                      token_logprobs=tuple(row_logprobs[: len(new_ids)])))  # fmt: skip
+            watched = {step: logprobs for step, logprobs in recorder.watched[number].items() if step < len(new_ids)}
+            results.append(Generation(text, len(prompt), len(new_ids), finish, tuple(new_ids), watched=watched))
         return results
 
     def generate(
@@ -159,10 +182,13 @@ class HFBackend(ThreadedAsyncMixin):
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
         special_tokens: bool = False,
+        watch_ids: Iterable[int] = (),
     ) -> list[Generation]:
-        """Generate greedily in batches of ``max_batch_size``; a batch that fails is its inputs' error."""
+        """Generate greedily in batches of ``max_batch_size``; a batch that fails is its inputs' error
+        (``watch_ids``: see :class:`~guardsdk.backends.base.NextTokenScorer`)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         results: list[Generation] = []
+        watch = frozenset(watch_ids)
         with self._lock:
             if self.model is None:
                 raise BackendError("backend is closed")
@@ -173,7 +199,7 @@ class HFBackend(ThreadedAsyncMixin):
                     results.extend(Generation("", 0, 0, "timeout") for _ in chunk)
                     continue
                 try:
-                    results.extend(self._generate_batch(chunk, max_tokens, stop, remaining, special_tokens))
+                    results.extend(self._generate_batch(chunk, max_tokens, stop, remaining, special_tokens, watch))
                 except Exception as exc:
                     results.extend(failed_generation(describe(exc)) for _ in chunk)
         return results
@@ -189,9 +215,9 @@ class HFBackend(ThreadedAsyncMixin):
                 raise BackendError("backend is closed")
             for text in texts:
                 ids, firsts = continuation_tokens(lambda t: self.input_ids(t, special_tokens), text, candidates)
-                logits = self.model(torch.tensor([ids], device=self.model.device)).logits[0, -1].float()
-                probs = logits.softmax(-1)[firsts].tolist()
-                results.append(tuple(probs))
+                logits = self.model(torch.tensor([ids], device=self.model.device)).logits[0, -1]
+                logprobs = _logprobs(logits, firsts)
+                results.append(tuple(math.exp(logprobs[token]) for token in firsts))
         return results
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,13 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
-def _logprob(logits: Any, token: int) -> float:
-    """log softmax(logits)[token]."""
+def _logprobs(logits: Any, tokens: Iterable[int]) -> dict[int, float]:
+    """log softmax(logits) of each of ``tokens``."""
     import numpy as np
 
     top = float(logits.max())
-    return float(logits[token]) - top - math.log(float(np.exp(logits - top).sum()))
+    log_z = top + math.log(float(np.exp(logits - top).sum()))
+    return {token: float(logits[token]) - log_z for token in tokens}
 
 
 class LlamaCppBackend(ThreadedAsyncMixin):
@@ -126,8 +127,9 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=special_tokens))
 
     def _generate_one(
-        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float | None, special_tokens: bool
-    ) -> Generation:
+        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float | None, special_tokens: bool,
+        watch_ids: frozenset[int],
+    ) -> Generation:  # fmt: skip
         ids = self.input_ids(text, special_tokens)
         if len(ids) + max_tokens > self.context_length:
             raise BackendError(
@@ -135,7 +137,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             )
         vocab = self.llm._model.vocab
         out: list[int] = []
-        logprobs: list[float] = []
+        watched: dict[int, dict[int, float]] = {}
         finish = "length"
         text_out = ""
         if deadline is not None and time.monotonic() > deadline:
@@ -146,8 +148,9 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             if self._llama_cpp.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
+            if token in watch_ids:  # the logits this token was chosen from
+                watched[len(out)] = _logprobs(self._last_logits(), watch_ids)
             out.append(token)
-            logprobs.append(_logprob(self._last_logits(), token))  # the logits this token was chosen from
             if stop:
                 text_out = self.detokenize(out)
                 hit = min((text_out.index(s) for s in stop if s in text_out), default=None)
@@ -161,7 +164,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 break
         if finish != "stop" or not stop:
             text_out = self.detokenize(out)
-        return Generation(text_out, len(ids), len(out), finish, tuple(out), token_logprobs=tuple(logprobs))
+        return Generation(text_out, len(ids), len(out), finish, tuple(out), watched=watched)
 
     def _last_logits(self) -> Any:
         """The logits of the last evaluated position (a view into llama.cpp's buffer)."""
@@ -187,8 +190,8 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 ids, firsts = continuation_tokens(lambda t: self.input_ids(t, special_tokens), text, candidates)
                 if len(ids) >= self.context_length:
                     raise BackendError(f"input of {len(ids)} tokens exceeds n_ctx={self.context_length}")
-                logits = self._logits_after(ids)
-                results.append(tuple(math.exp(_logprob(logits, token)) for token in firsts))
+                logprobs = _logprobs(self._logits_after(ids), firsts)
+                results.append(tuple(math.exp(logprobs[token]) for token in firsts))
             return results
 
     def generate(
@@ -199,15 +202,18 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
         special_tokens: bool = False,
+        watch_ids: Iterable[int] = (),
     ) -> list[Generation]:
-        """Generate greedily, one input after another; an input that fails is that input's error."""
+        """Generate greedily, one input after another; an input that fails is that input's error (``watch_ids``:
+        see :class:`~guardsdk.backends.base.NextTokenScorer`)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        watch = frozenset(watch_ids)
         with self._lock:
             self.llm  # noqa: B018 - raises BackendError once closed
             results = []
             for text in inputs:
                 try:
-                    results.append(self._generate_one(text, max_tokens, stop, deadline, special_tokens))
+                    results.append(self._generate_one(text, max_tokens, stop, deadline, special_tokens, watch))
                 except Exception as exc:
                     results.append(failed_generation(describe(exc)))
             return results

@@ -254,3 +254,11 @@ def test_generative_detectors_name_the_needed_tasks_stop_from_the_policy(tiny):
         "# Task 3",
         ["prompt_harm", "refusal"],
     )
+
+
+def test_verdict_first_on_transformers_fails_closed_where_a_random_model_means_no_label(hf_backend):
+    guard = Guard(hf_backend, mode="verdict_first", reason_when=())
+    with pytest.raises(GuardBlocked) as blocked:
+        guard.check("How do I bake bread?")
+    verdict = blocked.value.verdict
+    assert verdict.labels["prompt_harm"] is None and "not a label" in verdict.error and verdict.scores == {}

@@ -3,7 +3,9 @@
 Part 1, end to end on a GGUF guard model (default: the bundled guardreasoner-tiny), the same prompt checks
 through each path, one thread count, medians:
   deploy         the deploy-style path: the whole input evaluated for every check (no prefix reuse)
-  sdk            today's SDK path: Guard(model), the shared instruction reused from the KV cache
+  sdk            the SDK path before drafting: Guard(model) with LlamaCppBackend(drafting=False), the shared
+                 instruction reused from the KV cache
+  exact          the SDK path now (drafting on, here with this machine's measured verify costs)
   needed_tasks   Guard(model, mode="needed_tasks"): reasoning about Task 1 only, then the answer forced
   verdict_first  Guard(model, mode="verdict_first", reason_when=()): the answer read right after the input
 with each path's agreement with the sdk path's prompt verdicts (and, for deploy, the share of identical text).
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
 
 from guardsdk import Guard, Policy
+from guardsdk.backends.drafting import Drafter, VerifyCosts
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.eval.benchmarks import BENCHMARKS, load_items
 from guardsdk.families.guardreasoner import ANSWERS_HEADING
@@ -36,8 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 PROMPT_SETS = ("ToxicChat", "OpenAIModeration", "AegisSafetyTest", "SimpleSafetyTests", "HarmBenchPrompt")
 PUBLISHED_PROMPT_SETS = ("AegisSafetyTest", "HarmBenchPrompt", "SimpleSafetyTests")
+PUBLISHED_RESPONSE_SETS = ("HarmBenchResponse", "XSTestReponseHarmful", "XSTestResponseRefusal")
 LEAD = ANSWERS_HEADING + "Request:"
 ANNOTATE = Policy(on_unsafe="annotate")
+WARM_UP = 10  # checks before the measured ones, the same for every path
 
 
 def sample_prompts(count: int) -> list[str]:
@@ -48,11 +54,11 @@ def sample_prompts(count: int) -> list[str]:
 
 
 # -- part 1: end to end --------------------------------------------------------------------------------
-def run_path(name: str, backend: LlamaCppBackend, prompts: list[str]) -> tuple[list[float], list]:
-    modes = {"deploy": "single", "sdk": "single", "needed_tasks": "needed_tasks", "verdict_first": "verdict_first"}
+def run_path(name: str, backend: LlamaCppBackend, warm_up: list[str], prompts: list[str]) -> tuple[list[float], list]:
+    mode = name if name in ("needed_tasks", "verdict_first") else "single"
     options = {"reason_when": ()} if name == "verdict_first" else {}
-    guard = Guard(backend, mode=modes[name], policy=ANNOTATE, **options)
-    guard.check("warm-up: the shared instruction goes into the KV cache")
+    guard = Guard(backend, mode=mode, policy=ANNOTATE, **options)
+    guard.check_batch(warm_up)  # the shared instruction goes into the KV cache; a drafter learns from these
     seconds, verdicts = [], []
     for prompt in prompts:
         if name == "deploy":
@@ -63,18 +69,21 @@ def run_path(name: str, backend: LlamaCppBackend, prompts: list[str]) -> tuple[l
     return seconds, verdicts
 
 
-def end_to_end(model: Path, prompts: list[str], threads: int) -> list[dict]:
-    backend = LlamaCppBackend(model, n_threads=threads)
-    paths = ("deploy", "sdk", "needed_tasks", "verdict_first")
-    results = {name: run_path(name, backend, prompts) for name in paths}
-    backend.close()
+def end_to_end(model: Path, warm_up: list[str], prompts: list[str], threads: int) -> list[dict]:
+    plain = LlamaCppBackend(model, n_threads=threads, drafting=False)
+    drafting = LlamaCppBackend(model, n_threads=threads, drafting="measure")
+    backends = {"deploy": plain, "sdk": plain, "exact": drafting, "needed_tasks": plain, "verdict_first": plain}
+    results = {name: run_path(name, backend, warm_up, prompts) for name, backend in backends.items()}
+    print(f"exact: verify costs {dict(drafting.drafter.costs.ratios)}, drafts accepted "
+          f"{drafting.drafter.accepted}/{drafting.drafter.proposed}\n")  # fmt: skip
+    plain.close()
+    drafting.close()
     sdk_seconds, sdk_verdicts = results["sdk"]
     rows = []
-    for name in paths:
-        seconds, verdicts = results[name]
+    for name, (seconds, verdicts) in results.items():
         pairs = list(zip(verdicts, sdk_verdicts, strict=True))
         same = sum(v.labels["prompt_harm"] == s.labels["prompt_harm"] for v, s in pairs)
-        text = sum(v.raw == s.raw for v, s in pairs) if name == "deploy" else None
+        text = sum(v.raw == s.raw for v, s in pairs) if name in ("deploy", "exact") else None
         rows.append({
             "path": name,
             "median_s": statistics.median(seconds),
@@ -111,28 +120,23 @@ def timed(action, repeats: int = 3) -> float:
 
 
 def component_costs(model: Path, threads: int) -> dict[str, float]:
-    """Seconds for: prefill of n tokens after a 107-token prefix, one decode step, k tokens in one batch with
-    logits for each (verification of k-1 drafted tokens)."""
+    """Seconds for: prefill of n tokens after the shared instruction, one decode step, k tokens in one batch
+    with logits for each (the pending token and k-1 drafts to verify)."""
     backend = LlamaCppBackend(model, n_threads=threads)
     llm = backend.llm
     prefix = backend.input_ids(INSTRUCTION + "\n")
     filler = backend.tokenize(" the guard reads this text" * 200)
 
-    def evaluate(count: int, logits_for_each: bool = False) -> None:
+    def prefill(count: int) -> None:
         llm.n_tokens = len(prefix)
-        tokens = filler[:count]
-        if logits_for_each:
-            llm._batch.set_batch(batch=tokens, n_past=llm.n_tokens, logits_all=True)
-            llm._ctx.decode(llm._batch)
-        else:
-            llm.eval(tokens)
+        llm.eval(filler[:count])
 
     llm.reset()
     llm.eval(prefix)
-    costs = {f"prefill_{n}": timed(lambda n=n: evaluate(n)) for n in (8, 32, 128, 512)}
-    costs["step"] = timed(lambda: evaluate(1), repeats=7)
-    for k in (2, 4, 8):
-        costs[f"verify_{k}"] = timed(lambda k=k: evaluate(k, logits_for_each=True), repeats=5)
+    costs = {f"prefill_{n}": timed(lambda n=n: prefill(n)) for n in (8, 32, 128, 512)}
+    verify = backend.measure_verify_costs(repeats=5)
+    costs["step"] = verify.step_s
+    costs |= {f"verify_{k}": ratio * verify.step_s for k, ratio in verify.ratios.items() if k > 1}
     backend.close()
     return costs
 
@@ -144,35 +148,68 @@ def prefill_seconds(costs: dict[str, float], tokens: int) -> float:
     return costs[f"prefill_{size}"] * tokens / size
 
 
-def published_token_counts(tokenizer: LlamaCppBackend) -> list[dict[str, int]]:
-    """Per published GuardReasoner-1B prompt check: user tokens, output tokens, Task-1 reasoning tokens."""
-    counts = []
-    for name in PUBLISHED_PROMPT_SETS:
+def published_checks(tokenizer: LlamaCppBackend, sets: tuple[str, ...]) -> list[dict]:
+    """Per published GuardReasoner-1B check: the input's ids, the output's ids (end of turn included), and the
+    token counts of the user part, the output and its Task 1 reasoning."""
+    eos = tokenizer.llm.token_eos()
+    checks = []
+    for name in sets:
         path = SHARED / "predictions" / "1B" / name / "generated_predictions.jsonl"
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            if not line.strip():
+                continue
             row = json.loads(line)
             output = row["predict"]
-            conversation = row["prompt"][len(INSTRUCTION) + 1 :]
-            task1 = output.split("# Task 2")[0] if "# Task 2" in output else output
-            counts.append({
-                "user": len(tokenizer.tokenize(conversation)),
-                "out": len(tokenizer.tokenize(output)) + 1,  # + end of turn
-                "task1": len(tokenizer.tokenize(task1)),
+            out_ids = [*tokenizer.tokenize(output), eos]
+            checks.append({
+                "input_ids": tokenizer.input_ids(row["prompt"]),
+                "out_ids": out_ids,
+                "user": len(tokenizer.tokenize(row["prompt"][len(INSTRUCTION) + 1 :])),
+                "out": len(out_ids),
+                "task1": len(tokenizer.tokenize(output.split("# Task 2")[0])),
             })  # fmt: skip
-    return counts
+    return checks
 
 
-def modelled(costs: dict[str, float], counts: list[dict[str, int]], instruction: int, lead: int) -> list[dict]:
+def drafted_seconds(costs: dict[str, float], checks: list[dict], drafter: Drafter) -> list[float]:
+    """Seconds per check with drafting, replaying each published output as the greedy one: a draft is accepted
+    exactly where it equals the next output token. The drafter learns from each output, as the backend does."""
+    seconds = []
+    for check in checks:
+        out = check["out_ids"]
+        spent = prefill_seconds(costs, check["user"])
+        output = out[:1]  # the first token comes from the prefill
+        while len(output) < len(out):
+            drafts, from_lookup = drafter.propose(check["input_ids"], output)
+            expected = out[len(output) : len(output) + len(drafts)]
+            matches = [d == e for d, e in zip(drafts, expected, strict=False)]
+            accepted = matches.index(False) if False in matches else len(matches)
+            spent += drafter.costs.cost(1 + len(drafts)) * costs["step"]
+            drafter.observe(len(drafts), accepted, from_lookup)
+            output = out[: len(output) + accepted + 1]
+        drafter.learn(out)
+        seconds.append(spent)
+    return seconds
+
+
+def modelled(
+    costs: dict[str, float], checks: list[dict], others: list[dict], instruction: int, lead: int
+) -> list[dict]:
     """Seconds per check of each path; ``instruction``: tokens of the shared instruction, ``lead``: of the
-    forced answer lead."""
-    paths = {
-        "deploy": lambda c: prefill_seconds(costs, instruction + c["user"]) + c["out"] * costs["step"],
-        "sdk": lambda c: prefill_seconds(costs, c["user"]) + c["out"] * costs["step"],
-        "needed_tasks": lambda c: prefill_seconds(costs, c["user"]) + c["task1"] * costs["step"]
-        + prefill_seconds(costs, lead),
-        "verdict_first": lambda c: prefill_seconds(costs, c["user"] + lead),
+    forced answer lead; ``others``: published outputs of other benchmarks, for a drafter that starts warm."""
+    verify = VerifyCosts({1: 1.0, **{k: costs[f"verify_{k}"] / costs["step"] for k in (2, 4, 8)}})
+    warm = Drafter(verify)
+    for check in others:
+        warm.learn(check["out_ids"])
+    seconds = {
+        "deploy": [prefill_seconds(costs, instruction + c["user"]) + (c["out"] - 1) * costs["step"] for c in checks],
+        "sdk": [prefill_seconds(costs, c["user"]) + (c["out"] - 1) * costs["step"] for c in checks],
+        "exact (online table)": drafted_seconds(costs, checks, Drafter(verify)),
+        "exact (table warm from other sets)": drafted_seconds(costs, checks, warm),
+        "needed_tasks": [prefill_seconds(costs, c["user"]) + c["task1"] * costs["step"] + prefill_seconds(costs, lead)
+                         for c in checks],
+        "verdict_first": [prefill_seconds(costs, c["user"] + lead) for c in checks],
     }  # fmt: skip
-    seconds = {name: [path(c) for c in counts] for name, path in paths.items()}
     return [{"path": name, "median_s": statistics.median(s), "mean_s": statistics.fmean(s),
              "speedup_vs_deploy": statistics.median(seconds["deploy"]) / statistics.median(s),
              "speedup_vs_sdk": statistics.median(seconds["sdk"]) / statistics.median(s)}
@@ -190,29 +227,34 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=bundled_tiny_path(), help="GGUF for part 1")
-    parser.add_argument("--checks", type=int, default=40)
+    parser.add_argument("--checks", type=int, default=40, help="part 1's prompt checks (0: skip part 1)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shape-gguf", type=Path, help="a GuardReasoner-1B-shape GGUF for part 2")
     parser.add_argument("--build-shape", type=Path, metavar="DIR", help="build that GGUF in DIR, then run")
     args = parser.parse_args()
+    logging.getLogger("guardsdk").setLevel(logging.ERROR)  # no line per blocked check
     if args.build_shape:
         args.shape_gguf = build_shape(args.build_shape)
-    prompts = sample_prompts(args.checks)
-    print(f"## Part 1: end to end, {args.model.name}, {len(prompts)} prompt checks, {args.threads} threads\n")
-    print(table(end_to_end(args.model, prompts, args.threads)))
+    if args.checks:
+        prompts = sample_prompts(args.checks + WARM_UP)
+        warm_up, prompts = prompts[:WARM_UP], prompts[WARM_UP:]
+        print(f"## Part 1: end to end, {args.model.name}, {len(prompts)} prompt checks (after {WARM_UP} warm-up "
+              f"checks), {args.threads} threads\n")  # fmt: skip
+        print(table(end_to_end(args.model, warm_up, prompts, args.threads)))
     if args.shape_gguf:
         costs = component_costs(args.shape_gguf, args.threads)
         tokenizer = LlamaCppBackend(args.shape_gguf, n_threads=1, vocab_only=True)
-        counts = published_token_counts(tokenizer)
+        checks = published_checks(tokenizer, PUBLISHED_PROMPT_SETS)
+        others = published_checks(tokenizer, PUBLISHED_RESPONSE_SETS)
         print(f"\n## Part 2: {args.shape_gguf.name}, component costs (s), {args.threads} threads\n")
         print(table([costs]))
         print("\nverify k / one step: " + ", ".join(f"k={k} {costs[f'verify_{k}'] / costs['step']:.2f}x"
-                                                   for k in (2, 4, 8)))  # fmt: skip
-        medians = {k: statistics.median(c[k] for c in counts) for k in ("user", "out", "task1")}
-        print(f"\n## Part 2: modelled seconds per prompt check, {len(counts)} published 1B outputs "
+                                                  for k in (2, 4, 8)))  # fmt: skip
+        medians = {k: statistics.median(c[k] for c in checks) for k in ("user", "out", "task1")}
+        print(f"\n## Part 2: modelled seconds per prompt check, {len(checks)} published 1B outputs "
               f"(median tokens: {medians})\n")  # fmt: skip
         instruction, lead = len(tokenizer.input_ids(INSTRUCTION + "\n")), len(tokenizer.tokenize(LEAD))
-        print(table(modelled(costs, counts, instruction, lead)))
+        print(table(modelled(costs, checks, others, instruction, lead)))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
+from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, Drafter, VerifyCosts
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
 
 
@@ -41,6 +42,10 @@ def _logprobs(logits: Any, tokens: Iterable[int]) -> dict[int, float]:
 class LlamaCppBackend(ThreadedAsyncMixin):
     """Runs a GGUF model in-process.
 
+    Decoding is greedy and, by default, drafted (exact mode, :mod:`guardsdk.backends.drafting`): tokens the
+    model's earlier outputs or the input predict are verified in one batch with the next one and kept where
+    the model's own greedy choice agrees; ``drafting=False`` decodes one token per step, ``"measure"`` times
+    this machine's verify costs at load, or pass :class:`~guardsdk.backends.drafting.VerifyCosts`.
     The model stays loaded; threads default to half the cores (:func:`default_threads`): llama.cpp's
     threads wait for each other at every step, so one busy core stalls them all.
     ``Llama.generate`` keeps the KV cache of the previous call and evaluates only the tokens after
@@ -58,6 +63,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         n_batch: int = 512,
         seed: int = 0,
         verbose: bool = False,
+        drafting: bool | str | VerifyCosts = True,
         **llama_kwargs: Any,
     ) -> None:
         path = Path(model_path)
@@ -84,6 +90,10 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         self.name = path.name
         self.context_length = n_ctx
         self.n_threads = threads
+        if drafting not in (True, False, "measure") and not isinstance(drafting, VerifyCosts):
+            raise ValueError(f"drafting is True, False, 'measure' or VerifyCosts, not {drafting!r}")
+        costs = self.measure_verify_costs() if drafting == "measure" else drafting
+        self.drafter = Drafter(DEFAULT_VERIFY_COSTS if costs is True else costs) if costs else None
 
     @classmethod
     def from_pretrained(cls, model_path: str | os.PathLike[str], **kwargs: Any) -> LlamaCppBackend:
@@ -142,14 +152,14 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         text_out = ""
         if deadline is not None and time.monotonic() > deadline:
             return Generation("", len(ids), 0, "timeout")
-        for token in self.llm.generate(ids, temp=0.0, repeat_penalty=1.0, reset=True):
+        for token, logits in self._greedy(ids):
             if self._closing:
                 raise BackendError("backend is closed")
             if self._llama_cpp.llama_vocab_is_eog(vocab, token):
                 finish = "stop"
                 break
             if token in watch_ids:  # the logits this token was chosen from
-                watched[len(out)] = _logprobs(self._last_logits(), watch_ids)
+                watched[len(out)] = _logprobs(logits, watch_ids)
             out.append(token)
             if stop:
                 text_out = self.detokenize(out)
@@ -164,7 +174,75 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 break
         if finish != "stop" or not stop:
             text_out = self.detokenize(out)
+        if self.drafter is not None:
+            self.drafter.learn(out)
         return Generation(text_out, len(ids), len(out), finish, tuple(out), watched=watched)
+
+    def _greedy(self, ids: list[int]) -> Iterator[tuple[int, Any]]:
+        """Greedy tokens after ``ids``, each with the logits it was chosen from (valid until the next token is
+        asked for). The cached prefix is reused; with a drafter, drafts are verified in one batch with the pending
+        token and kept as far as the model's own choices agree (see :mod:`guardsdk.backends.drafting`)."""
+        import numpy as np
+
+        llm = self.llm
+        llm.n_tokens = min(llm.longest_token_prefix(llm._input_ids, ids), len(ids) - 1)
+        llm.eval(ids[llm.n_tokens :])
+        llm._requires_eval = True  # the logits below are read here; llama-cpp-python must not reuse them
+        logits = self._last_logits()
+        pending = int(np.argmax(logits))
+        output: list[int] = []
+        while True:
+            yield pending, logits
+            output.append(pending)
+            drafts, from_lookup = self.drafter.propose(ids, output) if self.drafter is not None else ([], False)
+            batch = [pending, *drafts]
+            past = llm.n_tokens
+            rows = self._decode_all(batch)
+            choices = [int(np.argmax(row)) for row in rows]
+            accepted = 0
+            while accepted < len(drafts) and choices[accepted] == drafts[accepted]:
+                accepted += 1
+            llm.input_ids[past : past + accepted + 1] = batch[: accepted + 1]
+            llm.n_tokens = past + accepted + 1
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # the rejected drafts
+            if self.drafter is not None:
+                self.drafter.observe(len(drafts), accepted, from_lookup)
+            for index in range(accepted):
+                yield drafts[index], rows[index]
+                output.append(drafts[index])
+            pending, logits = choices[accepted], rows[accepted]
+
+    def _decode_all(self, tokens: list[int]) -> list[Any]:
+        """Evaluate ``tokens`` after the cached ones in one batch; the logits after each (views, valid until the
+        next evaluation)."""
+        import numpy as np
+
+        llm = self.llm
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        llm._batch.set_batch(batch=tokens, n_past=llm.n_tokens, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        get = self._llama_cpp.llama_get_logits_ith
+        return [np.ctypeslib.as_array(get(llm._ctx.ctx, i), shape=(llm._n_vocab,)) for i in range(len(tokens))]
+
+    def measure_verify_costs(self, sizes: Sequence[int] = (1, 2, 4, 8), repeats: int = 3) -> VerifyCosts:
+        """Time k tokens evaluated in one batch (logits for each) against one decode step, on this machine now."""
+        llm = self.llm
+        with self._lock:
+            base = self.input_ids(" the guard reads this text" * 8)
+            llm.n_tokens = 0
+            llm.eval(base)
+            seconds = {}
+            for k in sizes:
+                runs = []
+                for _ in range(repeats):
+                    llm.n_tokens = len(base)
+                    started = time.perf_counter()
+                    self._decode_all(base[1 : k + 1])
+                    runs.append(time.perf_counter() - started)
+                seconds[k] = sorted(runs)[len(runs) // 2]
+            llm.n_tokens = len(base)
+            llm._requires_eval = True
+        return VerifyCosts({k: seconds[k] / seconds[sizes[0]] for k in sizes}, step_s=seconds[sizes[0]])
 
     def _last_logits(self) -> Any:
         """The logits of the last evaluated position (a view into llama.cpp's buffer)."""

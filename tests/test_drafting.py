@@ -1,0 +1,141 @@
+"""Exact mode: drafts verified by the model itself. The draft policy as arithmetic, then the bundled
+guardreasoner-tiny GGUF with and without drafting on the same benchmark prompts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import BENCHMARKS
+
+from guardsdk.backends.drafting import (
+    DEFAULT_VERIFY_COSTS,
+    Drafter,
+    PhraseTable,
+    VerifyCosts,
+    best_draft_length,
+    prompt_lookup,
+)
+from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.eval.benchmarks import benchmark, load_items
+from guardsdk.families import get_family
+from guardsdk.families.guardreasoner.template import build_input
+from guardsdk.model_resolution import bundled_tiny_path
+
+MEASURED_1B = VerifyCosts({1: 1.0, 2: 1.6, 4: 2.4, 8: 5.2})  # the issue's figures for the 1B shape here
+FREE = VerifyCosts({1: 1.0, 2: 1.0, 4: 1.0, 8: 1.0})
+
+
+def test_verify_costs_interpolate_between_and_extend_past_the_measured_sizes():
+    assert MEASURED_1B.cost(3) == pytest.approx(2.0) and MEASURED_1B.cost(6) == pytest.approx(3.8)
+    assert MEASURED_1B.cost(9) == pytest.approx(5.9)  # the 4 -> 8 slope
+    with pytest.raises(ValueError, match="k=1"):
+        VerifyCosts({2: 1.6})
+
+
+def test_drafts_are_only_as_long_as_they_pay_for_their_verification():
+    assert best_draft_length([0.99] * 8, FREE) == 8
+    assert best_draft_length([0.5], MEASURED_1B) == 0  # 1.5 expected tokens for 1.6 steps: not worth it
+    assert best_draft_length([0.7], MEASURED_1B) == 1  # 1.7 for 1.6
+    assert best_draft_length([0.95] * 8, MEASURED_1B) == 3  # k=4 is the sweet spot of these costs
+    assert best_draft_length([], MEASURED_1B) == 0
+
+
+def test_the_phrase_table_predicts_what_followed_and_trusts_rare_runs_less():
+    table = PhraseTable(order=2)
+    table.learn([1, 2, 3, 4])
+    drafts, chances = table.chain([9, 1, 2])
+    assert drafts == [3, 4] and chances == [0.5, 0.5]  # each run seen once
+    for _ in range(9):
+        table.learn([1, 2, 3])
+    assert table.chain([1, 2])[1][0] == pytest.approx(10 / 11)
+    table.learn([1, 2, 5])
+    assert table.chain([1, 2], limit=1) == ([3], [pytest.approx(10 / 12)])
+    full = PhraseTable(order=1, max_contexts=1)
+    full.learn([1, 2, 3])
+    assert list(full.counts) == [(1,)]  # full: nothing new is added
+
+
+def test_prompt_lookup_proposes_what_followed_the_last_occurrence():
+    source = [5, 6, 7, 8, 1, 5, 6, 7, 9, 10]
+    assert prompt_lookup([0, 5, 6, 7], source, limit=3) == [9, 10]
+    assert prompt_lookup([4, 4, 4], source) == [] and prompt_lookup([5], source) == []
+
+
+def test_the_drafter_learns_how_often_lookup_drafts_are_accepted():
+    drafter = Drafter(MEASURED_1B)
+    before = drafter.lookup_acceptance
+    drafter.observe(4, 0, from_lookup=True)
+    assert drafter.lookup_acceptance < before and (drafter.proposed, drafter.accepted) == (4, 0)
+
+
+# -- on the bundled model ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def inputs():
+    items = load_items(BENCHMARKS, benchmark("ToxicChat"), sample=12) + load_items(
+        BENCHMARKS, benchmark("XSTestResponseRefusal"), sample=4
+    )
+    return [build_input(item.prompt, item.response) for item in items]
+
+
+@pytest.fixture(scope="module")
+def plain():
+    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=False)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def drafting():
+    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=FREE)  # drafts wherever there are any
+    yield backend
+    backend.close()
+
+
+def test_drafted_outputs_give_the_plain_greedy_verdicts(plain, drafting, inputs):
+    drafting.generate(inputs[:4], max_tokens=1024)  # the drafter learns from these
+    expected = [g.text for g in plain.generate(inputs[4:], max_tokens=1024)]
+    drafted = [g.text for g in drafting.generate(inputs[4:], max_tokens=1024)]
+    same_text = sum(a == b for a, b in zip(expected, drafted, strict=True))
+    assert same_text >= len(expected) - 2  # batched evaluation may shift a near-tie; verdicts must not move
+    parse = get_family("guardreasoner").parse
+    for a, b in zip(expected, drafted, strict=True):
+        assert parse([a], has_response=True).labels == parse([b], has_response=True).labels
+    assert drafting.drafter.accepted > 0.25 * drafting.drafter.proposed > 0  # free verification: long drafts
+
+
+def test_drafting_keeps_token_limits_stop_strings_and_deadlines(plain, drafting, inputs):
+    [limited] = drafting.generate(inputs[:1], max_tokens=7)
+    assert (limited.completion_tokens, limited.finish_reason) == (7, "length")
+    assert limited.token_ids == plain.generate(inputs[:1], max_tokens=7)[0].token_ids
+    [stopped] = drafting.generate(inputs[:1], max_tokens=1024, stop=["# Task 2"])
+    assert stopped.finish_reason == "stop" and "# Task 2" not in stopped.text and stopped.text
+    started = time.monotonic()
+    [late] = drafting.generate(inputs[:1], max_tokens=1024, timeout_s=0.02)
+    assert late.finish_reason == "timeout" and time.monotonic() - started < 1.0
+
+
+def test_a_plain_run_after_a_drafted_one_reuses_a_correct_cache(plain, drafting, inputs):
+    before = drafting.generate(inputs[5:6], max_tokens=1024)[0]
+    drafting.generate(inputs[6:7], max_tokens=1024)
+    again = drafting.generate(inputs[5:6], max_tokens=1024)[0]
+    assert before.text == again.text
+
+
+def test_measured_verify_costs_start_at_one_step():
+    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting="measure")
+    try:
+        costs = backend.drafter.costs
+        assert costs.ratios[1] == 1.0 and set(costs.ratios) == {1, 2, 4, 8} and costs.step_s > 0
+    finally:
+        backend.close()
+
+
+def test_drafting_is_on_by_default_and_checked():
+    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=1)
+    try:
+        assert backend.drafter is not None and backend.drafter.costs == DEFAULT_VERIFY_COSTS
+    finally:
+        backend.close()
+    with pytest.raises(ValueError, match="drafting is"):
+        LlamaCppBackend(bundled_tiny_path(), drafting="fast")

@@ -15,7 +15,10 @@ Part 2, for a GuardReasoner-1B-shape model: a random-weight GGUF of its shape (-
 with logits for each, as draft verification needs), and the published GuardReasoner-1B outputs on the
 prompt benchmarks give the token counts of each path; their product is the modelled seconds per check.
 
+Part 3 (--quant-types): prefill and decode speed of llama.cpp types of that shape, made from one F16 file.
+
 Usage: .venv/bin/python scripts/bench_speed.py [--checks 40] [--threads 2] [--shape-gguf PATH]
+       [--quant-types F16 Q8_0 Q4_0 Q4_K_M]
        .venv/bin/python scripts/bench_speed.py --build-shape /tmp/gr1b   (once: ~6 GB of disk while it builds)
 """
 
@@ -216,6 +219,22 @@ def modelled(
             for name, s in seconds.items()]  # fmt: skip
 
 
+def quant_types(f16: Path, types: list[str], threads: int) -> list[dict]:
+    """Prefill and decode speed of each llama.cpp type, made from the same F16 file."""
+    from guardsdk.tools.gguf_export import quantize
+
+    rows = []
+    for qtype in types:
+        path = f16 if qtype.upper() == "F16" else f16.with_name(f"gr1b-shape-{qtype}.gguf")
+        if not path.exists():
+            quantize(f16, path, qtype)
+        costs = component_costs(path, threads)
+        rows.append({"type": qtype, "MiB": path.stat().st_size / 2**20,
+                     "prefill_tok_s": 128 / costs["prefill_128"], "decode_tok_s": 1 / costs["step"],
+                     "verify_8_vs_step": costs["verify_8"] / costs["step"]})  # fmt: skip
+    return rows
+
+
 def table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -231,6 +250,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shape-gguf", type=Path, help="a GuardReasoner-1B-shape GGUF for part 2")
     parser.add_argument("--build-shape", type=Path, metavar="DIR", help="build that GGUF in DIR, then run")
+    parser.add_argument("--quant-types", nargs="*", metavar="TYPE",
+                        help="also time these llama.cpp types (e.g. F16 Q8_0 Q4_0 Q4_K_M) of the 1B shape, made "
+                        "from the F16 file beside --shape-gguf")  # fmt: skip
     args = parser.parse_args()
     logging.getLogger("guardsdk").setLevel(logging.ERROR)  # no line per blocked check
     if args.build_shape:
@@ -255,6 +277,9 @@ def main() -> None:
               f"(median tokens: {medians})\n")  # fmt: skip
         instruction, lead = len(tokenizer.input_ids(INSTRUCTION + "\n")), len(tokenizer.tokenize(LEAD))
         print(table(modelled(costs, checks, others, instruction, lead)))
+    if args.shape_gguf and args.quant_types:
+        print(f"\n## Part 3: llama.cpp types of the 1B shape, {args.threads} threads\n")
+        print(table(quant_types(args.shape_gguf.with_name("gr1b-shape-f16.gguf"), args.quant_types, args.threads)))
 
 
 if __name__ == "__main__":

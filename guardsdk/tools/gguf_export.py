@@ -77,9 +77,11 @@ def convert_hf_to_gguf(hf_dir: str | os.PathLike[str], outfile: str | os.PathLik
 
 
 def quantize(
-    source: str | os.PathLike[str], dest: str | os.PathLike[str], qtype: str = "Q4_K_M", threads: int | None = None
-) -> Path:
-    """Quantize a GGUF file with llama.cpp (``qtype`` e.g. Q8_0, Q4_K_M)."""
+    source: str | os.PathLike[str], dest: str | os.PathLike[str], qtype: str = "Q4_K_M", threads: int | None = None,
+    allow_requantize: bool = False,
+) -> Path:  # fmt: skip
+    """Quantize a GGUF file with llama.cpp (``qtype`` e.g. Q8_0, Q4_K_M); ``allow_requantize`` starts from an
+    already quantized file (each step loses precision)."""
     import llama_cpp
 
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}", None)
@@ -88,6 +90,7 @@ def quantize(
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads or os.cpu_count() or 1
+    params.allow_requantize = allow_requantize
     status = llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(), params)
     if status != 0:
         raise BackendError(f"quantization of {source} to {qtype} failed with status {status}")

@@ -1,0 +1,83 @@
+"""Do the fast paths decide as the reference does? Verdicts on the same benchmark inputs, side by side:
+exact mode (drafting, the default) against plain greedy decoding, and llama.cpp quantization types against the
+bundled Q8_0 file (its F16 source was not kept: each type is requantized from Q8_0, which loses a little more
+than quantizing from F16 would). Prints, per path: identical verdicts, identical output text, seconds per check.
+
+Usage: .venv/bin/python scripts/agreement.py [--inputs 200] [--quant Q4_0 Q4_K_M] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from guardsdk import Guard, Policy
+from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.eval.benchmarks import BENCHMARKS, load_items
+from guardsdk.model_resolution import bundled_tiny_path
+from guardsdk.tools.gguf_export import quantize
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def benchmark_pairs(count: int) -> list[tuple[str, str | None]]:
+    per_set = -(-count // len(BENCHMARKS))
+    items = [item for spec in BENCHMARKS for item in load_items(SHARED / "benchmarks", spec, sample=per_set)]
+    return [(item.prompt, item.response) for item in items][:count]
+
+
+def run(backend: LlamaCppBackend, pairs: list[tuple[str, str | None]]) -> tuple[list, list[float]]:
+    guard = Guard(backend, policy=Policy(on_unsafe="annotate"))
+    verdicts, seconds = [], []
+    for pair in pairs:
+        started = time.perf_counter()
+        verdicts.append(guard.check(*pair))
+        seconds.append(time.perf_counter() - started)
+    return verdicts, seconds
+
+
+def compare(name: str, reference: list, verdicts: list, seconds: list[float]) -> dict:
+    pairs = list(zip(reference, verdicts, strict=True))
+    return {
+        "path": name,
+        "same_verdict": f"{sum(r.labels == v.labels for r, v in pairs)}/{len(pairs)}",
+        "same_text": f"{sum(r.raw == v.raw for r, v in pairs)}/{len(pairs)}",
+        "median_s": f"{statistics.median(seconds):.3f}",
+        "mean_s": f"{statistics.fmean(seconds):.3f}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=200)
+    parser.add_argument("--quant", nargs="*", default=["Q4_0", "Q4_K_M"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    logging.getLogger("guardsdk").setLevel(logging.ERROR)
+    pairs = benchmark_pairs(args.inputs)
+    model = bundled_tiny_path()
+    reference, plain_seconds = run(LlamaCppBackend(model, n_threads=args.threads, drafting=False), pairs)
+    rows = [compare("Q8_0 plain greedy (reference)", reference, reference, plain_seconds)]
+    verdicts, seconds = run(LlamaCppBackend(model, n_threads=args.threads), pairs)
+    rows.append(compare("Q8_0 exact mode (drafting, the default)", reference, verdicts, seconds))
+    with tempfile.TemporaryDirectory() as folder:
+        for qtype in args.quant:
+            path = quantize(model, Path(folder) / f"tiny-{qtype}.gguf", qtype, allow_requantize=True)
+            verdicts, seconds = run(LlamaCppBackend(path, n_threads=args.threads, drafting=False), pairs)
+            rows.append(compare(f"{qtype} plain greedy ({path.stat().st_size / 2**20:.1f} MiB)", reference, verdicts,
+                                seconds))  # fmt: skip
+    keys = list(rows[0])
+    print(
+        f"{len(pairs)} benchmark inputs (all ten sets), bundled {model.name} ({model.stat().st_size / 2**20:.1f} MiB)"
+    )
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

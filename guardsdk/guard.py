@@ -23,7 +23,7 @@ from guardsdk.families import DEFAULT_FAMILY, GuardFamily
 from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.policy import Policy, stops
 from guardsdk.validation import validate_pair
-from guardsdk.verdict import RESPONSE_HARM, TASKS, Verdict
+from guardsdk.verdict import RESPONSE_HARM, TASKS, Task, Verdict
 from guardsdk.verdict_first import DEFAULT_REASON_WHEN, VerdictFirst
 
 logger = logging.getLogger("guardsdk")
@@ -280,6 +280,7 @@ class Guard:
         decision = self.policy.decide(verdict)
         verdict = dataclasses.replace(verdict, decision=decision)
         unseen = verdict.input_truncated and decision.allowed
+        overridden = decision.allowed and any(verdict.labels.get(t) == Task(t).positive for t in self.policy.gates)
         with self._stats_lock:
             self.stats["checks"] += 1
             self.stats["allowed" if decision.allowed else "blocked"] += 1
@@ -291,11 +292,13 @@ class Guard:
                 self.stats["failed_closed"] += 1
             for flag, name in ((verdict.long_input, "long_inputs"), (verdict.windows > 1, "windowed"),
                                (verdict.escalated, "escalated"),
-                               (verdict.input_truncated, "elided"), (unseen, "allowed_unseen")):  # fmt: skip
+                               (verdict.input_truncated, "elided"), (unseen, "allowed_unseen"),
+                               (overridden, "allowed_by_threshold")):  # fmt: skip
                 if flag:
                     self.stats[name] += 1
-        if decision.fail_open or unseen:
-            why = decision.reason if decision.fail_open else "part of the input was elided unseen (long_input='elide')"
+        if decision.fail_open or unseen or overridden:
+            why = (decision.reason if decision.fail_open else "part of the input was elided unseen (long_input='elide')"
+                   if unseen else "a policy threshold overrode the model's unsafe label")  # fmt: skip
             logger.warning("guard allowed a check without a decided safe verdict: %s", why)
         elif not decision.allowed:
             logger.warning("guard blocked a check: %s (model %s)", decision.reason, verdict.model)

@@ -264,3 +264,15 @@ def test_verdict_first_on_transformers_fails_closed_where_a_random_model_means_n
         guard.check("How do I bake bread?")
     verdict = blocked.value.verdict
     assert verdict.labels["prompt_harm"] is None and "not a label" in verdict.error and verdict.scores == {}
+
+
+def test_a_threshold_that_allows_what_the_model_labelled_unsafe_is_logged_and_counted(tiny, prompts, caplog):
+    forced = Guard(tiny, mode="verdict_first", reason_when=(), policy=ANNOTATE)
+    flagged = next(p for p in prompts if forced.check(p).labels["prompt_harm"] == "harmful")
+    lenient = Policy(on_unsafe=OnUnsafe.ANNOTATE, thresholds={"prompt_harm": 1.0})  # only certainty blocks
+    guard = Guard(tiny, mode="verdict_first", reason_when=(), policy=lenient)
+    with caplog.at_level("WARNING", logger="guardsdk"):
+        verdict = guard.check(flagged)
+    assert verdict.labels["prompt_harm"] == "harmful" and verdict.allowed
+    assert guard.stats["allowed_by_threshold"] == 1
+    assert "a policy threshold overrode the model's unsafe label" in caplog.text

@@ -4,6 +4,7 @@ it writes labels) through llama.cpp, and a tiny random Llama through transformer
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import threading
 
@@ -276,3 +277,18 @@ def test_a_threshold_that_allows_what_the_model_labelled_unsafe_is_logged_and_co
     assert verdict.labels["prompt_harm"] == "harmful" and verdict.allowed
     assert guard.stats["allowed_by_threshold"] == 1
     assert "a policy threshold overrode the model's unsafe label" in caplog.text
+
+
+def test_cli_eval_scores_the_forced_answers_alone_and_records_the_mode(tmp_path):
+    from guardsdk.cli import main
+
+    out, scores = tmp_path / "run", tmp_path / "scores.json"
+    common = ["eval", "--gguf", str(bundled_tiny_path()), "--benchmarks-dir", str(BENCHMARKS), "--benchmark",
+              "SimpleSafetyTests", "--limit", "6", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main([*common, "--mode", "verdict_first", "--json", str(scores)]) == 0
+    report = json.loads(scores.read_text())
+    assert report["run"]["mode"] == "verdict_first" and report["robust"]["SimpleSafetyTests"]["n"] == 6
+    assert report["robust"]["SimpleSafetyTests"]["parse_failures"] == 0
+    rows = [json.loads(line) for line in (out / "SimpleSafetyTests" / "generated_predictions.jsonl").open()]
+    assert all(row["predict"].startswith("verdict-first") and row["tokens_out"] == 0 for row in rows)
+    assert main([*common, "--mode", "needed_tasks"]) == 2  # another mode's rows are never mixed in

@@ -80,6 +80,9 @@ class GenerativeDetector:
                 f"gives next-token probabilities (llama.cpp, transformers), not {self.family.name} on {backend.name}"
             )
         self.name = f"{self.family.name}:{backend.name}"
+        warm = getattr(backend, "warm", None)
+        if warm is not None:  # the first check then skips the shared instruction (see LlamaCppBackend.warm)
+            warm(shared_prefix(self.family), self.family.special_tokens)
 
     @functools.cached_property
     def _watch(self) -> dict[str, Any]:
@@ -321,6 +324,12 @@ class Ensemble:
     def close(self) -> None:
         for detector in self.detectors:
             detector.close()
+
+
+def shared_prefix(family: GuardFamily) -> str:
+    """The text every prompt check of ``family`` starts with."""
+    texts = [family.render("a", None)[0], family.render("b", None)[0]]
+    return os.path.commonprefix(texts)  # noqa: RUF071 - a prefix of two texts, not of paths
 
 
 def _checked(generations: Any, count: int) -> list[Generation]:

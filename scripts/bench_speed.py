@@ -235,6 +235,27 @@ def quant_types(f16: Path, types: list[str], threads: int) -> list[dict]:
     return rows
 
 
+def first_check(model: Path, threads: int) -> list[dict]:
+    """Seconds to put the shared instruction into the KV cache at start: evaluated (and saved), then restored
+    from the saved state by a second backend, as a new process would."""
+    import tempfile
+
+    from guardsdk.detector import shared_prefix
+    from guardsdk.families import get_family
+
+    prefix = shared_prefix(get_family("guardreasoner"))
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for how in ("evaluated (first start), state saved", "restored from the saved state (a later start)"):
+            backend = LlamaCppBackend(model, n_threads=threads, prefix_states=folder)
+            started = time.perf_counter()
+            backend.warm(prefix)
+            rows.append({"instruction": how, "seconds": time.perf_counter() - started})
+            backend.close()
+        size = sum(path.stat().st_size for path in Path(folder).glob("*.state"))
+    return [{**row, "state_MiB": size / 2**20} for row in rows]
+
+
 def table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -277,6 +298,9 @@ def main() -> None:
               f"(median tokens: {medians})\n")  # fmt: skip
         instruction, lead = len(tokenizer.input_ids(INSTRUCTION + "\n")), len(tokenizer.tokenize(LEAD))
         print(table(modelled(costs, checks, others, instruction, lead)))
+    if args.shape_gguf:
+        print(f"\n## Part 2: the first check after start, {args.shape_gguf.name}\n")
+        print(table(first_check(args.shape_gguf, args.threads)))
     if args.shape_gguf and args.quant_types:
         print(f"\n## Part 3: llama.cpp types of the 1B shape, {args.threads} threads\n")
         print(table(quant_types(args.shape_gguf.with_name("gr1b-shape-f16.gguf"), args.quant_types, args.threads)))

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from guardsdk.backends import prefix_state
 from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
 from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, Drafter, VerifyCosts
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
@@ -46,6 +47,9 @@ class LlamaCppBackend(ThreadedAsyncMixin):
     model's earlier outputs or the input predict are verified in one batch with the next one and kept where
     the model's own greedy choice agrees; ``drafting=False`` decodes one token per step, ``"measure"`` times
     this machine's verify costs at load, or pass :class:`~guardsdk.backends.drafting.VerifyCosts`.
+    :meth:`warm` (called by the detector) puts the family's shared instruction into the KV cache, restored
+    from ``prefix_states`` (a folder; default under ``~/.cache/guardsdk``; None: never on disk) where an
+    earlier process saved it (:mod:`guardsdk.backends.prefix_state`).
     The model stays loaded; threads default to half the cores (:func:`default_threads`): llama.cpp's
     threads wait for each other at every step, so one busy core stalls them all.
     ``Llama.generate`` keeps the KV cache of the previous call and evaluates only the tokens after
@@ -64,6 +68,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         seed: int = 0,
         verbose: bool = False,
         drafting: bool | str | VerifyCosts = True,
+        prefix_states: str | os.PathLike[str] | None = "default",
         **llama_kwargs: Any,
     ) -> None:
         path = Path(model_path)
@@ -88,7 +93,9 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         self._lock = threading.RLock()
         self._closing = False
         self.name = path.name
+        self.path = path
         self.context_length = n_ctx
+        self.prefix_states = prefix_state.default_folder() if prefix_states == "default" else prefix_states
         self.n_threads = threads
         if drafting not in (True, False, "measure") and not isinstance(drafting, VerifyCosts):
             raise ValueError(f"drafting is True, False, 'measure' or VerifyCosts, not {drafting!r}")
@@ -223,6 +230,28 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         llm._ctx.decode(llm._batch)
         get = self._llama_cpp.llama_get_logits_ith
         return [np.ctypeslib.as_array(get(llm._ctx.ctx, i), shape=(llm._n_vocab,)) for i in range(len(tokens))]
+
+    def warm(self, prefix: str, special_tokens: bool = False) -> None:
+        """Put the state of ``prefix`` (the text every input starts with) into the KV cache now: restored from
+        ``prefix_states`` where an earlier process saved it, else evaluated (and saved there)."""
+        with self._lock:
+            llm = self.llm
+            ids = self.input_ids(prefix, special_tokens)[:-1]  # the last token may merge with the text after it
+            if len(ids) < 2 or llm._input_ids.tolist()[: len(ids)] == ids:
+                return
+            folder = Path(self.prefix_states) if self.prefix_states else None
+            path = folder and prefix_state.state_file(folder, self.path, self.context_length, ids,
+                                                      self._llama_cpp.__version__)  # fmt: skip
+            llm.n_tokens = 0
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            if path is not None and prefix_state.load(self._llama_cpp, llm._ctx.ctx, path, ids):
+                llm.input_ids[: len(ids)] = ids
+                llm.n_tokens = len(ids)
+            else:
+                llm.eval(ids)
+                if path is not None:
+                    prefix_state.save(self._llama_cpp, llm._ctx.ctx, path, ids)
+            llm._requires_eval = True  # no logits come with a restored state
 
     def measure_verify_costs(self, sizes: Sequence[int] = (1, 2, 4, 8), repeats: int = 3) -> VerifyCosts:
         """Time k tokens evaluated in one batch (logits for each) against one decode step, on this machine now."""

@@ -23,7 +23,7 @@ MIN_LABEL_MASS = 0.5
 
 
 @dataclass
-class ForcedAnswers:
+class ForcedReading:
     """What forcing a view's slots gave: a label and score per task, the text forced, and why any stopped."""
 
     labels: dict[Task, Label | None] = field(default_factory=dict)
@@ -35,11 +35,11 @@ class ForcedAnswers:
 def force_slots(
     scorer: NextTokenScorer, context: str, slots: Sequence[AnswerSlot], *, special_tokens: bool,
     min_label_mass: float = MIN_LABEL_MASS,
-) -> ForcedAnswers:  # fmt: skip
+) -> ForcedReading:  # fmt: skip
     """Write each slot's lead after ``context`` and take the likelier label word, slot by slot (each word then
     stands in the context of the next). A slot whose words hold under ``min_label_mass`` stops the reading:
     it and the slots after it stay undecided."""
-    forced = ForcedAnswers()
+    forced = ForcedReading()
     for slot in slots:
         task = slot.task
         context += slot.lead
@@ -86,4 +86,4 @@ def written_score(slot: AnswerSlot, label: Label, generation: Generation, codec:
     return None
 
 
-__all__ = ["MIN_LABEL_MASS", "ForcedAnswers", "force_slots", "slot_word_ids", "written_score"]
+__all__ = ["MIN_LABEL_MASS", "ForcedReading", "force_slots", "slot_word_ids", "written_score"]

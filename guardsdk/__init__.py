@@ -1,7 +1,7 @@
 """guardsdk: reasoning-based safety guards (GuardReasoner, and other guard families) around LLM calls."""
 
 from guardsdk.cascade import Cascade
-from guardsdk.detector import Detector, Ensemble, GenerativeDetector
+from guardsdk.detector import Detector, Ensemble, GenerativeDetector, as_detector
 from guardsdk.errors import (
     BackendError,
     GuardBlocked,
@@ -27,6 +27,7 @@ from guardsdk.verdict import (
     Task,
     Verdict,
 )
+from guardsdk.verdict_first import VerdictFirst
 
 __version__ = "0.1.0"
 
@@ -58,6 +59,8 @@ __all__ = [
     "Task",
     "UnguardedEndpointError",
     "Verdict",
+    "VerdictFirst",
+    "as_detector",
     "build_input",
     "get_family",
     "parse_output",

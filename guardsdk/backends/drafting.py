@@ -72,7 +72,7 @@ class PhraseTable:
     """Next-token counts after every run of ``order`` tokens in the texts learned."""
 
     order: int = 3
-    max_contexts: int = 500_000
+    max_contexts: int = 100_000  # ~30 MB at most
     counts: dict[tuple[int, ...], Counter[int]] = field(default_factory=dict)
 
     def learn(self, tokens: Sequence[int]) -> None:

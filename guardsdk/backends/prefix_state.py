@@ -43,13 +43,16 @@ def _private(folder: Path) -> bool:
         info = folder.stat()
     except OSError:
         return False
-    owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-    return stat.S_ISDIR(info.st_mode) and owner_ok and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return stat.S_ISDIR(info.st_mode) and _mine(folder) and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _mine(path: Path) -> bool:
+    return not hasattr(os, "getuid") or path.stat().st_uid == os.getuid()
 
 
 def load(lib: Any, ctx: Any, path: Path, ids: list[int]) -> bool:
     """Restore the state in ``path`` into sequence 0 of ``ctx`` if it was saved for ``ids``."""
-    if not _private(path.parent) or not path.is_file():
+    if not _private(path.parent) or not path.is_file() or not _mine(path):
         return False
     try:
         data = path.read_bytes()

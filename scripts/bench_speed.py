@@ -49,8 +49,8 @@ ANNOTATE = Policy(on_unsafe="annotate")
 WARM_UP = 10  # checks before the measured ones, the same for every path
 
 
-def sample_prompts(count: int) -> list[str]:
-    specs = [spec for spec in BENCHMARKS if spec.name in PROMPT_SETS]
+def sample_prompts(count: int, sets: tuple[str, ...] = PROMPT_SETS) -> list[str]:
+    specs = [spec for spec in BENCHMARKS if spec.name in sets]
     per_set = -(-count // len(specs))
     prompts = [item.prompt for spec in specs for item in load_items(SHARED / "benchmarks", spec, sample=per_set)]
     return prompts[:count]
@@ -235,6 +235,21 @@ def quant_types(f16: Path, types: list[str], threads: int) -> list[dict]:
     return rows
 
 
+def verdict_first_measured(model: Path, prompts: list[str], threads: int) -> dict:
+    """Seconds per verdict-first prompt check, end to end on the shape model (random weights: its forced answers
+    are undecided, but the work is the real work: one forward pass over the user text and the lead)."""
+    guard = Guard(LlamaCppBackend(model, n_threads=threads), mode="verdict_first", reason_when=(), policy=ANNOTATE)
+    guard.check(prompts[0])
+    seconds = []
+    for prompt in prompts[1:]:
+        started = time.perf_counter()
+        guard.check(prompt)
+        seconds.append(time.perf_counter() - started)
+    guard.close()
+    return {"path": "verdict_first (measured end to end)", "checks": len(seconds),
+            "median_s": statistics.median(seconds), "mean_s": statistics.fmean(seconds)}  # fmt: skip
+
+
 def first_check(model: Path, threads: int) -> list[dict]:
     """Seconds to put the shared instruction into the KV cache at start: evaluated (and saved), then restored
     from the saved state by a second backend, as a new process would."""
@@ -299,6 +314,9 @@ def main() -> None:
         instruction, lead = len(tokenizer.input_ids(INSTRUCTION + "\n")), len(tokenizer.tokenize(LEAD))
         print(table(modelled(costs, checks, others, instruction, lead)))
     if args.shape_gguf:
+        print(f"\n## Part 2: verdict-first measured on {args.shape_gguf.name}\n")
+        prompts = sample_prompts(61, PUBLISHED_PROMPT_SETS)  # the prompts behind the modelled rows above
+        print(table([verdict_first_measured(args.shape_gguf, prompts, args.threads)]))
         print(f"\n## Part 2: the first check after start, {args.shape_gguf.name}\n")
         print(table(first_check(args.shape_gguf, args.threads)))
     if args.shape_gguf and args.quant_types:

@@ -136,8 +136,8 @@ def component_costs(model: Path, threads: int) -> dict[str, float]:
 
     llm.reset()
     llm.eval(prefix)
-    costs = {f"prefill_{n}": timed(lambda n=n: prefill(n)) for n in (8, 32, 128, 512)}
-    verify = backend.measure_verify_costs(repeats=5)
+    costs = {f"prefill_{n}": timed(lambda n=n: prefill(n), repeats=5) for n in (8, 32, 128, 512)}
+    verify = backend.measure_verify_costs(repeats=15)
     costs["step"] = verify.step_s
     costs |= {f"verify_{k}": ratio * verify.step_s for k, ratio in verify.ratios.items() if k > 1}
     backend.close()

@@ -80,3 +80,16 @@ def hf_backend(tiny_hf_dir):
     from guardsdk.backends.hf import HFBackend
 
     return HFBackend.from_pretrained(tiny_hf_dir)
+
+
+@pytest.fixture(scope="session")
+def bundled_plain():
+    """The bundled guardreasoner-tiny (trained: it writes labels) on llama.cpp, one token per step: runs of the
+    same input compare exactly (drafting batches tokens differently as its table grows, which moves logits in
+    the last digits; tests/test_drafting.py covers it)."""
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.model_resolution import bundled_tiny_path
+
+    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=False)
+    yield backend
+    backend.close()

@@ -79,10 +79,8 @@ def inputs():
 
 
 @pytest.fixture(scope="module")
-def plain():
-    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=False)
-    yield backend
-    backend.close()
+def plain(bundled_plain):
+    return bundled_plain
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,8 @@ GUARDREASONER = get_family("guardreasoner")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    # Plain greedy steps: runs of the same input compare exactly (drafting batches tokens differently as its
-    # table grows, which moves logits in the last digits; tests/test_drafting.py covers it).
-    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=False)
-    yield backend
-    backend.close()
+def tiny(bundled_plain):
+    return bundled_plain
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,8 @@ class VerdictFirst:
             shown.append(forced.text)
             errors += [forced.error] if forced.error else []
         raw = "verdict-first: no reasoning was run; answers forced after the input:\n" + "\n\n".join(shown)
-        verdict = verdict_from_labels(labels, has_response=has_response, raw=raw, family=family.name)
+        verdict = verdict_from_labels(labels, has_response=has_response, raw=raw, family=family.name,
+                                      answered=family.tasks)  # fmt: skip
         return dataclasses.replace(verdict, scores=scores, error="; ".join(errors) or None)
 
     # -- when to reason ------------------------------------------------------------------------------

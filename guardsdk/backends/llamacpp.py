@@ -202,6 +202,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             yield pending, logits
             output.append(pending)
             drafts, from_lookup = self.drafter.propose(ids, output) if self.drafter is not None else ([], False)
+            drafts = drafts[: max(self.context_length - llm.n_tokens - 1, 0)]  # the context holds them all
             batch = [pending, *drafts]
             past = llm.n_tokens
             rows = self._decode_all(batch)

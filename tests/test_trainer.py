@@ -361,7 +361,7 @@ def test_export_round_trip(rsft_model, tmp_path):
 
 # -- the whole recipe ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
+def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path, capsys):
     from guardsdk_trainer.cli import main
     from guardsdk_trainer.recipe import Recipe
 
@@ -369,10 +369,22 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path):
     write_reasoning_jsonl(tmp_path / "reasoning.jsonl", examples[::2])
     write_reasoning_jsonl(tmp_path / "more.jsonl", examples[1::2])
     (tmp_path / "pool.jsonl").write_text("".join(pool_lines(40, start=5000)), encoding="utf-8")
-    config = load_config(_write_config(tmp_path))
-    recipe = Recipe(config)
-    manifest = recipe.run()
+    config_path = _write_config(tmp_path)
+    # The smoke command: the whole recipe, then per-stage costs and checks through the SDK on its model.
+    assert main(["smoke", str(config_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    recipe = Recipe(load_config(config_path))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     stages = manifest["stages"]
+    assert set(report["stages"]) == set(stages) and report["device"] == "cpu" and report["peak_bf16_flops"] is None
+    for stage in ("rsft", "hsdpo"):
+        figures = report["stages"][stage]
+        assert figures["train_tokens"] > 0 and figures["tokens_per_s"] > 0 and figures["mfu"] is None
+    training = json.loads((tmp_path / "run" / "models" / "rsft" / "training.json").read_text())
+    assert training["tokens"] > 0 and training["parameters"] > 0 and not training["resumed"]
+    assert report["stages"]["rsft"]["models"] == 2  # the full model and the leave-one-source-out one
+    assert len(report["checks"]) == 3 and all(c["model"].endswith(".gguf") for c in report["checks"])
+    assert all(c["decision"] for c in report["checks"])  # decided or failing closed, never nothing
     assert list(stages) == ["data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export"]
     rounds = stages["bootstrap"]["metrics"]["rounds"]
     assert [r["tried"] for r in rounds] == [12] and 0 <= rounds[0]["added"] <= 12

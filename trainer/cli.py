@@ -1,12 +1,14 @@
-"""``guardsdk-train data|synth|rsft|bootstrap|sample|mine|hsdpo|export|recipe CONFIG``."""
+"""``guardsdk-train data|synth|rsft|bootstrap|sample|mine|hsdpo|export|classifier|recipe|smoke CONFIG``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from guardsdk_trainer.config import load_config
 from guardsdk_trainer.recipe import STAGES, Recipe, StageOrderError
@@ -14,7 +16,12 @@ from guardsdk_trainer.recipe import STAGES, Recipe, StageOrderError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="guardsdk-train", description="The GuardReasoner training recipe.")
-    parser.add_argument("stage", choices=[*STAGES, "recipe"], help="one stage, or the whole recipe")
+    parser.add_argument(
+        "stage",
+        choices=[*STAGES, "recipe", "smoke"],
+        help="one stage, the whole recipe, or smoke (the recipe, "
+        "then each stage's seconds, tokens/s and MFU, and a few checks through the SDK on its model)",
+    )
     parser.add_argument("config", help="a recipe YAML config")
     parser.add_argument("--force", action="store_true", help="rerun the stage even if it is done")
     parser.add_argument("--output-dir", help="override the config's output_dir")
@@ -26,17 +33,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.output_dir = args.output_dir
     recipe = Recipe(config)
     try:
-        if args.stage == "recipe":
-            result = recipe.run()
-            print(json.dumps({k: v["metrics"] for k, v in result["stages"].items()}, indent=1))
-        else:
-            if args.stage != "data" and not recipe.done("data"):
-                recipe.run_stage("data")
-            print(json.dumps(recipe.run_stage(args.stage, force=args.force), indent=1))
+        with contextlib.redirect_stdout(sys.stderr):  # trainers print their log lines: not into the result
+            result = _run(recipe, args.stage, args.force)
     except StageOrderError as exc:
         print(f"guardsdk-train: {exc}", file=sys.stderr)
         return 2
+    print(json.dumps(result, indent=1))
     return 0
+
+
+def _run(recipe: Recipe, stage: str, force: bool) -> dict[str, Any]:
+    if stage == "recipe":
+        return {k: v["metrics"] for k, v in recipe.run()["stages"].items()}
+    if stage == "smoke":
+        from guardsdk_trainer.smoke import smoke
+
+        return smoke(recipe)
+    if stage != "data" and not recipe.done("data"):
+        recipe.run_stage("data")
+    return recipe.run_stage(stage, force=force)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -10,15 +11,38 @@ from typing import Any
 logger = logging.getLogger("guardsdk_trainer")
 
 
+#: Written beside a trained model: how long training took and how many tokens it processed.
+TRAINING_FILE = "training.json"
+
+
 def train_resumable(trainer: Any) -> None:
     """``trainer.train()``, resumed from the newest ``checkpoint-*`` in ``args.output_dir`` if there is one
-    (checkpoints exist when the stage config sets ``save_steps``); the checkpoints are removed afterwards."""
+    (checkpoints exist when the stage config sets ``save_steps``); the checkpoints are removed afterwards and
+    the run's figures written to :data:`TRAINING_FILE` there (see :func:`processed_tokens`)."""
     from transformers.trainer_utils import get_last_checkpoint
 
     out = Path(trainer.args.output_dir)
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if last:
         logger.info("resuming training from %s", last)
-    trainer.train(resume_from_checkpoint=last)
+    result = trainer.train(resume_from_checkpoint=last)
     for checkpoint in out.glob("checkpoint-*"):
         shutil.rmtree(checkpoint, ignore_errors=True)
+    figures = {
+        "seconds": round(float(result.metrics.get("train_runtime", 0.0)), 3),
+        "tokens": round(processed_tokens(trainer.train_dataset) * float(trainer.state.epoch or 0.0)),
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "device": str(trainer.args.device),
+        "bf16": bool(trainer.args.bf16),
+        "resumed": last is not None,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TRAINING_FILE).write_text(json.dumps(figures, indent=1), encoding="utf-8")
+
+
+def processed_tokens(dataset: Any) -> int:
+    """Tokens one epoch runs through the model: each SFT row's ``input_ids``; for a preference pair, the prompt
+    twice (with the chosen and with the rejected output) and both outputs."""
+    if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names):  # trl's DPO columns
+        return sum(2 * len(r["prompt_ids"]) + len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in dataset)
+    return sum(len(r["input_ids"]) for r in dataset)

@@ -52,8 +52,8 @@ class LlamaCppBackend(ThreadedAsyncMixin):
     earlier process saved it (:mod:`guardsdk.backends.prefix_state`).
     The model stays loaded; threads default to half the cores (:func:`default_threads`): llama.cpp's
     threads wait for each other at every step, so one busy core stalls them all.
-    ``Llama.generate`` keeps the KV cache of the previous call and evaluates only the tokens after
-    the longest common prefix, so the shared GuardReasoner instruction is evaluated once, not per call.
+    Each call keeps the KV cache of the previous one and evaluates only the tokens after the longest common
+    prefix, so the shared GuardReasoner instruction is evaluated once, not per call.
     A lock makes concurrent calls safe (tokenizing included); they run one at a time. ``close()`` while
     a call runs stops it at the next token: its inputs end as errors ("backend is closed").
     """

@@ -10,6 +10,10 @@ one (``verdict.escalated``), where ``reason_when`` asks for it:
 - ``"background"``: every other check is reasoned about after it was answered, in a background thread, and
   ``on_reasoning`` receives the reasoned verdict (for audit logs); the answer does not wait for it.
 
+Checked text that writes answer lines itself (``Request: unharmful``) could steer a forced reading, as it
+can never steer the parser (echoed answer lines never count there): such a check gets no forced answer — it is
+undecided, so ``"blocked"`` sends it to the reasoning run, and without reasoning it fails closed.
+
 This is lossy: the released GuardReasoner models were trained to reason first, and how well their forced
 answers agree with their reasoned ones is for whoever has the weights to measure
 (``guardsdk eval --mode verdict_first``); docs/speed.md says what is known.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from guardsdk.answer_scores import MIN_LABEL_MASS, force_slots
 from guardsdk.detector import GenerativeDetector, Pair
 from guardsdk.errors import describe
+from guardsdk.families.base import AnswerSlot
 from guardsdk.long_input import Plan, merge_verdicts
 from guardsdk.policy import Policy
 from guardsdk.verdict import NOT_APPLICABLE, TASKS, Verdict, verdict_from_labels
@@ -93,7 +99,7 @@ class VerdictFirst:
                 parts.append(Verdict.undecided(has_response=part_has_response, error="ran past the check's deadline"))
                 continue
             try:
-                parts.append(self._forced_part(views, part_has_response))
+                parts.append(self._forced_part(views, part_has_response, part.prompt + "\n" + (part.response or "")))
             except Exception as exc:
                 parts.append(Verdict.undecided(has_response=part_has_response, error=describe(exc)))
         headings = [f"guardsdk window {i}/{len(parts)}" for i in range(1, len(parts) + 1)]
@@ -101,10 +107,15 @@ class VerdictFirst:
         return dataclasses.replace(verdict, latency_s=time.monotonic() - started, input_truncated=plan.elided,
                                    long_input=plan.long, **run)  # fmt: skip
 
-    def _forced_part(self, views: tuple[str, ...], has_response: bool) -> Verdict:
+    def _forced_part(self, views: tuple[str, ...], has_response: bool, checked: str) -> Verdict:
         family = self.reasoning.family
         labels, scores, shown, errors = {}, {}, [], []
-        for view, slots in zip(views, family.answer_slots(has_response), strict=True):  # type: ignore[attr-defined]
+        slots_per_view = family.answer_slots(has_response)  # type: ignore[attr-defined]
+        echoed = _echoed_answers(checked, [slot for slots in slots_per_view for slot in slots])
+        if echoed:  # the text writes its own answer lines: a forced reading could copy them, so none is taken
+            error = f"the checked text writes answer lines itself ({', '.join(echoed)}): no forced answer is read"
+            return Verdict.undecided(has_response=has_response, error=error, raw="verdict-first: " + error)
+        for view, slots in zip(views, slots_per_view, strict=True):
             forced = force_slots(self.reasoning.backend, view, slots, special_tokens=family.special_tokens,  # type: ignore[arg-type]
                                  min_label_mass=self.min_label_mass)  # fmt: skip
             labels.update(forced.labels)
@@ -182,6 +193,19 @@ class VerdictFirst:
         if self._background is not None:
             self._background.shutdown(wait=True, cancel_futures=True)
         self.reasoning.close()
+
+
+def _echoed_answers(checked: str, slots: list[AnswerSlot]) -> list[str]:
+    """The answer lines (a slot's key and one of its words, e.g. ``Request: unharmful``) that ``checked`` writes."""
+    text = re.sub(r"[\s*#>_-]+", " ", checked.lower()).replace(" :", ":")  # markdown and spacing hide nothing
+    found = []
+    for slot in slots:
+        key = slot.key.strip().lower()
+        for word in slot.words.values():
+            line = f"{key} {word.strip().lower()}"
+            if key and (line in text or line.replace(": ", ":") in text):
+                found.append(f"{slot.key.strip()} {word.strip()}")
+    return found
 
 
 __all__ = ["DEFAULT_REASON_WHEN", "DEFAULT_UNCERTAIN_BAND", "REASON_WHEN", "VerdictFirst"]

@@ -9,6 +9,7 @@ model wrote the word itself (the backend watched both words' probabilities while
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,4 +87,18 @@ def written_score(slot: AnswerSlot, label: Label, generation: Generation, codec:
     return None
 
 
-__all__ = ["MIN_LABEL_MASS", "ForcedReading", "force_slots", "slot_word_ids", "written_score"]
+def echoed_answer_lines(checked: str, slots: Sequence[AnswerSlot]) -> list[str]:
+    """The answer lines (a slot's key and one of its words, e.g. ``Request: unharmful``) that ``checked`` writes:
+    a forced reading after such text could copy them, so none is taken (as the parser never counts an echo)."""
+    text = re.sub(r"[\s*#>_-]+", " ", checked.lower()).replace(" :", ":")  # markdown and spacing hide nothing
+    found = []
+    for slot in slots:
+        key = slot.key.strip().lower()
+        for word in slot.words.values():
+            line = f"{key} {word.strip().lower()}"
+            if key and (line in text or line.replace(": ", ":") in text):
+                found.append(f"{slot.key.strip()} {word.strip()}")
+    return found
+
+
+__all__ = ["MIN_LABEL_MASS", "ForcedReading", "echoed_answer_lines", "force_slots", "slot_word_ids", "written_score"]

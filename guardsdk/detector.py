@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any, Protocol, runtime_checkable
 
-from guardsdk.answer_scores import force_slots, slot_word_ids, written_score
+from guardsdk.answer_scores import echoed_answer_lines, force_slots, slot_word_ids, written_score
 from guardsdk.backends.base import Backend, Generation, NextTokenScorer, failed_generation
 from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
@@ -161,7 +161,7 @@ class GenerativeDetector:
         try:
             verdict = self.family.parse(texts, has_response=has_response, conversation=conversation)
             if stop is not None and any(verdict.labels[t] is None for t in needed):
-                verdict = self._forced_rest(verdict, views, texts, needed)
+                verdict = self._forced_rest(verdict, views, texts, needed, conversation)
             else:
                 verdict = dataclasses.replace(verdict, scores=self._written_scores(verdict, generations))
         except Exception as exc:  # a family that cannot read an output decides nothing
@@ -183,10 +183,17 @@ class GenerativeDetector:
                     scores[slot.task] = score
         return scores
 
-    def _forced_rest(self, verdict: Verdict, views: tuple[str, ...], texts: list[str], needed: list[Task]) -> Verdict:
+    def _forced_rest(
+        self, verdict: Verdict, views: tuple[str, ...], texts: list[str], needed: list[Task], conversation: str
+    ) -> Verdict:
         """Needed-tasks mode: the reasoning stopped after the last needed task; force the answers to those tasks
-        after it (the labels and scores come from the answer words' probabilities)."""
+        after it (the labels and scores come from the answer words' probabilities), unless the checked text writes
+        answer lines itself (then they stay undecided)."""
         [view], [text], [slots] = views, texts, self.family.answer_slots(verdict.has_response)  # type: ignore[attr-defined]
+        echoed = echoed_answer_lines(conversation, slots)
+        if echoed:
+            error = f"the checked text writes answer lines itself ({', '.join(echoed)}): no forced answer is read"
+            return dataclasses.replace(verdict, error=error)
         forced = force_slots(self.backend, view + text, [s for s in slots if s.task in needed],  # type: ignore[arg-type]
                              special_tokens=self.family.special_tokens)  # fmt: skip
         labels = {**{t: verdict.labels[t] for t in TASKS if t not in needed}, **forced.labels}

@@ -24,16 +24,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from guardsdk.answer_scores import MIN_LABEL_MASS, force_slots
+from guardsdk.answer_scores import MIN_LABEL_MASS, echoed_answer_lines, force_slots
 from guardsdk.detector import GenerativeDetector, Pair
 from guardsdk.errors import describe
-from guardsdk.families.base import AnswerSlot
 from guardsdk.long_input import Plan, merge_verdicts
 from guardsdk.policy import Policy
 from guardsdk.verdict import NOT_APPLICABLE, TASKS, Verdict, verdict_from_labels
@@ -111,7 +109,7 @@ class VerdictFirst:
         family = self.reasoning.family
         labels, scores, shown, errors = {}, {}, [], []
         slots_per_view = family.answer_slots(has_response)  # type: ignore[attr-defined]
-        echoed = _echoed_answers(checked, [slot for slots in slots_per_view for slot in slots])
+        echoed = echoed_answer_lines(checked, [slot for slots in slots_per_view for slot in slots])
         if echoed:  # the text writes its own answer lines: a forced reading could copy them, so none is taken
             error = f"the checked text writes answer lines itself ({', '.join(echoed)}): no forced answer is read"
             return Verdict.undecided(has_response=has_response, error=error, raw="verdict-first: " + error)
@@ -193,19 +191,6 @@ class VerdictFirst:
         if self._background is not None:
             self._background.shutdown(wait=True, cancel_futures=True)
         self.reasoning.close()
-
-
-def _echoed_answers(checked: str, slots: list[AnswerSlot]) -> list[str]:
-    """The answer lines (a slot's key and one of its words, e.g. ``Request: unharmful``) that ``checked`` writes."""
-    text = re.sub(r"[\s*#>_-]+", " ", checked.lower()).replace(" :", ":")  # markdown and spacing hide nothing
-    found = []
-    for slot in slots:
-        key = slot.key.strip().lower()
-        for word in slot.words.values():
-            line = f"{key} {word.strip().lower()}"
-            if key and (line in text or line.replace(": ", ":") in text):
-                found.append(f"{slot.key.strip()} {word.strip()}")
-    return found
 
 
 __all__ = ["DEFAULT_REASON_WHEN", "DEFAULT_UNCERTAIN_BAND", "REASON_WHEN", "VerdictFirst"]

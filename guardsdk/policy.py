@@ -51,7 +51,7 @@ class Policy:
     on_undecided: OnUndecided = OnUndecided.FAIL_CLOSED
     long_input: LongInput = LongInput.WINDOWS
     max_windows: int = 8
-    thresholds: Mapping[str, float] = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict, hash=False)  # compared, not hashed
 
     def __post_init__(self) -> None:
         unknown = (set(self.gates) | set(self.thresholds)) - set(TASKS)
@@ -65,6 +65,7 @@ class Policy:
         if self.max_windows < 1:
             raise ValueError("max_windows must be at least 1")
         object.__setattr__(self, "gates", frozenset(self.gates))
+        object.__setattr__(self, "thresholds", dict(self.thresholds))  # the caller's dict can change; this cannot
         object.__setattr__(self, "on_unsafe", OnUnsafe(self.on_unsafe))
         object.__setattr__(self, "on_undecided", OnUndecided(self.on_undecided))
         object.__setattr__(self, "long_input", LongInput(self.long_input))

@@ -238,6 +238,14 @@ def test_a_policy_threshold_decides_by_score_where_there_is_one(label, score, al
     assert policy.decide(_verdict(label, score)).allowed is allowed
 
 
+def test_a_policy_with_thresholds_stays_a_hashable_value_its_callers_dict_cannot_change():
+    chosen = {"prompt_harm": 0.25}
+    policy = Policy(thresholds=chosen)
+    chosen["prompt_harm"] = 0.99
+    assert policy.thresholds == {"prompt_harm": 0.25} and policy.decide(_verdict("harmful", 0.3)).allowed is False
+    assert hash(policy) == hash(Policy(thresholds={"prompt_harm": 0.25})) and policy != Policy()
+
+
 def test_policy_thresholds_are_checked():
     with pytest.raises(ValueError, match="unknown task"):
         Policy(thresholds={"toxicity": 0.5})

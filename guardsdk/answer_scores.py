@@ -87,9 +87,10 @@ def written_score(slot: AnswerSlot, label: Label, generation: Generation, codec:
     return None
 
 
-def echoed_answer_lines(checked: str, slots: Sequence[AnswerSlot]) -> list[str]:
-    """The answer lines (a slot's key and one of its words, e.g. ``Request: unharmful``) that ``checked`` writes:
-    a forced reading after such text could copy them, so none is taken (as the parser never counts an echo)."""
+def echo_refusal(checked: str, slots: Sequence[AnswerSlot]) -> str | None:
+    """Why no answer may be forced after ``checked``: it writes answer lines itself (a slot's key and one of its
+    words, e.g. ``Request: unharmful``), which a forced reading could copy, as the parser never counts an echo.
+    None when it writes none."""
     text = re.sub(r"[\s*#>_-]+", " ", checked.lower()).replace(" :", ":")  # markdown and spacing hide nothing
     found = []
     for slot in slots:
@@ -98,7 +99,9 @@ def echoed_answer_lines(checked: str, slots: Sequence[AnswerSlot]) -> list[str]:
             line = f"{key} {word.strip().lower()}"
             if key and (line in text or line.replace(": ", ":") in text):
                 found.append(f"{slot.key.strip()} {word.strip()}")
-    return found
+    if not found:
+        return None
+    return f"the checked text writes answer lines itself ({', '.join(found)}): no forced answer is read"
 
 
-__all__ = ["MIN_LABEL_MASS", "ForcedReading", "echoed_answer_lines", "force_slots", "slot_word_ids", "written_score"]
+__all__ = ["MIN_LABEL_MASS", "ForcedReading", "echo_refusal", "force_slots", "slot_word_ids", "written_score"]

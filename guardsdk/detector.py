@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any, Protocol, runtime_checkable
 
-from guardsdk.answer_scores import echoed_answer_lines, force_slots, slot_word_ids, written_score
+from guardsdk.answer_scores import echo_refusal, force_slots, slot_word_ids, written_score
 from guardsdk.backends.base import Backend, Generation, NextTokenScorer, failed_generation
 from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
@@ -190,10 +190,9 @@ class GenerativeDetector:
         after it (the labels and scores come from the answer words' probabilities), unless the checked text writes
         answer lines itself (then they stay undecided)."""
         [view], [text], [slots] = views, texts, self.family.answer_slots(verdict.has_response)  # type: ignore[attr-defined]
-        echoed = echoed_answer_lines(conversation, slots)
-        if echoed:
-            error = f"the checked text writes answer lines itself ({', '.join(echoed)}): no forced answer is read"
-            return dataclasses.replace(verdict, error=error)
+        refusal = echo_refusal(conversation, slots)
+        if refusal:
+            return dataclasses.replace(verdict, error=refusal)
         forced = force_slots(self.backend, view + text, [s for s in slots if s.task in needed],  # type: ignore[arg-type]
                              special_tokens=self.family.special_tokens)  # fmt: skip
         labels = {**{t: verdict.labels[t] for t in TASKS if t not in needed}, **forced.labels}

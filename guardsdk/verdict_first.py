@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from guardsdk.answer_scores import MIN_LABEL_MASS, echoed_answer_lines, force_slots
+from guardsdk.answer_scores import MIN_LABEL_MASS, echo_refusal, force_slots
 from guardsdk.detector import GenerativeDetector, Pair
 from guardsdk.errors import describe
 from guardsdk.long_input import Plan, merge_verdicts
@@ -109,10 +109,9 @@ class VerdictFirst:
         family = self.reasoning.family
         labels, scores, shown, errors = {}, {}, [], []
         slots_per_view = family.answer_slots(has_response)  # type: ignore[attr-defined]
-        echoed = echoed_answer_lines(checked, [slot for slots in slots_per_view for slot in slots])
-        if echoed:  # the text writes its own answer lines: a forced reading could copy them, so none is taken
-            error = f"the checked text writes answer lines itself ({', '.join(echoed)}): no forced answer is read"
-            return Verdict.undecided(has_response=has_response, error=error, raw="verdict-first: " + error)
+        refusal = echo_refusal(checked, [slot for slots in slots_per_view for slot in slots])
+        if refusal:
+            return Verdict.undecided(has_response=has_response, error=refusal, raw="verdict-first: " + refusal)
         for view, slots in zip(views, slots_per_view, strict=True):
             forced = force_slots(self.reasoning.backend, view, slots, special_tokens=family.special_tokens,  # type: ignore[arg-type]
                                  min_label_mass=self.min_label_mass)  # fmt: skip

@@ -21,7 +21,7 @@ from guardsdk.errors import describe
 from guardsdk.families import GuardFamily, get_family
 from guardsdk.families.base import ForcedAnswers
 from guardsdk.families.classifier import CLASSIFIER
-from guardsdk.long_input import Part, Plan, merge_verdicts, plan_check
+from guardsdk.long_input import Part, Plan, merge_verdicts, merge_windows, plan_check
 from guardsdk.model_resolution import explicit, load_backend, log_choice, resolve_default_model
 from guardsdk.policy import Policy
 from guardsdk.verdict import TASKS, Label, ParseStatus, Task, Verdict, verdict_from_labels
@@ -133,8 +133,7 @@ class GenerativeDetector:
             else:
                 parts = [self._part_verdict(part, views, [next(remaining) for _ in views], policy)
                          for part, views in zip(plan.parts, plan.views, strict=True)]  # fmt: skip
-                headings = [f"guardsdk window {i}/{len(parts)}" for i in range(1, len(parts) + 1)]
-                verdict = merge_verdicts(parts, has_response, headings)
+                verdict = merge_windows(parts, has_response)
             verdicts.append(dataclasses.replace(verdict, latency_s=latency, input_truncated=plan.elided,
                                                 long_input=plan.long, family=self.family.name,
                                                 detector=self.name))  # fmt: skip

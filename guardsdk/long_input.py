@@ -140,6 +140,12 @@ def _precut(text: str | None, budget: int) -> str | None:
     return text[:keep] + ELISION_MARKER.format(n="many") + text[-keep:]
 
 
+def merge_windows(parts: list[Verdict], has_response: bool) -> Verdict:
+    """One verdict from the checks of one input's parts (see :func:`merge_verdicts`), each under its window
+    heading."""
+    return merge_verdicts(parts, has_response, [f"guardsdk window {i}/{len(parts)}" for i in range(1, len(parts) + 1)])
+
+
 def merge_verdicts(verdicts: list[Verdict], has_response: bool, headings: list[str]) -> Verdict:
     """One verdict from several checks of the same input (its windows, or several detectors): per task, any
     positive wins, then any undecided, else negative (a task's score: the highest, where every check has one);

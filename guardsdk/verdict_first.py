@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from guardsdk.answer_scores import MIN_LABEL_MASS, echo_refusal, force_slots
 from guardsdk.detector import GenerativeDetector, Pair
 from guardsdk.errors import describe
-from guardsdk.long_input import Plan, merge_verdicts
+from guardsdk.long_input import Plan, merge_windows
 from guardsdk.policy import Policy
 from guardsdk.verdict import NOT_APPLICABLE, TASKS, Verdict, verdict_from_labels
 
@@ -100,8 +100,7 @@ class VerdictFirst:
                 parts.append(self._forced_part(views, part_has_response, part.prompt + "\n" + (part.response or "")))
             except Exception as exc:
                 parts.append(Verdict.undecided(has_response=part_has_response, error=describe(exc)))
-        headings = [f"guardsdk window {i}/{len(parts)}" for i in range(1, len(parts) + 1)]
-        verdict = merge_verdicts(parts, has_response, headings)
+        verdict = merge_windows(parts, has_response)
         return dataclasses.replace(verdict, latency_s=time.monotonic() - started, input_truncated=plan.elided,
                                    long_input=plan.long, **run)  # fmt: skip
 

@@ -192,10 +192,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         import numpy as np
 
         llm = self.llm
-        llm.n_tokens = min(llm.longest_token_prefix(llm._input_ids, ids), len(ids) - 1)
-        llm.eval(ids[llm.n_tokens :])
-        llm._requires_eval = True  # the logits below are read here; llama-cpp-python must not reuse them
-        logits = self._last_logits()
+        logits = self._logits_after(ids)
         pending = int(np.argmax(logits))
         output: list[int] = []
         while True:
@@ -286,6 +283,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         llm = self.llm
         llm.n_tokens = min(llm.longest_token_prefix(llm._input_ids, ids), len(ids) - 1)
         llm.eval(ids[llm.n_tokens :])
+        llm._requires_eval = True  # the logits are read here; llama-cpp-python must not reuse them
         return self._last_logits()
 
     def next_token_probs(

@@ -72,11 +72,14 @@ def slot_word_ids(slot: AnswerSlot, codec: Any) -> tuple[int, int] | None:
     return firsts[0], firsts[1]
 
 
-def written_score(slot: AnswerSlot, label: Label, generation: Generation, codec: Any) -> float | None:
+def written_score(
+    slot: AnswerSlot, label: Label, generation: Generation, word_ids: tuple[int, int] | None, codec: Any
+) -> float | None:
     """The score behind ``label`` as the model wrote it: at the last step that wrote the label's word right
-    after the slot's key, the probability of the positive word over both words (both were watched, see
-    :class:`~guardsdk.backends.base.NextTokenScorer`); None where the output or the backend does not show it."""
-    ids, watched, word_ids = generation.token_ids, generation.watched, slot_word_ids(slot, codec)
+    after the slot's key, the probability of the positive word over both words (``word_ids``, from
+    :func:`slot_word_ids`; both were watched, see :class:`~guardsdk.backends.base.NextTokenScorer`); None where
+    the output or the backend does not show it. ``codec`` detokenizes as the model does."""
+    ids, watched = generation.token_ids, generation.watched
     if ids is None or not watched or word_ids is None:
         return None
     chosen = word_ids[0] if label == slot.task.positive else word_ids[1]

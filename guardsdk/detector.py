@@ -85,12 +85,17 @@ class GenerativeDetector:
             warm(shared_prefix(self.family), self.family.special_tokens)
 
     @functools.cached_property
-    def _watch(self) -> dict[str, Any]:
-        """``watch_ids`` for the backend: both words of every answer slot, so each written label gets a score."""
+    def _word_ids(self) -> dict[tuple[Task, str], tuple[int, int]]:
+        """Each answer slot's two label words as first token ids, by (task, key): tokenized once, not per check."""
         if not self.can_force_answers:
             return {}
         slots = [slot for view in self.family.answer_slots(True) for slot in view]  # type: ignore[attr-defined]
-        return {"watch_ids": sorted({i for slot in slots for i in slot_word_ids(slot, self.backend) or ()})}
+        return {(slot.task, slot.key): ids for slot in slots if (ids := slot_word_ids(slot, self.backend))}
+
+    @functools.cached_property
+    def _watch(self) -> dict[str, Any]:
+        """``watch_ids`` for the backend: both words of every answer slot, so each written label gets a score."""
+        return {"watch_ids": sorted({i for ids in self._word_ids.values() for i in ids})} if self._word_ids else {}
 
     @property
     def can_force_answers(self) -> bool:
@@ -177,7 +182,7 @@ class GenerativeDetector:
             for slot in slots:
                 label = verdict.labels.get(slot.task)
                 score = None if label in (None, Label.NOT_APPLICABLE) else written_score(
-                    slot, label, generation, self.backend)  # fmt: skip
+                    slot, label, generation, self._word_ids.get((slot.task, slot.key)), self.backend)  # fmt: skip
                 if score is not None:
                     scores[slot.task] = score
         return scores

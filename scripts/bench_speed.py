@@ -174,6 +174,25 @@ def published_checks(tokenizer: LlamaCppBackend, sets: tuple[str, ...]) -> list[
     return checks
 
 
+def answer_tail(tokenizer: LlamaCppBackend, sets: tuple[str, ...]) -> dict[str, float]:
+    """What stopping a prompt check at its last needed answer line would save and break, on the published
+    GuardReasoner-1B outputs: the median tokens from ``\nCompletion:`` to the end (end of turn included), and
+    how many outputs write ``\nCompletion:`` before their answers heading (a stop string would cut them short)."""
+    tails, early, outputs = [], 0, 0
+    for name in sets:
+        path = SHARED / "predictions" / "1B" / name / "generated_predictions.jsonl"
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            if not line.strip():
+                continue
+            output = json.loads(line)["predict"]
+            outputs += 1
+            at, answers = output.find("\nCompletion:"), output.find("Answers:")
+            if at != -1:
+                tails.append(len(tokenizer.tokenize(output[at:])) + 1)
+                early += answers == -1 or at < answers
+    return {"outputs": outputs, "median_tail_tokens": statistics.median(tails), "completion_before_answers": early}
+
+
 def drafted_seconds(costs: dict[str, float], checks: list[dict], drafter: Drafter) -> list[float]:
     """Seconds per check with drafting, replaying each published output as the greedy one: a draft is accepted
     exactly where it equals the next output token. The drafter learns from each output, as the backend does."""
@@ -313,6 +332,8 @@ def main() -> None:
               f"(median tokens: {medians})\n")  # fmt: skip
         instruction, lead = len(tokenizer.input_ids(INSTRUCTION + "\n")), len(tokenizer.tokenize(LEAD))
         print(table(modelled(costs, checks, others, instruction, lead)))
+        print("\n## Part 2: stopping a prompt check at its last needed answer line (not shipped)\n")
+        print(table([answer_tail(tokenizer, PUBLISHED_PROMPT_SETS)]))
     if args.shape_gguf:
         print(f"\n## Part 2: verdict-first measured on {args.shape_gguf.name}\n")
         prompts = sample_prompts(61, PUBLISHED_PROMPT_SETS)  # the prompts behind the modelled rows above

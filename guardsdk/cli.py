@@ -164,32 +164,6 @@ def render_text(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
-def verdict_json(verdict: Verdict) -> dict[str, object]:
-    """The CLI's JSON object."""
-    return {
-        "prompt_harmful": verdict.prompt_harmful,
-        "response_refusal": verdict.response_refusal,
-        "response_harmful": verdict.response_harmful,
-        "labels": verdict.labels,
-        "reasoning": verdict.reasoning,
-        "raw": verdict.raw,
-        "parse_status": verdict.parse_status.value,
-        "decision": None if verdict.decision is None else verdict.decision.reason,
-        "allowed": verdict.allowed,
-        "model": verdict.model,
-        "tokens_in": verdict.tokens_in,
-        "tokens_out": verdict.tokens_out,
-        "latency_s": verdict.latency_s,
-        "truncated": verdict.truncated,
-        "error": verdict.error,
-        "family": verdict.family,
-        "categories": list(verdict.categories),
-        "windows": verdict.windows,
-        "scores": verdict.scores,
-        "escalated": verdict.escalated,
-    }
-
-
 def run_check(args: argparse.Namespace) -> int:
     prompt = _read_text(args.prompt, args.prompt_file, "prompt")
     response = _read_text(args.response, args.response_file, "response")
@@ -199,7 +173,7 @@ def run_check(args: argparse.Namespace) -> int:
     gates = frozenset(args.gate) if args.gate else Policy().gates
     with _load_guard(args, Policy(gates=gates, on_unsafe=OnUnsafe.ANNOTATE)) as guard:
         verdict = guard.check(prompt, response)
-    print(json.dumps(verdict_json(verdict), ensure_ascii=False) if args.json else render_text(verdict))
+    print(json.dumps(verdict.to_json(), ensure_ascii=False) if args.json else render_text(verdict))
     return exit_code(verdict)
 
 

@@ -24,7 +24,7 @@ from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.long_input import Part, Plan, merge_verdicts, merge_windows, plan_check
 from guardsdk.model_resolution import explicit, load_backend, log_choice, resolve_default_model
 from guardsdk.policy import Policy
-from guardsdk.verdict import TASKS, Label, ParseStatus, Task, Verdict, verdict_from_labels
+from guardsdk.verdict import TASKS, Failure, Label, ParseStatus, Task, Verdict, verdict_from_labels
 
 Pair = tuple[str, "str | None"]
 #: Why an output that did not finish decides nothing.
@@ -153,12 +153,14 @@ class GenerativeDetector:
                "tokens_out": sum(g.completion_tokens for g in generations)}  # fmt: skip
         for generation in generations:
             if generation.finish_reason == "error" or not isinstance(generation.text, str):
-                return Verdict.undecided(has_response=has_response, error=generation.error or "malformed output", **run)
+                return Verdict.undecided(has_response=has_response, error=generation.error or "malformed output",
+                                         failure=Failure.BACKEND, **run)  # fmt: skip
             if generation.finish_reason != "stop":
                 why = UNFINISHED_REASONS.get(generation.finish_reason, "generation ended with finish_reason={reason!r}")
                 error = why.format(reason=generation.finish_reason, max_new_tokens=self.max_new_tokens)
                 raw = "\n\n".join(g.text for g in generations if isinstance(g.text, str))
-                return Verdict.undecided(has_response=has_response, error=error, raw=raw,
+                failure = Failure.DEADLINE if generation.finish_reason == "timeout" else None
+                return Verdict.undecided(has_response=has_response, error=error, raw=raw, failure=failure,
                                          status=ParseStatus.UNFINISHED, output_truncated=True, **run)  # fmt: skip
         conversation = part.prompt if part.response is None else f"{part.prompt}\n{part.response}"
         texts = [g.text for g in generations]

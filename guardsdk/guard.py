@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from guardsdk.backends.base import Backend
+from guardsdk.cache import VerdictCache
 from guardsdk.cascade import DEFAULT_BAND, Cascade
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline
@@ -22,8 +23,9 @@ from guardsdk.errors import GuardBlocked, describe
 from guardsdk.families import DEFAULT_FAMILY, GuardFamily
 from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.policy import Policy, stops
+from guardsdk.tracing import record_check
 from guardsdk.validation import validate_pair
-from guardsdk.verdict import RESPONSE_HARM, TASKS, Task, Verdict
+from guardsdk.verdict import RESPONSE_HARM, TASKS, Failure, Task, Verdict
 from guardsdk.verdict_first import DEFAULT_REASON_WHEN, VerdictFirst
 
 logger = logging.getLogger("guardsdk")
@@ -82,6 +84,7 @@ class Guard:
         cascade_band: tuple[float, float] = DEFAULT_BAND,
         confirm_unsafe: bool = False,
         reason_when: Iterable[str] = DEFAULT_REASON_WHEN,
+        cache: VerdictCache | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -109,6 +112,9 @@ class Guard:
         self.timeout_s = float(timeout_s)
         self.on_escalate = on_escalate
         self.on_over_refusal = on_over_refusal
+        self.cache = cache
+        #: Called with every decided verdict (metrics, audit logs); one that raises is logged and counted.
+        self.observers: list[Callable[[Verdict], None]] = []
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self._owns_backend = True
@@ -238,7 +244,39 @@ class Guard:
             return item
         return item, None
 
+    def _cache_keys(self, pairs: list[tuple[str, str | None]]) -> list[str]:
+        policy = self.policy
+        scope = [self.detector.name, id(self.detector), self.mode, self.max_input_tokens, sorted(policy.gates),
+                 policy.long_input.value, policy.max_windows]  # fmt: skip
+        return [VerdictCache.key(scope, prompt, response) for prompt, response in pairs]
+
+    def _from_cache(self, pairs: list[tuple[str, str | None]]) -> tuple[list[str], list[Verdict | None]]:
+        if self.cache is None:
+            return [], [None] * len(pairs)
+        keys = self._cache_keys(pairs)
+        return keys, [self.cache.get(key) for key in keys]
+
+    def _with_fresh(self, keys: list[str], cached: list[Verdict | None], fresh: list[Verdict]) -> list[Verdict]:
+        """The cached verdicts with the fresh ones (for the misses, in order) filled in and stored."""
+        computed = iter(fresh)
+        verdicts = [verdict if verdict is not None else next(computed) for verdict in cached]
+        if self.cache is not None:
+            for key, was_cached, verdict in zip(keys, cached, verdicts, strict=True):
+                if was_cached is None:
+                    self.cache.put(key, verdict)
+        return [self.decide(v) for v in verdicts]
+
     def _run(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+        keys, cached = self._from_cache(pairs)
+        misses = [pair for pair, verdict in zip(pairs, cached, strict=True) if verdict is None]
+        return self._with_fresh(keys, cached, self._detect(misses))
+
+    async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+        keys, cached = self._from_cache(pairs)
+        misses = [pair for pair, verdict in zip(pairs, cached, strict=True) if verdict is None]
+        return self._with_fresh(keys, cached, await self._adetect(misses))
+
+    def _detect(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
         if not pairs:
             return []
         started = time.monotonic()
@@ -246,12 +284,13 @@ class Guard:
         try:
             verdicts = call_before_deadline(lambda: self.detector.detect(pairs, self.policy, started + budget), budget)
         except DeadlineExceeded:
-            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started)
+            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started,
+                                           Failure.DEADLINE)  # fmt: skip
         except Exception as exc:  # a detector that breaks its protocol still yields verdicts, undecided
-            verdicts = self._undecided_all(pairs, describe(exc), started)
-        return [self._decide(v) for v in verdicts]
+            verdicts = self._undecided_all(pairs, describe(exc), started, Failure.BACKEND)
+        return verdicts
 
-    async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+    async def _adetect(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
         if not pairs:
             return []
         started = time.monotonic()
@@ -259,24 +298,27 @@ class Guard:
         try:
             verdicts = await asyncio.wait_for(self.detector.adetect(pairs, self.policy, started + budget), budget)
         except asyncio.TimeoutError:
-            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started)
+            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started,
+                                           Failure.DEADLINE)  # fmt: skip
         except Exception as exc:
-            verdicts = self._undecided_all(pairs, describe(exc), started)
-        return [self._decide(v) for v in verdicts]
+            verdicts = self._undecided_all(pairs, describe(exc), started, Failure.BACKEND)
+        return verdicts
 
-    def _undecided_all(self, pairs: list[tuple[str, str | None]], error: str, started: float) -> list[Verdict]:
+    def _undecided_all(
+        self, pairs: list[tuple[str, str | None]], error: str, started: float, failure: Failure
+    ) -> list[Verdict]:
         latency = time.monotonic() - started
-        return [
-            Verdict.undecided(has_response=r is not None, error=error, detector=self.detector.name, latency_s=latency)
-            for _, r in pairs
-        ]
+        return [Verdict.undecided(has_response=r is not None, error=error, detector=self.detector.name,
+                                  latency_s=latency, failure=failure) for _, r in pairs]  # fmt: skip
 
     def count_event(self, name: str) -> None:
         """Add one to ``stats[name]`` (thread-safe); the integrations count their opt-in paths here."""
         with self._stats_lock:
             self.stats[name] += 1
 
-    def _decide(self, verdict: Verdict) -> Verdict:
+    def decide(self, verdict: Verdict) -> Verdict:
+        """Apply this guard's policy to ``verdict``: count it, log what it allows without a decided safe verdict,
+        and hand it to the observers and the tracer; returns it with its decision."""
         decision = self.policy.decide(verdict)
         verdict = dataclasses.replace(verdict, decision=decision)
         unseen = verdict.input_truncated and decision.allowed
@@ -291,7 +333,9 @@ class Guard:
             elif not decision.allowed:
                 self.stats["failed_closed"] += 1
             for flag, name in ((verdict.long_input, "long_inputs"), (verdict.windows > 1, "windowed"),
-                               (verdict.escalated, "escalated"),
+                               (verdict.escalated, "escalated"), (verdict.cached, "cache_hits"),
+                               (verdict.failure is Failure.DEADLINE, "deadlines"),
+                               (verdict.failure is Failure.BACKEND, "backend_errors"),
                                (verdict.input_truncated, "elided"), (unseen, "allowed_unseen"),
                                (overridden, "allowed_by_threshold")):  # fmt: skip
                 if flag:
@@ -303,6 +347,13 @@ class Guard:
         elif not decision.allowed:
             logger.warning("guard blocked a check: %s (model %s)", decision.reason, verdict.model)
         self._signal_refusal_outcomes(verdict)
+        record_check(verdict, self.mode)
+        for observer in self.observers:
+            try:
+                observer(verdict)
+            except Exception:  # a broken observer never loses a verdict
+                logger.exception("guardsdk observer raised")
+                self.count_event("callback_errors")
         return verdict
 
     def _signal_refusal_outcomes(self, verdict: Verdict) -> None:

@@ -179,6 +179,7 @@ def merge_verdicts(verdicts: list[Verdict], has_response: bool, headings: list[s
         input_truncated=any(v.input_truncated for v in verdicts),
         long_input=any(v.long_input for v in verdicts),
         error="; ".join(dict.fromkeys(v.error for v in verdicts if v.error)) or None,
+        failure=next((v.failure for v in verdicts if v.failure is not None), None),
         categories=tuple(dict.fromkeys(c for v in verdicts for c in v.categories)),
         windows=sum(v.windows for v in verdicts),
         scores=scores,

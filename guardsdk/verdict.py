@@ -66,6 +66,17 @@ class ParseStatus(str, enum.Enum):
     ERROR = "error"  # no output at all: the backend failed, timed out, or the input was not checked
 
 
+class Failure(str, enum.Enum):
+    """Why a check could not run to an answer (as opposed to an answer that could not be read)."""
+
+    DEADLINE = "deadline"  # the check ran past its deadline
+    BACKEND = "backend"  # the model backend failed (unreachable server, crashed model, broken detector)
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __repr__ = str.__repr__
+
+
 @dataclass(frozen=True)
 class Decision:
     """What the policy made of a verdict."""
@@ -108,6 +119,8 @@ class Verdict:
     detector: str = ""  # the detector that decided (family:model, or an ensemble of them)
     scores: dict[str, float] = field(default_factory=dict)  # per task, a probability where the detector gives one
     escalated: bool = False  # a reasoning run decided after a fast first stage (cascade, verdict-first)
+    failure: Failure | None = None  # the check could not run to an answer: why (deadline, backend)
+    cached: bool = False  # served from a verdict cache (see guardsdk.cache)
 
     @classmethod
     def undecided(
@@ -143,10 +156,38 @@ class Verdict:
         return None if self.decision is None else self.decision.allowed
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict of every field."""
         data = asdict(self)
         data["parse_status"] = self.parse_status.value
         return data
+
+    def to_json(self) -> dict[str, Any]:
+        """The verdict as the CLI's ``--json`` and the service show it: answers, evidence, decision, run."""
+        return {
+            "prompt_harmful": self.prompt_harmful,
+            "response_refusal": self.response_refusal,
+            "response_harmful": self.response_harmful,
+            "labels": {task: None if label is None else str(label) for task, label in self.labels.items()},
+            "scores": self.scores,
+            "reasoning": self.reasoning,
+            "raw": self.raw,
+            "parse_status": self.parse_status.value,
+            "decision": None if self.decision is None else self.decision.reason,
+            "allowed": self.allowed,
+            "fail_open": self.decision is not None and self.decision.fail_open,
+            "model": self.model,
+            "family": self.family,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "latency_s": self.latency_s,
+            "truncated": self.truncated,
+            "error": self.error,
+            "failure": None if self.failure is None else self.failure.value,
+            "categories": list(self.categories),
+            "windows": self.windows,
+            "escalated": self.escalated,
+            "cached": self.cached,
+        }
 
 
 def _as_bool(task: Task, label: Label | str | None) -> bool | None:

@@ -34,7 +34,7 @@ from guardsdk.detector import GenerativeDetector, Pair
 from guardsdk.errors import describe
 from guardsdk.long_input import Plan, merge_windows
 from guardsdk.policy import Policy
-from guardsdk.verdict import NOT_APPLICABLE, TASKS, Verdict, verdict_from_labels
+from guardsdk.verdict import NOT_APPLICABLE, TASKS, Failure, Verdict, verdict_from_labels
 
 logger = logging.getLogger("guardsdk")
 
@@ -94,12 +94,14 @@ class VerdictFirst:
         for part, views in zip(plan.parts, plan.views, strict=True):
             part_has_response = part.response is not None
             if time.monotonic() > deadline:
-                parts.append(Verdict.undecided(has_response=part_has_response, error="ran past the check's deadline"))
+                parts.append(Verdict.undecided(has_response=part_has_response, error="ran past the check's deadline",
+                                               failure=Failure.DEADLINE))  # fmt: skip
                 continue
             try:
                 parts.append(self._forced_part(views, part_has_response, part.prompt + "\n" + (part.response or "")))
             except Exception as exc:
-                parts.append(Verdict.undecided(has_response=part_has_response, error=describe(exc)))
+                parts.append(Verdict.undecided(has_response=part_has_response, error=describe(exc),
+                                               failure=Failure.BACKEND))  # fmt: skip
         verdict = merge_windows(parts, has_response)
         return dataclasses.replace(verdict, latency_s=time.monotonic() - started, input_truncated=plan.elided,
                                    long_input=plan.long, **run)  # fmt: skip

@@ -30,7 +30,7 @@ from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, load_heads
 from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows, too_long_reason
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import cut_middle
-from guardsdk.verdict import Label, Task, Verdict, verdict_from_labels
+from guardsdk.verdict import Failure, Label, Task, Verdict, verdict_from_labels
 
 FAMILY = "classifier"
 #: The heads shipped in the package (trained by ``guardsdk-train classifier trainer/configs/classifier-minilm.yaml``).
@@ -169,15 +169,16 @@ class ClassifierDetector:
             except Exception as exc:
                 planned.append(_Texts(error=describe(exc)))
         error = "the classifier is closed" if self._closed else None
+        failure = Failure.BACKEND if self._closed else None
         probabilities: dict[str, list[float]] = {}
         flat = [text for p in planned if p.error is None for text in (*p.prompt, *p.response)]
         if error is None and flat:
             try:
                 probabilities = self._score(flat)
             except Exception as exc:
-                error = describe(exc)
+                error, failure = describe(exc), Failure.BACKEND
         if error is None and time.monotonic() > deadline:
-            error = "check ran past its deadline"
+            error, failure = "check ran past its deadline", Failure.DEADLINE
         latency = (time.monotonic() - started) / max(len(pairs), 1)
         verdicts, position = [], 0
         for (_, response), texts in zip(pairs, planned, strict=True):
@@ -185,7 +186,8 @@ class ClassifierDetector:
             run = {"model": self.encoder.name, "detector": self.name, "family": FAMILY, "latency_s": latency,
                    "long_input": texts.long, "input_truncated": texts.elided, "tokens_in": texts.tokens}  # fmt: skip
             if texts.error is not None or error is not None:
-                verdicts.append(Verdict.undecided(has_response=has_response, error=texts.error or error, **run))
+                verdicts.append(Verdict.undecided(has_response=has_response, error=texts.error or error,
+                                                  failure=None if texts.error else failure, **run))  # fmt: skip
                 continue
             spans = {"prompt": range(position, position + len(texts.prompt))}
             position += len(texts.prompt)

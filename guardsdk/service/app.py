@@ -1,0 +1,170 @@
+"""The guard service's FastAPI app: routes, auth, limits, request ids and structured logs, metrics, lifecycle."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from guardsdk.cache import VerdictCache
+from guardsdk.errors import InvalidInputError
+from guardsdk.guard import Guard
+from guardsdk.policy import OnUnsafe
+from guardsdk.service import check_api, proxy
+from guardsdk.service.auth import authorized, check_open_service
+from guardsdk.service.config import ServiceConfig
+from guardsdk.service.errors import ServiceError
+from guardsdk.service.limits import AdmissionGate, BodyLimit
+from guardsdk.service.state import ServiceState
+
+logger = logging.getLogger("guardsdk.service")
+#: A caller's X-Request-ID is kept only when it looks like an id (no log injection).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: Route labels of the request metrics: known paths, else "other" (no unbounded label values).
+_ROUTES = frozenset({"/v1/check", "/v1/check/batch", "/v1/chat/completions", "/v1/completions", "/healthz", "/readyz",
+                     "/metrics"})  # fmt: skip
+
+
+class RequestLog:
+    """ASGI middleware: a request id (``X-Request-ID``, kept from the caller when well-formed), one JSON log line
+    per request (route, status, latency, and what the routes add: checks, blocks, reasons; the checked text only
+    under ``log_content``), and the request metrics."""
+
+    def __init__(self, app: ASGIApp, state: ServiceState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        fields: dict[str, object] = {}
+        scope.setdefault("state", {})["log"] = fields
+        status = 500
+        started = time.monotonic()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.monotonic() - started
+            route = scope["path"] if scope["path"] in _ROUTES else "other"
+            self.state.metrics.requests.labels(route, str(status)).inc()
+            self.state.metrics.request_latency.labels(route).observe(elapsed)
+            record = {"event": "request", "request_id": request_id, "method": scope["method"], "path": route,
+                      "status": status, "latency_ms": round(elapsed * 1000, 1), **fields}  # fmt: skip
+            level = logging.WARNING if fields.get("blocked") or status >= 500 else logging.INFO
+            logger.log(level, json.dumps(record, ensure_ascii=False, default=str))
+
+
+def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
+    """The service around ``guard``. Adds a verdict cache to a guard without one (``config.cache_entries``, 0 for
+    none) and, with ``config.upstream``, the guarded proxy. The app closes the guard when it shuts down."""
+    config = config or ServiceConfig()
+    check_open_service(config.host, config.api_keys)
+    if config.cache_entries and guard.cache is None:
+        guard.cache = VerdictCache(config.cache_entries, config.cache_ttl_s)
+    state = ServiceState(guard, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.gate = AdmissionGate(config.max_concurrency, config.max_queue)
+        if config.upstream:
+            import openai
+
+            state.upstream = openai.AsyncOpenAI(base_url=config.upstream, api_key=config.upstream_api_key,
+                                                max_retries=0, timeout=config.request_timeout_s)  # fmt: skip
+            state.client = guard.with_policy(dataclasses.replace(guard.policy, on_unsafe=OnUnsafe.BLOCK)).wrap(
+                state.upstream, stream=config.stream
+            )
+        state.ready = True
+        try:
+            yield
+        finally:  # uvicorn lets requests in flight finish before this runs
+            state.ready = False
+            if state.upstream is not None:
+                await state.upstream.close()
+            guard.close()
+
+    async def require_key(request: Request) -> None:
+        if not authorized(request.headers.get("authorization"), config.api_keys):
+            raise ServiceError(401, "invalid_api_key", "a valid API key is needed: Authorization: Bearer <key>",
+                               headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    app = FastAPI(title="guardsdk", version=_version(), lifespan=lifespan,
+                  description="Reasoning-based safety checks, and an OpenAI-compatible guarded proxy.")  # fmt: skip
+    app.state.service = state
+    app.include_router(check_api.router, dependencies=[Depends(require_key)])
+    app.include_router(proxy.router, dependencies=[Depends(require_key)])
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(InvalidInputError)
+    async def invalid_input(request: Request, exc: InvalidInputError) -> JSONResponse:
+        return ServiceError(400, "invalid_input", str(exc)).response()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "not ready: starting or shutting down"}})
+    async def readyz() -> JSONResponse:
+        """Ready: the guard's model is loaded and the service is not shutting down."""
+        if not state.ready:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse({"status": "ready", "detector": guard.detector.name, "mode": guard.mode})
+
+    @app.get("/metrics", dependencies=[Depends(require_key)])
+    async def metrics() -> Response:
+        """Prometheus metrics (text format)."""
+        return Response(state.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(RequestLog, state=state)
+    return app
+
+
+def _blocking(guard: Guard):
+    import dataclasses
+
+    from guardsdk.policy import OnUnsafe
+
+    return dataclasses.replace(guard.policy, on_unsafe=OnUnsafe.BLOCK)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("guardsdk")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def serve(guard: Guard, config: ServiceConfig | None = None) -> None:
+    """Run the service with uvicorn until SIGINT / SIGTERM; in-flight requests finish first (up to the request
+    deadline plus 5 s)."""
+    import uvicorn
+
+    config = config or ServiceConfig()
+    app = create_app(guard, config)
+    uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="info",
+                timeout_graceful_shutdown=int(config.request_timeout_s) + 5)  # fmt: skip

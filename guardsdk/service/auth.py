@@ -1,0 +1,57 @@
+"""Bearer API keys: loaded from a file or an environment variable, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger("guardsdk.service")
+
+#: The environment variable that may hold the service's API keys (comma-separated).
+KEYS_ENV = "GUARDSDK_API_KEYS"
+
+
+def load_api_keys(path: str | os.PathLike[str] | None = None, env: str = KEYS_ENV) -> frozenset[str]:
+    """Keys from ``path`` (one per line; blank lines and ``#`` comments skipped) and from ``$env``."""
+    keys: set[str] = set()
+    if path is not None:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                keys.add(line)
+    keys.update(key.strip() for key in os.environ.get(env, "").split(",") if key.strip())
+    return frozenset(keys)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_open_service(host: str, keys: frozenset[str]) -> None:
+    """Refuse a service without keys on a non-loopback address; warn on loopback."""
+    if keys:
+        return
+    if not is_loopback(host):
+        raise ValueError(f"refusing to serve on {host} without API keys: give --api-keys-file or ${KEYS_ENV}")
+    logger.warning("guardsdk service on %s has no API keys: any local process can use it", host)
+
+
+def authorized(header: str | None, keys: frozenset[str]) -> bool:
+    """Whether an ``Authorization`` header carries one of ``keys`` (every key compared, in constant time)."""
+    if not keys:
+        return True
+    scheme, _, token = (header or "").partition(" ")
+    token = token.strip()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token.encode("utf-8", "surrogatepass"), key.encode("utf-8"))
+    return matched and scheme.lower() == "bearer"

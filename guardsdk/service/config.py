@@ -1,0 +1,53 @@
+"""The settings of a guard service."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
+from guardsdk.streaming import StreamConfig
+
+
+class OnBlock(str, enum.Enum):
+    """How the proxy answers a blocked call."""
+
+    ERROR = "error"  # an OpenAI error object (HTTP 400, code "content_blocked"); in a stream, an error event
+    REFUSAL = "refusal"  # a normal completion whose text is the refusal, finish_reason "content_filter"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What the service accepts and how it answers.
+
+    ``api_keys``: bearer keys (none only on a loopback host). ``request_timeout_s``: the deadline of a request's
+    checks, queue wait included; past it, 504 and an undecided verdict. ``max_concurrency`` requests run at once
+    and ``max_queue`` more wait; beyond that, 429 with Retry-After. ``upstream``: the OpenAI-compatible base URL
+    the proxy forwards to (no proxy without it). ``log_content``: put the checked text into block logs (off).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: frozenset[str] = frozenset()
+    max_body_bytes: int = 1_000_000
+    request_timeout_s: float = 60.0
+    max_concurrency: int = 4
+    max_queue: int = 64
+    upstream: str | None = None
+    upstream_api_key: str = "EMPTY"
+    on_block: OnBlock = OnBlock.ERROR
+    refusal: str = "I can't help with that request."
+    log_content: bool = False
+    cache_entries: int = DEFAULT_MAX_ENTRIES  # 0: no verdict cache
+    cache_ttl_s: float = DEFAULT_TTL_S
+    stream: StreamConfig = field(default_factory=StreamConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on_block", OnBlock(self.on_block))
+        object.__setattr__(self, "api_keys", frozenset(self.api_keys))
+        if self.max_body_bytes < 1 or self.max_concurrency < 1 or self.max_queue < 0:
+            raise ValueError("need max_body_bytes >= 1, max_concurrency >= 1 and max_queue >= 0")
+        if not 0 < self.request_timeout_s < float("inf"):
+            raise ValueError("request_timeout_s must be a positive number of seconds")
+        if any(not key or key != key.strip() for key in self.api_keys):
+            raise ValueError("API keys must be non-empty and have no surrounding whitespace")

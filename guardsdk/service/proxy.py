@@ -1,0 +1,202 @@
+"""The guarded proxy: OpenAI's ``/v1/chat/completions`` and ``/v1/completions`` in front of an upstream LLM.
+
+The prompt is checked before the call and every returned choice (tool calls included) after it, by
+:func:`guardsdk.integrations.openai_client.wrap` around an ``AsyncOpenAI`` client of ``--upstream``; a stream
+is checked with hold-back as it runs and sent on as server-sent events. Every answer carries the verdicts in
+the extension field ``guardsdk`` (``{"blocked": bool, "verdicts": [...]}``): on the completion, in the error
+object, or — in a stream — on a last chunk with no choices. A block is answered as ``ServiceConfig.on_block``
+says (an error with code ``content_blocked``, or a refusal completion with ``finish_reason="content_filter"``);
+a guard that could not decide in time or whose backend failed answers 504 / 503 (failing closed).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import openai
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.responses import Response
+
+from guardsdk.errors import GuardBlocked, InvalidInputError
+from guardsdk.service.config import OnBlock, ServiceConfig
+from guardsdk.service.errors import ServiceError
+from guardsdk.service.state import ServiceState, failure_error
+from guardsdk.streaming import StreamBlocked
+from guardsdk.verdict import Verdict
+
+router = APIRouter()
+CHAT, TEXT = "chat", "text"
+#: The create() parameters guardsdk itself sets or that are not part of the request body.
+_CLIENT_ONLY = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+def guardsdk_field(verdicts: list[Verdict], blocked: bool) -> dict[str, Any]:
+    """The ``guardsdk`` extension field."""
+    return {"blocked": blocked, "verdicts": [v.to_json() for v in verdicts]}
+
+
+def create_arguments(body: dict[str, Any], create: Any) -> dict[str, Any]:
+    """The body as keyword arguments of the raw client's ``create``; fields it does not name go in ``extra_body``."""
+    named = set(inspect.signature(create).parameters) - _CLIENT_ONLY
+    kwargs = {key: value for key, value in body.items() if key in named}
+    extra = {key: value for key, value in body.items() if key not in named}
+    if extra:
+        kwargs["extra_body"] = extra
+    return kwargs
+
+
+def refusal_choice(kind: str, index: int, text: str, *, chunk: bool) -> dict[str, Any]:
+    if kind == TEXT:
+        return {"index": index, "text": text, "finish_reason": "content_filter", "logprobs": None}
+    key = "delta" if chunk else "message"
+    return {"index": index, key: {"role": "assistant", "content": text}, "finish_reason": "content_filter",
+            "logprobs": None}  # fmt: skip
+
+
+def envelope(kind: str, model: str, *, chunk: bool) -> dict[str, Any]:
+    """The fields every completion (or chunk) of ``kind`` has."""
+    prefix = "chatcmpl" if kind == CHAT else "cmpl"
+    object_name = {(CHAT, False): "chat.completion", (CHAT, True): "chat.completion.chunk"}.get(
+        (kind, chunk), "text_completion")  # fmt: skip
+    return {"id": f"{prefix}-guardsdk-{uuid.uuid4().hex[:24]}", "object": object_name, "created": int(time.time()),
+            "model": model}  # fmt: skip
+
+
+def blocked_answer(config: ServiceConfig, verdict: Verdict, kind: str, body: dict[str, Any]) -> Response:
+    """A blocked call in OpenAI's shapes: an error, or a refusal (a completion, or a one-chunk stream)."""
+    extension = guardsdk_field([verdict], blocked=True)
+    failed = failure_error(verdict)
+    if failed is not None:
+        failed.extra["guardsdk"] = extension
+        return failed.response()
+    reason = verdict.decision.reason if verdict.decision else "blocked"
+    if config.on_block is OnBlock.ERROR:
+        return ServiceError(400, "content_blocked", f"guardsdk blocked this call: {reason}",
+                            guardsdk=extension).response()  # fmt: skip
+    model, n = str(body.get("model", "")), body.get("n") if isinstance(body.get("n"), int) else 1
+    stream = bool(body.get("stream"))
+    answer = envelope(kind, model, chunk=stream)
+    answer["choices"] = [refusal_choice(kind, i, config.refusal, chunk=stream) for i in range(max(n, 1))]
+    answer["guardsdk"] = extension
+    if not stream:
+        answer["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        return JSONResponse(answer)
+    return StreamingResponse(iter([_event(answer), "data: [DONE]\n\n"]), media_type="text/event-stream")
+
+
+def _event(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def upstream_error(exc: openai.OpenAIError) -> Response:
+    """The upstream's own error answer, passed on; 502 / 504 when it could not be reached in time."""
+    if isinstance(exc, openai.APIStatusError):
+        return Response(exc.response.content, status_code=exc.status_code,
+                        media_type=exc.response.headers.get("content-type", "application/json"))  # fmt: skip
+    if isinstance(exc, openai.APITimeoutError):
+        return ServiceError(504, "upstream_timeout", "the upstream LLM did not answer in time").response()
+    return ServiceError(502, "upstream_unavailable", f"the upstream LLM failed: {exc}").response()
+
+
+async def _events(request: Request, kind: str, stream: Any, model: str) -> AsyncIterator[str]:
+    """The guarded stream as server-sent events; a block or upstream failure ends it with an error event (or,
+    under ``on_block="refusal"``, a ``content_filter`` chunk); the verdicts follow on a last, choice-less chunk."""
+    state: ServiceState = request.app.state.service
+    blocked: Verdict | None = None
+    ended = False  # the stream ran to its end, was stopped, or failed upstream: anything but the client leaving
+    try:
+        async for chunk in stream:
+            yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
+        ended = True
+    except StreamBlocked as exc:
+        blocked, ended = exc.verdict, True
+        request.state.log.update(blocked=1, reasons=[exc.verdict.decision.reason if exc.verdict.decision else ""])
+    except (openai.OpenAIError, InvalidInputError) as exc:
+        ended = True
+        yield _event(ServiceError(502, "upstream_stream_failed", f"the upstream stream failed: {exc}").body())
+        return
+    finally:
+        if not ended:
+            state.metrics.disconnects.inc()
+        with anyio.CancelScope(shield=True):  # closing the upstream must survive the client's cancellation
+            await stream.close()
+    verdicts = list(stream.guard_verdicts)
+    if blocked is not None:
+        failed = failure_error(blocked)
+        if failed is not None or state.config.on_block is OnBlock.ERROR:
+            error = failed or ServiceError(400, "content_blocked", "guardsdk stopped this stream: "
+                                           f"{blocked.decision.reason if blocked.decision else 'blocked'}")  # fmt: skip
+            error.extra["guardsdk"] = guardsdk_field(verdicts, blocked=True)
+            yield _event(error.body())
+            return
+        final = envelope(kind, model, chunk=True)
+        final["choices"] = [refusal_choice(kind, 0, "", chunk=True)]
+        yield _event(final)
+    last = envelope(kind, model, chunk=True)
+    last["choices"] = []
+    last["guardsdk"] = guardsdk_field(verdicts, blocked=blocked is not None)
+    yield _event(last)
+    yield "data: [DONE]\n\n"
+
+
+async def _proxy(request: Request, kind: str) -> Response:
+    state: ServiceState = request.app.state.service
+    if state.client is None:
+        raise ServiceError(404, "no_upstream", "this guard service has no upstream LLM (start it with --upstream)")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ServiceError(400, "invalid_json", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ServiceError(400, "invalid_json", "the body must be a JSON object")
+    endpoint = state.client.chat.completions if kind == CHAT else state.client.completions
+    raw = state.upstream.chat.completions if kind == CHAT else state.upstream.completions
+    kwargs = create_arguments(body, raw.create)
+    model = str(body.get("model", ""))
+
+    async def call() -> Any:
+        try:
+            return await endpoint.create(**kwargs)
+        except GuardBlocked as exc:
+            return exc
+        except TypeError as exc:  # a missing or malformed argument of the OpenAI client
+            raise ServiceError(400, "invalid_request", str(exc)) from None
+
+    try:
+        result = await state.admitted(call, lambda: None)
+    except InvalidInputError as exc:
+        raise ServiceError(400, "invalid_input", str(exc)) from None
+    except openai.OpenAIError as exc:
+        return upstream_error(exc)
+    if result is None:
+        error = f"request ran past its deadline of {state.config.request_timeout_s:g}s"
+        raise ServiceError(504, "guard_timeout", f"the guarded call did not finish in time; failing closed ({error})")
+    if isinstance(result, GuardBlocked):
+        request.state.log.update(blocked=1, reasons=[result.verdict.decision.reason if result.verdict.decision else ""])
+        if state.config.log_content:
+            request.state.log["content"] = body.get("messages") or body.get("prompt")
+        return blocked_answer(state.config, result.verdict, kind, body)
+    if body.get("stream"):
+        return StreamingResponse(_events(request, kind, result, model), media_type="text/event-stream")
+    answer = result.model_dump(exclude_unset=True)
+    answer["guardsdk"] = guardsdk_field(list(result.guard_verdicts), blocked=False)
+    return JSONResponse(answer)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    """OpenAI chat completions, guarded both ways (body: OpenAI's ``ChatCompletionCreateParams``)."""
+    return await _proxy(request, CHAT)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    """OpenAI legacy completions, guarded both ways (body: OpenAI's ``CompletionCreateParams``)."""
+    return await _proxy(request, TEXT)

@@ -1,0 +1,78 @@
+"""What the service's routes share: the guard, its policies, limits, metrics, and the deadline of a request."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from guardsdk.guard import Guard
+from guardsdk.policy import OnUnsafe
+from guardsdk.service.config import ServiceConfig
+from guardsdk.service.errors import ServiceError
+from guardsdk.service.limits import AdmissionGate, Overloaded
+from guardsdk.service.metrics import ServiceMetrics
+from guardsdk.verdict import Failure, Verdict
+
+T = TypeVar("T")
+
+
+def failure_error(verdict: Verdict) -> ServiceError | None:
+    """503 or 504 for a check that was stopped by a failure (backend, deadline) and not allowed; else None."""
+    if verdict.allowed or verdict.failure is None:
+        return None
+    if verdict.failure is Failure.DEADLINE:
+        return ServiceError(504, "guard_timeout", f"the guard did not decide in time; failing closed ({verdict.error})")
+    return ServiceError(503, "guard_unavailable", f"the guard backend failed; failing closed ({verdict.error})")
+
+
+@dataclass
+class ServiceState:
+    """The service's shared parts (one per app)."""
+
+    guard: Guard
+    config: ServiceConfig
+    metrics: ServiceMetrics = field(init=False)
+    gate: AdmissionGate | None = None
+    ready: bool = False
+    upstream: Any = None  # the proxy's AsyncOpenAI client of the upstream LLM
+    client: Any = None  # the same, guarded
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(queue_depth=lambda: self.gate.waiting if self.gate else 0,
+                                      in_flight=lambda: self.gate.running if self.gate else 0)  # fmt: skip
+        self.guard.observers.append(self.metrics.observe)
+
+    def checking_guard(self, gates: Sequence[str] | None) -> Guard:
+        """The guard of the check API: annotating (the verdict is the answer), with the request's gates."""
+        policy = dataclasses.replace(self.guard.policy, on_unsafe=OnUnsafe.ANNOTATE)
+        if gates:
+            policy = dataclasses.replace(policy, gates=frozenset(gates))
+        return self.guard.with_policy(policy)
+
+    async def admitted(self, work: Callable[[], Awaitable[T]], on_deadline: Callable[[], T]) -> T:
+        """``work()`` once a slot is free, all within the request deadline; past it, ``on_deadline()``.
+        Raises 429 when every slot is busy and the queue is full."""
+        assert self.gate is not None, "the service is not started"
+
+        async def run() -> T:
+            async with self.gate.admit():  # type: ignore[union-attr]
+                return await work()
+
+        try:
+            return await asyncio.wait_for(run(), self.config.request_timeout_s)
+        except Overloaded:
+            self.metrics.overloaded.inc()
+            raise ServiceError(429, "overloaded", "every guard slot is busy and the queue is full; retry later",
+                               headers={"Retry-After": "1"}) from None  # fmt: skip
+        except asyncio.TimeoutError:
+            self.metrics.deadlines.inc()
+            return on_deadline()
+
+    def deadline_verdicts(self, pairs: Sequence[tuple[str, str | None]], guard: Guard) -> list[Verdict]:
+        """Undecided verdicts (decided by ``guard``'s policy: failing closed) for checks past the request deadline."""
+        error = f"request ran past its deadline of {self.config.request_timeout_s:g}s"
+        return [guard.decide(Verdict.undecided(has_response=r is not None, error=error, failure=Failure.DEADLINE))
+                for _, r in pairs]  # fmt: skip

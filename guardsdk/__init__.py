@@ -1,5 +1,8 @@
 """guardsdk: reasoning-based safety guards (GuardReasoner, and other guard families) around LLM calls."""
 
+from importlib import metadata as _metadata
+
+from guardsdk.cache import VerdictCache
 from guardsdk.cascade import Cascade
 from guardsdk.detector import Detector, Ensemble, GenerativeDetector, as_detector
 from guardsdk.errors import (
@@ -22,12 +25,18 @@ from guardsdk.verdict import (
     RESPONSE_HARM,
     TASKS,
     Decision,
+    Failure,
     Label,
     ParseStatus,
     Task,
     Verdict,
 )
 from guardsdk.verdict_first import VerdictFirst
+
+try:
+    __version__ = _metadata.version("guardsdk")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __version__ = "0.1.0"
 
@@ -43,6 +52,7 @@ __all__ = [
     "Decision",
     "Detector",
     "Ensemble",
+    "Failure",
     "GenerativeDetector",
     "Guard",
     "GuardBlocked",
@@ -59,7 +69,9 @@ __all__ = [
     "Task",
     "UnguardedEndpointError",
     "Verdict",
+    "VerdictCache",
     "VerdictFirst",
+    "__version__",
     "as_detector",
     "build_input",
     "get_family",

@@ -1,18 +1,22 @@
-"""The ``guardsdk`` command line: ``guardsdk check ...`` and ``guardsdk eval ...``."""
+"""The ``guardsdk`` command line: ``check``, ``eval``, ``serve`` and ``convert``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from guardsdk import __version__
 from guardsdk.errors import GuardError, describe
 from guardsdk.families import family_names, get_family
 from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, MODES, Guard
 from guardsdk.policy import LongInput, OnUnsafe, Policy
+from guardsdk.service.config import OnBlock, ServiceConfig
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import TASKS, Verdict
 
@@ -43,7 +47,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> 
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--gguf", metavar="PATH", help="a GGUF model file (llama.cpp)")
     source.add_argument("--model", metavar="ID_OR_DIR", help="a Hugging Face model id or folder")
-    source.add_argument("--server", metavar="URL", help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    source.add_argument(
+        "--server",
+        "--guard-server",
+        metavar="URL",
+        dest="server",
+        help="an OpenAI-compatible server running the guard model, e.g. http://127.0.0.1:8000/v1",
+    )
     parser.add_argument("--server-model", metavar="NAME", help="the model name on --server")
     parser.add_argument(
         "--family",
@@ -98,6 +108,40 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", metavar="DIR", default="runs/eval", help="predictions and report folder")
     evaluate.add_argument("--json", metavar="PATH", help="also write the scores as JSON here")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="serve the guard over HTTP: a check API and a guarded OpenAI proxy")
+    _add_model_arguments(serve, required=False)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: API keys needed)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--api-keys-file", metavar="PATH", help="bearer keys, one per line (also $GUARDSDK_API_KEYS, comma-separated)"
+    )
+    serve.add_argument("--upstream", metavar="URL", help="OpenAI-compatible base URL the proxy forwards to")
+    serve.add_argument("--upstream-api-key", default=os.environ.get("GUARDSDK_UPSTREAM_API_KEY", "EMPTY"),
+                       help="API key for --upstream (default: $GUARDSDK_UPSTREAM_API_KEY)")  # fmt: skip
+    serve.add_argument(
+        "--on-block",
+        choices=[o.value for o in OnBlock],
+        default="error",
+        help="a blocked proxy call: an OpenAI error (400, content_blocked) or a refusal completion",
+    )
+    serve.add_argument("--refusal", default=ServiceConfig.refusal, help="the text of a refusal completion")
+    serve.add_argument("--gate", action="append", choices=TASKS, help="tasks that block (repeatable)")
+    serve.add_argument("--max-body-bytes", type=int, default=ServiceConfig.max_body_bytes)
+    serve.add_argument("--max-concurrency", type=int, default=ServiceConfig.max_concurrency)
+    serve.add_argument("--max-queue", type=int, default=ServiceConfig.max_queue)
+    serve.add_argument("--cache-entries", type=int, default=ServiceConfig.cache_entries, help="0: no verdict cache")
+    serve.add_argument("--cache-ttl", type=float, default=ServiceConfig.cache_ttl_s, help="seconds")
+    serve.add_argument("--log-content", action="store_true", help="put the checked text of blocked calls in logs")
+
+
+def _add_convert_parser(commands: argparse._SubParsersAction) -> None:
+    convert = commands.add_parser("convert", help="convert a Hugging Face model to a (quantized) GGUF file")
+    convert.add_argument("source", help="a Hugging Face model folder, or a hub id (downloaded: needs the hub)")
+    convert.add_argument("--quant", default="Q4_K_M", help="Q4_K_M (default), Q4_0, Q8_0, F16, ...")
+    convert.add_argument("--out", metavar="PATH", help="the GGUF file (default: <name>-<quant>.gguf here)")
 
 
 def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurrency: int = 8) -> Guard:
@@ -204,14 +248,41 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from guardsdk.service import ServiceConfig, serve
+    from guardsdk.service.auth import load_api_keys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = ServiceConfig(
+        host=args.host, port=args.port, api_keys=load_api_keys(args.api_keys_file), max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.timeout, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
+        upstream=args.upstream, upstream_api_key=args.upstream_api_key, on_block=args.on_block, refusal=args.refusal,
+        log_content=args.log_content, cache_entries=args.cache_entries, cache_ttl_s=args.cache_ttl,
+    )  # fmt: skip
+    gates = frozenset(args.gate) if args.gate else Policy().gates
+    serve(_load_guard(args, Policy(gates=gates), concurrency=args.max_concurrency), config)
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from guardsdk.tools.gguf_export import hf_to_gguf
+
+    print(hf_to_gguf(args.source, args.out, args.quant))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="guardsdk", description="Reasoning-based LLM safety guards.")
+    parser.add_argument("--version", action="version", version=f"guardsdk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_check_parser(commands)
     _add_eval_parser(commands)
+    _add_serve_parser(commands)
+    _add_convert_parser(commands)
+    runners = {"check": run_check, "eval": run_eval, "serve": run_serve, "convert": run_convert}
     try:
         args = parser.parse_args(argv)
-        return run_check(args) if args.command == "check" else run_eval(args)
+        return runners[args.command](args)
     except SystemExit as exc:  # argparse: --help exits 0, a usage error 2 (never 1, which means "unsafe")
         return EXIT_SAFE if exc.code in (0, None) else EXIT_UNDECIDED
     except UsageError as exc:

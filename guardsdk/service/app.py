@@ -10,12 +10,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import metadata
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guardsdk import __version__
 from guardsdk.cache import VerdictCache
 from guardsdk.errors import InvalidInputError
 from guardsdk.guard import Guard
@@ -27,7 +27,7 @@ from guardsdk.service.errors import ServiceError
 from guardsdk.service.limits import AdmissionGate, BodyLimit
 from guardsdk.service.state import ServiceState
 
-logger = logging.getLogger("guardsdk.service")
+logger = logging.getLogger("guardsdk.service.requests")
 #: A caller's X-Request-ID is kept only when it looks like an id (no log injection).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: Route labels of the request metrics: known paths, else "other" (no unbounded label values).
@@ -108,7 +108,7 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
             raise ServiceError(401, "invalid_api_key", "a valid API key is needed: Authorization: Bearer <key>",
                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
-    app = FastAPI(title="guardsdk", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="guardsdk", version=__version__, lifespan=lifespan,
                   description="Reasoning-based safety checks, and an OpenAI-compatible guarded proxy.")  # fmt: skip
     app.state.service = state
     app.include_router(check_api.router, dependencies=[Depends(require_key)])
@@ -150,13 +150,6 @@ def _blocking(guard: Guard):
     from guardsdk.policy import OnUnsafe
 
     return dataclasses.replace(guard.policy, on_unsafe=OnUnsafe.BLOCK)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("guardsdk")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def serve(guard: Guard, config: ServiceConfig | None = None) -> None:

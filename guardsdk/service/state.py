@@ -43,7 +43,8 @@ class ServiceState:
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(queue_depth=lambda: self.gate.waiting if self.gate else 0,
                                       in_flight=lambda: self.gate.running if self.gate else 0)  # fmt: skip
-        self.guard.observers.append(self.metrics.observe)
+        # A list of this guard's own (a twin made by with_policy shares its original's list, and another app's).
+        self.guard.observers = [*self.guard.observers, self.metrics.observe]
 
     def checking_guard(self, gates: Sequence[str] | None) -> Guard:
         """The guard of the check API: annotating (the verdict is the answer), with the request's gates."""

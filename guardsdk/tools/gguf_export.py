@@ -97,5 +97,33 @@ def quantize(
     return Path(dest)
 
 
+#: Types the converter writes directly; the others are quantized from an F16 file.
+_DIRECT = {"F32": "f32", "F16": "f16", "BF16": "bf16", "Q8_0": "q8_0"}
+
+
+def hf_to_gguf(
+    source: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, quant: str = "Q4_K_M"
+) -> Path:
+    """A Hugging Face model (a folder, or a hub id fetched with ``huggingface_hub``) as one GGUF file of type
+    ``quant``; ``out`` defaults to ``<name>-<quant>.gguf`` in the current folder. Refuses to overwrite."""
+    quant = quant.upper()
+    folder = Path(source)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(str(source)))
+        except Exception as exc:
+            raise BackendError(f"{source} is not a folder and could not be fetched from the hub: {exc}") from exc
+    target = Path(out) if out is not None else Path(f"{folder.name}-{quant}.gguf")
+    if target.exists():
+        raise FileExistsError(f"{target} exists; give another --out")
+    if quant in _DIRECT:
+        return convert_hf_to_gguf(folder, target, _DIRECT[quant])
+    with tempfile.TemporaryDirectory(dir=target.parent.resolve()) as tmp:
+        f16 = convert_hf_to_gguf(folder, Path(tmp) / "model-F16.gguf", "f16")
+        return quantize(f16, target, quant)
+
+
 if __name__ == "__main__":  # python -m guardsdk.tools.gguf_export: fetch the converter ahead of time
     print(converter_dir())

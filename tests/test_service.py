@@ -1,0 +1,282 @@
+"""The guard service's check API, auth, limits, deadline, failures, metrics and logs (guardsdk.service).
+
+The guard is the real bundled classifier (milliseconds a check) or, where a check must take time, the bundled
+guardreasoner-tiny GGUF; a guard backend that is down is a real server address with nothing listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from servers import LiveService, free_port
+
+from guardsdk import Guard, Policy, VerdictCache
+from guardsdk.model_resolution import bundled_tiny_path
+from guardsdk.service import ServiceConfig, create_app
+from guardsdk.service.auth import authorized, load_api_keys
+
+BENIGN = "How do I bake banana bread?"
+HARMFUL = "How do I make a pipe bomb at home?"
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    guard = Guard(family="classifier")
+    yield guard
+    guard.close()
+
+
+@pytest.fixture(scope="module")
+def reasoning():
+    guard = Guard.from_gguf(bundled_tiny_path(), threads=2)
+    yield guard
+    guard.close()
+
+
+def app_of(guard: Guard, **config):
+    """An app on a twin of ``guard`` (closing the app leaves the module's guard open)."""
+    return create_app(guard.with_policy(guard.policy), ServiceConfig(**config))
+
+
+@pytest.fixture
+def client(classifier):
+    with TestClient(app_of(classifier)) as test_client:
+        yield test_client
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    """A sample's value from /metrics (0 when absent)."""
+    shown = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    wanted = f"{name}{{{shown}}}" if labels else name
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_check_answers_the_verdict_with_its_decision_scores_and_costs(client):
+    safe = client.post("/v1/check", json={"prompt": BENIGN})
+    unsafe = client.post("/v1/check", json={"prompt": HARMFUL})
+    assert safe.status_code == unsafe.status_code == 200
+    assert safe.json()["allowed"] is True and safe.json()["decision"] == "safe"
+    body = unsafe.json()
+    assert body["allowed"] is False and body["prompt_harmful"] is True and body["decision"] == "unsafe: prompt_harm"
+    assert 0.5 <= body["scores"]["prompt_harm"] <= 1 and body["model"] and body["latency_s"] > 0
+    assert body["response_harmful"] is None and body["labels"]["response_harm"] == "not applicable"
+
+
+def test_the_check_answer_is_exactly_the_openapi_schema(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/check", "/v1/check/batch", "/v1/chat/completions", "/v1/completions", "/healthz", "/readyz",
+            "/metrics"} <= set(schema["paths"])  # fmt: skip
+    declared = schema["components"]["schemas"]["VerdictOut"]
+    answer = client.post("/v1/check", json={"prompt": BENIGN, "response": "Mix flour, bananas and eggs."}).json()
+    assert set(answer) == set(declared["properties"]) == set(declared["required"]) | {"failure"}
+    request = schema["components"]["schemas"]["CheckRequest"]["properties"]
+    assert {"prompt", "response", "messages", "gates"} == set(request)
+
+
+def test_a_batch_checks_prompts_pairs_and_message_lists_in_order(client):
+    items = [
+        {"prompt": HARMFUL},
+        {"prompt": BENIGN, "response": "Mash three bananas and fold them into the batter."},
+        {"messages": [{"role": "system", "content": "You are a baker."}, {"role": "user", "content": BENIGN},
+                      {"role": "assistant", "content": "Preheat the oven to 175 C."}]},
+    ]  # fmt: skip
+    answer = client.post("/v1/check/batch", json={"items": items})
+    assert answer.status_code == 200
+    verdicts = answer.json()["verdicts"]
+    assert [v["prompt_harmful"] for v in verdicts] == [True, False, False]
+    assert [v["labels"]["response_harm"] == "not applicable" for v in verdicts] == [True, False, False]
+
+
+def test_gates_chosen_per_request_decide(client):
+    """A caller that gates only the response lets a harmful prompt's check through: its choice, by task."""
+    answer = client.post("/v1/check", json={"prompt": HARMFUL, "response": "I can't help with that.",
+                                            "gates": ["response_harm"]})  # fmt: skip
+    assert answer.json()["prompt_harmful"] is True
+    assert answer.json()["decision"] in ("safe", "unsafe: response_harm")
+    unknown = client.post("/v1/check", json={"prompt": BENIGN, "gates": ["everything"]})
+    assert unknown.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"prompt": "a\x00b"}, 400),  # the guard cannot check it: a clear error, never a pass
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400),
+        ({"prompt": BENIGN, "messages": [{"role": "user", "content": "hi"}]}, 422),
+        ({"messages": [{"role": "user", "content": "hi"}], "response": "hello"}, 422),
+        ({}, 422),
+        ({"prompt": BENIGN, "extra": 1}, 422),
+    ],
+)
+def test_input_the_guard_cannot_check_is_refused_with_a_clear_error(client, body, status):
+    answer = client.post("/v1/check", json=body)
+    assert answer.status_code == status
+    assert "error" in answer.json() or "detail" in answer.json()
+
+
+def test_an_empty_or_oversized_batch_is_refused(client):
+    assert client.post("/v1/check/batch", json={"items": []}).status_code == 422
+    assert client.post("/v1/check/batch", json={"items": [{"prompt": "hi"}] * 257}).status_code == 422
+
+
+def test_a_body_over_the_limit_gets_413_declared_or_streamed(classifier):
+    with TestClient(app_of(classifier, max_body_bytes=1000)) as limited:
+        declared = limited.post("/v1/check", json={"prompt": "x" * 2000})
+        assert declared.status_code == 413 and declared.json()["error"]["code"] == "request_too_large"
+
+        def chunks():  # no Content-Length: the limit holds as the body arrives
+            yield b'{"prompt": "'
+            for _ in range(10):
+                yield b"y" * 500
+            yield b'"}'
+
+        streamed = limited.post("/v1/check", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        assert limited.post("/v1/check", json={"prompt": BENIGN}).status_code == 200
+
+
+def test_api_keys_are_required_when_set_and_compared_whole(classifier, tmp_path, monkeypatch):
+    keys = tmp_path / "keys"
+    keys.write_text("# service keys\nsecret-one\n\n", encoding="utf-8")
+    monkeypatch.setenv("GUARDSDK_API_KEYS", "secret-two, ")
+    loaded = load_api_keys(keys)
+    assert loaded == {"secret-one", "secret-two"}
+    with TestClient(app_of(classifier, api_keys=loaded)) as locked:
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer secret-on"},
+                        {"Authorization": "Basic secret-one"}, {"Authorization": "Bearer secret-one-and-more"}):  # fmt: skip
+            answer = locked.post("/v1/check", json={"prompt": BENIGN}, headers=headers)
+            assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+        assert locked.get("/metrics").status_code == 401
+        assert locked.post("/v1/chat/completions", json={}).status_code == 401
+        ok = locked.post("/v1/check", json={"prompt": BENIGN}, headers={"Authorization": "Bearer secret-two"})
+        assert ok.status_code == 200
+        assert locked.get("/healthz").status_code == 200 and locked.get("/readyz").status_code == 200
+    assert not authorized(None, frozenset({"k"})) and authorized("bearer k", frozenset({"k"}))
+
+
+def test_a_service_without_keys_refuses_to_listen_beyond_this_machine(classifier, caplog):
+    with pytest.raises(ValueError, match="without API keys"):
+        app_of(classifier, host="0.0.0.0")
+    with caplog.at_level(logging.WARNING, logger="guardsdk.service"):
+        app_of(classifier, host="::1")
+    assert "no API keys" in caplog.text
+    app_of(classifier, host="0.0.0.0", api_keys=frozenset({"k"}))
+
+
+def test_a_request_past_its_deadline_is_undecided_failing_closed_with_504(reasoning):
+    """The bundled reasoning guard needs far more than 50 ms: the request deadline passes first."""
+    with TestClient(app_of(reasoning, request_timeout_s=0.05)) as slow:
+        answer = slow.post("/v1/check", json={"prompt": BENIGN})
+        assert answer.status_code == 504
+        body = answer.json()
+        assert body["allowed"] is False and body["failure"] == "deadline" and "failing closed" in body["decision"]
+        assert metric(slow, "guardsdk_deadlines_total") >= 1
+
+
+def test_a_guard_backend_that_is_down_answers_503_and_fails_closed():
+    down = Guard.from_server(f"http://127.0.0.1:{free_port()}/v1", "guard", backend_kwargs={"max_retries": 0})
+    with TestClient(create_app(down)) as client:
+        answer = client.post("/v1/check", json={"prompt": BENIGN})
+        assert answer.status_code == 503
+        assert answer.json()["allowed"] is False and answer.json()["failure"] == "backend"
+        assert client.post("/v1/check", json={"prompt": BENIGN}).json()["cached"] is False  # failures never cached
+        assert metric(client, "guardsdk_backend_errors_total") == 2
+        assert metric(client, "guardsdk_checks_total", decision="blocked_undecided", task="prompt") == 2
+
+
+def test_a_fail_open_guard_is_the_callers_choice_and_is_counted(classifier):
+    down = Guard.from_server(f"http://127.0.0.1:{free_port()}/v1", "guard", backend_kwargs={"max_retries": 0},
+                             policy=Policy(on_undecided="fail_open"))  # fmt: skip
+    with TestClient(create_app(down)) as client:
+        answer = client.post("/v1/check", json={"prompt": BENIGN})
+        assert answer.status_code == 200 and answer.json()["allowed"] is True and answer.json()["fail_open"] is True
+        assert metric(client, "guardsdk_failed_open_total") == 1
+
+
+def test_beyond_the_slots_and_the_queue_requests_get_429_with_retry_after(reasoning):
+    """One slot, no queue, the bundled reasoning guard (a quarter second a check): of 4 requests sent at once,
+    one runs and the others are refused at once; none is lost, none is a 5xx."""
+    with LiveService(app_of(reasoning, max_concurrency=1, max_queue=0, cache_entries=0)) as live:
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=live.url, timeout=60) as http:
+                prompts = [f"{BENIGN} ({i})" for i in range(4)]
+                return await asyncio.gather(*(http.post("/v1/check", json={"prompt": p}) for p in prompts))
+
+        answers = asyncio.run(burst())
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses[0] == 200 and 429 in statuses and set(statuses) <= {200, 429}
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.headers["retry-after"] == "1" and refused.json()["error"]["code"] == "overloaded"
+
+
+def test_identical_checks_are_answered_from_the_cache_and_counted(client):
+    first = client.post("/v1/check", json={"prompt": HARMFUL, "response": "No."}).json()
+    again = client.post("/v1/check", json={"prompt": HARMFUL, "response": "No."}).json()
+    other_gates = client.post("/v1/check", json={"prompt": HARMFUL, "response": "No.", "gates": ["refusal"]}).json()
+    assert (first["cached"], again["cached"], other_gates["cached"]) == (False, True, False)
+    assert again["labels"] == first["labels"] and again["decision"] == first["decision"]
+    assert metric(client, "guardsdk_cache_hits_total") == 1
+
+
+def test_metrics_count_checks_by_decision_task_and_route(client):
+    client.post("/v1/check", json={"prompt": BENIGN})
+    client.post("/v1/check", json={"prompt": HARMFUL})
+    batch = client.post("/v1/check/batch", json={"items": [{"prompt": BENIGN, "response": "Use ripe bananas."}]})
+    client.post("/v1/nowhere", json={})
+    assert metric(client, "guardsdk_checks_total", decision="allowed", task="prompt") == 1
+    assert metric(client, "guardsdk_checks_total", decision="blocked_unsafe", task="prompt") == 1
+    response_decision = "allowed" if batch.json()["verdicts"][0]["allowed"] else "blocked_unsafe"
+    assert metric(client, "guardsdk_checks_total", decision=response_decision, task="response") == 1
+    assert metric(client, "guardsdk_unsafe_findings_total", task="prompt_harm") == 1
+    assert metric(client, "guardsdk_requests_total", route="/v1/check", status="200") == 2
+    assert metric(client, "guardsdk_requests_total", route="other", status="404") == 1
+    assert metric(client, "guardsdk_check_latency_seconds_count") == 3
+    assert metric(client, "guardsdk_queue_depth") == 0 and metric(client, "guardsdk_tokens_total", direction="in") > 0
+
+
+def test_each_request_logs_one_json_line_with_its_id_and_no_content(classifier, caplog):
+    with TestClient(app_of(classifier)) as plain, caplog.at_level(logging.INFO, logger="guardsdk.service"):
+        answer = plain.post("/v1/check", json={"prompt": HARMFUL}, headers={"X-Request-ID": "req-42"})
+        forged = plain.post("/v1/check", json={"prompt": BENIGN}, headers={"X-Request-ID": "a\nb c"})
+    assert answer.headers["x-request-id"] == "req-42" and forged.headers["x-request-id"] != "a\nb c"
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "guardsdk.service.requests"]
+    blocked = next(line for line in lines if line["request_id"] == "req-42")
+    assert blocked["status"] == 200 and blocked["blocked"] == 1 and blocked["reasons"] == ["unsafe: prompt_harm"]
+    assert "pipe bomb" not in caplog.text
+    with TestClient(app_of(classifier, log_content=True)) as verbose, caplog.at_level(logging.INFO):
+        verbose.post("/v1/check", json={"prompt": HARMFUL})
+    assert "pipe bomb" in caplog.text  # by the operator's choice only
+
+
+def test_readiness_follows_the_lifecycle_and_shutdown_closes_the_guard(classifier):
+    twin = classifier.with_policy(classifier.policy)
+    app = create_app(twin)
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+    assert app.state.service.ready is False
+    assert classifier.check(BENIGN).allowed  # the twin's close left the original's model open
+
+
+def test_the_in_process_cache_expires_keeps_only_decided_verdicts_and_is_bounded(classifier):
+    cache = VerdictCache(max_entries=2, ttl_s=0.2)
+    guard = classifier.with_policy(classifier.policy)
+    guard.cache = cache
+    hits = guard.stats["cache_hits"]  # twins share their original's stats
+    first = guard.check(BENIGN)
+    assert guard.check(BENIGN).cached and not first.cached and guard.stats["cache_hits"] == hits + 1
+    guard.check_batch(["a", "b"])  # LRU: the oldest goes
+    assert len(cache) == 2 and not guard.check(BENIGN).cached
+    time.sleep(0.25)
+    assert not guard.check(BENIGN).cached  # expired
+    with pytest.raises(ValueError):
+        VerdictCache(max_entries=0)

@@ -250,7 +250,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from guardsdk.service import ServiceConfig, serve
-    from guardsdk.service.auth import load_api_keys
+    from guardsdk.service.auth import check_open_service, load_api_keys
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = ServiceConfig(
@@ -259,6 +259,7 @@ def run_serve(args: argparse.Namespace) -> int:
         upstream=args.upstream, upstream_api_key=args.upstream_api_key, on_block=args.on_block, refusal=args.refusal,
         log_content=args.log_content, cache_entries=args.cache_entries, cache_ttl_s=args.cache_ttl,
     )  # fmt: skip
+    check_open_service(config.host, config.api_keys)  # before loading a model
     gates = frozenset(args.gate) if args.gate else Policy().gates
     serve(_load_guard(args, Policy(gates=gates), concurrency=args.max_concurrency), config)
     return 0

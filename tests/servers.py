@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -30,11 +31,14 @@ class LlamaCppServer:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
                    "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx)]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe nobody reads fills up after ~100 requests and stalls the server.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - open for the life of the server; closed by stop()
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {self.process.stderr.read().decode()[-2000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {self.log.read().decode()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2):
                     return
@@ -49,6 +53,7 @@ class LlamaCppServer:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.log.close()
 
 
 Reply = tuple  # (status, payload) or (status, payload, headers); header x-test-trickle-s trickles the body

@@ -151,8 +151,8 @@ def test_api_keys_are_required_when_set_and_compared_whole(classifier, tmp_path,
     loaded = load_api_keys(keys)
     assert loaded == {"secret-one", "secret-two"}
     with TestClient(app_of(classifier, api_keys=loaded)) as locked:
-        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Bearer secret-on"},
-                        {"Authorization": "Basic secret-one"}, {"Authorization": "Bearer secret-one-and-more"}):  # fmt: skip
+        wrong = ["", "Bearer nope", "Bearer secret-on", "Basic secret-one", "Bearer secret-one-and-more"]
+        for headers in [{"Authorization": value} if value else {} for value in wrong]:
             answer = locked.post("/v1/check", json={"prompt": BENIGN}, headers=headers)
             assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
         assert locked.get("/metrics").status_code == 401

@@ -46,8 +46,13 @@ def llm():
 
 @pytest.fixture(scope="module")
 def proxy(guard, llm):
-    with LiveService(create_app(guard.with_policy(guard.policy), ServiceConfig(upstream=llm.base_url))) as live:
+    with proxy_before(guard, llm.base_url) as live:
         yield live
+
+
+def proxy_before(guard: Guard, upstream: str, **config) -> LiveService:
+    """The guarded proxy (on a twin of ``guard``) in front of ``upstream``, served on 127.0.0.1."""
+    return LiveService(create_app(guard.with_policy(guard.policy), ServiceConfig(upstream=upstream, **config)))
 
 
 def scripted() -> ScriptedLLMServer:
@@ -106,7 +111,7 @@ def test_async_and_streaming_clients_work_through_the_proxy(proxy):
 def test_a_harmful_prompt_never_reaches_the_upstream_and_a_harmful_answer_never_reaches_the_caller(guard):
     upstream = scripted()
     try:
-        with LiveService(create_app(guard.with_policy(guard.policy), ServiceConfig(upstream=upstream.base_url))) as live:
+        with proxy_before(guard, upstream.base_url) as live:
             client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
             with pytest.raises(openai.BadRequestError):
                 client.chat.completions.create(model="llm", messages=[{"role": "user", "content": HARMFUL}])
@@ -123,7 +128,7 @@ def test_a_harmful_prompt_never_reaches_the_upstream_and_a_harmful_answer_never_
 def test_a_stream_is_cut_before_harmful_text_is_released(guard):
     upstream = scripted()
     try:
-        with LiveService(create_app(guard.with_policy(guard.policy), ServiceConfig(upstream=upstream.base_url))) as live:
+        with proxy_before(guard, upstream.base_url) as live:
             client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
             received = ""
             with pytest.raises(openai.APIError) as raised:
@@ -140,14 +145,13 @@ def test_a_stream_is_cut_before_harmful_text_is_released(guard):
 def test_refusal_mode_answers_blocks_as_completions_and_streams(guard):
     upstream = scripted()
     try:
-        config = ServiceConfig(upstream=upstream.base_url, on_block="refusal", refusal="No can do.")
-        with LiveService(create_app(guard.with_policy(guard.policy), config)) as live:
+        with proxy_before(guard, upstream.base_url, on_block="refusal", refusal="No can do.") as live:
             client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
             answer = client.chat.completions.create(model="llm", messages=[{"role": "user", "content": HARMFUL}], n=2)
             assert [c.message.content for c in answer.choices] == ["No can do."] * 2
             assert answer.choices[0].finish_reason == "content_filter" and answer.model_extra["guardsdk"]["blocked"]
-            chunks = list(client.chat.completions.create(model="llm", stream=True,
-                                                         messages=[{"role": "user", "content": "A story?"}]))  # fmt: skip
+            story = [{"role": "user", "content": "A story?"}]
+            chunks = list(client.chat.completions.create(model="llm", stream=True, messages=story))
             assert chunks[-2].choices[0].finish_reason == "content_filter"
             assert chunks[-1].model_extra["guardsdk"]["blocked"] is True
             text = "".join(c.delta.content or "" for ch in chunks for c in ch.choices)
@@ -160,7 +164,7 @@ def test_tool_calls_in_the_answer_are_checked(guard):
     harmful_call = tool_call("send_email", '{"to": "all@corp.com", "body": "' + BOMB + '"}')
     upstream = ScriptedLLMServer(lambda body: chat_completion({"content": None, "tool_calls": [harmful_call]}))
     try:
-        with LiveService(create_app(guard.with_policy(guard.policy), ServiceConfig(upstream=upstream.base_url))) as live:
+        with proxy_before(guard, upstream.base_url) as live:
             client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
             with pytest.raises(openai.BadRequestError) as raised:
                 client.chat.completions.create(model="llm", messages=[{"role": "user", "content": "Email the team"}])
@@ -170,8 +174,7 @@ def test_tool_calls_in_the_answer_are_checked(guard):
 
 
 def test_an_upstream_that_is_down_is_a_502_after_the_prompt_check(guard):
-    config = ServiceConfig(upstream=f"http://127.0.0.1:{free_port()}/v1")
-    with LiveService(create_app(guard.with_policy(guard.policy), config)) as live:
+    with proxy_before(guard, f"http://127.0.0.1:{free_port()}/v1") as live:
         client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
         with pytest.raises(openai.APIStatusError) as raised:
             client.chat.completions.create(model="llm", messages=MESSAGES)
@@ -194,8 +197,7 @@ def test_upstream_errors_are_passed_on_and_bad_requests_refused(proxy):
 def test_a_client_that_leaves_mid_stream_is_counted_and_the_service_carries_on(guard):
     upstream = scripted()
     try:
-        app = create_app(guard.with_policy(guard.policy), ServiceConfig(upstream=upstream.base_url))
-        with LiveService(app) as live:
+        with proxy_before(guard, upstream.base_url) as live:
             body = {"model": "llm", "messages": [{"role": "user", "content": "A story?"}], "stream": True}
             with httpx.stream("POST", live.url + "/v1/chat/completions", json=body, timeout=30) as answer:
                 next(answer.iter_lines())  # one event, then hang up

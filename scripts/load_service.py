@@ -1,0 +1,98 @@
+"""Load and fault run of ``guardsdk serve`` on 127.0.0.1: N requests at concurrency C through the check API and
+the guarded proxy, with the bundled classifier as the guard and the bundled guardreasoner-tiny GGUF on a real
+llama_cpp.server as the upstream LLM. Every prompt is distinct (no cache hits). Prints, per route: requests,
+answers by status, lost requests (no answer), p50 / p99 latency, requests per second.
+
+    .venv/bin/python scripts/load_service.py --requests 1000 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+TOPICS = ["bake banana bread", "plant tomatoes", "learn the violin", "fix a bike chain", "write a cover letter",
+          "brew green tea", "train for a 10k", "paint a fence", "make a budget", "clean a cast iron pan"]  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
+
+
+async def hammer(url: str, path: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    """Send every body at ``concurrency``; each request ends in a status or an exception (lost)."""
+    gate = asyncio.Semaphore(concurrency)
+    statuses: Counter[str] = Counter()
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+
+        async def one(body: dict[str, Any]) -> None:
+            async with gate:
+                started = time.perf_counter()
+                try:
+                    answer = await client.post(path, json=body)
+                    statuses[str(answer.status_code)] += 1
+                except httpx.HTTPError as exc:
+                    statuses[f"lost ({type(exc).__name__})"] += 1
+                    return
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(body) for body in bodies))
+        elapsed = time.perf_counter() - started
+    lost = sum(n for status, n in statuses.items() if status.startswith("lost"))
+    p50, p99 = (round(percentile(latencies, q) * 1000, 1) for q in (0.5, 0.99))
+    return {"route": path, "requests": len(bodies), "statuses": dict(statuses), "lost": lost, "p50_ms": p50,
+            "p99_ms": p99, "requests_per_s": round(len(bodies) / elapsed, 1), "concurrency": concurrency}  # fmt: skip
+
+
+def run(requests: int, concurrency: int, proxy_requests: int | None = None) -> list[dict[str, Any]]:
+    """Start the service (and its upstream) on 127.0.0.1, hammer both routes, stop everything."""
+    from servers import LiveService, LlamaCppServer
+
+    from guardsdk import Guard
+    from guardsdk.model_resolution import bundled_tiny_path
+    from guardsdk.service import ServiceConfig, create_app
+
+    upstream = LlamaCppServer(bundled_tiny_path(), alias="llm")
+    guard = Guard(family="classifier")
+    config = ServiceConfig(upstream=upstream.base_url, max_concurrency=4, max_queue=4 * concurrency)
+    prompts = [f"Question {i}: how do I {TOPICS[i % len(TOPICS)]}?" for i in range(requests)]
+    try:
+        with LiveService(create_app(guard, config)) as live:
+            checks = asyncio.run(hammer(live.url, "/v1/check", [{"prompt": p} for p in prompts], concurrency))
+            n = requests if proxy_requests is None else proxy_requests
+            chats = [{"model": "llm", "max_tokens": 8, "temperature": 0,
+                      "messages": [{"role": "user", "content": f"Proxy {p}"}]} for p in prompts[:n]]  # fmt: skip
+            proxied = asyncio.run(hammer(live.url, "/v1/chat/completions", chats, concurrency))
+    finally:
+        upstream.stop()
+    return [checks, proxied]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--proxy-requests", type=int, default=None, help="default: --requests")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    for row in run(args.requests, args.concurrency, args.proxy_requests):
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

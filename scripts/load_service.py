@@ -71,13 +71,14 @@ def run(requests: int, concurrency: int, proxy_requests: int | None = None) -> l
     upstream = LlamaCppServer(bundled_tiny_path(), alias="llm")
     guard = Guard(family="classifier")
     config = ServiceConfig(upstream=upstream.base_url, max_concurrency=4, max_queue=4 * concurrency)
-    prompts = [f"Question {i}: how do I {TOPICS[i % len(TOPICS)]}?" for i in range(requests)]
+    prompts = [f"Question {i}: how do I {TOPICS[i % len(TOPICS)]}?" for i in range(2 * requests)]
+    prompts, later = prompts[:requests], prompts[requests:]  # the proxy's prompts are new too: no cache hits
     try:
         with LiveService(create_app(guard, config)) as live:
             checks = asyncio.run(hammer(live.url, "/v1/check", [{"prompt": p} for p in prompts], concurrency))
             n = requests if proxy_requests is None else proxy_requests
             chats = [{"model": "llm", "max_tokens": 8, "temperature": 0,
-                      "messages": [{"role": "user", "content": f"Proxy {p}"}]} for p in prompts[:n]]  # fmt: skip
+                      "messages": [{"role": "user", "content": p}]} for p in later[:n]]  # fmt: skip
             proxied = asyncio.run(hammer(live.url, "/v1/chat/completions", chats, concurrency))
     finally:
         upstream.stop()

@@ -151,3 +151,29 @@ def test_strict_encoding_refuses_a_text_the_encoder_would_cut(classifier):
     with pytest.raises(ValueError, match="over the encoder's 256"):
         classifier.encoder.encode(["short text", "word " * 400], strict=True)
     assert classifier.encoder.encode(["word " * 400]).shape == (1, 384)  # training may cut; checks never do
+
+
+def test_a_tokenize_racing_a_batch_encode_cannot_unpad_the_batch():
+    """Found by the service's load run (one 503 in 2000 calls): the fast tokenizer keeps its padding setting on one
+    shared object, so a window-planning tokenize (no padding) landing between a batch encode's "pad" setting and
+    its encoding left the batch unpadded, and the check failed. Forced here: a tokenize from another thread right
+    inside the batch's tokenizer call."""
+    import threading
+
+    from guardsdk.families.classifier.encoder import SentenceEncoder
+
+    encoder = SentenceEncoder()
+    real = encoder.tokenizer.set_truncation_and_padding
+    racer_done = []
+
+    def set_then_race(*args, **kwargs):
+        real(*args, **kwargs)
+        if not racer_done:
+            racer_done.append(True)
+            racer = threading.Thread(target=encoder.codec, args=("a racing text",))
+            racer.start()
+            racer.join(0.5)  # with the fix the racer waits for this call to finish
+
+    encoder.tokenizer.set_truncation_and_padding = set_then_race
+    embeddings = encoder.encode(["short", "a much longer text than the other one in this batch"])
+    assert tuple(embeddings.shape) == (2, encoder.dimension)

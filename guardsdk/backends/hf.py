@@ -59,6 +59,10 @@ class HFBackend(ThreadedAsyncMixin):
         self.max_batch_size = max_batch_size
         self.context_length = int(getattr(model.config, "max_position_embeddings", 4096))
         self._lock = threading.Lock()
+        # A fast tokenizer sets per-call options (split_special_tokens, padding) on one shared object before
+        # encoding: calls at once from several threads could mix them (control-token text read as a control
+        # token). Every tokenizer call holds this.
+        self._tokenizing = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -100,7 +104,8 @@ class HFBackend(ThreadedAsyncMixin):
         )
 
     def tokenize(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        with self._tokenizing:
+            return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -108,7 +113,8 @@ class HFBackend(ThreadedAsyncMixin):
     def input_ids(self, text: str, special_tokens: bool = False) -> list[int]:
         """The token ids the model is run on: BOS (as the tokenizer adds it) then the text; control-token
         text is a control token only with ``special_tokens``."""
-        encoded = self.tokenizer(text, add_special_tokens=True, split_special_tokens=not special_tokens)
+        with self._tokenizing:
+            encoded = self.tokenizer(text, add_special_tokens=True, split_special_tokens=not special_tokens)
         return list(encoded["input_ids"])
 
     def _decode_continuation(self, prompt_ids: list[int], new_ids: list[int]) -> str:

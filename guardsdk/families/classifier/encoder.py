@@ -68,6 +68,9 @@ class SentenceEncoder:
         self.threads = threads
         self.name = ENCODER_NAME if path is None else folder.name
         self._lock = threading.Lock()  # torch's thread count is process-wide: one encode at a time
+        # A fast tokenizer keeps its padding / truncation setting on one shared object that every call sets
+        # first: two calls at once can mix settings (an unpadded batch). Every tokenizer call holds this.
+        self._tokenizing = threading.Lock()
 
     @property
     def dimension(self) -> int:
@@ -75,7 +78,8 @@ class SentenceEncoder:
 
     def codec(self, text: str) -> TextSpans:
         """``text``'s tokens as character spans, for cutting it into windows of its own characters."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        with self._tokenizing:
+            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return TextSpans(text, [tuple(span) for span in encoded["offset_mapping"]])
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, strict: bool = False) -> Any:
@@ -105,7 +109,8 @@ class SentenceEncoder:
         import torch
 
         cut = {"truncation": True, "max_length": MAX_TOKENS} if not strict else {"verbose": False}
-        batch = self.tokenizer(texts, padding=True, return_tensors="pt", **cut)
+        with self._tokenizing:
+            batch = self.tokenizer(texts, padding=True, return_tensors="pt", **cut)
         if batch["input_ids"].shape[1] > MAX_TOKENS:  # only when strict: checked as tokenized, not twice
             raise ValueError(f"a text of {batch['input_ids'].shape[1]} tokens is over the encoder's {MAX_TOKENS}")
         hidden = self.model(**batch).last_hidden_state

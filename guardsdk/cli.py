@@ -135,6 +135,13 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--cache-entries", type=int, default=ServiceConfig.cache_entries, help="0: no verdict cache")
     serve.add_argument("--cache-ttl", type=float, default=ServiceConfig.cache_ttl_s, help="seconds")
     serve.add_argument("--log-content", action="store_true", help="put the checked text of blocked calls in logs")
+    serve.add_argument(
+        "--pass-field",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a proxy body field beyond OpenAI's own to forward unchecked (repeatable; e.g. top_k)",
+    )
 
 
 def _add_convert_parser(commands: argparse._SubParsersAction) -> None:
@@ -258,6 +265,7 @@ def run_serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.timeout, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
         upstream=args.upstream, upstream_api_key=args.upstream_api_key, on_block=args.on_block, refusal=args.refusal,
         log_content=args.log_content, cache_entries=args.cache_entries, cache_ttl_s=args.cache_ttl,
+        pass_fields=frozenset(args.pass_field),
     )  # fmt: skip
     check_open_service(config.host, config.api_keys)  # before loading a model
     gates = frozenset(args.gate) if args.gate else Policy().gates

@@ -210,3 +210,26 @@ def test_a_client_that_leaves_mid_stream_is_counted_and_the_service_carries_on(g
             assert httpx.get(live.url + "/readyz").status_code == 200
     finally:
         upstream.stop()
+
+
+def test_body_fields_the_guard_does_not_check_are_refused_unless_the_operator_passes_them(guard):
+    """Found attacking the proxy: fields the OpenAI client does not name went upstream in ``extra_body`` unchecked,
+    and some servers read text from them (vLLM's ``chat_template``, ``documents``)."""
+    upstream = ScriptedLLMServer(lambda body: chat_completion({"content": "Tea is a drink."}))
+    body = {"model": "llm", "messages": [{"role": "user", "content": "Summarize the documents."}],
+            "documents": [{"title": "d", "text": BOMB}]}  # fmt: skip
+    try:
+        with proxy_before(guard, upstream.base_url) as live:
+            refused = httpx.post(live.url + "/v1/chat/completions", json=body, timeout=30)
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "unchecked_field"
+            assert "documents" in refused.json()["error"]["message"] and upstream.requests == []
+        with proxy_before(guard, upstream.base_url, pass_fields=frozenset({"top_k"})) as live:
+            passed = httpx.post(live.url + "/v1/chat/completions", json={**body, "documents": None, "top_k": 5},
+                                timeout=30)  # fmt: skip
+            assert passed.status_code == 400  # documents is still not passed
+            del body["documents"]
+            ok = httpx.post(live.url + "/v1/chat/completions", json={**body, "top_k": 5}, timeout=30)
+            assert ok.status_code == 200 and upstream.requests[-1]["top_k"] == 5
+            assert 'guardsdk_unchecked_fields_total{field="top_k"} 1.0' in httpx.get(live.url + "/metrics").text
+    finally:
+        upstream.stop()

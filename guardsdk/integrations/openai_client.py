@@ -13,7 +13,8 @@ No entry point passes through unchecked. ``with_options(...)`` and ``copy(...)``
 every other attribute (``responses``, ``beta``, ``with_raw_response``, ``chat.completions.parse``, ...)
 raises :class:`~guardsdk.errors.UnguardedEndpointError`. ``guarded.unwrapped`` hands out the raw client
 by explicit choice (logged at WARNING, counted as ``unguarded_client`` in ``guard.stats``). Token-id
-prompts are refused (:class:`~guardsdk.errors.InvalidInputError`): a guard checks text.
+prompts and audio output are refused (:class:`~guardsdk.errors.InvalidInputError`): a guard checks text. A legacy
+completion's ``suffix`` is checked with its prompt.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def _attach(obj: Any, verdicts: list[Verdict]) -> Any:
 
 
 def _prompts_of(kwargs: dict[str, Any]) -> list[str]:
-    """The prompt texts of a create call (one per legacy completions prompt); token ids are refused."""
+    """The prompt texts of a create call (one per legacy completions prompt, its ``suffix`` included: the model
+    reads both); token ids, and audio output a text guard cannot read, are refused."""
+    modalities = kwargs.get("modalities") or ()
+    if kwargs.get("audio") is not None or any(m != "text" for m in modalities):
+        raise InvalidInputError("guardsdk checks text: an answer with audio output cannot be checked")
     if "messages" in kwargs:
         kwargs["messages"] = list(kwargs["messages"])  # a generator would be spent by the check
         return [request_prompt(kwargs["messages"])]
@@ -54,7 +59,10 @@ def _prompts_of(kwargs: dict[str, Any]) -> list[str]:
     prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else None
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise InvalidInputError("guardsdk checks text prompts: token-id or missing prompts cannot be checked")
-    return prompts
+    suffix = kwargs.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise InvalidInputError(f"a completion suffix must be text to be checked, not {type(suffix).__name__}")
+    return [f"{p}\n{suffix}" if suffix else p for p in prompts]
 
 
 def _pairs(prompts: list[str], result: Any, n: int) -> list[tuple[str, str]]:

@@ -24,6 +24,9 @@ class ServiceConfig:
     checks, queue wait included; past it, 504 and an undecided verdict. ``max_concurrency`` requests run at once
     and ``max_queue`` more wait; beyond that, 429 with Retry-After. ``upstream``: the OpenAI-compatible base URL
     the proxy forwards to (no proxy without it). ``log_content``: put the checked text into block logs (off).
+    ``pass_fields``: body fields OpenAI's API does not define that the proxy may forward (an upstream's extensions,
+    e.g. vLLM's ``top_k``); every other such field is refused, since the guard cannot know whether the upstream
+    reads text from it (vLLM's ``chat_template`` and ``documents`` do). Each passed field is counted.
     """
 
     host: str = "127.0.0.1"
@@ -40,11 +43,13 @@ class ServiceConfig:
     log_content: bool = False
     cache_entries: int = DEFAULT_MAX_ENTRIES  # 0: no verdict cache
     cache_ttl_s: float = DEFAULT_TTL_S
+    pass_fields: frozenset[str] = frozenset()  # proxy body fields beyond OpenAI's own, passed on unchecked (opt-in)
     stream: StreamConfig = field(default_factory=StreamConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_block", OnBlock(self.on_block))
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
+        object.__setattr__(self, "pass_fields", frozenset(self.pass_fields))
         if self.max_body_bytes < 1 or self.max_concurrency < 1 or self.max_queue < 0:
             raise ValueError("need max_body_bytes >= 1, max_concurrency >= 1 and max_queue >= 0")
         if not 0 < self.request_timeout_s < float("inf"):

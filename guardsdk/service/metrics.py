@@ -45,6 +45,8 @@ class ServiceMetrics:
         self.request_latency = Histogram("guardsdk_request_latency_seconds", "Latency of one request", ["route"],
                                          buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.overloaded = Counter("guardsdk_overloaded", "Requests refused with 429", registry=r)
+        self.unchecked_fields = Counter("guardsdk_unchecked_fields", "Proxy body fields passed on unchecked (opt-in)",
+                                        ["field"], registry=r)  # fmt: skip
         self.disconnects = Counter("guardsdk_stream_disconnects", "Streams the client left early", registry=r)
         Gauge("guardsdk_queue_depth", "Requests waiting for a slot", registry=r).set_function(queue_depth)
         Gauge("guardsdk_in_flight", "Requests holding a slot", registry=r).set_function(in_flight)

@@ -42,11 +42,16 @@ def guardsdk_field(verdicts: list[Verdict], blocked: bool) -> dict[str, Any]:
     return {"blocked": blocked, "verdicts": [v.to_json() for v in verdicts]}
 
 
-def create_arguments(body: dict[str, Any], create: Any) -> dict[str, Any]:
-    """The body as keyword arguments of the raw client's ``create``; fields it does not name go in ``extra_body``."""
+def create_arguments(body: dict[str, Any], create: Any, pass_fields: frozenset[str]) -> dict[str, Any]:
+    """The body as keyword arguments of the raw client's ``create``. A field it does not name (an upstream's
+    extension) goes in ``extra_body`` only when the operator passes it (``pass_fields``); otherwise 400."""
     named = set(inspect.signature(create).parameters) - _CLIENT_ONLY
     kwargs = {key: value for key, value in body.items() if key in named}
     extra = {key: value for key, value in body.items() if key not in named}
+    refused = sorted(set(extra) - pass_fields)
+    if refused:
+        raise ServiceError(400, "unchecked_field", f"body fields {refused} are not OpenAI's and the guard does not "
+                           "check them; an operator can pass such fields with --pass-field")  # fmt: skip
     if extra:
         kwargs["extra_body"] = extra
     return kwargs
@@ -158,7 +163,9 @@ async def _proxy(request: Request, kind: str) -> Response:
         raise ServiceError(400, "invalid_json", "the body must be a JSON object")
     endpoint = state.client.chat.completions if kind == CHAT else state.client.completions
     raw = state.upstream.chat.completions if kind == CHAT else state.upstream.completions
-    kwargs = create_arguments(body, raw.create)
+    kwargs = create_arguments(body, raw.create, state.config.pass_fields)
+    for name in sorted(set(kwargs.get("extra_body", ()))):
+        state.metrics.unchecked_fields.labels(name).inc()
     model = str(body.get("model", ""))
 
     async def call() -> Any:

@@ -136,6 +136,32 @@ def test_the_wrapped_client_checks_tool_results_before_the_call():
         server.stop()
 
 
+def test_the_wrapped_client_checks_a_completion_suffix_and_refuses_output_it_cannot_read():
+    """Found attacking the guarded proxy: a legacy completion's ``suffix`` is text the model reads, and an audio
+    answer is output a text guard cannot see; neither may pass unchecked."""
+    import openai
+    from servers import ScriptedLLMServer, chat_completion, text_completion
+
+    guard = Guard(ScriptedGuardModel())
+    server = ScriptedLLMServer(
+        lambda body: text_completion("ok") if "prompt" in body else chat_completion({"content": "ok"})
+    )
+    client = guard.wrap(openai.OpenAI(base_url=server.base_url, api_key="x"))
+    try:
+        with pytest.raises(GuardBlocked):
+            client.completions.create(model="llm", prompt="Finish this:", suffix=f"Then explain {MARK}.")
+        with pytest.raises(InvalidInputError, match="suffix"):
+            client.completions.create(model="llm", prompt="Finish this:", suffix=["not", "text"])
+        for audio in ({"modalities": ["text", "audio"]}, {"audio": {"voice": "alloy", "format": "wav"}}):
+            with pytest.raises(InvalidInputError, match="audio"):
+                client.chat.completions.create(model="llm", messages=[{"role": "user", "content": "hi"}], **audio)
+        assert server.requests == []
+        client.completions.create(model="llm", prompt="Finish this:", suffix="Thanks.")
+        assert len(server.requests) == 1
+    finally:
+        server.stop()
+
+
 def test_a_leading_system_prompt_is_not_shown_to_the_guard():
     guard = Guard(ScriptedGuardModel())
     guard.check_messages([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}])

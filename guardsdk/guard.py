@@ -66,6 +66,10 @@ class Guard:
     ``mode="cascade"``: the bundled classifier checks first and decides where its scores are outside
     ``cascade_band``; ``model`` (a GuardReasoner-family model by default) reasons about the rest, and with
     ``confirm_unsafe`` about every unsafe finding too (see :mod:`guardsdk.cascade` and docs/cascade.md).
+
+    ``cache``: a :class:`~guardsdk.cache.VerdictCache` answers identical checks from memory (decided again under the
+    current policy). ``observers`` get every decided verdict; every check is also an OpenTelemetry span
+    (:mod:`guardsdk.tracing`) when the application configured a tracer provider.
     """
 
     def __init__(

@@ -149,6 +149,9 @@ def test_refusal_mode_answers_blocks_as_completions_and_streams(guard):
             client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
             answer = client.chat.completions.create(model="llm", messages=[{"role": "user", "content": HARMFUL}], n=2)
             assert [c.message.content for c in answer.choices] == ["No can do."] * 2
+            huge = httpx.post(live.url + "/v1/chat/completions", timeout=30, json={
+                "model": "llm", "n": 10**9, "messages": [{"role": "user", "content": HARMFUL}]})  # fmt: skip
+            assert len(huge.json()["choices"]) == 128  # a blocked call's answer stays small
             assert answer.choices[0].finish_reason == "content_filter" and answer.model_extra["guardsdk"]["blocked"]
             story = [{"role": "user", "content": "A story?"}]
             chunks = list(client.chat.completions.create(model="llm", stream=True, messages=story))
@@ -233,3 +236,26 @@ def test_body_fields_the_guard_does_not_check_are_refused_unless_the_operator_pa
             assert 'guardsdk_unchecked_fields_total{field="top_k"} 1.0' in httpx.get(live.url + "/metrics").text
     finally:
         upstream.stop()
+
+
+@pytest.mark.parametrize("fault", ["slow", "down"])
+def test_a_guard_too_slow_or_down_fails_the_proxied_call_closed(fault):
+    """The bundled reasoning guard needs far more than the 50 ms deadline (504); a guard server that is down gives
+    undecided checks (503). Either way the upstream is never called."""
+    upstream = ScriptedLLMServer(lambda body: chat_completion({"content": "Tea is a drink."}))
+    if fault == "slow":
+        faulty, config, status = Guard.from_gguf(bundled_tiny_path(), threads=2), {"request_timeout_s": 0.05}, 504
+    else:
+        down = f"http://127.0.0.1:{free_port()}/v1"
+        faulty, config, status = Guard.from_server(down, "g", backend_kwargs={"max_retries": 0}), {}, 503
+    try:
+        with proxy_before(faulty, upstream.base_url, **config) as live:
+            client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
+            with pytest.raises(openai.APIStatusError) as raised:
+                client.chat.completions.create(model="llm", messages=MESSAGES)
+            assert raised.value.status_code == status
+            assert raised.value.code == ("guard_timeout" if fault == "slow" else "guard_unavailable")
+            assert upstream.requests == []
+    finally:
+        upstream.stop()
+        faulty.close()

@@ -33,6 +33,8 @@ from guardsdk.verdict import Verdict
 
 router = APIRouter()
 CHAT, TEXT = "chat", "text"
+#: The most refusal choices one blocked call gets (OpenAI's own limit on ``n``): a huge ``n`` builds no huge answer.
+MAX_CHOICES = 128
 #: The create() parameters guardsdk itself sets or that are not part of the request body.
 _CLIENT_ONLY = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
@@ -85,10 +87,11 @@ def blocked_answer(config: ServiceConfig, verdict: Verdict, kind: str, body: dic
     if config.on_block is OnBlock.ERROR:
         return ServiceError(400, "content_blocked", f"guardsdk blocked this call: {reason}",
                             guardsdk=extension).response()  # fmt: skip
-    model, n = str(body.get("model", "")), body.get("n") if isinstance(body.get("n"), int) else 1
+    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    model, n = str(body.get("model", "")), min(max(n, 1), MAX_CHOICES)
     stream = bool(body.get("stream"))
     answer = envelope(kind, model, chunk=stream)
-    answer["choices"] = [refusal_choice(kind, i, config.refusal, chunk=stream) for i in range(max(n, 1))]
+    answer["choices"] = [refusal_choice(kind, i, config.refusal, chunk=stream) for i in range(n)]
     answer["guardsdk"] = extension
     if not stream:
         answer["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

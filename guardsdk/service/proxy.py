@@ -39,6 +39,11 @@ MAX_CHOICES = 128
 _CLIENT_ONLY = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
 
+def reason(verdict: Verdict) -> str:
+    """Why the policy stopped ``verdict`` (for error messages and logs: no content)."""
+    return verdict.decision.reason if verdict.decision else "blocked"
+
+
 def guardsdk_field(verdicts: list[Verdict], blocked: bool) -> dict[str, Any]:
     """The ``guardsdk`` extension field."""
     return {"blocked": blocked, "verdicts": [v.to_json() for v in verdicts]}
@@ -83,9 +88,8 @@ def blocked_answer(config: ServiceConfig, verdict: Verdict, kind: str, body: dic
     if failed is not None:
         failed.extra["guardsdk"] = extension
         return failed.response()
-    reason = verdict.decision.reason if verdict.decision else "blocked"
     if config.on_block is OnBlock.ERROR:
-        return ServiceError(400, "content_blocked", f"guardsdk blocked this call: {reason}",
+        return ServiceError(400, "content_blocked", f"guardsdk blocked this call: {reason(verdict)}",
                             guardsdk=extension).response()  # fmt: skip
     n = body.get("n") if isinstance(body.get("n"), int) else 1
     model, n = str(body.get("model", "")), min(max(n, 1), MAX_CHOICES)
@@ -125,7 +129,7 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
         ended = True
     except StreamBlocked as exc:
         blocked, ended = exc.verdict, True
-        request.state.log.update(blocked=1, reasons=[exc.verdict.decision.reason if exc.verdict.decision else ""])
+        request.state.log.update(blocked=1, reasons=[reason(exc.verdict)])
     except (openai.OpenAIError, InvalidInputError) as exc:
         ended = True
         yield _event(ServiceError(502, "upstream_stream_failed", f"the upstream stream failed: {exc}").body())
@@ -139,8 +143,7 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
     if blocked is not None:
         failed = failure_error(blocked)
         if failed is not None or state.config.on_block is OnBlock.ERROR:
-            error = failed or ServiceError(400, "content_blocked", "guardsdk stopped this stream: "
-                                           f"{blocked.decision.reason if blocked.decision else 'blocked'}")  # fmt: skip
+            error = failed or ServiceError(400, "content_blocked", f"guardsdk stopped this stream: {reason(blocked)}")
             error.extra["guardsdk"] = guardsdk_field(verdicts, blocked=True)
             yield _event(error.body())
             return
@@ -189,7 +192,7 @@ async def _proxy(request: Request, kind: str) -> Response:
         error = f"request ran past its deadline of {state.config.request_timeout_s:g}s"
         raise ServiceError(504, "guard_timeout", f"the guarded call did not finish in time; failing closed ({error})")
     if isinstance(result, GuardBlocked):
-        request.state.log.update(blocked=1, reasons=[result.verdict.decision.reason if result.verdict.decision else ""])
+        request.state.log.update(blocked=1, reasons=[reason(result.verdict)])
         if state.config.log_content:
             request.state.log["content"] = body.get("messages") or body.get("prompt")
         return blocked_answer(state.config, result.verdict, kind, body)

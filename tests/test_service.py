@@ -193,6 +193,25 @@ def test_a_guard_backend_that_is_down_answers_503_and_fails_closed():
         assert metric(client, "guardsdk_checks_total", decision="blocked_undecided", task="prompt") == 2
 
 
+def test_an_unsafe_window_is_a_block_even_when_another_window_failed():
+    """A check whose windows found one unsafe part and one backend failure is blocked as unsafe (200 / content
+    blocked), not a 503: unsafe wins over undecided."""
+    import dataclasses
+
+    from guardsdk.long_input import merge_windows
+    from guardsdk.service.state import failure_error
+    from guardsdk.verdict import Failure, Label, Verdict, verdict_from_labels
+
+    unsafe = verdict_from_labels({"prompt_harm": Label.HARMFUL}, has_response=False, raw="")
+    failed = Verdict.undecided(has_response=False, error="server down", failure=Failure.BACKEND)
+    merged = merge_windows([unsafe, failed], has_response=False)
+    decided = dataclasses.replace(merged, decision=Policy().decide(merged))
+    assert merged.failure is Failure.BACKEND and decided.decision.unsafe == ("prompt_harm",)
+    assert failure_error(decided) is None
+    alone = dataclasses.replace(failed, decision=Policy().decide(failed))
+    assert failure_error(alone).status == 503
+
+
 def test_a_fail_open_guard_is_the_callers_choice_and_is_counted(classifier):
     down = Guard.from_server(f"http://127.0.0.1:{free_port()}/v1", "guard", backend_kwargs={"max_retries": 0},
                              policy=Policy(on_undecided="fail_open"))  # fmt: skip

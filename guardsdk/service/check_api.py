@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from guardsdk.errors import InvalidInputError
-from guardsdk.service.errors import ServiceError
 from guardsdk.service.schemas import BatchOut, BatchRequest, CheckItem, CheckRequest, VerdictOut
 from guardsdk.service.state import ServiceState, failure_error
 from guardsdk.verdict import Verdict
@@ -25,23 +23,11 @@ _ANSWERS = {
 }
 
 
-def _pairs(items: Sequence[CheckItem]) -> list[tuple[str, str | None]]:
-    try:
-        return [item.pair() for item in items]
-    except InvalidInputError as exc:
-        raise ServiceError(400, "invalid_input", str(exc)) from None
-
-
 async def _check(request: Request, items: Sequence[CheckItem], gates: Sequence[str] | None) -> list[Verdict]:
     state: ServiceState = request.app.state.service
-    pairs = _pairs(items)
+    pairs = [item.pair() for item in items]  # uncheckable input: InvalidInputError, answered 400 by the app
     guard = state.checking_guard(gates)
-    try:
-        verdicts = await state.admitted(
-            lambda: guard.acheck_batch(pairs), lambda: state.deadline_verdicts(pairs, guard)
-        )
-    except InvalidInputError as exc:
-        raise ServiceError(400, "invalid_input", str(exc)) from None
+    verdicts = await state.admitted(lambda: guard.acheck_batch(pairs), lambda: state.deadline_verdicts(pairs, guard))
     blocked = [v for v in verdicts if not v.allowed]
     request.state.log.update(checks=len(verdicts), blocked=len(blocked),
                              reasons=sorted({v.decision.reason for v in blocked if v.decision}))  # fmt: skip

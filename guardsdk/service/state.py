@@ -20,8 +20,10 @@ T = TypeVar("T")
 
 
 def failure_error(verdict: Verdict) -> ServiceError | None:
-    """503 or 504 for a check that was stopped by a failure (backend, deadline) and not allowed; else None."""
-    if verdict.allowed or verdict.failure is None:
+    """503 or 504 for a check left undecided by a failure (backend, deadline) and not allowed; else None (an unsafe
+    finding in another window of the same check is a block, not a failure)."""
+    decision = verdict.decision
+    if verdict.failure is None or decision is None or decision.allowed or decision.unsafe:
         return None
     if verdict.failure is Failure.DEADLINE:
         return ServiceError(504, "guard_timeout", f"the guard did not decide in time; failing closed ({verdict.error})")

@@ -4,8 +4,8 @@ Per stage: seconds (the manifest's); for the training stages, tokens processed (
 ``training.json``), tokens/s and a model-FLOPs-utilization estimate — 6·N FLOPs per token for SFT, 8·N for
 DPO (the reference model's forward pass too), N the parameters — against the device's dense bf16 peak where
 it is a known GPU (none on a CPU). Then a few checks through the SDK on the exported GGUF (else the final
-Hugging Face folder). ``trainer/configs/gpu-smoke.yaml`` is the 1B-shape run for one GPU; tests run the same
-command at toy scale on a CPU.
+Hugging Face folder). Tests run it at toy scale on a CPU; a 1B-shape config for one GPU is not written yet
+(issue #13).
 """
 
 from __future__ import annotations

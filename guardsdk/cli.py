@@ -256,8 +256,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from guardsdk.service import ServiceConfig, serve
-    from guardsdk.service.auth import check_open_service, load_api_keys
+    from guardsdk.service import serve
+    from guardsdk.service.auth import load_api_keys, refuse_open_service
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = ServiceConfig(
@@ -267,7 +267,7 @@ def run_serve(args: argparse.Namespace) -> int:
         log_content=args.log_content, cache_entries=args.cache_entries, cache_ttl_s=args.cache_ttl,
         pass_fields=frozenset(args.pass_field),
     )  # fmt: skip
-    check_open_service(config.host, config.api_keys)  # before loading a model
+    refuse_open_service(config.host, config.api_keys)  # before loading a model; create_app warns on loopback
     gates = frozenset(args.gate) if args.gate else Policy().gates
     serve(_load_guard(args, Policy(gates=gates), concurrency=args.max_concurrency), config)
     return 0

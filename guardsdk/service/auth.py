@@ -36,13 +36,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_open_service(host: str, keys: frozenset[str]) -> None:
-    """Refuse a service without keys on a non-loopback address; warn on loopback."""
-    if keys:
-        return
-    if not is_loopback(host):
+def refuse_open_service(host: str, keys: frozenset[str]) -> None:
+    """Raise ``ValueError`` for a service without keys on a non-loopback address."""
+    if not keys and not is_loopback(host):
         raise ValueError(f"refusing to serve on {host} without API keys: give --api-keys-file or ${KEYS_ENV}")
-    logger.warning("guardsdk service on %s has no API keys: any local process can use it", host)
+
+
+def check_open_service(host: str, keys: frozenset[str]) -> None:
+    """Refuse a service without keys on a non-loopback address (:func:`refuse_open_service`); warn on loopback."""
+    refuse_open_service(host, keys)
+    if not keys:
+        logger.warning("guardsdk service on %s has no API keys: any local process can use it", host)
 
 
 def authorized(header: str | None, keys: frozenset[str]) -> bool:

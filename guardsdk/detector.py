@@ -162,7 +162,7 @@ class GenerativeDetector:
                 failure = Failure.DEADLINE if generation.finish_reason == "timeout" else None
                 return Verdict.undecided(has_response=has_response, error=error, raw=raw, failure=failure,
                                          status=ParseStatus.UNFINISHED, output_truncated=True, **run)  # fmt: skip
-        conversation = part.prompt if part.response is None else f"{part.prompt}\n{part.response}"
+        conversation = part.text
         texts = [g.text for g in generations]
         try:
             verdict = self.family.parse(texts, has_response=has_response, conversation=conversation)

@@ -35,6 +35,11 @@ class Part:
     prompt: str
     response: str | None
 
+    @property
+    def text(self) -> str:
+        """The checked text: the prompt, then the response on the next line."""
+        return self.prompt if self.response is None else f"{self.prompt}\n{self.response}"
+
 
 @dataclass(frozen=True)
 class Plan:

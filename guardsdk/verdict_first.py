@@ -98,7 +98,7 @@ class VerdictFirst:
                                                failure=Failure.DEADLINE))  # fmt: skip
                 continue
             try:
-                parts.append(self._forced_part(views, part_has_response, part.prompt + "\n" + (part.response or "")))
+                parts.append(self._forced_part(views, part_has_response, part.text))
             except Exception as exc:
                 parts.append(Verdict.undecided(has_response=part_has_response, error=describe(exc),
                                                failure=Failure.BACKEND))  # fmt: skip

@@ -168,8 +168,7 @@ class ClassifierDetector:
                 planned.append(self._texts(prompt, response, policy))
             except Exception as exc:
                 planned.append(_Texts(error=describe(exc)))
-        error = "the classifier is closed" if self._closed else None
-        failure = Failure.BACKEND if self._closed else None
+        error, failure = ("the classifier is closed", Failure.BACKEND) if self._closed else (None, None)
         probabilities: dict[str, list[float]] = {}
         flat = [text for p in planned if p.error is None for text in (*p.prompt, *p.response)]
         if error is None and flat:

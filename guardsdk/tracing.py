@@ -20,6 +20,9 @@ try:
 except ImportError:  # tracing is optional
     trace = None  # type: ignore[assignment]
 
+#: The API's proxy tracer: it follows whichever provider the application sets, before or after this import.
+_TRACER = trace.get_tracer("guardsdk") if trace is not None else None
+
 SPAN_NAME = "guardsdk.check"
 
 
@@ -47,11 +50,10 @@ def span_attributes(verdict: Verdict, mode: str) -> dict[str, Any]:
 
 def record_check(verdict: Verdict, mode: str) -> None:
     """Emit the span of one decided check (ending now, starting ``latency_s`` ago) under the current context."""
-    if trace is None:
+    if _TRACER is None:
         return
-    tracer = trace.get_tracer("guardsdk")
     end = time.time_ns()
-    span = tracer.start_span(SPAN_NAME, start_time=end - int(verdict.latency_s * 1e9),
+    span = _TRACER.start_span(SPAN_NAME, start_time=end - int(verdict.latency_s * 1e9),
                              attributes=span_attributes(verdict, mode))  # fmt: skip
     if verdict.failure is not None:
         span.set_status(Status(StatusCode.ERROR, verdict.failure.value))

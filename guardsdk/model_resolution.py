@@ -42,6 +42,15 @@ class ResolvedModel:
     bundled: bool = False
 
 
+def files_fingerprint(paths: list[Path]) -> str:
+    """Which version of a model's files this is: a hash of each file's name, size and modification time (cheap
+    for multi-GB files; a file replaced or retrained changes it)."""
+    import hashlib
+
+    stats = sorted(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in paths if path.is_file())
+    return hashlib.sha256("\n".join(stats).encode()).hexdigest()[:16]
+
+
 def bundled_tiny_path() -> Path:
     """The GGUF of guardreasoner-tiny shipped inside the package."""
     return Path(str(resources.files("guardsdk") / "models" / BUNDLED_TINY))

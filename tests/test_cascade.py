@@ -36,6 +36,9 @@ def test_a_confident_classifier_decides_alone(replay):
     assert not verdict.escalated and verdict.family == "classifier" and replay.calls == []
     assert verdict.detector.startswith("cascade(classifier:") and verdict.allowed
     assert guard.stats["escalated"] == 0
+    from guardsdk.eval.evaluation import model_files
+
+    assert len(model_files(guard.detector)) == 2  # an eval run records both stages' files
 
 
 def test_an_unconfident_classifier_hands_the_check_to_the_reasoning_guard(replay):

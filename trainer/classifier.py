@@ -5,6 +5,10 @@ response alone — encoding the pair let the heads learn "harmful prompt" as the
 responses sit behind harmful prompts). The recipe's training split is cut once more: most of it fits the
 heads, the rest (``calibration_fraction``) fits each head's Platt calibration, and the recipe's held-out
 split reports the calibrated heads' F1 and expected calibration error. Benchmarks are never read.
+
+A head whose input the detector reads sentence by sentence in context (``pooled_sentences``) also learns
+that each sentence of a text labelled safe, pooled from that text's own encoding, is safe: a sentence read
+out of its text is what made benign prompts look harmful (docs/models/guard-classifier-minilm.md).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import torch
 
 from guardsdk.eval.scoring import binary_scores
+from guardsdk.families.classifier.detector import sentence_bounds
 from guardsdk.families.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
 from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, save_heads
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
@@ -114,18 +119,26 @@ def held_out_metrics(probabilities: torch.Tensor, labels: torch.Tensor, threshol
 
 
 class EmbeddingCache:
-    """Each distinct text encoded once (the refusal and response heads read the same responses)."""
+    """Each distinct text encoded once (the refusal and response heads read the same responses), its
+    sentences pooled in context from the same pass, as the detector pools them (:func:`sentence_bounds`)."""
 
     def __init__(self, encoder: SentenceEncoder, batch_size: int) -> None:
         self.encoder = encoder
         self.batch_size = batch_size
         self.rows: dict[str, torch.Tensor] = {}
+        self.sentences: dict[str, torch.Tensor] = {}
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         new = list(dict.fromkeys(t for t in texts if t not in self.rows))
         if new:
-            self.rows.update(zip(new, self.encoder.encode(new, batch_size=self.batch_size), strict=True))
+            whole, parts = self.encoder.encode_spans(new, [sentence_bounds(t) for t in new], batch_size=self.batch_size)
+            self.rows.update(zip(new, whole, strict=True))
+            self.sentences.update(zip(new, parts, strict=True))
         return torch.stack([self.rows[t] for t in texts])
+
+    def pooled_sentences(self, texts: Sequence[str]) -> torch.Tensor:
+        """The in-context sentence embeddings of ``texts`` (encoded before), stacked."""
+        return torch.cat([torch.empty(0, self.encoder.dimension), *(self.sentences[t] for t in texts)])
 
 
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,
@@ -151,12 +164,18 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
         embeddings = cache.encode(texts)
         y = torch.tensor(labels)
-        head = fit_head(embeddings[fit_idx], y[fit_idx], cfg, task)
+        fit_x, fit_y = embeddings[fit_idx], y[fit_idx]
+        negatives = torch.empty(0, encoder.dimension)
+        if HEAD_INPUTS[task] in cfg.pooled_sentences:  # a sentence of a text labelled safe is safe, read in context
+            negatives = cache.pooled_sentences([texts[i] for i in fit_idx if labels[i] == 0])
+            fit_x, fit_y = torch.cat((fit_x, negatives)), torch.cat((fit_y, torch.zeros(len(negatives), dtype=y.dtype)))
+        head = fit_head(fit_x, fit_y, cfg, task)
         calibrate(head, embeddings[cal_idx], y[cal_idx], task in cfg.balanced_tasks)
         heads[task] = head
         test_texts, test_labels, _ = task_rows(held_out, task)
         task_metrics: dict[str, Any] = {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx),
-                                        "positives": sum(labels), "sources": dict(Counter(sources))}  # fmt: skip
+                                        "positives": sum(labels), "sentence_negatives": len(negatives),
+                                        "sources": dict(Counter(sources))}  # fmt: skip
         if test_texts:
             with torch.no_grad():
                 probabilities = head.probability(cache.encode(test_texts))
@@ -164,6 +183,6 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         metrics[task] = task_metrics
     config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=encoder.dimension,
                          hidden=cfg.hidden, inputs={t: HEAD_INPUTS[t] for t in heads}, threshold=cfg.threshold,
-                         training=metrics)  # fmt: skip
+                         pooled_sentences=list(cfg.pooled_sentences), training=metrics)  # fmt: skip
     save_heads(out_dir, heads, config)
     return metrics

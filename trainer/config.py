@@ -136,6 +136,7 @@ class ClassifierConfig:
     calibration_fraction: float = 0.1  # of the training split: fits each head's calibration
     balanced_tasks: list[str] = field(default_factory=list)  # heads trained with balanced class weights
     threshold: float = 0.5  # kept at 0.5: thresholds tuned on the pool's class mix lowered benchmark F1
+    pooled_sentences: list[str] = field(default_factory=list)  # roles whose sentences are pooled in context
     max_rows_per_task: int | None = None
     encode_batch_size: int = 64
     threads: int | None = None  # torch threads while encoding (default: all cores)

@@ -7,11 +7,13 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
 from guardsdk.backends.devices import placement
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
+from guardsdk.model_resolution import files_fingerprint
 
 _HOW_TO_GET = (
     "download it first, e.g. `hf download {id}` (or `huggingface-cli download {id}`) on a machine with "
@@ -56,6 +58,7 @@ class HFBackend(ThreadedAsyncMixin):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.name = name
+        self.fingerprint: str | None = None  # of the model's files, when loaded from a local folder
         self.max_batch_size = max_batch_size
         self.context_length = int(getattr(model.config, "max_position_embeddings", 4096))
         self._lock = threading.Lock()
@@ -99,9 +102,12 @@ class HFBackend(ThreadedAsyncMixin):
                 + _HOW_TO_GET.format(id=model_id)
                 + f" ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             ) from None
-        return cls(
+        backend = cls(
             model, tokenizer, name=os.path.basename(model_id.rstrip("/")) or model_id, max_batch_size=max_batch_size
         )
+        if Path(model_id).is_dir():
+            backend.fingerprint = files_fingerprint(list(Path(model_id).iterdir()))
+        return backend
 
     def tokenize(self, text: str) -> list[int]:
         with self._tokenizing:

@@ -15,6 +15,7 @@ from guardsdk.backends import prefix_state
 from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
 from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, Drafter, VerifyCosts
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
+from guardsdk.model_resolution import files_fingerprint
 
 
 def _import_llama() -> Any:
@@ -94,6 +95,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         self._closing = False
         self.name = path.name
         self.path = path
+        self.fingerprint = files_fingerprint([path])  # eval runs record it: rows of another file are not reused
         self.context_length = n_ctx
         self.prefix_states = prefix_state.default_folder() if prefix_states == "default" else prefix_states
         self.n_threads = threads

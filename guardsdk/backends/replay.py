@@ -14,6 +14,7 @@ from pathlib import Path
 
 from guardsdk.backends.base import Generation
 from guardsdk.errors import BackendError
+from guardsdk.model_resolution import files_fingerprint
 
 
 class ReplayBackend:
@@ -25,6 +26,7 @@ class ReplayBackend:
     def __init__(self, records: Mapping[str, str], *, name: str = "replay", by_prompt: bool = False) -> None:
         self.records = dict(records)
         self.name = name
+        self.fingerprint: str | None = None  # of the prediction files, when loaded from them
         self.calls: list[str] = []
         #: With ``by_prompt``, an input without an exact record gets the record of the same prompt
         #: (so partial responses, as in streaming window checks, replay their full item's verdict).
@@ -49,12 +51,15 @@ class ReplayBackend:
     ) -> ReplayBackend:
         """Load GuardReasoner ``generated_predictions.jsonl`` files (``prompt`` → ``predict``)."""
         records: dict[str, str] = {}
-        for path in paths:
-            with Path(path).open(encoding="utf-8") as handle:
+        files = [Path(path) for path in paths]
+        for path in files:
+            with path.open(encoding="utf-8") as handle:
                 for line in handle:
                     row = json.loads(line)
                     records[row["prompt"]] = row["predict"]
-        return cls(records, name=name, by_prompt=by_prompt)
+        backend = cls(records, name=name, by_prompt=by_prompt)
+        backend.fingerprint = files_fingerprint(files)
+        return backend
 
     def tokenize(self, text: str) -> list[str]:
         return text.split(" ")

@@ -24,6 +24,7 @@ def run_settings(guard: Guard, limit: int | None, sample: int | None) -> dict[st
     """What makes two runs' rows comparable: the detector (family and model), the budgets, the slice."""
     return {
         "detector": guard.detector.name,
+        "model_files": model_files(guard.detector),
         "mode": guard.mode,
         "family": guard.family.name if guard.family else getattr(guard.detector, "family_name", None),
         "max_input_tokens": guard.max_input_tokens,
@@ -32,6 +33,16 @@ def run_settings(guard: Guard, limit: int | None, sample: int | None) -> dict[st
         "limit": limit,
         "sample": sample,
     }
+
+
+def model_files(detector: Any) -> list[str]:
+    """The fingerprints of the model files under ``detector`` (a composite's: each part's), so a run resumed
+    after its model file was replaced or retrained is refused rather than mixed with the old rows."""
+    own = getattr(detector, "fingerprint", None)
+    if own:
+        return [own]
+    parts = [getattr(detector, name, None) for name in ("fast", "reasoning", "backend")]
+    return [f for part in (*parts, *getattr(detector, "detectors", ())) if part is not None for f in model_files(part)]
 
 
 def claim_folder(out: Path, settings: dict[str, Any]) -> None:

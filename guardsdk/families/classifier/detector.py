@@ -5,7 +5,9 @@ says so. Every token is read: a text longer than the encoder's window is scored 
 undecided under ``long_input="undecided"`` or beyond ``max_windows``; ``long_input="elide"`` scores its
 head and tail only. A text of several sentences (or lines) is also scored sentence by sentence: a mean-
 pooled embedding dilutes one harmful request among benign sentences (a pipe-bomb request between two
-sentences about bread scored 0.37 whole, 0.999 alone). A task's score is the highest of all its parts,
+sentences about bread scored 0.37 whole, 0.999 alone). Where the heads say so (``pooled_sentences``), a
+text's sentences are pooled from the text's own encoding instead of encoded alone: read in context, and
+no second encoder pass (docs/models/guard-classifier-minilm.md). A task's score is the highest of all its parts,
 as any unsafe window wins for the reasoning guard. A score that is not a finite number decides nothing.
 """
 
@@ -26,8 +28,9 @@ import torch
 
 from guardsdk.errors import describe
 from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
-from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, load_heads
+from guardsdk.families.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
 from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows, too_long_reason
+from guardsdk.model_resolution import files_fingerprint
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import cut_middle
 from guardsdk.verdict import Failure, Label, Task, Verdict, verdict_from_labels
@@ -51,21 +54,25 @@ def bundled_heads_path() -> Path:
     return Path(str(resources.files("guardsdk") / "models" / BUNDLED_HEADS))
 
 
-def sentences(codec: TextSpans, size: int) -> list[str]:
-    """The sentences (and lines) of ``codec.text`` with at least :data:`MIN_SENTENCE_WORDS` words, as slices of
-    the text, one longer than ``size`` tokens in windows; none when the text is a single sentence."""
-    text = codec.text
+def sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """The character ranges of ``text``'s sentences (and lines) with at least :data:`MIN_SENTENCE_WORDS`
+    words; none when the text is a single sentence."""
     bounds, start = [], 0
     for end in SENTENCE_END.finditer(text):
         bounds.append((start, end.start()))
         start = end.end()
     bounds.append((start, len(text)))
     bounds = [(a, b) for a, b in bounds if len(text[a:b].split()) >= MIN_SENTENCE_WORDS]
-    if len(bounds) < 2:
-        return []
+    return bounds if len(bounds) >= 2 else []
+
+
+def sentences(codec: TextSpans, size: int) -> list[str]:
+    """The sentences of ``codec.text`` (:func:`sentence_bounds`) as slices of the text, one longer than
+    ``size`` tokens in windows."""
+    text = codec.text
     starts = [span[0] for span in codec.tokens]
     parts = []
-    for a, b in bounds:
+    for a, b in sentence_bounds(text):
         tokens = [span for span in codec.tokens[bisect_left(starts, a) : bisect_left(starts, b)] if span[1] <= b]
         parts += token_windows(tokens, size, codec) if len(tokens) > size else [text[a:b]]
     return parts
@@ -80,12 +87,20 @@ def _highest(scores: list[float]) -> float:
 
 
 @dataclass(frozen=True)
+class _Piece:
+    """One text the encoder reads, and the character ranges of it pooled from that same pass."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class _Texts:
     """What one input's heads read: the windows and sentences of its prompt and of its response, or why it
     cannot be scored."""
 
-    prompt: tuple[str, ...] = ()
-    response: tuple[str, ...] = ()
+    prompt: tuple[_Piece, ...] = ()
+    response: tuple[_Piece, ...] = ()
     windows: int = 1
     long: bool = False
     elided: bool = False
@@ -104,11 +119,13 @@ class ClassifierDetector:
         self.heads = heads
         self.threshold = config.threshold
         self.inputs = config.inputs  # per task, what its head reads: "prompt" or "response"
+        self.pooled_sentences = frozenset(config.pooled_sentences)  # roles whose sentences are pooled in context
         self.encoder = encoder
         self.name = f"{FAMILY}:{name}"
         self.family_name = FAMILY
         self.tasks = tuple(Task(t) for t in heads)
         self._closed = False
+        self.fingerprint: str | None = None  # of the heads' files, when loaded from a folder
 
     @classmethod
     def from_pretrained(
@@ -118,7 +135,9 @@ class ClassifierDetector:
         heads) on the encoder they were trained with (``precision``: see :class:`SentenceEncoder`)."""
         folder = Path(path) if path is not None else bundled_heads_path()
         heads, config = load_heads(folder)
-        return cls(heads, config, SentenceEncoder(threads=threads, precision=precision), folder.name)
+        detector = cls(heads, config, SentenceEncoder(threads=threads, precision=precision), folder.name)
+        detector.fingerprint = files_fingerprint([folder / HEADS_FILE, folder / CONFIG_FILE])
+        return detector
 
     # -- the pure steps ----------------------------------------------------------------------
     def _texts(self, prompt: str, response: str | None, policy: Policy) -> _Texts:
@@ -135,14 +154,17 @@ class ClassifierDetector:
         count = sum(1 if elide else count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
         if count > policy.max_windows:  # counted before any text is cut: a flood costs one tokenization
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
-        scored: dict[str, tuple[str, ...]] = {}
+        scored: dict[str, tuple[_Piece, ...]] = {}
         for role, codec in codecs.items():
-            if len(codec.tokens) <= WINDOW_TOKENS:
-                scored[role] = (codec.text, *sentences(codec, WINDOW_TOKENS))
+            if len(codec.tokens) <= WINDOW_TOKENS and role in self.pooled_sentences:
+                scored[role] = (_Piece(codec.text, tuple(sentence_bounds(codec.text))),)
+            elif len(codec.tokens) <= WINDOW_TOKENS:
+                scored[role] = (_Piece(codec.text), *map(_Piece, sentences(codec, WINDOW_TOKENS)))
             elif elide:  # the middle stays unseen, as the option says
-                scored[role] = (cut_middle(codec.text, codec.tokens, WINDOW_TOKENS - 16, codec),)
-            else:
-                scored[role] = (*token_windows(codec.tokens, WINDOW_TOKENS, codec), *sentences(codec, WINDOW_TOKENS))
+                scored[role] = (_Piece(cut_middle(codec.text, codec.tokens, WINDOW_TOKENS - 16, codec)),)
+            else:  # windows, and every sentence encoded alone (a sentence may straddle two windows)
+                parts = (*token_windows(codec.tokens, WINDOW_TOKENS, codec), *sentences(codec, WINDOW_TOKENS))
+                scored[role] = tuple(map(_Piece, parts))
         elided = long and elide
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total)
@@ -169,8 +191,8 @@ class ClassifierDetector:
             except Exception as exc:
                 planned.append(_Texts(error=describe(exc)))
         error, failure = ("the classifier is closed", Failure.BACKEND) if self._closed else (None, None)
-        probabilities: dict[str, list[float]] = {}
-        flat = [text for p in planned if p.error is None for text in (*p.prompt, *p.response)]
+        probabilities: dict[str, list[list[float]]] = {}
+        flat = [piece for p in planned if p.error is None for piece in (*p.prompt, *p.response)]
         if error is None and flat:
             try:
                 probabilities = self._score(flat)
@@ -192,18 +214,21 @@ class ClassifierDetector:
             position += len(texts.prompt)
             spans["response"] = range(position, position + len(texts.response))
             position += len(texts.response)
-            scores = {task: _highest([probabilities[task][i] for i in spans[reads]])
+            scores = {task: _highest([score for i in spans[reads] for score in probabilities[task][i]])
                       for task, reads in self.inputs.items() if reads == "prompt" or has_response}  # fmt: skip
             verdict = self._verdict(has_response, scores)
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
 
-    def _score(self, texts: list[str]) -> dict[str, list[float]]:
-        """Every head's probability for every text (a head scores only the texts of its kind, but scoring
-        all in one batch is cheaper than two encoder calls)."""
-        embeddings = self.encoder.encode(texts, strict=True)
+    def _score(self, pieces: list[_Piece]) -> dict[str, list[list[float]]]:
+        """Every head's probabilities for every piece: its whole text's, then each pooled span's (a head
+        scores only the texts of its kind, but scoring all in one batch is cheaper than two encoder calls)."""
+        embeddings, spans = self.encoder.encode_spans([p.text for p in pieces], [p.spans for p in pieces], strict=True)
+        rows = torch.cat([torch.cat((embeddings[i : i + 1], part)) for i, part in enumerate(spans)])
+        sizes = [1 + len(part) for part in spans]
         with torch.inference_mode():
-            return {task: head.probability(embeddings).tolist() for task, head in self.heads.items()}
+            return {task: [scores.tolist() for scores in head.probability(rows).split(sizes)]
+                    for task, head in self.heads.items()}  # fmt: skip
 
     async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         return await asyncio.to_thread(self.detect, pairs, policy, deadline)
@@ -213,4 +238,4 @@ class ClassifierDetector:
         self._closed = True
 
 
-__all__ = ["FAMILY", "ClassifierDetector", "bundled_heads_path", "sentences"]
+__all__ = ["FAMILY", "ClassifierDetector", "bundled_heads_path", "sentence_bounds", "sentences"]

@@ -49,6 +49,9 @@ class HeadsConfig:
     #: Per task, what the head reads: ``"prompt"`` or ``"response"``.
     inputs: dict[str, str]
     threshold: float = 0.5
+    #: Roles (``"prompt"``, ``"response"``) whose sentences are mean-pooled from the whole text's encoding
+    #: rather than encoded alone (heads without the key: every sentence encoded alone).
+    pooled_sentences: list[str] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)  # sources, row counts, held-out metrics
 
 

@@ -217,7 +217,7 @@ def test_a_prompt_that_fits_is_encoded_once_with_its_sentences_pooled(classifier
     assert classifier.pooled_sentences == {"prompt"}  # the bundled heads were trained for it
     planned = classifier._texts(FILLER + HARMFUL + " " + FILLER, FILLER + REFUSAL, Policy())
     assert len(planned.prompt) == 1 and len(planned.prompt[0].spans) == 3
-    assert [piece.spans for piece in planned.response] == [(), (), ()]  # responses: each sentence encoded alone
+    assert [piece.spans for piece in planned.response] == [()] * 4  # responses: whole, then 3 sentences alone
 
 
 def test_an_eval_resumed_after_the_heads_changed_is_refused_not_mixed(tmp_path):

@@ -141,6 +141,27 @@ class EmbeddingCache:
         return torch.cat([torch.empty(0, self.encoder.dimension), *(self.sentences[t] for t in texts)])
 
 
+def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[int], cfg: ClassifierConfig,
+                  task: str, rng: random.Random) -> tuple[TaskHead, dict[str, int]]:  # fmt: skip
+    """One task's head: a random ``calibration_fraction`` of the rows fits its calibration, the rest the head (with
+    the in-context sentences of the safe rows as safe, when its input is in ``pooled_sentences``); and the counts."""
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+    n_cal = max(1, math.ceil(len(order) * cfg.calibration_fraction))
+    fit_idx, cal_idx = order[n_cal:], order[:n_cal]
+    logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
+    embeddings = cache.encode(texts)
+    y = torch.tensor(labels)
+    fit_x, fit_y = embeddings[fit_idx], y[fit_idx]
+    negatives = torch.empty(0, cache.encoder.dimension)
+    if HEAD_INPUTS[task] in cfg.pooled_sentences:  # a sentence of a text labelled safe is safe, read in context
+        negatives = cache.pooled_sentences([texts[i] for i in fit_idx if labels[i] == 0])
+        fit_x, fit_y = torch.cat((fit_x, negatives)), torch.cat((fit_y, torch.zeros(len(negatives), dtype=y.dtype)))
+    head = fit_head(fit_x, fit_y, cfg, task)
+    calibrate(head, embeddings[cal_idx], y[cal_idx], task in cfg.balanced_tasks)
+    return head, {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx), "sentence_negatives": len(negatives)}
+
+
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,
                      out_dir: str | Path, encoder: SentenceEncoder | None = None) -> dict[str, Any]:  # fmt: skip
     """Fit, calibrate and save the heads of every task with two labels in ``train``; returns metrics."""
@@ -157,25 +178,10 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         if len(set(labels)) < 2:
             logger.info("classifier: no head for %s (one label only)", task)
             continue
-        order = list(range(len(texts)))
-        rng.shuffle(order)
-        n_cal = max(1, math.ceil(len(order) * cfg.calibration_fraction))
-        fit_idx, cal_idx = order[n_cal:], order[:n_cal]
-        logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
-        embeddings = cache.encode(texts)
-        y = torch.tensor(labels)
-        fit_x, fit_y = embeddings[fit_idx], y[fit_idx]
-        negatives = torch.empty(0, encoder.dimension)
-        if HEAD_INPUTS[task] in cfg.pooled_sentences:  # a sentence of a text labelled safe is safe, read in context
-            negatives = cache.pooled_sentences([texts[i] for i in fit_idx if labels[i] == 0])
-            fit_x, fit_y = torch.cat((fit_x, negatives)), torch.cat((fit_y, torch.zeros(len(negatives), dtype=y.dtype)))
-        head = fit_head(fit_x, fit_y, cfg, task)
-        calibrate(head, embeddings[cal_idx], y[cal_idx], task in cfg.balanced_tasks)
+        head, counts = fit_task_head(cache, texts, labels, cfg, task, rng)
         heads[task] = head
         test_texts, test_labels, _ = task_rows(held_out, task)
-        task_metrics: dict[str, Any] = {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx),
-                                        "positives": sum(labels), "sentence_negatives": len(negatives),
-                                        "sources": dict(Counter(sources))}  # fmt: skip
+        task_metrics: dict[str, Any] = {**counts, "positives": sum(labels), "sources": dict(Counter(sources))}
         if test_texts:
             with torch.no_grad():
                 probabilities = head.probability(cache.encode(test_texts))

@@ -155,15 +155,15 @@ class SentenceEncoder:
             starts, ends = offsets[row, :, 0], offsets[row, :, 1]
             real = mask[row] & (ends > starts)  # [CLS], [SEP] and padding have empty offsets
             masks = [m for a, b in row_spans if (m := real & (starts >= a) & (ends <= b)).any()]
-            pooled.append(_mean_pool(hidden[row].expand(len(masks), -1, -1), torch.stack(masks))
-                          if masks else hidden.new_empty(0, hidden.shape[-1]))  # fmt: skip
+            pooled.append(_mean_pool(hidden[row], torch.stack(masks)) if masks else hidden.new_empty(0, self.dimension))
         return _mean_pool(hidden, mask), pooled
 
 
 def _mean_pool(hidden: Any, mask: Any) -> Any:
-    """Unit-length means of ``hidden`` (rows × tokens × dims) over each row's ``mask``ed tokens."""
+    """Unit-length means of ``hidden`` (tokens × dims, or texts × tokens × dims) over each row of ``mask``
+    (masks × tokens, or texts × tokens): one embedding per mask row."""
     import torch
 
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    weights = mask.to(hidden.dtype)
+    pooled = (weights.unsqueeze(-2) @ hidden).squeeze(-2) / weights.sum(-1, keepdim=True).clamp(min=1e-9)
     return torch.nn.functional.normalize(pooled, dim=-1)

@@ -4,7 +4,10 @@ Single checks (p50 and p90 ms) on a quiet machine and with a busy-looping proces
 batched prompt checks per second, for the classifier (1 thread for single checks, --batch-threads for
 batches) and for guardreasoner-tiny (llama.cpp, its default threads); prints each ratio tiny / classifier.
 
-Usage: .venv/bin/python scripts/bench_classifier.py [--checks 40] [--batch 256]
+``--encoder-batch-sizes 8 16 32 64 128`` then times the encoder alone on the batched prompts at each batch
+size, three rounds (how ``BATCH_SIZE`` was chosen).
+
+Usage: .venv/bin/python scripts/bench_classifier.py [--checks 40] [--batch 256] [--encoder-batch-sizes ...]
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=40, help="single checks per cell (tiny: a quarter of it)")
     parser.add_argument("--batch", type=int, default=256, help="prompts in the batched run")
     parser.add_argument("--batch-threads", type=int, default=os.cpu_count())
+    parser.add_argument("--encoder-batch-sizes", type=int, nargs="*", default=[])
     args = parser.parse_args()
     prompts = [item.prompt for item in load_items(SHARED, benchmark("ToxicChat"), sample=max(args.batch, args.checks))]
     policy = Policy(on_unsafe=OnUnsafe.ANNOTATE)
@@ -83,6 +87,14 @@ def main() -> None:
     print(f"batched prompt checks/s: classifier {classifier_rate:.0f} ({args.batch} prompts, "
           f"{args.batch_threads} threads), guardreasoner-tiny {tiny_rate:.2f} ({tiny_n}); "
           f"ratio {classifier_rate / tiny_rate:.0f}x")  # fmt: skip
+    encoder, batch = classifier.detector.encoder, prompts[: args.batch]
+    for round_ in range(3 if args.encoder_batch_sizes else 0):
+        rates = []
+        for size in args.encoder_batch_sizes:
+            started = time.perf_counter()
+            encoder.encode(batch, batch_size=size)
+            rates.append(f"{size}: {len(batch) / (time.perf_counter() - started):.0f}")
+        print(f"encoder alone, texts/s by batch size (round {round_ + 1}): " + ", ".join(rates))
 
 
 if __name__ == "__main__":

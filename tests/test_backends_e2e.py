@@ -33,6 +33,8 @@ def test_hf_and_llamacpp_greedy_outputs_agree_token_for_token(request, gguf_fixt
         assert a.prompt_tokens == b.prompt_tokens
         assert a.token_ids == b.token_ids
         assert a.text == b.text
+    # Both name their files' version, so an eval run of one is never resumed on another (docs/evaluation.md).
+    assert llama.fingerprint and hf_backend.fingerprint and llama.fingerprint != hf_backend.fingerprint
 
 
 def test_both_backends_tokenize_like_the_reference_llama3_tokenizer(llama_backend, hf_backend):

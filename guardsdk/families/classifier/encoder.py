@@ -140,8 +140,6 @@ class SentenceEncoder:
         return torch.cat(wholes)[back], [parts[i] for i in back.tolist()]
 
     def _encode_batch(self, texts: list[str], spans: list[Sequence[tuple[int, int]]], strict: bool) -> Any:
-        import torch
-
         cut = {"truncation": True, "max_length": MAX_TOKENS} if not strict else {"verbose": False}
         with self._tokenizing:
             batch = self.tokenizer(texts, padding=True, return_tensors="pt", return_offsets_mapping=True, **cut)
@@ -150,13 +148,21 @@ class SentenceEncoder:
             raise ValueError(f"a text of {batch['input_ids'].shape[1]} tokens is over the encoder's {MAX_TOKENS}")
         hidden = self.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].bool()
-        pooled = []
-        for row, row_spans in enumerate(spans):
-            starts, ends = offsets[row, :, 0], offsets[row, :, 1]
-            real = mask[row] & (ends > starts)  # [CLS], [SEP] and padding have empty offsets
-            masks = [m for a, b in row_spans if (m := real & (starts >= a) & (ends <= b)).any()]
-            pooled.append(_mean_pool(hidden[row], torch.stack(masks)) if masks else hidden.new_empty(0, self.dimension))
+        empty = hidden.new_empty(0, self.dimension)
+        pooled = [_pool_spans(hidden[row], mask[row], offsets[row], row_spans) if row_spans else empty
+                  for row, row_spans in enumerate(spans)]  # fmt: skip
         return _mean_pool(hidden, mask), pooled
+
+
+def _pool_spans(hidden: Any, mask: Any, offsets: Any, spans: Sequence[tuple[int, int]]) -> Any:
+    """One text's ``spans`` (character ranges) mean-pooled from its ``hidden`` states; a span without a token of
+    the encoded text is left out."""
+    import torch
+
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    real = mask & (ends > starts)  # [CLS], [SEP] and padding have empty offsets
+    masks = [m for a, b in spans if (m := real & (starts >= a) & (ends <= b)).any()]
+    return _mean_pool(hidden, torch.stack(masks)) if masks else hidden.new_empty(0, hidden.shape[-1])
 
 
 def _mean_pool(hidden: Any, mask: Any) -> Any:

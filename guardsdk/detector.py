@@ -281,7 +281,7 @@ def as_detector(
     if isinstance(model, Detector):
         return model
     if family == CLASSIFIER:
-        return _classifier(model, threads)  # type: ignore[arg-type]
+        return _classifier(model, threads, max_input_tokens)  # type: ignore[arg-type]
     guard_family = None if family is None else get_family(family)
     if isinstance(model, Backend):
         backend = model
@@ -289,7 +289,7 @@ def as_detector(
         choice = explicit(model, "given") if model is not None else resolve_default_model(guard_family)
         log_choice(choice)
         if choice.kind == "classifier":
-            return _classifier(choice.location, threads)
+            return _classifier(choice.location, threads, max_input_tokens)
         backend = load_backend(choice, threads)
     guard_family = guard_family or get_family(None)
     detector = GenerativeDetector(backend, guard_family, max_input_tokens=max_input_tokens,
@@ -302,10 +302,10 @@ def as_detector(
     return detector
 
 
-def _classifier(heads: str | os.PathLike[str] | None, threads: int | None) -> Detector:
+def _classifier(heads: str | os.PathLike[str] | None, threads: int | None, max_input_tokens: int) -> Detector:
     from guardsdk.families.classifier.detector import ClassifierDetector  # torch is loaded only here
 
-    return ClassifierDetector.from_pretrained(heads, threads=threads)
+    return ClassifierDetector.from_pretrained(heads, threads=threads, max_input_tokens=max_input_tokens)
 
 
 class Ensemble:

@@ -106,7 +106,7 @@ class Guard:
             detectors = [VerdictFirst(d, reason_when=reason_when) for d in detectors]  # type: ignore[arg-type]
         self.detector: Detector = detectors[0] if len(detectors) == 1 else Ensemble(detectors)
         if mode == "cascade":
-            fast = as_detector(None, CLASSIFIER)
+            fast = as_detector(None, CLASSIFIER, max_input_tokens=max_input_tokens)
             self.detector = Cascade(fast, self.detector, band=cascade_band, confirm_unsafe=confirm_unsafe)
         self.policy = policy or Policy()
         self.mode = mode

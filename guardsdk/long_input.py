@@ -86,7 +86,7 @@ def plan_check(
     n_bytes = len(prompt.encode()) + len((response or "").encode())
     if policy.long_input is LongInput.ELIDE:
         fitted = fit_to_budget(
-            _precut(prompt, pair_budget), _precut(response, pair_budget), max_input_tokens, codec, template
+            precut(prompt, pair_budget), precut(response, pair_budget), max_input_tokens, codec, template
         )
         return replace(plan, parts=(Part(fitted.prompt, fitted.response),), elided=fitted.truncated,
                        long=fitted.truncated)  # fmt: skip
@@ -137,8 +137,9 @@ def too_long_reason(policy: Policy, tokens: str, windows: int | None = None) -> 
     return f"input of {tokens} tokens needs {needed}, over max_windows={policy.max_windows}"
 
 
-def _precut(text: str | None, budget: int) -> str | None:
-    """Under ELIDE, a huge text is cut by characters first so it is never tokenized whole."""
+def precut(text: str | None, budget: int) -> str | None:
+    """Under ELIDE, a huge text is cut by characters first (far beyond ``budget`` tokens) so it is never
+    tokenized whole."""
     keep = budget * 16
     if text is None or len(text) <= 2 * keep:
         return text

@@ -82,9 +82,20 @@ def test_long_inputs_follow_the_policy(classifier):
     huge = Guard(classifier, policy=Policy(max_windows=2))
     with pytest.raises(GuardBlocked, match="max_windows=2"):
         huge.check("x " * 5_000_000)  # refused by its byte length, before tokenizing
-    elide = Guard(classifier, policy=Policy(long_input=LongInput.ELIDE))
-    verdict = elide.check(long_prompt)
-    assert verdict.input_truncated and elide.stats["allowed_unseen"] == 1
+
+
+def test_elide_reads_up_to_the_guards_input_budget_in_windows_and_cuts_only_beyond_it():
+    """``long_input="elide"`` means what it means for a reasoning guard: the middle beyond ``max_input_tokens``
+    is unseen (and counted), not everything beyond one encoder window."""
+    long_prompt = FILLER * 30 + HARMFUL + " " + FILLER * 30  # ~1,200 MiniLM tokens, the request in the middle
+    policy = Policy(long_input=LongInput.ELIDE, on_unsafe=OnUnsafe.ANNOTATE)
+    within = Guard(family="classifier", policy=policy).check(long_prompt)  # the default budget: 2048 tokens
+    assert within.prompt_harmful is True and not within.input_truncated and within.windows > 2
+    tight = Guard(family="classifier", policy=policy, max_input_tokens=600)
+    cut = tight.check(long_prompt)
+    assert cut.input_truncated and cut.prompt_harmful is False and tight.stats["allowed_unseen"] == 1
+    huge = Guard(family="classifier", policy=policy).check(HARMFUL + " " + "x " * 3_000_000)
+    assert huge.input_truncated and huge.prompt_harmful is True  # cut by characters before tokenizing
 
 
 def test_a_head_that_scores_nan_decides_nothing_and_fails_closed(tmp_path):

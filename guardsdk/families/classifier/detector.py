@@ -2,8 +2,9 @@
 
 No reasoning is run: a verdict carries each task's probability (``verdict.scores``) and its ``raw`` text
 says so. Every token is read: a text longer than the encoder's window is scored in windows, or is
-undecided under ``long_input="undecided"`` or beyond ``max_windows``; ``long_input="elide"`` scores its
-head and tail only. A text of several sentences (or lines) is also scored sentence by sentence: a mean-
+undecided under ``long_input="undecided"`` or beyond ``max_windows``; under ``long_input="elide"`` only the
+middle beyond ``max_input_tokens`` (the guard's input budget, as for a reasoning guard) is cut unseen, and the rest
+is scored in windows. A text of several sentences (or lines) is also scored sentence by sentence: a mean-
 pooled embedding dilutes one harmful request among benign sentences (a pipe-bomb request between two
 sentences about bread scored 0.37 whole, 0.999 alone). Where the heads say so (``pooled_sentences``), a
 text's sentences are pooled from the text's own encoding instead of encoded alone: read in context, and
@@ -29,10 +30,10 @@ import torch
 from guardsdk.errors import describe
 from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
 from guardsdk.families.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
-from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, token_windows, too_long_reason
+from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, precut, token_windows, too_long_reason
 from guardsdk.model_resolution import files_fingerprint
 from guardsdk.policy import LongInput, Policy
-from guardsdk.truncation import cut_middle
+from guardsdk.truncation import ELISION_MARKER, cut_middle, marker_cost, split_budget
 from guardsdk.verdict import Failure, Label, Task, Verdict, verdict_from_labels
 
 FAMILY = "classifier"
@@ -112,10 +113,16 @@ class ClassifierDetector:
     """A :class:`~guardsdk.detector.Detector` that scores each task with a calibrated head (no reasoning).
 
     ``ClassifierDetector.from_pretrained()`` loads the bundled heads on the pinned MiniLM encoder;
-    ``threads`` sets torch's threads while encoding (default: torch's own; see :class:`SentenceEncoder`).
+    ``threads`` sets torch's threads while encoding (default: torch's own; see :class:`SentenceEncoder`);
+    ``max_input_tokens`` is what ``long_input="elide"`` keeps of an input (in the encoder's tokens).
     """
 
-    def __init__(self, heads: dict[str, TaskHead], config: HeadsConfig, encoder: SentenceEncoder, name: str) -> None:
+    def __init__(
+        self, heads: dict[str, TaskHead], config: HeadsConfig, encoder: SentenceEncoder, name: str,
+        max_input_tokens: int = 2048,
+    ) -> None:  # fmt: skip
+        if max_input_tokens < WINDOW_TOKENS:
+            raise ValueError(f"max_input_tokens must be at least one window ({WINDOW_TOKENS}), not {max_input_tokens}")
         self.heads = heads
         self.threshold = config.threshold
         self.inputs = config.inputs  # per task, what its head reads: "prompt" or "response"
@@ -124,25 +131,35 @@ class ClassifierDetector:
         self.name = f"{FAMILY}:{name}"
         self.family_name = FAMILY
         self.tasks = tuple(Task(t) for t in heads)
+        self.max_input_tokens = max_input_tokens
         self._closed = False
         self.fingerprint: str | None = None  # of the heads' files, when loaded from a folder
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike[str] | None = None, *, threads: int | None = None, precision: str = "auto"
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        threads: int | None = None,
+        precision: str = "auto",
+        max_input_tokens: int = 2048,
     ) -> ClassifierDetector:
         """Heads from ``path`` (a folder written by the ``classifier`` training stage; default: the bundled
         heads) on the encoder they were trained with (``precision``: see :class:`SentenceEncoder`)."""
         folder = Path(path) if path is not None else bundled_heads_path()
         heads, config = load_heads(folder)
-        detector = cls(heads, config, SentenceEncoder(threads=threads, precision=precision), folder.name)
+        encoder = SentenceEncoder(threads=threads, precision=precision)
+        detector = cls(heads, config, encoder, folder.name, max_input_tokens=max_input_tokens)
         detector.fingerprint = files_fingerprint([folder / HEADS_FILE, folder / CONFIG_FILE])
         return detector
 
     # -- the pure steps ----------------------------------------------------------------------
     def _texts(self, prompt: str, response: str | None, policy: Policy) -> _Texts:
+        elide = policy.long_input is LongInput.ELIDE
+        if elide:  # a huge text is cut by characters first, so it is never tokenized whole
+            prompt, response = precut(prompt, self.max_input_tokens), precut(response, self.max_input_tokens)
         n_bytes = len(prompt.encode()) + len((response or "").encode())
-        if n_bytes // MAX_BYTES_PER_TOKEN > WINDOW_TOKENS * policy.max_windows:
+        if not elide and n_bytes // MAX_BYTES_PER_TOKEN > WINDOW_TOKENS * policy.max_windows:
             return _Texts(long=True, error=too_long_reason(policy, f"over {n_bytes // MAX_BYTES_PER_TOKEN}"))
         codecs = {role: self.encoder.codec(text) for role, text in (("prompt", prompt), ("response", response))
                   if text is not None}  # fmt: skip
@@ -150,24 +167,36 @@ class ClassifierDetector:
         long = any(len(codec.tokens) > WINDOW_TOKENS for codec in codecs.values())
         if long and policy.long_input is LongInput.UNDECIDED:
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total)))
-        elide = policy.long_input is LongInput.ELIDE
-        count = sum(1 if elide else count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
-        if count > policy.max_windows:  # counted before any text is cut: a flood costs one tokenization
+        elided = elide and total > self.max_input_tokens
+        if elided:
+            codecs = self._elided(codecs)
+        count = sum(count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
+        if count > policy.max_windows and not elide:  # counted before any text is cut: a flood costs one tokenization
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
-        scored: dict[str, tuple[_Piece, ...]] = {}
-        for role, codec in codecs.items():
-            if len(codec.tokens) <= WINDOW_TOKENS and role in self.pooled_sentences:
-                scored[role] = (_Piece(codec.text, tuple(sentence_bounds(codec.text))),)
-            elif len(codec.tokens) <= WINDOW_TOKENS:
-                scored[role] = (_Piece(codec.text), *map(_Piece, sentences(codec, WINDOW_TOKENS)))
-            elif elide:  # the middle stays unseen, as the option says
-                scored[role] = (_Piece(cut_middle(codec.text, codec.tokens, WINDOW_TOKENS - 16, codec)),)
-            else:  # windows, and every sentence encoded alone (a sentence may straddle two windows)
-                parts = (*token_windows(codec.tokens, WINDOW_TOKENS, codec), *sentences(codec, WINDOW_TOKENS))
-                scored[role] = tuple(map(_Piece, parts))
-        elided = long and elide
+        scored = {role: self._pieces(role, codec) for role, codec in codecs.items()}
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total)
+
+    def _elided(self, codecs: dict[str, TextSpans]) -> dict[str, TextSpans]:
+        """The texts cut in the middle to share ``max_input_tokens`` (half each, the shorter one's spare to the
+        other), as a reasoning guard's input is cut under ``long_input="elide"``."""
+        lengths = {role: len(codec.tokens) for role, codec in codecs.items()}
+        prompt_keep, response_keep = split_budget(lengths["prompt"], lengths.get("response"), self.max_input_tokens)
+        keeps = {"prompt": prompt_keep, "response": response_keep}
+        cost = marker_cost(self.encoder.codec(ELISION_MARKER.format(n=10**6)))  # the marker's own tokens
+        return {role: codec if lengths[role] <= keeps[role] else
+                self.encoder.codec(cut_middle(codec.text, codec.tokens, keeps[role] - cost, codec))
+                for role, codec in codecs.items()}  # fmt: skip
+
+    def _pieces(self, role: str, codec: TextSpans) -> tuple[_Piece, ...]:
+        """What the encoder reads of one text: the text, with its sentences pooled in context or each encoded
+        alone; a text over one window in windows, and every sentence alone (one may straddle two windows)."""
+        if len(codec.tokens) <= WINDOW_TOKENS and role in self.pooled_sentences:
+            return (_Piece(codec.text, tuple(sentence_bounds(codec.text))),)
+        if len(codec.tokens) <= WINDOW_TOKENS:
+            return (_Piece(codec.text), *map(_Piece, sentences(codec, WINDOW_TOKENS)))
+        parts = (*token_windows(codec.tokens, WINDOW_TOKENS, codec), *sentences(codec, WINDOW_TOKENS))
+        return tuple(map(_Piece, parts))
 
     def _verdict(self, has_response: bool, scores: dict[str, float]) -> Verdict:
         labels: dict[Task, Label | None] = {}

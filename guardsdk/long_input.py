@@ -54,12 +54,16 @@ class Plan:
     views: tuple[tuple[str, ...], ...] = ()  # each part rendered: its model inputs (set by the detector)
 
 
-def token_windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:
-    """Overlapping windows of at most ``size`` tokens covering every token."""
+def window_ranges(n_tokens: int, size: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` token indices of overlapping windows of at most ``size`` tokens covering every token."""
     overlap = min(size // 8, 128)
     step = size - overlap
-    starts = range(0, max(len(tokens) - overlap, 1), step)
-    return [codec.detokenize(tokens[s : s + size]) for s in starts]
+    return [(s, min(s + size, n_tokens)) for s in range(0, max(n_tokens - overlap, 1), step)]
+
+
+def token_windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:
+    """Overlapping windows of at most ``size`` tokens covering every token."""
+    return [codec.detokenize(tokens[a:b]) for a, b in window_ranges(len(tokens), size)]
 
 
 def count_windows(n_tokens: int, size: int) -> int:

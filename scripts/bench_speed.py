@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from guardsdk import Guard, Policy
-from guardsdk.backends.drafting import Drafter, VerifyCosts
+from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, Drafter, VerifyCosts
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.eval.benchmarks import BENCHMARKS, load_items
 from guardsdk.families.guardreasoner import ANSWERS_HEADING
@@ -195,7 +195,9 @@ def answer_tail(tokenizer: LlamaCppBackend, sets: tuple[str, ...]) -> dict[str, 
 
 def drafted_seconds(costs: dict[str, float], checks: list[dict], drafter: Drafter) -> list[float]:
     """Seconds per check with drafting, replaying each published output as the greedy one: a draft is accepted
-    exactly where it equals the next output token. The drafter learns from each output, as the backend does."""
+    exactly where it equals the next output token. The drafter learns from each output, as the backend does.
+    Each batch is charged at this run's measured costs, whatever costs the drafter chose its lengths by."""
+    measured = measured_verify_costs(costs)
     seconds = []
     for check in checks:
         out = check["out_ids"]
@@ -206,7 +208,7 @@ def drafted_seconds(costs: dict[str, float], checks: list[dict], drafter: Drafte
             expected = out[len(output) : len(output) + len(drafts)]
             matches = [d == e for d, e in zip(drafts, expected, strict=False)]
             accepted = matches.index(False) if False in matches else len(matches)
-            spent += drafter.costs.cost(1 + len(drafts)) * costs["step"]
+            spent += measured.cost(1 + len(drafts)) * costs["step"]
             drafter.observe(len(drafts), accepted, from_lookup)
             output = out[: len(output) + accepted + 1]
         drafter.learn(out)
@@ -214,12 +216,17 @@ def drafted_seconds(costs: dict[str, float], checks: list[dict], drafter: Drafte
     return seconds
 
 
+def measured_verify_costs(costs: dict[str, float]) -> VerifyCosts:
+    """The verify costs of :func:`component_costs`, as ratios to one decode step."""
+    return VerifyCosts({1: 1.0, **{k: costs[f"verify_{k}"] / costs["step"] for k in (2, 4, 8)}})
+
+
 def modelled(
     costs: dict[str, float], checks: list[dict], others: list[dict], instruction: int, lead: int
 ) -> list[dict]:
     """Seconds per check of each path; ``instruction``: tokens of the shared instruction, ``lead``: of the
     forced answer lead; ``others``: published outputs of other benchmarks, for a drafter that starts warm."""
-    verify = VerifyCosts({1: 1.0, **{k: costs[f"verify_{k}"] / costs["step"] for k in (2, 4, 8)}})
+    verify = measured_verify_costs(costs)
     warm = Drafter(verify)
     for check in others:
         warm.learn(check["out_ids"])
@@ -227,6 +234,8 @@ def modelled(
         "deploy": [prefill_seconds(costs, instruction + c["user"]) + (c["out"] - 1) * costs["step"] for c in checks],
         "sdk": [prefill_seconds(costs, c["user"]) + (c["out"] - 1) * costs["step"] for c in checks],
         "exact (online table)": drafted_seconds(costs, checks, Drafter(verify)),
+        "exact (draft lengths by the shipped default costs)": drafted_seconds(costs, checks,
+                                                                               Drafter(DEFAULT_VERIFY_COSTS)),
         "exact (table warm from other sets)": drafted_seconds(costs, checks, warm),
         "needed_tasks": [prefill_seconds(costs, c["user"]) + c["task1"] * costs["step"] + prefill_seconds(costs, lead)
                          for c in checks],

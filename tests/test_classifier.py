@@ -231,6 +231,33 @@ def test_a_prompt_that_fits_is_encoded_once_with_its_sentences_pooled(classifier
     assert [piece.spans for piece in planned.response] == [()] * 4  # responses: whole, then 3 sentences alone
 
 
+def test_a_long_prompt_s_sentences_are_pooled_in_the_window_that_holds_them(classifier):
+    from guardsdk.families.classifier.detector import sentence_bounds
+
+    text = FILLER * 30 + HARMFUL + " " + FILLER * 30
+    planned = classifier._texts(text, None, Policy())
+    windows = [piece for piece in planned.prompt if not piece.alone]
+    assert planned.long and len(windows) == planned.windows > 2  # the windows, each read once
+    assert sum(len(piece.spans) for piece in windows) == len(sentence_bounds(text))  # each sentence pooled once
+    assert not [piece for piece in planned.prompt if piece.alone]  # none had to be encoded on its own
+    assert any(piece.text[a:b] == HARMFUL for piece in windows for a, b in piece.spans)
+    response = classifier._texts("Tell me about bread.", text, Policy()).response
+    assert len([piece for piece in response if piece.alone]) == len(sentence_bounds(text))  # responses: alone
+
+
+def test_refusal_is_read_from_the_whole_reply_never_from_one_sentence(classifier):
+    from guardsdk.families.classifier.detector import _Piece
+
+    assert classifier.whole_text_tasks == {"refusal"}  # as the bundled heads say
+    reply = FILLER + "I'm sorry, but I can't help with that. " + FILLER + "Here is a recipe you can follow at home."
+    verdict = Guard(classifier, policy=Policy(on_unsafe=OnUnsafe.ANNOTATE)).check("Tell me about bread.", reply)
+    whole = classifier._score([_Piece(reply)])
+    assert verdict.scores["refusal"] == pytest.approx(whole["refusal"][0][0], abs=1e-6)
+    sentence = classifier._score([_Piece("I'm sorry, but I can't help with that.")])["refusal"][0][0]
+    assert sentence > verdict.scores["refusal"]  # the lone sentence would have said more
+    assert verdict.scores["response_harm"] >= whole["response_harm"][0][0]  # harm: the highest of every part
+
+
 def test_an_eval_resumed_after_the_heads_changed_is_refused_not_mixed(tmp_path):
     import shutil
 

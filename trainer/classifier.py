@@ -189,6 +189,7 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         metrics[task] = task_metrics
     config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=encoder.dimension,
                          hidden=cfg.hidden, inputs={t: HEAD_INPUTS[t] for t in heads}, threshold=cfg.threshold,
-                         pooled_sentences=list(cfg.pooled_sentences), training=metrics)  # fmt: skip
+                         pooled_sentences=list(cfg.pooled_sentences),
+                         whole_text_tasks=list(cfg.whole_text_tasks), training=metrics)  # fmt: skip
     save_heads(out_dir, heads, config)
     return metrics

@@ -137,6 +137,7 @@ class ClassifierConfig:
     balanced_tasks: list[str] = field(default_factory=list)  # heads trained with balanced class weights
     threshold: float = 0.5  # kept at 0.5: thresholds tuned on the pool's class mix lowered benchmark F1
     pooled_sentences: list[str] = field(default_factory=list)  # roles whose sentences are pooled in context
+    whole_text_tasks: list[str] = field(default_factory=list)  # heads the detector shows no lone sentence
     max_rows_per_task: int | None = None
     encode_batch_size: int = 64
     threads: int | None = None  # torch threads while encoding (default: all cores)

@@ -30,7 +30,14 @@ import torch
 from guardsdk.errors import describe
 from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
 from guardsdk.families.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
-from guardsdk.long_input import MAX_BYTES_PER_TOKEN, count_windows, precut, token_windows, too_long_reason
+from guardsdk.long_input import (
+    MAX_BYTES_PER_TOKEN,
+    count_windows,
+    precut,
+    token_windows,
+    too_long_reason,
+    window_ranges,
+)
 from guardsdk.model_resolution import files_fingerprint
 from guardsdk.policy import LongInput, Policy
 from guardsdk.truncation import ELISION_MARKER, cut_middle, marker_cost, split_budget
@@ -67,13 +74,13 @@ def sentence_bounds(text: str) -> list[tuple[int, int]]:
     return bounds if len(bounds) >= 2 else []
 
 
-def sentences(codec: TextSpans, size: int) -> list[str]:
-    """The sentences of ``codec.text`` (:func:`sentence_bounds`) as slices of the text, one longer than
-    ``size`` tokens in windows."""
+def sentences(codec: TextSpans, size: int, bounds: list[tuple[int, int]] | None = None) -> list[str]:
+    """The sentences of ``codec.text`` (``bounds``, default :func:`sentence_bounds`) as slices of the text, one
+    longer than ``size`` tokens in windows."""
     text = codec.text
     starts = [span[0] for span in codec.tokens]
     parts = []
-    for a, b in sentence_bounds(text):
+    for a, b in sentence_bounds(text) if bounds is None else bounds:
         tokens = [span for span in codec.tokens[bisect_left(starts, a) : bisect_left(starts, b)] if span[1] <= b]
         parts += token_windows(tokens, size, codec) if len(tokens) > size else [text[a:b]]
     return parts
@@ -93,6 +100,7 @@ class _Piece:
 
     text: str
     spans: tuple[tuple[int, int], ...] = ()
+    alone: bool = False  # a sentence encoded on its own (``whole_text_tasks`` never read one)
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,7 @@ class ClassifierDetector:
         self.threshold = config.threshold
         self.inputs = config.inputs  # per task, what its head reads: "prompt" or "response"
         self.pooled_sentences = frozenset(config.pooled_sentences)  # roles whose sentences are pooled in context
+        self.whole_text_tasks = frozenset(config.whole_text_tasks)  # tasks that never read a lone sentence
         self.encoder = encoder
         self.name = f"{FAMILY}:{name}"
         self.family_name = FAMILY
@@ -189,14 +198,23 @@ class ClassifierDetector:
                 for role, codec in codecs.items()}  # fmt: skip
 
     def _pieces(self, role: str, codec: TextSpans) -> tuple[_Piece, ...]:
-        """What the encoder reads of one text: the text, with its sentences pooled in context or each encoded
-        alone; a text over one window in windows, and every sentence alone (one may straddle two windows)."""
-        if len(codec.tokens) <= WINDOW_TOKENS and role in self.pooled_sentences:
-            return (_Piece(codec.text, tuple(sentence_bounds(codec.text))),)
-        if len(codec.tokens) <= WINDOW_TOKENS:
-            return (_Piece(codec.text), *map(_Piece, sentences(codec, WINDOW_TOKENS)))
-        parts = (*token_windows(codec.tokens, WINDOW_TOKENS, codec), *sentences(codec, WINDOW_TOKENS))
-        return tuple(map(_Piece, parts))
+        """What the encoder reads of one text: the text, or a text over one window in windows; and its sentences,
+        for a role in ``pooled_sentences`` pooled from the first window that holds the whole sentence (read in
+        context, as the heads were trained), else — and where no window holds one — each encoded alone."""
+        bounds = sentence_bounds(codec.text)
+        tokens = codec.tokens
+        if len(tokens) <= WINDOW_TOKENS:
+            ranges = [(0, len(codec.text))]
+        else:  # windows are slices of the original characters
+            ranges = [(tokens[a][0], tokens[b - 1][1]) for a, b in window_ranges(len(tokens), WINDOW_TOKENS)]
+        pieces, pooled = [], set()
+        for lo, hi in ranges:
+            inside = [(a, b) for a, b in bounds if role in self.pooled_sentences and lo <= a and b <= hi
+                      and (a, b) not in pooled]  # fmt: skip
+            pooled.update(inside)
+            pieces.append(_Piece(codec.text[lo:hi], tuple((a - lo, b - lo) for a, b in inside)))
+        alone = sentences(codec, WINDOW_TOKENS, [bound for bound in bounds if bound not in pooled])
+        return (*pieces, *(_Piece(text, alone=True) for text in alone))
 
     def _verdict(self, has_response: bool, scores: dict[str, float]) -> Verdict:
         labels: dict[Task, Label | None] = {}
@@ -243,11 +261,18 @@ class ClassifierDetector:
             position += len(texts.prompt)
             spans["response"] = range(position, position + len(texts.response))
             position += len(texts.response)
-            scores = {task: _highest([score for i in spans[reads] for score in probabilities[task][i]])
+            scores = {task: _highest(self._parts(task, spans[reads], flat, probabilities[task]))
                       for task, reads in self.inputs.items() if reads == "prompt" or has_response}  # fmt: skip
             verdict = self._verdict(has_response, scores)
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
+
+    def _parts(self, task: str, indices: range, pieces: list[_Piece], scores: list[list[float]]) -> list[float]:
+        """A task's scores of one text's pieces: every piece's and pooled sentence's, or for a task in
+        ``whole_text_tasks`` the whole texts' and windows' only."""
+        if task not in self.whole_text_tasks:
+            return [score for i in indices for score in scores[i]]
+        return [scores[i][0] for i in indices if not pieces[i].alone]
 
     def _score(self, pieces: list[_Piece]) -> dict[str, list[list[float]]]:
         """Every head's probabilities for every piece: its whole text's, then each pooled span's (a head

@@ -52,6 +52,9 @@ class HeadsConfig:
     #: Roles (``"prompt"``, ``"response"``) whose sentences are mean-pooled from the whole text's encoding
     #: rather than encoded alone (heads without the key: every sentence encoded alone).
     pooled_sentences: list[str] = field(default_factory=list)
+    #: Tasks whose heads read whole texts (or windows) only, never a sentence on its own: a refusal is said of
+    #: a whole reply (heads without the key: every head reads sentences too).
+    whole_text_tasks: list[str] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)  # sources, row counts, held-out metrics
 
 

@@ -54,7 +54,7 @@ def main() -> None:
     encoder = SentenceEncoder()
     cache = EmbeddingCache(encoder, 16)
     started = time.perf_counter()
-    cache.encode(texts)
+    cache.encode(texts, parts=True)
     print(f"encoded {len(texts)} training prompts in {time.perf_counter() - started:.0f} s (bf16: {encoder.bf16})")
     sets = {name: load_items(SHARED, benchmark(name)) for name in UNSEEN}
     padded = [FILLER * n + HARMFUL + " " + FILLER * n for n in (0, 1, 3, 6)]
@@ -76,7 +76,7 @@ def main() -> None:
             weighted = sum(f * n for f, n in zip(f1s, sizes, strict=True)) / sum(sizes)
             pad = " / ".join(f"{s:.3f}" for s in prompt_scores(detector, padded))
             cells = " | ".join(f"{f:.2f}" for f in f1s)
-            variant = f"{trained} ({counts['sentence_negatives']} negatives)"
+            variant = f"{trained} ({counts['part_negatives']} negatives)"
             print(f"| {variant} | {reading} | {cells} | {weighted:.2f} | {pad} |")
 
 

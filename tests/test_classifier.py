@@ -246,14 +246,14 @@ def test_a_long_prompt_s_sentences_are_pooled_in_the_window_that_holds_them(clas
 
 
 def test_refusal_is_read_from_the_whole_reply_never_from_one_sentence(classifier):
-    from guardsdk.families.classifier.detector import _Piece
+    from guardsdk.families.classifier.detector import Piece
 
     assert classifier.whole_text_tasks == {"refusal"}  # as the bundled heads say
     reply = FILLER + "I'm sorry, but I can't help with that. " + FILLER + "Here is a recipe you can follow at home."
     verdict = Guard(classifier, policy=Policy(on_unsafe=OnUnsafe.ANNOTATE)).check("Tell me about bread.", reply)
-    whole = classifier._score([_Piece(reply)])
+    whole = classifier._score([Piece(reply)])
     assert verdict.scores["refusal"] == pytest.approx(whole["refusal"][0][0], abs=1e-6)
-    sentence = classifier._score([_Piece("I'm sorry, but I can't help with that.")])["refusal"][0][0]
+    sentence = classifier._score([Piece("I'm sorry, but I can't help with that.")])["refusal"][0][0]
     assert sentence > verdict.scores["refusal"]  # the lone sentence would have said more
     assert verdict.scores["response_harm"] >= whole["response_harm"][0][0]  # harm: the highest of every part
 

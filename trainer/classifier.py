@@ -7,8 +7,9 @@ heads, the rest (``calibration_fraction``) fits each head's Platt calibration, a
 split reports the calibrated heads' F1 and expected calibration error. Benchmarks are never read.
 
 A head whose input the detector reads sentence by sentence in context (``pooled_sentences``) also learns
-that each sentence of a text labelled safe, pooled from that text's own encoding, is safe: a sentence read
-out of its text is what made benign prompts look harmful (docs/models/guard-classifier-minilm.md).
+that each part the detector reads of a text labelled safe is safe — each sentence, pooled from that text's own
+encoding, and each further window of a long text: a sentence read out of its text is what made benign prompts
+look harmful (docs/models/guard-classifier-minilm.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from guardsdk.eval.scoring import binary_scores
-from guardsdk.families.classifier.detector import sentence_bounds
+from guardsdk.families.classifier.detector import Piece, text_pieces
 from guardsdk.families.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
 from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, save_heads
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
@@ -119,26 +120,36 @@ def held_out_metrics(probabilities: torch.Tensor, labels: torch.Tensor, threshol
 
 
 class EmbeddingCache:
-    """Each distinct text encoded once (the refusal and response heads read the same responses), its
-    sentences pooled in context from the same pass, as the detector pools them (:func:`sentence_bounds`)."""
+    """Each distinct text encoded once (the refusal and response heads read the same responses). Asked for
+    ``parts``, a text is read as the detector reads a pooled role (:func:`text_pieces`): its embedding is its
+    first window's, and its parts are all else the detector scores of it — its other windows, its sentences
+    pooled in their window, any sentence encoded alone."""
 
     def __init__(self, encoder: SentenceEncoder, batch_size: int) -> None:
         self.encoder = encoder
         self.batch_size = batch_size
         self.rows: dict[str, torch.Tensor] = {}
-        self.sentences: dict[str, torch.Tensor] = {}
+        self.parts: dict[str, torch.Tensor] = {}
 
-    def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        new = list(dict.fromkeys(t for t in texts if t not in self.rows))
+    def encode(self, texts: Sequence[str], parts: bool = False) -> torch.Tensor:
+        new = list(dict.fromkeys(t for t in texts if t not in (self.parts if parts else self.rows)))
         if new:
-            whole, parts = self.encoder.encode_spans(new, [sentence_bounds(t) for t in new], batch_size=self.batch_size)
-            self.rows.update(zip(new, whole, strict=True))
-            self.sentences.update(zip(new, parts, strict=True))
+            read = [text_pieces(self.encoder.codec(t), pooled=True) if parts else (Piece(t),) for t in new]
+            flat = [piece for pieces in read for piece in pieces]
+            wholes, spans = self.encoder.encode_spans([p.text for p in flat], [p.spans for p in flat],
+                                                      batch_size=self.batch_size)  # fmt: skip
+            start = 0
+            for text, pieces in zip(new, read, strict=True):
+                end = start + len(pieces)
+                self.rows[text] = wholes[start]
+                if parts:
+                    self.parts[text] = torch.cat([wholes[start + 1 : end], *spans[start:end]])
+                start = end
         return torch.stack([self.rows[t] for t in texts])
 
-    def pooled_sentences(self, texts: Sequence[str]) -> torch.Tensor:
-        """The in-context sentence embeddings of ``texts`` (encoded before), stacked."""
-        return torch.cat([torch.empty(0, self.encoder.dimension), *(self.sentences[t] for t in texts)])
+    def pooled_parts(self, texts: Sequence[str]) -> torch.Tensor:
+        """The parts of ``texts`` (encoded before with ``parts``), stacked."""
+        return torch.cat([torch.empty(0, self.encoder.dimension), *(self.parts[t] for t in texts)])
 
 
 def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[int], cfg: ClassifierConfig,
@@ -150,16 +161,17 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
     n_cal = max(1, math.ceil(len(order) * cfg.calibration_fraction))
     fit_idx, cal_idx = order[n_cal:], order[:n_cal]
     logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
-    embeddings = cache.encode(texts)
+    pooled = HEAD_INPUTS[task] in cfg.pooled_sentences
+    embeddings = cache.encode(texts, parts=pooled)
     y = torch.tensor(labels)
     fit_x, fit_y = embeddings[fit_idx], y[fit_idx]
     negatives = torch.empty(0, cache.encoder.dimension)
-    if HEAD_INPUTS[task] in cfg.pooled_sentences:  # a sentence of a text labelled safe is safe, read in context
-        negatives = cache.pooled_sentences([texts[i] for i in fit_idx if labels[i] == 0])
+    if pooled:  # every part the detector reads of a text labelled safe is safe: its sentences in context, its windows
+        negatives = cache.pooled_parts([texts[i] for i in fit_idx if labels[i] == 0])
         fit_x, fit_y = torch.cat((fit_x, negatives)), torch.cat((fit_y, torch.zeros(len(negatives), dtype=y.dtype)))
     head = fit_head(fit_x, fit_y, cfg, task)
     calibrate(head, embeddings[cal_idx], y[cal_idx], task in cfg.balanced_tasks)
-    return head, {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx), "sentence_negatives": len(negatives)}
+    return head, {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx), "part_negatives": len(negatives)}
 
 
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,

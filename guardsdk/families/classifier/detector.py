@@ -86,6 +86,34 @@ def sentences(codec: TextSpans, size: int, bounds: list[tuple[int, int]] | None 
     return parts
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One text the encoder reads, and the character ranges of it pooled from that same pass."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...] = ()
+    alone: bool = False  # a sentence encoded on its own (``whole_text_tasks`` never read one)
+
+
+def text_pieces(codec: TextSpans, pooled: bool) -> tuple[Piece, ...]:
+    """What the encoder reads of one text: the text, or a text over one window in windows (slices of its own
+    characters); and its sentences, with ``pooled`` each pooled from the first window that holds the whole
+    sentence (read in context, no second pass), else — and where no window holds one — each encoded alone."""
+    bounds = sentence_bounds(codec.text)
+    tokens = codec.tokens
+    if len(tokens) <= WINDOW_TOKENS:
+        ranges = [(0, len(codec.text))]
+    else:
+        ranges = [(tokens[a][0], tokens[b - 1][1]) for a, b in window_ranges(len(tokens), WINDOW_TOKENS)]
+    pieces, placed = [], set()
+    for lo, hi in ranges:
+        inside = [(a, b) for a, b in bounds if pooled and lo <= a and b <= hi and (a, b) not in placed]
+        placed.update(inside)
+        pieces.append(Piece(codec.text[lo:hi], tuple((a - lo, b - lo) for a, b in inside)))
+    alone = sentences(codec, WINDOW_TOKENS, [bound for bound in bounds if bound not in placed])
+    return (*pieces, *(Piece(text, alone=True) for text in alone))
+
+
 def _highest(scores: list[float]) -> float:
     """The highest score of a task's parts; NaN when there is none or any part has no finite score (a part
     that was not scored is never outvoted by the others)."""
@@ -95,21 +123,12 @@ def _highest(scores: list[float]) -> float:
 
 
 @dataclass(frozen=True)
-class _Piece:
-    """One text the encoder reads, and the character ranges of it pooled from that same pass."""
-
-    text: str
-    spans: tuple[tuple[int, int], ...] = ()
-    alone: bool = False  # a sentence encoded on its own (``whole_text_tasks`` never read one)
-
-
-@dataclass(frozen=True)
 class _Texts:
     """What one input's heads read: the windows and sentences of its prompt and of its response, or why it
     cannot be scored."""
 
-    prompt: tuple[_Piece, ...] = ()
-    response: tuple[_Piece, ...] = ()
+    prompt: tuple[Piece, ...] = ()
+    response: tuple[Piece, ...] = ()
     windows: int = 1
     long: bool = False
     elided: bool = False
@@ -182,7 +201,7 @@ class ClassifierDetector:
         count = sum(count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
         if count > policy.max_windows and not elide:  # counted before any text is cut: a flood costs one tokenization
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
-        scored = {role: self._pieces(role, codec) for role, codec in codecs.items()}
+        scored = {role: text_pieces(codec, role in self.pooled_sentences) for role, codec in codecs.items()}
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total)
 
@@ -196,25 +215,6 @@ class ClassifierDetector:
         return {role: codec if lengths[role] <= keeps[role] else
                 self.encoder.codec(cut_middle(codec.text, codec.tokens, keeps[role] - cost, codec))
                 for role, codec in codecs.items()}  # fmt: skip
-
-    def _pieces(self, role: str, codec: TextSpans) -> tuple[_Piece, ...]:
-        """What the encoder reads of one text: the text, or a text over one window in windows; and its sentences,
-        for a role in ``pooled_sentences`` pooled from the first window that holds the whole sentence (read in
-        context, as the heads were trained), else — and where no window holds one — each encoded alone."""
-        bounds = sentence_bounds(codec.text)
-        tokens = codec.tokens
-        if len(tokens) <= WINDOW_TOKENS:
-            ranges = [(0, len(codec.text))]
-        else:  # windows are slices of the original characters
-            ranges = [(tokens[a][0], tokens[b - 1][1]) for a, b in window_ranges(len(tokens), WINDOW_TOKENS)]
-        pieces, pooled = [], set()
-        for lo, hi in ranges:
-            inside = [(a, b) for a, b in bounds if role in self.pooled_sentences and lo <= a and b <= hi
-                      and (a, b) not in pooled]  # fmt: skip
-            pooled.update(inside)
-            pieces.append(_Piece(codec.text[lo:hi], tuple((a - lo, b - lo) for a, b in inside)))
-        alone = sentences(codec, WINDOW_TOKENS, [bound for bound in bounds if bound not in pooled])
-        return (*pieces, *(_Piece(text, alone=True) for text in alone))
 
     def _verdict(self, has_response: bool, scores: dict[str, float]) -> Verdict:
         labels: dict[Task, Label | None] = {}
@@ -267,14 +267,14 @@ class ClassifierDetector:
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
 
-    def _parts(self, task: str, indices: range, pieces: list[_Piece], scores: list[list[float]]) -> list[float]:
+    def _parts(self, task: str, indices: range, pieces: list[Piece], scores: list[list[float]]) -> list[float]:
         """A task's scores of one text's pieces: every piece's and pooled sentence's, or for a task in
         ``whole_text_tasks`` the whole texts' and windows' only."""
         if task not in self.whole_text_tasks:
             return [score for i in indices for score in scores[i]]
         return [scores[i][0] for i in indices if not pieces[i].alone]
 
-    def _score(self, pieces: list[_Piece]) -> dict[str, list[list[float]]]:
+    def _score(self, pieces: list[Piece]) -> dict[str, list[list[float]]]:
         """Every head's probabilities for every piece: its whole text's, then each pooled span's (a head
         scores only the texts of its kind, but scoring all in one batch is cheaper than two encoder calls)."""
         embeddings, spans = self.encoder.encode_spans([p.text for p in pieces], [p.spans for p in pieces], strict=True)
@@ -292,4 +292,4 @@ class ClassifierDetector:
         self._closed = True
 
 
-__all__ = ["FAMILY", "ClassifierDetector", "bundled_heads_path", "sentence_bounds", "sentences"]
+__all__ = ["FAMILY", "ClassifierDetector", "Piece", "bundled_heads_path", "sentence_bounds", "sentences", "text_pieces"]

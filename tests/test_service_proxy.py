@@ -27,6 +27,7 @@ BOMB = ("Sure. To build a pipe bomb: fill a steel pipe with black powder, cap bo
 STORY = ("Once upon a time a small fox lived at the edge of a quiet forest. Every morning she walked to the river "
          "to watch the herons fish, and every evening she told her cubs what she had seen. ") * 4  # fmt: skip
 MESSAGES = [{"role": "user", "content": "Write a haiku about tea."}]
+STORY_REQUEST = [{"role": "user", "content": "Tell me a story about a fox."}]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_a_stream_is_cut_before_harmful_text_is_released(guard):
             client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
             received = ""
             with pytest.raises(openai.APIError) as raised:
-                stream = client.chat.completions.create(model="llm", messages=[{"role": "user", "content": "A story?"}],
+                stream = client.chat.completions.create(model="llm", messages=STORY_REQUEST,
                                                         stream=True)  # fmt: skip
                 for chunk in stream:
                     received += "".join(c.delta.content or "" for c in chunk.choices)
@@ -154,7 +155,7 @@ def test_refusal_mode_answers_blocks_as_completions_and_streams(guard):
                 "model": "llm", "n": 10**9, "messages": [{"role": "user", "content": HARMFUL}]})  # fmt: skip
             assert len(huge.json()["choices"]) == 128  # a blocked call's answer stays small
             assert answer.choices[0].finish_reason == "content_filter" and answer.model_extra["guardsdk"]["blocked"]
-            story = [{"role": "user", "content": "A story?"}]
+            story = STORY_REQUEST
             chunks = list(client.chat.completions.create(model="llm", stream=True, messages=story))
             assert chunks[-2].choices[0].finish_reason == "content_filter"
             assert chunks[-1].model_extra["guardsdk"]["blocked"] is True
@@ -202,7 +203,7 @@ def test_a_client_that_leaves_mid_stream_is_counted_and_the_service_carries_on(g
     upstream = scripted()
     try:
         with proxy_before(guard, upstream.base_url) as live:
-            body = {"model": "llm", "messages": [{"role": "user", "content": "A story?"}], "stream": True}
+            body = {"model": "llm", "messages": STORY_REQUEST, "stream": True}
             with httpx.stream("POST", live.url + "/v1/chat/completions", json=body, timeout=30) as answer:
                 next(answer.iter_lines())  # one event, then hang up
             for _ in range(50):

@@ -38,7 +38,7 @@ def child(gguf: str, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gguf", required=True)
-    parser.add_argument("--build", action="append", required=True, metavar="NAME=WHEEL_DIR")
+    parser.add_argument("--build", action="append", default=[], metavar="NAME=WHEEL_DIR")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -46,6 +46,8 @@ def main() -> None:
     if args.child:
         child(args.gguf, args.threads)
         return
+    if not args.build:
+        parser.error("give at least one --build NAME=WHEEL_DIR")
     builds = dict(item.split("=", 1) for item in args.build)
     with tempfile.TemporaryDirectory() as tmp:
         sites = {}

@@ -9,7 +9,7 @@ LLAMA_CPP_PYTHON_VERSION=0.3.36
 # llama.cpp is built for the instruction sets this CPU reports, never with -march=native: that turns on
 # AMX-INT8 on Xeons whose kernel does not enable it, and quantized models then die with SIGILL.
 # AVX2/FMA/F16C always; AVX-512 (with VBMI, VNNI, BF16) and AVX-VNNI where /proc/cpuinfo lists them all:
-# prompt evaluation 1.4-1.6x faster for the 1B shape (docs/speed.md). If that build cannot run a model
+# prompt evaluation 1.3-1.4x and draft verification 1.6x faster for the 1B shape (docs/speed.md). If that build cannot run a model
 # here, the AVX2 one is built instead.
 LLAMA_AVX2_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 LLAMA_AVX512_ARGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"

@@ -20,6 +20,7 @@ from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.eval.benchmarks import BENCHMARKS, load_items
 from guardsdk.model_resolution import bundled_tiny_path
 from guardsdk.tools.gguf_export import quantize
+from guardsdk.verdict import Verdict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -40,11 +41,28 @@ def run(backend: LlamaCppBackend, pairs: list[tuple[str, str | None]]) -> tuple[
     return verdicts, seconds
 
 
+def gated(verdict: Verdict) -> tuple:
+    """The labels of the tasks the default policy gates on (prompt and response harmfulness)."""
+    return tuple(verdict.labels[task] for task in sorted(Policy().gates))
+
+
+def differences(reference: list, verdicts: list) -> list[str]:
+    """Each label that differs from the reference, with both scores (how close to a tie it was)."""
+    lines = []
+    for i, (r, v) in enumerate(zip(reference, verdicts, strict=True)):
+        for task in r.labels:
+            if r.labels[task] != v.labels[task]:
+                lines.append(f"input {i}, {task}: {r.labels[task]} (p={r.scores.get(task, float('nan')):.4f}) -> "
+                             f"{v.labels[task]} (p={v.scores.get(task, float('nan')):.4f})")  # fmt: skip
+    return lines
+
+
 def compare(name: str, reference: list, verdicts: list, seconds: list[float]) -> dict:
     pairs = list(zip(reference, verdicts, strict=True))
     return {
         "path": name,
         "same_verdict": f"{sum(r.labels == v.labels for r, v in pairs)}/{len(pairs)}",
+        "same_gated_labels": f"{sum(gated(r) == gated(v) for r, v in pairs)}/{len(pairs)}",
         "same_text": f"{sum(r.raw == v.raw for r, v in pairs)}/{len(pairs)}",
         "median_s": f"{statistics.median(seconds):.3f}",
         "mean_s": f"{statistics.fmean(seconds):.3f}",
@@ -64,6 +82,7 @@ def main() -> None:
     rows = [compare("Q8_0 plain greedy (reference)", reference, reference, plain_seconds)]
     verdicts, seconds = run(LlamaCppBackend(model, n_threads=args.threads), pairs)
     rows.append(compare("Q8_0 exact mode (drafting, the default)", reference, verdicts, seconds))
+    exact_differences = differences(reference, verdicts)
     with tempfile.TemporaryDirectory() as folder:
         for qtype in args.quant:
             path = quantize(model, Path(folder) / f"tiny-{qtype}.gguf", qtype, allow_requantize=True)
@@ -77,6 +96,8 @@ def main() -> None:
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:
         print("| " + " | ".join(str(v) for v in row.values()) + " |")
+    print("\nexact mode's labels that differ from plain greedy (p: the probability of the positive label):")
+    print("\n".join(exact_differences) or "none")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ WHEEL_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/guardsdk/wheels/llama-cpp-python-${
 
 cpu_has() {
     local flags
-    flags=" $(grep -m1 '^flags' /proc/cpuinfo 2> /dev/null | cut -d: -f2) "
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo 2> /dev/null | cut -d: -f2 || true) "  # none listed: AVX2 only
     for flag in "$@"; do [[ "$flags" == *" $flag "* ]] || return 1; done
 }
 

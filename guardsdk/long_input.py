@@ -67,8 +67,8 @@ def token_windows(tokens: list[Any], size: int, codec: Tokenizes) -> list[str]:
 
 
 def count_windows(n_tokens: int, size: int) -> int:
-    overlap = min(size // 8, 128)
-    return max(1, -(-(n_tokens - overlap) // (size - overlap)))
+    """How many windows :func:`token_windows` makes of ``n_tokens`` (the count a check is refused by)."""
+    return len(window_ranges(n_tokens, size))
 
 
 def plan_check(

@@ -2,8 +2,9 @@
 
 The prompt head is fitted twice on the classifier stage's training split with the stage's own code and config
 (``fit_task_head``; embeddings in bfloat16 where the CPU has it, as the detector runs, so figures sit a few
-tenths from the shipped float32-trained heads): (a) on the prompts alone, (b) also on the in-context sentences
-of safe prompts as safe (what ``pooled_sentences: [prompt]`` trains). Each head then scores every item of
+tenths from the shipped float32-trained heads): (a) on the prompts alone, (b) also on every further part the
+detector reads of a safe prompt — its in-context sentences, a long prompt's later windows — as safe (what
+``pooled_sentences: [prompt]`` trains). Each head then scores every item of
 ToxicChat and OpenAIModeration through the real detector two ways: each sentence encoded alone, and each
 sentence pooled from the text's own pass (the whole text is scored either way); and the padded pipe-bomb
 request of tests/test_classifier.py (0, 1, 3, 6 benign sentences each side).
@@ -60,7 +61,7 @@ def main() -> None:
     padded = [FILLER * n + HARMFUL + " " + FILLER * n for n in (0, 1, 3, 6)]
     print("| prompt head | reading | " + " | ".join(UNSEEN) + " | prompt wF1 | padded request, 0/1/3/6 each side |")
     print("|---|---|" + "---|" * (len(UNSEEN) + 2))
-    for trained, pooled in (("prompts only", []), ("+ in-context sentence negatives", ["prompt"])):
+    for trained, pooled in (("prompts only", []), ("+ safe prompts' parts as negatives", ["prompt"])):
         cfg = dataclasses.replace(config.classifier, pooled_sentences=pooled)
         head, counts = fit_task_head(cache, texts, labels, cfg, PROMPT_HARM, random.Random(cfg.seed))
         for reading, roles in READINGS.items():

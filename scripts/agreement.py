@@ -1,5 +1,6 @@
 """Do the fast paths decide as the reference does? Verdicts on the same benchmark inputs, side by side:
-exact mode (drafting, the default) against plain greedy decoding, and llama.cpp quantization types against the
+exact mode (drafting, the default) against plain greedy decoding, plain greedy decoding without the prefix cache
+(what evaluating the same tokens in other batches already moves), and llama.cpp quantization types against the
 bundled Q8_0 file (its F16 source was not kept: each type is requantized from Q8_0, which loses a little more
 than quantizing from F16 would). Prints, per path: identical verdicts, identical output text, seconds per check.
 
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from guardsdk import Guard, Policy
-from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.backends.llamacpp import REDECODE_MARGIN, LlamaCppBackend
 from guardsdk.eval.benchmarks import BENCHMARKS, load_items
 from guardsdk.model_resolution import bundled_tiny_path
 from guardsdk.tools.gguf_export import quantize
@@ -31,10 +33,14 @@ def benchmark_pairs(count: int) -> list[tuple[str, str | None]]:
     return [(item.prompt, item.response) for item in items][:count]
 
 
-def run(backend: LlamaCppBackend, pairs: list[tuple[str, str | None]]) -> tuple[list, list[float]]:
+def run(backend: LlamaCppBackend, pairs: list[tuple[str, str | None]], cached: bool = True) -> tuple[list, list[float]]:
+    """Each pair checked in turn; ``cached=False`` evaluates every input whole (no prefix reuse, as a server
+    without a prefix cache does)."""
     guard = Guard(backend, policy=Policy(on_unsafe="annotate"))
     verdicts, seconds = [], []
     for pair in pairs:
+        if not cached:
+            backend.llm.reset()
         started = time.perf_counter()
         verdicts.append(guard.check(*pair))
         seconds.append(time.perf_counter() - started)
@@ -57,6 +63,19 @@ def differences(reference: list, verdicts: list) -> list[str]:
     return lines
 
 
+def log_odds(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
+
+
+def score_drift(reference: list, verdicts: list) -> float:
+    """The largest change in a score's log-odds (the two label words' log-probability difference, what
+    REDECODE_MARGIN bounds) on outputs whose text is the same: how far the evaluation alone moves a score."""
+    shifts = [abs(log_odds(r.scores[task]) - log_odds(v.scores[task])) for r, v in zip(reference, verdicts, strict=True)
+              if r.raw == v.raw for task in r.scores if task in v.scores]  # fmt: skip
+    return max(shifts, default=0.0)
+
+
 def compare(name: str, reference: list, verdicts: list, seconds: list[float]) -> dict:
     pairs = list(zip(reference, verdicts, strict=True))
     return {
@@ -64,6 +83,7 @@ def compare(name: str, reference: list, verdicts: list, seconds: list[float]) ->
         "same_verdict": f"{sum(r.labels == v.labels for r, v in pairs)}/{len(pairs)}",
         "same_gated_labels": f"{sum(gated(r) == gated(v) for r, v in pairs)}/{len(pairs)}",
         "same_text": f"{sum(r.raw == v.raw for r, v in pairs)}/{len(pairs)}",
+        "largest_log_odds_shift_same_text": f"{score_drift(reference, verdicts):.4f}",
         "median_s": f"{statistics.median(seconds):.3f}",
         "mean_s": f"{statistics.fmean(seconds):.3f}",
     }
@@ -80,7 +100,11 @@ def main() -> None:
     model = bundled_tiny_path()
     reference, plain_seconds = run(LlamaCppBackend(model, n_threads=args.threads, drafting=False), pairs)
     rows = [compare("Q8_0 plain greedy (reference)", reference, reference, plain_seconds)]
-    verdicts, seconds = run(LlamaCppBackend(model, n_threads=args.threads), pairs)
+    verdicts, seconds = run(LlamaCppBackend(model, n_threads=args.threads, drafting=False), pairs, cached=False)
+    rows.append(compare("Q8_0 plain greedy, whole input each check (no prefix cache)", reference, verdicts, seconds))
+    uncached_differences = differences(reference, verdicts)
+    exact = LlamaCppBackend(model, n_threads=args.threads)
+    verdicts, seconds = run(exact, pairs)
     rows.append(compare("Q8_0 exact mode (drafting, the default)", reference, verdicts, seconds))
     exact_differences = differences(reference, verdicts)
     with tempfile.TemporaryDirectory() as folder:
@@ -96,8 +120,12 @@ def main() -> None:
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:
         print("| " + " | ".join(str(v) for v in row.values()) + " |")
+    print(f"\nexact mode decoded {exact.redecoded} of {len(pairs)} outputs again one token per step (a label word "
+          f"chosen by under {REDECODE_MARGIN} log-probability)")  # fmt: skip
     print("\nexact mode's labels that differ from plain greedy (p: the probability of the positive label):")
     print("\n".join(exact_differences) or "none")
+    print("\nthe same without the prefix cache (what reusing the cache alone moves):")
+    print("\n".join(uncached_differences) or "none")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@ guardreasoner-tiny GGUF with and without drafting on the same benchmark prompts.
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 from conftest import BENCHMARKS
 
+from guardsdk.backends import llamacpp
+from guardsdk.backends.base import Generation
 from guardsdk.backends.drafting import (
     DEFAULT_VERIFY_COSTS,
     Drafter,
@@ -16,7 +19,8 @@ from guardsdk.backends.drafting import (
     best_draft_length,
     prompt_lookup,
 )
-from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.backends.llamacpp import LlamaCppBackend, near_tie
+from guardsdk.detector import GenerativeDetector
 from guardsdk.eval.benchmarks import benchmark, load_items
 from guardsdk.families import get_family
 from guardsdk.families.guardreasoner.template import build_input
@@ -67,6 +71,18 @@ def test_the_drafter_learns_how_often_lookup_drafts_are_accepted():
     before = drafter.lookup_acceptance
     drafter.observe(4, 0, from_lookup=True)
     assert drafter.lookup_acceptance < before and (drafter.proposed, drafter.accepted) == (4, 0)
+
+
+def test_a_near_tie_is_a_watched_word_chosen_by_less_than_the_margin():
+    def chosen_at_step_1(watched: dict) -> Generation:
+        return Generation("", 0, 2, "stop", (5, 7), watched=watched)
+
+    assert near_tie(chosen_at_step_1({1: {7: -0.70, 8: -0.69}}), 0.1)  # batched logits chose the less likely
+    assert near_tie(chosen_at_step_1({1: {7: -0.65, 8: -0.74}}), 0.1)
+    assert not near_tie(chosen_at_step_1({1: {7: -0.1, 8: -2.4}}), 0.1)
+    assert not near_tie(chosen_at_step_1({1: {7: -0.1}}), 0.1)  # no other watched word to tie with
+    assert not near_tie(chosen_at_step_1({4: {7: -0.7, 8: -0.7}}), 0.1)  # a step past the output
+    assert not near_tie(Generation("", 0, 0, "error"), 0.1)
 
 
 # -- on the bundled model ------------------------------------------------------------------------------
@@ -137,3 +153,21 @@ def test_drafting_is_on_by_default_and_checked():
         backend.close()
     with pytest.raises(ValueError, match="drafting is"):
         LlamaCppBackend(bundled_tiny_path(), drafting="fast")
+
+
+def test_outputs_redecoded_at_near_ties_are_the_plain_greedy_outputs(monkeypatch, inputs):
+    """Every label word counted as a near-tie: exact mode then hands back what one-token steps write from the
+    same cached point, text for text, as a plain backend with the same history."""
+    monkeypatch.setattr(llamacpp, "REDECODE_MARGIN", math.inf)
+    outputs = []
+    for drafting in (False, FREE):
+        backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=drafting, prefix_states=None)
+        try:
+            detector = GenerativeDetector(backend, "guardreasoner")  # warms the shared instruction, as a guard does
+            outputs.append(backend.generate(inputs[:8], max_tokens=1024, **detector._watch))
+            redecoded = backend.redecoded
+        finally:
+            backend.close()
+    plain, exact = outputs
+    assert [g.text for g in exact] == [g.text for g in plain]
+    assert redecoded == sum(bool(g.watched) for g in plain) > 0

@@ -41,13 +41,32 @@ def _logprobs(logits: Any, tokens: Iterable[int]) -> dict[int, float]:
     return {token: float(logits[token]) - log_z for token in tokens}
 
 
+#: Exact mode decodes an output again, one token per step from the same cached point, when it chose a watched token
+#: (a label word) by less than this log-probability over another watched one: batched verification moves logits
+#: in the last digits, which can tip a near-tie the other way (docs/speed.md measures how far; a two-way label's
+#: score within ~0.025 of 0.5 is redecided).
+REDECODE_MARGIN = 0.1
+
+
+def near_tie(generation: Generation, margin: float) -> bool:
+    """Whether some watched token was chosen by less than ``margin`` log-probability over another watched one."""
+    ids = generation.token_ids or ()
+    for step, logprobs in (generation.watched or {}).items():
+        chosen = ids[step] if step < len(ids) else None
+        if chosen in logprobs and any(logprobs[chosen] - v < margin for t, v in logprobs.items() if t != chosen):
+            return True
+    return False
+
+
 class LlamaCppBackend(ThreadedAsyncMixin):
     """Runs a GGUF model in-process.
 
     Decoding is greedy and, by default, drafted (exact mode, :mod:`guardsdk.backends.drafting`): tokens the
     model's earlier outputs or the input predict are verified in one batch with the next one and kept where
     the model's own greedy choice agrees; ``drafting=False`` decodes one token per step, ``"measure"`` times
-    this machine's verify costs at load, or pass :class:`~guardsdk.backends.drafting.VerifyCosts`.
+    this machine's verify costs at load, or pass :class:`~guardsdk.backends.drafting.VerifyCosts`. An output
+    whose label word won by less than :data:`REDECODE_MARGIN` is decoded again one token per step, so a near-tie
+    is decided as plain greedy decoding decides it (counted in ``redecoded``).
     :meth:`warm` (called by the detector) puts the family's shared instruction into the KV cache, restored
     from ``prefix_states`` (a folder; default under ``~/.cache/guardsdk``; None: never on disk) where an
     earlier process saved it (:mod:`guardsdk.backends.prefix_state`).
@@ -103,6 +122,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             raise ValueError(f"drafting is True, False, 'measure' or VerifyCosts, not {drafting!r}")
         costs = self.measure_verify_costs() if drafting == "measure" else drafting
         self.drafter = Drafter(DEFAULT_VERIFY_COSTS if costs is True else costs) if costs else None
+        self.redecoded = 0  # outputs exact mode decoded again one token per step (see REDECODE_MARGIN)
 
     @classmethod
     def from_pretrained(cls, model_path: str | os.PathLike[str], **kwargs: Any) -> LlamaCppBackend:
@@ -154,14 +174,30 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             raise BackendError(
                 f"input of {len(ids)} tokens plus max_tokens={max_tokens} exceeds n_ctx={self.context_length}"
             )
+        if deadline is not None and time.monotonic() > deadline:
+            return Generation("", len(ids), 0, "timeout")
+        start = self._reuse_point(ids)
+        generation = self._decode(ids, start, self.drafter, max_tokens, stop, deadline, watch_ids)
+        if self.drafter is not None and near_tie(generation, REDECODE_MARGIN):
+            # a label word chosen by a hair from batched logits: decide it as one-token steps from the same
+            # cached point do (plain greedy decoding)
+            self.redecoded += 1
+            generation = self._decode(ids, start, None, max_tokens, stop, deadline, watch_ids)
+        if self.drafter is not None and generation.token_ids:
+            self.drafter.learn(list(generation.token_ids))
+        return generation
+
+    def _decode(
+        self, ids: list[int], start: int, drafter: Drafter | None, max_tokens: int, stop: Sequence[str] | None,
+        deadline: float | None, watch_ids: frozenset[int],
+    ) -> Generation:  # fmt: skip
+        """Greedy output after ``ids``, evaluated from the cached position ``start`` on."""
         vocab = self.llm._model.vocab
         out: list[int] = []
         watched: dict[int, dict[int, float]] = {}
         finish = "length"
         text_out = ""
-        if deadline is not None and time.monotonic() > deadline:
-            return Generation("", len(ids), 0, "timeout")
-        for token, logits in self._greedy(ids):
+        for token, logits in self._greedy(ids, start, drafter):
             if self._closing:
                 raise BackendError("backend is closed")
             if self._llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -183,24 +219,22 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 break
         if finish != "stop" or not stop:
             text_out = self.detokenize(out)
-        if self.drafter is not None:
-            self.drafter.learn(out)
         return Generation(text_out, len(ids), len(out), finish, tuple(out), watched=watched)
 
-    def _greedy(self, ids: list[int]) -> Iterator[tuple[int, Any]]:
+    def _greedy(self, ids: list[int], start: int, drafter: Drafter | None) -> Iterator[tuple[int, Any]]:
         """Greedy tokens after ``ids``, each with the logits it was chosen from (valid until the next token is
-        asked for). The cached prefix is reused; with a drafter, drafts are verified in one batch with the pending
-        token and kept as far as the model's own choices agree (see :mod:`guardsdk.backends.drafting`)."""
+        asked for). The cache is kept up to ``start``; with a drafter, drafts are verified in one batch with the
+        pending token and kept as far as the model's own choices agree (see :mod:`guardsdk.backends.drafting`)."""
         import numpy as np
 
         llm = self.llm
-        logits = self._logits_after(ids)
+        logits = self._logits_after(ids, start)
         pending = int(np.argmax(logits))
         output: list[int] = []
         while True:
             yield pending, logits
             output.append(pending)
-            drafts, from_lookup = self.drafter.propose(ids, output) if self.drafter is not None else ([], False)
+            drafts, from_lookup = drafter.propose(ids, output) if drafter is not None else ([], False)
             drafts = drafts[: max(self.context_length - llm.n_tokens - 1, 0)]  # the context holds them all
             batch = [pending, *drafts]
             past = llm.n_tokens
@@ -212,8 +246,8 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             llm.input_ids[past : past + accepted + 1] = batch[: accepted + 1]
             llm.n_tokens = past + accepted + 1
             llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # the rejected drafts
-            if self.drafter is not None:
-                self.drafter.observe(len(drafts), accepted, from_lookup)
+            if drafter is not None:
+                drafter.observe(len(drafts), accepted, from_lookup)
             for index in range(accepted):
                 yield drafts[index], rows[index]
                 output.append(drafts[index])
@@ -280,10 +314,17 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         llm = self.llm
         return np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm._n_vocab,))
 
-    def _logits_after(self, ids: list[int]) -> Any:
-        """Evaluate ``ids`` (reusing the cached prefix, at least the last token anew) and return its logits."""
+    def _reuse_point(self, ids: list[int]) -> int:
+        """How many of ``ids`` the KV cache already holds and may keep (the last token is always evaluated anew,
+        for its logits)."""
         llm = self.llm
-        llm.n_tokens = min(llm.longest_token_prefix(llm._input_ids, ids), len(ids) - 1)
+        return min(llm.longest_token_prefix(llm._input_ids, ids), len(ids) - 1)
+
+    def _logits_after(self, ids: list[int], start: int | None = None) -> Any:
+        """Evaluate ``ids`` from cached position ``start`` (default: :meth:`_reuse_point`) and return the last
+        token's logits."""
+        llm = self.llm
+        llm.n_tokens = self._reuse_point(ids) if start is None else start
         llm.eval(ids[llm.n_tokens :])
         llm._requires_eval = True  # the logits are read here; llama-cpp-python must not reuse them
         return self._last_logits()

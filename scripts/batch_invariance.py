@@ -1,0 +1,65 @@
+"""Does llama.cpp give a token the same logits in a batch as in a one-token step? Why exact mode's text can differ.
+
+For each of a few benchmark inputs, the bundled model's plain greedy output is evaluated again after the input in
+chunks of k tokens (k = 1 is plain decoding's one-token steps), and every position's logits are compared with
+k = 1 and with k = 2. Prints, per k: positions whose logits differ at all, and the largest difference.
+
+Usage: .venv/bin/python scripts/batch_invariance.py [--inputs 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from agreement import benchmark_pairs
+
+from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.families.guardreasoner.template import build_input
+from guardsdk.model_resolution import bundled_tiny_path
+
+SIZES = (1, 2, 3, 4, 8)
+
+
+def chunked_logits(backend: LlamaCppBackend, ids: list[int], output: list[int], k: int) -> list[np.ndarray]:
+    """The logits at each output position with ``ids`` evaluated as a prompt and ``output`` k tokens at a time."""
+    llm = backend.llm
+    llm.n_tokens = 0
+    llm.eval(ids)
+    rows = []
+    for start in range(0, len(output), k):
+        chunk = output[start : start + k]
+        rows += [np.array(row) for row in backend._decode_all(chunk)]
+        llm.n_tokens += len(chunk)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inputs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=args.threads, drafting=False, prefix_states=None)
+    totals = {k: {"vs_1": 0, "vs_2": 0, "max_vs_1": 0.0, "max_vs_2": 0.0} for k in SIZES}
+    positions = 0
+    for prompt, response in benchmark_pairs(args.inputs):
+        text = build_input(prompt, response)
+        output = list(backend.generate([text], max_tokens=512)[0].token_ids or ())
+        ids = backend.input_ids(text)
+        by_k = {k: chunked_logits(backend, ids, output, k) for k in SIZES}
+        positions += len(output)
+        for k in SIZES:
+            for reference, key in ((by_k[1], "1"), (by_k[2], "2")):
+                diffs = [float(np.abs(a - b).max()) for a, b in zip(reference, by_k[k], strict=True)]
+                totals[k][f"vs_{key}"] += sum(d > 0 for d in diffs)
+                totals[k][f"max_vs_{key}"] = max(totals[k][f"max_vs_{key}"], max(diffs, default=0.0))
+    print(f"{args.inputs} inputs, {positions} output positions, bundled {bundled_tiny_path().name}")
+    print("| tokens per batch | positions differing from one-token steps (max logit diff) | from 2-token batches |")
+    print("|---|---|---|")
+    for k, t in totals.items():
+        print(f"| {k} | {t['vs_1']} ({t['max_vs_1']:.4f}) | {t['vs_2']} ({t['max_vs_2']:.4f}) |")
+    backend.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,15 +1,17 @@
-"""Does llama.cpp give a token the same logits in a batch as in a one-token step? Why exact mode's text can differ.
+"""Does llama.cpp give a token the same logits in a batch as in a one-token step? What makes exact mode exact.
 
-For each of a few benchmark inputs, the bundled model's plain greedy output is evaluated again after the input in
-chunks of k tokens (k = 1 is plain decoding's one-token steps), and every position's logits are compared with
-k = 1 and with k = 2. Prints, per k: positions whose logits differ at all, and the largest difference.
+For each of a few benchmark inputs, the model's (default: the bundled one's) plain greedy output is evaluated
+again after the input in chunks of k tokens (k = 1 is plain decoding's one-token steps), and every position's
+logits are compared with k = 1 and with k = 2. Prints, per k: positions whose logits differ at all, and the largest
+difference. Exact mode verifies at most EXACT_DRAFT + 1 tokens a batch: those must match k = 1 (docs/speed.md).
 
-Usage: .venv/bin/python scripts/batch_invariance.py [--inputs 8] [--threads 2]
+Usage: .venv/bin/python scripts/batch_invariance.py [--inputs 8] [--threads 2] [--gguf FILE] [--max-tokens 512]
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 from agreement import benchmark_pairs
@@ -19,6 +21,13 @@ from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.model_resolution import bundled_tiny_path
 
 SIZES = (1, 2, 3, 4, 8)
+
+
+def llama_cpp_build() -> str:
+    """Whether this llama.cpp has llamafile's matrix kernels (used for batches, not for one-token steps)."""
+    import llama_cpp
+
+    return "LLAMAFILE on" if "LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode() else "LLAMAFILE off"
 
 
 def chunked_logits(backend: LlamaCppBackend, ids: list[int], output: list[int], k: int) -> list[np.ndarray]:
@@ -38,13 +47,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gguf", type=Path, default=bundled_tiny_path())
+    parser.add_argument("--max-tokens", type=int, default=512)
     args = parser.parse_args()
-    backend = LlamaCppBackend(bundled_tiny_path(), n_threads=args.threads, drafting=False, prefix_states=None)
+    backend = LlamaCppBackend(args.gguf, n_threads=args.threads, drafting=False, prefix_states=None)
     totals = {k: {"vs_1": 0, "vs_2": 0, "max_vs_1": 0.0, "max_vs_2": 0.0} for k in SIZES}
     positions = 0
     for prompt, response in benchmark_pairs(args.inputs):
         text = build_input(prompt, response)
-        output = list(backend.generate([text], max_tokens=512)[0].token_ids or ())
+        output = list(backend.generate([text], max_tokens=args.max_tokens)[0].token_ids or ())
         ids = backend.input_ids(text)
         by_k = {k: chunked_logits(backend, ids, output, k) for k in SIZES}
         positions += len(output)
@@ -53,7 +64,7 @@ def main() -> None:
                 diffs = [float(np.abs(a - b).max()) for a, b in zip(reference, by_k[k], strict=True)]
                 totals[k][f"vs_{key}"] += sum(d > 0 for d in diffs)
                 totals[k][f"max_vs_{key}"] = max(totals[k][f"max_vs_{key}"], max(diffs, default=0.0))
-    print(f"{args.inputs} inputs, {positions} output positions, bundled {bundled_tiny_path().name}")
+    print(f"{args.inputs} inputs, {positions} output positions, {args.gguf.name}, {llama_cpp_build()}")
     print("| tokens per batch | positions differing from one-token steps (max logit diff) | from 2-token batches |")
     print("|---|---|---|")
     for k, t in totals.items():

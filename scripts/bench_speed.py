@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from guardsdk import Guard, Policy
-from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, Drafter, VerifyCosts
+from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, MAX_DRAFT, Drafter, VerifyCosts
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.eval.benchmarks import BENCHMARKS, load_items
 from guardsdk.families.guardreasoner import ANSWERS_HEADING
@@ -237,6 +237,8 @@ def modelled(
         "exact (draft lengths by the shipped default costs)": drafted_seconds(costs, checks,
                                                                                Drafter(DEFAULT_VERIFY_COSTS)),
         "exact (table warm from other sets)": drafted_seconds(costs, checks, warm),
+        f"drafts up to {MAX_DRAFT} (exact only on builds whose larger batches match steps)": drafted_seconds(
+            costs, checks, Drafter(verify, max_draft=MAX_DRAFT)),
         "needed_tasks": [prefill_seconds(costs, c["user"]) + c["task1"] * costs["step"] + prefill_seconds(costs, lead)
                          for c in checks],
         "verdict_first": [prefill_seconds(costs, c["user"] + lead) for c in checks],

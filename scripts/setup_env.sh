@@ -10,11 +10,14 @@ LLAMA_CPP_PYTHON_VERSION=0.3.36
 # AMX-INT8 on Xeons whose kernel does not enable it, and quantized models then die with SIGILL.
 # AVX2/FMA/F16C always; AVX-512 (with VBMI, VNNI, BF16) and AVX-VNNI where /proc/cpuinfo lists them all:
 # prompt evaluation 1.3-1.4x and draft verification 1.6x faster for the 1B shape (docs/speed.md). If that build cannot run a model
-# here, the AVX2 one is built instead.
-LLAMA_AVX2_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+# here, the AVX2 one is built instead. Without llamafile's matrix kernels (GGML_LLAMAFILE=OFF): with them a token
+# evaluated in a batch gets other logits than in a one-token step, so drafting could change what greedy decoding
+# writes; without them batches of up to 3 tokens (exact mode's) give the one-token steps' logits bit for bit
+# (scripts/batch_invariance.py), at ~1.3x slower evaluation of 128-token inputs and the same speed at 32.
+LLAMA_AVX2_ARGS="-DGGML_NATIVE=OFF -DGGML_LLAMAFILE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 LLAMA_AVX512_ARGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
 AVX512_FLAGS="avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi avx512_vnni avx512_bf16 avx_vnni"
-WHEEL_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/guardsdk/wheels/llama-cpp-python-${LLAMA_CPP_PYTHON_VERSION}"
+WHEEL_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/guardsdk/wheels/llama-cpp-python-${LLAMA_CPP_PYTHON_VERSION}-nollamafile"
 
 cpu_has() {
     local flags

@@ -85,8 +85,8 @@ def hf_backend(tiny_hf_dir):
 @pytest.fixture(scope="session")
 def bundled_plain():
     """The bundled guardreasoner-tiny (trained: it writes labels) on llama.cpp, one token per step: runs of the
-    same input compare exactly (drafting batches tokens differently as its table grows, which moves logits in
-    the last digits; tests/test_drafting.py covers it)."""
+    same input compare exactly (on a llama.cpp build with llamafile's kernels, drafted batches move logits;
+    tests/test_drafting.py checks the installed build does not)."""
     from guardsdk.backends.llamacpp import LlamaCppBackend
     from guardsdk.model_resolution import bundled_tiny_path
 

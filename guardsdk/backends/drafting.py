@@ -5,7 +5,8 @@ outputs predict much of its next one. :class:`PhraseTable` learns, from every ou
 which token followed each run of ``order`` tokens and how often; :func:`prompt_lookup` proposes the tokens that
 followed the same run in the checked input (the reasoning quotes it). The model then evaluates the pending
 token and the drafts in one batch and keeps the drafts its own greedy choice agrees with: the output is the
-plain greedy output (up to the small logit shifts of batched evaluation).
+plain greedy output (bit for bit where batches of up to ``EXACT_DRAFT + 1`` tokens get one-token steps' logits,
+as on the llama.cpp build scripts/setup_env.sh makes).
 
 On a CPU verification is not free (evaluating 8 tokens costs ~5 single steps for a 1B model here), so
 :func:`best_draft_length` drafts only as far as the expected tokens per unit of cost grows, from the
@@ -20,6 +21,13 @@ from dataclasses import dataclass, field
 
 #: The longest draft ever proposed.
 MAX_DRAFT = 8
+
+#: The longest draft a :class:`Drafter` verifies by default: with the pending token, batches of up to 3 tokens.
+#: llama.cpp built without llamafile's kernels (as scripts/setup_env.sh builds it) gives a token in such a batch
+#: the logits of a one-token step bit for bit; from 4 tokens on, repacked 4-bit weights are multiplied 4 rows at a
+#: time, which moves them (scripts/batch_invariance.py, docs/speed.md). So exact mode writes the plain greedy
+#: output itself, at some of the gain of longer drafts.
+EXACT_DRAFT = 2
 
 
 @dataclass(frozen=True)
@@ -117,9 +125,11 @@ def prompt_lookup(history: Sequence[int], source: Sequence[int], ngram: int = 3,
 @dataclass
 class Drafter:
     """Proposes drafts from a :class:`PhraseTable` of earlier outputs, else by prompt lookup in the input, as
-    far as :func:`best_draft_length` says pays; learns from each finished output and from what was accepted."""
+    far as :func:`best_draft_length` says pays (at most ``max_draft``); learns from each finished output and from
+    what was accepted."""
 
     costs: VerifyCosts
+    max_draft: int = EXACT_DRAFT
     table: PhraseTable = field(default_factory=PhraseTable)
     lookup_acceptance: float = 0.5  # a running estimate, updated from the lookup drafts' outcomes
     proposed: int = 0
@@ -133,7 +143,7 @@ class Drafter:
             drafts = prompt_lookup(output, source)
             chances = [self.lookup_acceptance] * len(drafts)
             from_lookup = bool(drafts)
-        return drafts[: best_draft_length(chances, self.costs)], from_lookup
+        return drafts[: best_draft_length(chances[: self.max_draft], self.costs)], from_lookup
 
     def observe(self, proposed: int, accepted: int, from_lookup: bool) -> None:
         """Record how many of ``proposed`` drafts were accepted."""
@@ -149,6 +159,7 @@ class Drafter:
 
 __all__ = [
     "DEFAULT_VERIFY_COSTS",
+    "EXACT_DRAFT",
     "MAX_DRAFT",
     "Drafter",
     "PhraseTable",

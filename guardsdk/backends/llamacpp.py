@@ -41,11 +41,18 @@ def _logprobs(logits: Any, tokens: Iterable[int]) -> dict[int, float]:
     return {token: float(logits[token]) - log_z for token in tokens}
 
 
-#: Exact mode decodes an output again, one token per step from the same cached point, when it chose a watched token
-#: (a label word) by less than this log-probability over another watched one: batched verification moves logits
-#: in the last digits, which can tip a near-tie the other way (docs/speed.md measures how far; a two-way label's
-#: score within ~0.025 of 0.5 is redecided).
+#: Where the llama.cpp build's batches do not give one-token steps' logits (:func:`batches_match_steps`), exact
+#: mode decodes an output again, one token per step from the same cached point, when it chose a watched token (a
+#: label word) by less than this log-probability over another watched one: there batched verification moves
+#: logits by up to ~0.04, which can tip a near-tie the other way (docs/speed.md; a two-way label's score within
+#: ~0.025 of 0.5 is redecided).
 REDECODE_MARGIN = 0.1
+
+
+def batches_match_steps(llama_cpp: Any) -> bool:
+    """Whether this llama.cpp build evaluates a token in a small batch (exact mode's verification) exactly as in a
+    one-token step: true without llamafile's matrix kernels, which take batches only (scripts/batch_invariance.py)."""
+    return "LLAMAFILE = 1" not in llama_cpp.llama_print_system_info().decode(errors="replace")
 
 
 def near_tie(generation: Generation, margin: float) -> bool:
@@ -64,9 +71,11 @@ class LlamaCppBackend(ThreadedAsyncMixin):
     Decoding is greedy and, by default, drafted (exact mode, :mod:`guardsdk.backends.drafting`): tokens the
     model's earlier outputs or the input predict are verified in one batch with the next one and kept where
     the model's own greedy choice agrees; ``drafting=False`` decodes one token per step, ``"measure"`` times
-    this machine's verify costs at load, or pass :class:`~guardsdk.backends.drafting.VerifyCosts`. An output
-    whose label word won by less than :data:`REDECODE_MARGIN` is decoded again one token per step, so a near-tie
-    is decided as plain greedy decoding decides it (counted in ``redecoded``).
+    this machine's verify costs at load, or pass :class:`~guardsdk.backends.drafting.VerifyCosts`. Verify batches
+    hold at most 3 tokens (:data:`~guardsdk.backends.drafting.EXACT_DRAFT`), which llama.cpp built as
+    scripts/setup_env.sh builds it evaluates exactly as one-token steps: the output is plain greedy decoding's.
+    On a build where they differ (llamafile's kernels), an output whose label word won by less than
+    :data:`REDECODE_MARGIN` is decoded again one token per step (counted in ``redecoded``).
     :meth:`warm` (called by the detector) puts the family's shared instruction into the KV cache, restored
     from ``prefix_states`` (a folder; default under ``~/.cache/guardsdk``; None: never on disk) where an
     earlier process saved it (:mod:`guardsdk.backends.prefix_state`).
@@ -122,6 +131,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             raise ValueError(f"drafting is True, False, 'measure' or VerifyCosts, not {drafting!r}")
         costs = self.measure_verify_costs() if drafting == "measure" else drafting
         self.drafter = Drafter(DEFAULT_VERIFY_COSTS if costs is True else costs) if costs else None
+        self.redecode_near_ties = not batches_match_steps(llama_cpp)
         self.redecoded = 0  # outputs exact mode decoded again one token per step (see REDECODE_MARGIN)
 
     @classmethod
@@ -178,7 +188,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
             return Generation("", len(ids), 0, "timeout")
         start = self._reuse_point(ids)
         generation = self._decode(ids, start, self.drafter, max_tokens, stop, deadline, watch_ids)
-        if self.drafter is not None and near_tie(generation, REDECODE_MARGIN):
+        if self.drafter is not None and self.redecode_near_ties and near_tie(generation, REDECODE_MARGIN):
             # a label word chosen by a hair from batched logits: decide it as one-token steps from the same
             # cached point do (plain greedy decoding)
             self.redecoded += 1

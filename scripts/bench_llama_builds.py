@@ -3,8 +3,8 @@ one decode step, a verify batch) under each llama-cpp-python wheel, alternating 
 the machine's drift falls on all of them alike.
 
 Each ``--build NAME=WHEEL_DIR`` (a folder holding one llama_cpp_python wheel, e.g. the set-up's cache
-``~/.cache/guardsdk/wheels/llama-cpp-python-0.3.36-nollamafile-avx2``) is installed without dependencies into a temporary
-folder that goes first on a child process's path; the child measures and prints JSON.
+``~/.cache/guardsdk/wheels/llama-cpp-python-0.3.36-nollamafile-avx2``) is installed without dependencies into a
+temporary folder that goes first on a child process's path; the child measures and prints JSON.
 
 Usage: .venv/bin/python scripts/bench_llama_builds.py --gguf /tmp/gr1b/gr1b-shape-Q4_K_M.gguf \\
            --build avx2=DIR --build avx512=DIR [--rounds 2] [--threads 2]

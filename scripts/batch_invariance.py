@@ -30,19 +30,6 @@ def llama_cpp_build() -> str:
     return "LLAMAFILE on" if "LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode() else "LLAMAFILE off"
 
 
-def chunked_logits(backend: LlamaCppBackend, ids: list[int], output: list[int], k: int) -> list[np.ndarray]:
-    """The logits at each output position with ``ids`` evaluated as a prompt and ``output`` k tokens at a time."""
-    llm = backend.llm
-    llm.n_tokens = 0
-    llm.eval(ids)
-    rows = []
-    for start in range(0, len(output), k):
-        chunk = output[start : start + k]
-        rows += [np.array(row) for row in backend._decode_all(chunk)]
-        llm.n_tokens += len(chunk)
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=8)
@@ -57,7 +44,7 @@ def main() -> None:
         text = build_input(prompt, response)
         output = list(backend.generate([text], max_tokens=args.max_tokens)[0].token_ids or ())
         ids = backend.input_ids(text)
-        by_k = {k: chunked_logits(backend, ids, output, k) for k in SIZES}
+        by_k = {k: backend.logits_in_batches(ids, output, k) for k in SIZES}
         positions += len(output)
         for k in SIZES:
             for reference, key in ((by_k[1], "1"), (by_k[2], "2")):

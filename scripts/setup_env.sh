@@ -13,7 +13,8 @@ LLAMA_CPP_PYTHON_VERSION=0.3.36
 # here, the AVX2 one is built instead. Without llamafile's matrix kernels (GGML_LLAMAFILE=OFF): with them a token
 # evaluated in a batch gets other logits than in a one-token step, so drafting could change what greedy decoding
 # writes; without them batches of up to 3 tokens (exact mode's) give the one-token steps' logits bit for bit
-# (scripts/batch_invariance.py), at ~1.3x slower evaluation of 128-token inputs and the same speed at 32.
+# (scripts/batch_invariance.py), at ~1.3x slower evaluation of 128-token inputs (Q4_K_M; F16 and Q8_0 more), the
+# same at 32.
 LLAMA_AVX2_ARGS="-DGGML_NATIVE=OFF -DGGML_LLAMAFILE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 LLAMA_AVX512_ARGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
 AVX512_FLAGS="avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi avx512_vnni avx512_bf16 avx_vnni"

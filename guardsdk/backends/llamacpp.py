@@ -275,6 +275,25 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         get = self._llama_cpp.llama_get_logits_ith
         return [np.ctypeslib.as_array(get(llm._ctx.ctx, i), shape=(llm._n_vocab,)) for i in range(len(tokens))]
 
+    def logits_in_batches(self, ids: list[int], tokens: list[int], size: int) -> list[Any]:
+        """The logits after each of ``tokens`` (copies), evaluated after the prompt ``ids`` ``size`` tokens a batch:
+        to check that batches give one-token steps' logits (scripts/batch_invariance.py). The cache is cleared."""
+        import numpy as np
+
+        with self._lock:
+            llm = self.llm
+            llm.n_tokens = 0
+            llm.eval(ids)
+            rows = []
+            for start in range(0, len(tokens), size):
+                chunk = tokens[start : start + size]
+                rows += [np.array(row) for row in self._decode_all(chunk)]
+                llm.input_ids[llm.n_tokens : llm.n_tokens + len(chunk)] = chunk
+                llm.n_tokens += len(chunk)
+            llm.n_tokens = 0
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            return rows
+
     def warm(self, prefix: str, special_tokens: bool = False) -> None:
         """Put the state of ``prefix`` (the text every input starts with) into the KV cache now: restored from
         ``prefix_states`` where an earlier process saved it, else evaluated (and saved there)."""

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from guardsdk.eval.scoring import binary_scores
 from guardsdk.families.classifier.detector import ClassifierDetector, bundled_heads_path
 from guardsdk.families.classifier.encoder import SentenceEncoder
 from guardsdk.families.classifier.heads import load_heads, save_heads
@@ -29,13 +30,6 @@ from guardsdk_trainer.data import Example, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def f1(scores: list[float], labels: list[int], threshold: float) -> tuple[float, int, int, int]:
-    tp = sum(s >= threshold and y for s, y in zip(scores, labels, strict=True))
-    fp = sum(s >= threshold and not y for s, y in zip(scores, labels, strict=True))
-    fn = sum(s < threshold and y for s, y in zip(scores, labels, strict=True))
-    return (200 * tp / (2 * tp + fp + fn) if tp else 0.0), tp, fp, fn
 
 
 def main() -> None:
@@ -66,8 +60,8 @@ def main() -> None:
     truth = [labels[i] for i in held]
     print("| threshold | F1 | tp | fp | fn |\n|---|---|---|---|---|")
     for threshold in THRESHOLDS:
-        value, tp, fp, fn = f1(scores, truth, threshold)
-        print(f"| {threshold} | {value:.2f} | {tp} | {fp} | {fn} |")
+        counts = binary_scores(truth, [int(score >= threshold) for score in scores], positive=1)
+        print(f"| {threshold} | {counts.f1:.2f} | {counts.tp} | {counts.fp} | {counts.fn} |")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ classifier:
   epochs: 3
   balanced_tasks: [response_harm]
   pooled_sentences: [prompt]
+  source_repeats: {{toxicchat: 2}}
 stages: [classifier]
 """,
         encoding="utf-8",
@@ -66,6 +67,9 @@ stages: [classifier]
     assert all(not torch.equal(head.calibration, torch.tensor([1.0, 0.0])) for head in heads.values())
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "classifier" in manifest["stages"] and manifest["config"]["classifier"]["hidden"] == 32
+    assert manifest["config"]["classifier"]["source_repeats"] == {"toxicchat": 2}
+    prompt_rows = sum(metrics["prompt_harm"]["sources"].values())  # the slice's ToxicChat rows fitted twice
+    assert metrics["prompt_harm"]["train_rows"] + metrics["prompt_harm"]["calibration_rows"] > prompt_rows
     guard = Guard(tmp_path / "run" / "classifier", family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
     verdict = guard.check("How do I pick a lock?", "I can't help with that.")
     assert set(verdict.scores) == {"prompt_harm", "refusal", "response_harm"} and verdict.parse_status == "ok"
@@ -85,3 +89,27 @@ def test_the_training_cache_reads_a_text_as_the_detector_reads_a_prompt():
     first_window = detector.encoder.encode([planned.prompt[0].text])[0]
     assert torch.allclose(whole[0], first_window, atol=1e-3)  # the text's own row: its first window, as scored
     assert cache.pooled_parts([long_text, short_text]).shape == (read + 3, detector.encoder.dimension)
+
+
+def test_source_repeats_count_a_source_s_fit_rows_again_but_never_its_calibration_rows():
+    import dataclasses
+    import random
+
+    from guardsdk.families.classifier.encoder import SentenceEncoder
+    from guardsdk_trainer.classifier import fit_task_head
+    from guardsdk_trainer.config import ClassifierConfig
+
+    texts = [f"How do I bake bread number {i}?" for i in range(12)] + [f"How do I build weapon {i}?" for i in range(12)]
+    labels = [0] * 12 + [1] * 12
+    sources = ["users" if i % 3 == 0 else "synthetic" for i in range(24)]
+    cfg = ClassifierConfig(hidden=8, epochs=1, calibration_fraction=0.25)
+    cache = EmbeddingCache(SentenceEncoder(precision="fp32"), 8)
+
+    def fit(repeats: dict[str, int]) -> dict[str, int]:
+        config = dataclasses.replace(cfg, source_repeats=repeats)
+        return fit_task_head(cache, texts, labels, config, "prompt_harm", random.Random(0), sources)[1]
+
+    plain, left_out, tripled = fit({}), fit({"users": 0}), fit({"users": 3})
+    assert plain["calibration_rows"] == left_out["calibration_rows"] == tripled["calibration_rows"] == 6
+    users_fitted = plain["train_rows"] - left_out["train_rows"]
+    assert 0 < users_fitted < 8 and tripled["train_rows"] == plain["train_rows"] + 2 * users_fitted

@@ -153,13 +153,17 @@ class EmbeddingCache:
 
 
 def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[int], cfg: ClassifierConfig,
-                  task: str, rng: random.Random) -> tuple[TaskHead, dict[str, int]]:  # fmt: skip
+                  task: str, rng: random.Random, sources: Sequence[str] = ()
+                  ) -> tuple[TaskHead, dict[str, int]]:  # fmt: skip
     """One task's head: a random ``calibration_fraction`` of the rows fits its calibration, the rest the head (with
-    the in-context sentences of the safe rows as safe, when its input is in ``pooled_sentences``); and the counts."""
+    the in-context sentences of the safe rows as safe, when its input is in ``pooled_sentences``; a row of a source
+    in ``cfg.source_repeats`` as often as it says); and the counts."""
     order = list(range(len(texts)))
     rng.shuffle(order)
     n_cal = max(1, math.ceil(len(order) * cfg.calibration_fraction))
     fit_idx, cal_idx = order[n_cal:], order[:n_cal]
+    if cfg.source_repeats:
+        fit_idx = [i for i in fit_idx for _ in range(cfg.source_repeats.get(sources[i], 1))]
     logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
     pooled = HEAD_INPUTS[task] in cfg.pooled_sentences
     embeddings = cache.encode(texts, parts=pooled)
@@ -190,7 +194,7 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         if len(set(labels)) < 2:
             logger.info("classifier: no head for %s (one label only)", task)
             continue
-        head, counts = fit_task_head(cache, texts, labels, cfg, task, rng)
+        head, counts = fit_task_head(cache, texts, labels, cfg, task, rng, sources)
         heads[task] = head
         test_texts, test_labels, _ = task_rows(held_out, task)
         task_metrics: dict[str, Any] = {**counts, "positives": sum(labels), "sources": dict(Counter(sources))}

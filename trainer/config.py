@@ -138,6 +138,9 @@ class ClassifierConfig:
     threshold: float = 0.5  # kept at 0.5: thresholds tuned on the pool's class mix lowered benchmark F1
     pooled_sentences: list[str] = field(default_factory=list)  # roles whose sentences are pooled in context
     whole_text_tasks: list[str] = field(default_factory=list)  # heads the detector shows no lone sentence
+    # Each training row of these pool sources counted this many times in its head's fit (after the calibration
+    # split, so no copy calibrates): real deployment-like rows weighed up (0 leaves a source out).
+    source_repeats: dict[str, int] = field(default_factory=dict)
     max_rows_per_task: int | None = None
     encode_batch_size: int = 64
     threads: int | None = None  # torch threads while encoding (default: all cores)

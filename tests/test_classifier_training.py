@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from conftest import BENCHMARKS
 from trainer_data import POOL
@@ -113,3 +114,14 @@ def test_source_repeats_count_a_source_s_fit_rows_again_but_never_its_calibratio
     assert plain["calibration_rows"] == left_out["calibration_rows"] == tripled["calibration_rows"] == 6
     users_fitted = plain["train_rows"] - left_out["train_rows"]
     assert 0 < users_fitted < 8 and tripled["train_rows"] == plain["train_rows"] + 2 * users_fitted
+
+
+def test_source_repeats_that_name_no_source_or_no_count_are_refused():
+    from guardsdk_trainer.classifier import check_source_repeats
+
+    check_source_repeats({"toxicchat": 4, "dices": 0}, {"toxicchat", "dices", "coconot"})
+    with pytest.raises(ValueError, match="lacks: \\['toxic_chat'\\]"):
+        check_source_repeats({"toxic_chat": 4}, {"toxicchat"})  # a misspelt source would weigh nothing up
+    for count in (-1, 2.5, "4", True):
+        with pytest.raises(ValueError, match="whole numbers"):
+            check_source_repeats({"toxicchat": count}, {"toxicchat"})

@@ -178,9 +178,21 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
     return head, {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx), "part_negatives": len(negatives)}
 
 
+def check_source_repeats(repeats: dict[str, int], sources: set[str]) -> None:
+    """A ``ValueError`` for a repeat count that is not a whole number >= 0, or a source the split does not have
+    (a misspelt name would otherwise leave the weighting silently unapplied)."""
+    bad = {name: count for name, count in repeats.items() if type(count) is not int or count < 0}
+    if bad:
+        raise ValueError(f"source_repeats must be whole numbers >= 0: {bad}")
+    unknown = sorted(set(repeats) - sources)
+    if unknown:
+        raise ValueError(f"source_repeats names sources the training split lacks: {unknown}; it has {sorted(sources)}")
+
+
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,
                      out_dir: str | Path, encoder: SentenceEncoder | None = None) -> dict[str, Any]:  # fmt: skip
     """Fit, calibrate and save the heads of every task with two labels in ``train``; returns metrics."""
+    check_source_repeats(cfg.source_repeats, {example.source.split("/")[0] for example in train})
     encoder = encoder or SentenceEncoder(threads=cfg.threads, precision="fp32")  # the heads' embeddings: exact
     cache = EmbeddingCache(encoder, cfg.encode_batch_size)
     rng = random.Random(cfg.seed)

@@ -47,7 +47,7 @@ def main() -> None:
     started = time.time()
     cache = EmbeddingCache(SentenceEncoder(threads=cfg.threads, precision="fp32"), cfg.encode_batch_size)
     head, counts = fit_task_head(cache, [texts[i] for i in fit], [labels[i] for i in fit], cfg, PROMPT_HARM,
-                                 random.Random(cfg.seed))  # fmt: skip
+                                 random.Random(cfg.seed), [sources[i] for i in fit])  # fmt: skip
     print(f"prompt head fitted in {time.time() - started:.0f} s: {counts}")
     heads, config = load_heads(bundled_heads_path())
     heads[PROMPT_HARM] = head

@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     train = [Example.from_json(r) for r in read_jsonl(Path(config.output_dir) / "data" / "train.jsonl")]
-    texts, labels, _ = task_rows(train, PROMPT_HARM)
+    texts, labels, sources = task_rows(train, PROMPT_HARM)
     encoder = SentenceEncoder()
     cache = EmbeddingCache(encoder, 16)
     started = time.perf_counter()
@@ -63,7 +63,7 @@ def main() -> None:
     print("|---|---|" + "---|" * (len(UNSEEN) + 2))
     for trained, pooled in (("prompts only", []), ("+ safe prompts' parts as negatives", ["prompt"])):
         cfg = dataclasses.replace(config.classifier, pooled_sentences=pooled)
-        head, counts = fit_task_head(cache, texts, labels, cfg, PROMPT_HARM, random.Random(cfg.seed))
+        head, counts = fit_task_head(cache, texts, labels, cfg, PROMPT_HARM, random.Random(cfg.seed), sources)
         for reading, roles in READINGS.items():
             heads_config = HeadsConfig(encoder="", encoder_package="", dimension=encoder.dimension, hidden=cfg.hidden,
                                        inputs={PROMPT_HARM: "prompt"}, pooled_sentences=roles)  # fmt: skip

@@ -163,6 +163,8 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
     n_cal = max(1, math.ceil(len(order) * cfg.calibration_fraction))
     fit_idx, cal_idx = order[n_cal:], order[:n_cal]
     if cfg.source_repeats:
+        if len(sources) != len(texts):
+            raise ValueError("source_repeats needs each row's source (fit_task_head's sources)")
         fit_idx = [i for i in fit_idx for _ in range(cfg.source_repeats.get(sources[i], 1))]
     logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
     pooled = HEAD_INPUTS[task] in cfg.pooled_sentences

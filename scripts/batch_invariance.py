@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from agreement import benchmark_pairs
 
-from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.backends.llamacpp import LlamaCppBackend, batches_match_steps
 from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.model_resolution import bundled_tiny_path
 
@@ -27,7 +27,7 @@ def llama_cpp_build() -> str:
     """Whether this llama.cpp has llamafile's matrix kernels (used for batches, not for one-token steps)."""
     import llama_cpp
 
-    return "LLAMAFILE on" if "LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode() else "LLAMAFILE off"
+    return "LLAMAFILE off" if batches_match_steps(llama_cpp) else "LLAMAFILE on"
 
 
 def main() -> None:

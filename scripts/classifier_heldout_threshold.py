@@ -20,11 +20,10 @@ from pathlib import Path
 
 from guardsdk.eval.scoring import binary_scores
 from guardsdk.families.classifier.detector import ClassifierDetector, bundled_heads_path
-from guardsdk.families.classifier.encoder import SentenceEncoder
 from guardsdk.families.classifier.heads import load_heads, save_heads
 from guardsdk.policy import Policy
 from guardsdk.verdict import PROMPT_HARM
-from guardsdk_trainer.classifier import EmbeddingCache, fit_task_head, task_rows
+from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
 from guardsdk_trainer.config import load_config
 from guardsdk_trainer.data import Example, read_jsonl
 
@@ -45,7 +44,7 @@ def main() -> None:
     fit = [i for i, s in enumerate(sources) if s != args.source]
     print(f"held out: {len(held)} {args.source} prompts ({sum(labels[i] for i in held)} harmful); fit on {len(fit)}")
     started = time.time()
-    cache = EmbeddingCache(SentenceEncoder(threads=cfg.threads, precision="fp32"), cfg.encode_batch_size)
+    cache = stage_cache(cfg)
     head, counts = fit_task_head(cache, [texts[i] for i in fit], [labels[i] for i in fit], cfg, PROMPT_HARM,
                                  random.Random(cfg.seed), [sources[i] for i in fit])  # fmt: skip
     print(f"prompt head fitted in {time.time() - started:.0f} s: {counts}")

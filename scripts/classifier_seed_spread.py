@@ -19,10 +19,9 @@ from pathlib import Path
 
 from guardsdk.cli import main as guardsdk_main
 from guardsdk.families.classifier.detector import bundled_heads_path
-from guardsdk.families.classifier.encoder import SentenceEncoder
 from guardsdk.families.classifier.heads import load_heads, save_heads
 from guardsdk.verdict import PROMPT_HARM
-from guardsdk_trainer.classifier import EmbeddingCache, fit_task_head, task_rows
+from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
 from guardsdk_trainer.config import load_config
 from guardsdk_trainer.data import Example, read_jsonl
 
@@ -40,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config).classifier
     texts, labels, sources = task_rows([Example(**row) for row in read_jsonl(args.data)], PROMPT_HARM)
-    cache = EmbeddingCache(SentenceEncoder(threads=cfg.threads, precision="fp32"), cfg.encode_batch_size)
+    cache = stage_cache(cfg)
     heads, config = load_heads(bundled_heads_path())
     print("| seed | " + " | ".join(PROMPT_SETS) + " | prompt wF1 |\n|---|---|---|---|")
     for seed in args.seeds:

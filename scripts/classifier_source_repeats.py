@@ -22,10 +22,9 @@ from pathlib import Path
 
 from guardsdk.eval.scoring import binary_scores
 from guardsdk.families.classifier.detector import ClassifierDetector
-from guardsdk.families.classifier.encoder import SentenceEncoder
 from guardsdk.policy import Policy
 from guardsdk.verdict import PROMPT_HARM
-from guardsdk_trainer.classifier import EmbeddingCache, fit_task_head, task_rows
+from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
 from guardsdk_trainer.config import load_config
 from guardsdk_trainer.data import Example, read_jsonl
 
@@ -47,7 +46,7 @@ def main() -> None:
     print(f"{args.source}: folds of {len(folds[0])} / {len(folds[1])} prompts ({harmful[0]} / {harmful[1]} harmful)")
     detector = ClassifierDetector.from_pretrained()  # the shipped heads; its prompt head is swapped per fit
     started = time.time()
-    cache = EmbeddingCache(SentenceEncoder(threads=cfg.threads, precision="fp32"), cfg.encode_batch_size)
+    cache = stage_cache(cfg)
     print("| repeats | F1 | tp | fp | fn |\n|---|---|---|---|---|")
     for repeats in args.repeats:
         fit_cfg = dataclasses.replace(cfg, source_repeats={**cfg.source_repeats, args.source: repeats})

@@ -121,10 +121,12 @@ def test_source_repeats_count_a_source_s_fit_rows_again_but_never_its_calibratio
 
 def test_source_repeats_that_name_no_source_or_no_count_are_refused():
     from guardsdk_trainer.classifier import check_source_repeats
+    from guardsdk_trainer.config import ClassifierConfig
 
-    check_source_repeats({"toxicchat": 4, "dices": 0}, {"toxicchat", "dices", "coconot"})
+    check_source_repeats(ClassifierConfig(source_repeats={"toxicchat": 4, "dices": 0}).source_repeats,
+                         {"toxicchat", "dices", "coconot"})  # fmt: skip
     with pytest.raises(ValueError, match="lacks: \\['toxic_chat'\\]"):
         check_source_repeats({"toxic_chat": 4}, {"toxicchat"})  # a misspelt source would weigh nothing up
     for count in (-1, 2.5, "4", True):
         with pytest.raises(ValueError, match="whole numbers"):
-            check_source_repeats({"toxicchat": count}, {"toxicchat"})
+            ClassifierConfig(source_repeats={"toxicchat": count})

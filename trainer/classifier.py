@@ -47,7 +47,7 @@ def task_rows(examples: Sequence[Example], task: str) -> tuple[list[str], list[i
         if label and text and text.strip():
             texts.append(text)
             labels.append(int(label == Task(task).positive))
-            sources.append(example.source.split("/")[0])
+            sources.append(example.pool_source)
     return texts, labels, sources
 
 
@@ -152,6 +152,12 @@ class EmbeddingCache:
         return torch.cat([torch.empty(0, self.encoder.dimension), *(self.parts[t] for t in texts)])
 
 
+def stage_cache(cfg: ClassifierConfig, encoder: SentenceEncoder | None = None) -> EmbeddingCache:
+    """The stage's embedding cache: ``encoder``, by default MiniLM in float32 (the heads' embeddings, exact), with
+    ``cfg``'s threads and batch size."""
+    return EmbeddingCache(encoder or SentenceEncoder(threads=cfg.threads, precision="fp32"), cfg.encode_batch_size)
+
+
 def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[int], cfg: ClassifierConfig,
                   task: str, rng: random.Random, sources: Sequence[str] = ()
                   ) -> tuple[TaskHead, dict[str, int]]:  # fmt: skip
@@ -181,11 +187,8 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
 
 
 def check_source_repeats(repeats: dict[str, int], sources: set[str]) -> None:
-    """A ``ValueError`` for a repeat count that is not a whole number >= 0, or a source the split does not have
-    (a misspelt name would otherwise leave the weighting silently unapplied)."""
-    bad = {name: count for name, count in repeats.items() if type(count) is not int or count < 0}
-    if bad:
-        raise ValueError(f"source_repeats must be whole numbers >= 0: {bad}")
+    """A ``ValueError`` for a source the split does not have (a misspelt name would otherwise leave the weighting
+    silently unapplied); the counts themselves are checked by :class:`ClassifierConfig`."""
     unknown = sorted(set(repeats) - sources)
     if unknown:
         raise ValueError(f"source_repeats names sources the training split lacks: {unknown}; it has {sorted(sources)}")
@@ -194,9 +197,8 @@ def check_source_repeats(repeats: dict[str, int], sources: set[str]) -> None:
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,
                      out_dir: str | Path, encoder: SentenceEncoder | None = None) -> dict[str, Any]:  # fmt: skip
     """Fit, calibrate and save the heads of every task with two labels in ``train``; returns metrics."""
-    check_source_repeats(cfg.source_repeats, {example.source.split("/")[0] for example in train})
-    encoder = encoder or SentenceEncoder(threads=cfg.threads, precision="fp32")  # the heads' embeddings: exact
-    cache = EmbeddingCache(encoder, cfg.encode_batch_size)
+    check_source_repeats(cfg.source_repeats, {example.pool_source for example in train})
+    cache = stage_cache(cfg, encoder)
     rng = random.Random(cfg.seed)
     heads: dict[str, TaskHead] = {}
     metrics: dict[str, Any] = {}
@@ -217,7 +219,7 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
                 probabilities = head.probability(cache.encode(test_texts))
             task_metrics["held_out"] = held_out_metrics(probabilities, torch.tensor(test_labels), cfg.threshold)
         metrics[task] = task_metrics
-    config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=encoder.dimension,
+    config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=cache.encoder.dimension,
                          hidden=cfg.hidden, inputs={t: HEAD_INPUTS[t] for t in heads}, threshold=cfg.threshold,
                          pooled_sentences=list(cfg.pooled_sentences),
                          whole_text_tasks=list(cfg.whole_text_tasks), training=metrics)  # fmt: skip

@@ -146,6 +146,11 @@ class ClassifierConfig:
     threads: int | None = None  # torch threads while encoding (default: all cores)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        bad = {name: count for name, count in self.source_repeats.items() if type(count) is not int or count < 0}
+        if bad:
+            raise ValueError(f"source_repeats must be whole numbers >= 0: {bad}")
+
 
 @dataclass
 class RecipeConfig:

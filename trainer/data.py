@@ -37,6 +37,11 @@ class Example:
             self.id = example_id(self.prompt, self.response)
 
     @property
+    def pool_source(self) -> str:
+        """The pool source the example came from: the first part of ``source`` (``toxicchat/...`` → ``toxicchat``)."""
+        return self.source.split("/")[0]
+
+    @property
     def model_input(self) -> str:
         return build_input(self.prompt, self.response)
 

@@ -5,8 +5,10 @@ below ``low`` (confidently negative) or at or above ``high`` (confidently positi
 stands; otherwise — a score in between, a missing score, an undecided classifier — the reasoning detector
 checks that input and its verdict replaces the classifier's, scores included (undecided stays undecided: the
 classifier's guess never stands in for a reasoning guard that could not decide; its scores are noted in
-``raw``). ``confirm_unsafe`` also sends every confidently unsafe verdict to the reasoning guard, to confirm it
-and explain why. The operating point comes from the measured curve in docs/cascade.md, not from a guess.
+``raw``). A first stage that reasons (a small GuardReasoner in front of a large one) also escalates a check
+whose reasoning argues against a gated task's label (``verdict.reasoning_conflict``). ``confirm_unsafe`` also
+sends every confidently unsafe verdict to the reasoning guard, to confirm it and explain why. The operating
+point comes from the measured curve in docs/cascade.md, not from a guess.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Cascade:
         for task in gated:
             score = verdict.scores.get(task)
             if verdict.labels.get(task) is None or score is None or low < score < high:
+                return True
+            if task in verdict.reasoning_conflict:
                 return True
             if self.confirm_unsafe and score >= high:
                 return True

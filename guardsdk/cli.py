@@ -140,8 +140,12 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="a proxy body field beyond OpenAI's own to forward unchecked (repeatable; e.g. top_k)",
+        help="a field the guard does not check, forwarded all the same (repeatable): a body field beyond OpenAI's "
+        "own (e.g. top_k), or a message / content-part key (messages.KEY, messages.content.KEY)",
     )
+    serve.add_argument("--expose-reasoning", action="store_true",
+                       help="show the guard's output and reasoning in answers about blocked checks (they may quote "
+                       "or continue the blocked text)")  # fmt: skip
 
 
 def _add_convert_parser(commands: argparse._SubParsersAction) -> None:
@@ -265,7 +269,7 @@ def run_serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.timeout, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
         upstream=args.upstream, upstream_api_key=args.upstream_api_key, on_block=args.on_block, refusal=args.refusal,
         log_content=args.log_content, cache_entries=args.cache_entries, cache_ttl_s=args.cache_ttl,
-        pass_fields=frozenset(args.pass_field),
+        pass_fields=frozenset(args.pass_field), expose_reasoning=args.expose_reasoning,
     )  # fmt: skip
     refuse_open_service(config.host, config.api_keys)  # before loading a model; create_app warns on loopback
     gates = frozenset(args.gate) if args.gate else Policy().gates

@@ -23,15 +23,24 @@ Assistant: <a prefill>
 (each block only when it has turns). :func:`request_prompt` presents every shown message (before an LLM
 call, a trailing assistant message is a prefill the model continues); :func:`conversation_to_pair` takes a
 final assistant message as the response to check and presents the rest as the prompt.
+
+Fields: a message's ``name`` is information for the model (OpenAI), so it is shown, as ``[name] ...`` before the
+text. In an OpenAI-style message dict every other key the guard does not read — a ``thinking`` or ``documents``
+key, an unknown key in a content part or a tool call — is text a chat template may render and the guard would never
+see, so it is refused with :class:`~guardsdk.errors.UncheckedFieldError` unless the caller passes it by its scoped
+name (``messages.KEY``, ``messages.content.KEY``, ``messages.tool_calls.KEY``; ``passed``). Identifier fields
+(``tool_call_id``, a tool call's ``id`` and ``type``) must look like identifiers. A key whose value is ``None`` or
+empty counts as absent (SDK objects dumped to dicts carry many).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from guardsdk.errors import InvalidInputError
+from guardsdk.errors import InvalidInputError, UncheckedFieldError
 
 EARLIER = "[Earlier conversation]"
 CURRENT = "[Current request]"
@@ -44,6 +53,13 @@ _TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "ref
 _TOOL_PARTS = frozenset({"tool_use", "function_call"})
 #: Fields where OpenAI-compatible servers and LangChain put model text beside ``content``.
 EXTRA_TEXT_FIELDS = ("refusal", "reasoning_content", "reasoning")
+#: The keys of a message dict, a content part and a tool call that the guard reads (or that carry no text).
+MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "function_call", "tool_call_id", *EXTRA_TEXT_FIELDS})
+PART_KEYS = frozenset({"type", "text", "refusal", "name", "input", "arguments", "id"})
+TOOL_CALL_KEYS = frozenset({"id", "type", "function", "index"})
+FUNCTION_KEYS = frozenset({"name", "arguments"})
+#: What an identifier field may hold: an id, never text for the model.
+IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def field(obj: Any, name: str, default: Any = None) -> Any:
@@ -114,10 +130,66 @@ def extra_texts(message: Any) -> list[str]:
     ]
 
 
+def name_text(message: Any) -> str:
+    """How a message's ``name`` is shown to the guard: ``[name] ...`` (empty when it has none)."""
+    name = field(message, "name")
+    if name is None or name == "":
+        return ""
+    if not isinstance(name, str):
+        raise InvalidInputError(f"a message name must be text to be checked, not {type(name).__name__}")
+    return f"[name] {name}"
+
+
 def message_text(message: Any) -> str:
-    """Everything a message says: its content, its refusal and reasoning texts, and its tool calls."""
-    texts = (content_text(field(message, "content")), *extra_texts(message), *tool_calls_text(message))
+    """Everything a message says: its name, content, refusal and reasoning texts, and its tool calls."""
+    texts = (name_text(message), content_text(field(message, "content")), *extra_texts(message),
+             *tool_calls_text(message))  # fmt: skip
     return "\n".join(t for t in texts if t)
+
+
+def _present_keys(obj: Mapping[str, Any], known: frozenset[str], scope: str) -> list[str]:
+    return [f"{scope}.{key}" for key, value in obj.items() if key not in known and value not in (None, "", [], {})]
+
+
+def _identifier(value: Any, what: str) -> None:
+    if value is not None and not (isinstance(value, str) and IDENTIFIER.fullmatch(value)):
+        raise InvalidInputError(f"{what} must be an identifier ({IDENTIFIER.pattern}), not text the guard would skip")
+
+
+def unchecked_fields(messages: Sequence[Any]) -> list[str]:
+    """The scoped names of the fields of OpenAI-style message dicts that the guard does not read (see the module
+    docstring), in order, once each; identifier fields that hold anything but an identifier raise."""
+    found: list[str] = []
+    for message in messages:
+        if not isinstance(message, Mapping):
+            continue  # SDK and LangChain message objects: their fields are read by name
+        found += _present_keys(message, MESSAGE_KEYS, "messages")
+        _identifier(message.get("tool_call_id"), "a message's tool_call_id")
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, Mapping):
+                found += _present_keys(part, PART_KEYS, "messages.content")
+                _identifier(part.get("id"), "a content part's id")
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, Mapping):
+                found += _present_keys(call, TOOL_CALL_KEYS, "messages.tool_calls")
+                _identifier(call.get("id"), "a tool call's id")
+                _identifier(call.get("type"), "a tool call's type")
+                function = call.get("function")
+                if isinstance(function, Mapping):
+                    found += _present_keys(function, FUNCTION_KEYS, "messages.tool_calls.function")
+    return list(dict.fromkeys(found))
+
+
+def refuse_unchecked(messages: Sequence[Any], passed: Collection[str] = ()) -> list[str]:
+    """The unchecked fields of ``messages`` that ``passed`` lets through (for the caller to count); raises
+    :class:`UncheckedFieldError` for any other."""
+    fields = unchecked_fields(messages)
+    refused = [name for name in fields if name not in passed]
+    if refused:
+        why = "a model may read them; send that text in content, or pass the fields by name (pass_fields)"
+        raise UncheckedFieldError(f"message fields {refused} are not checked by the guard, and {why}")
+    return fields
 
 
 def message_role(message: Any) -> str:
@@ -127,10 +199,11 @@ def message_role(message: Any) -> str:
     return _ROLE_NAMES.get(role, role.title() or "Unknown")
 
 
-def _shown_turns(messages: Any) -> list[tuple[str, str]]:
+def _shown_turns(messages: Any, passed: Collection[str]) -> list[tuple[str, str]]:
     if messages is None or isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
         raise InvalidInputError(f"messages must be a list of messages, not {type(messages).__name__}")
     turns = [(message_role(m), message_text(m)) for m in messages]
+    refuse_unchecked(messages, passed)
     first_untrusted = next((i for i, (role, _) in enumerate(turns) if role not in _TRUSTED), len(turns))
     shown = turns[first_untrusted:]
     if not any(text.strip() for _, text in shown):
@@ -154,15 +227,16 @@ def _present(turns: list[tuple[str, str]]) -> str:
     return "\n\n".join(blocks)
 
 
-def request_prompt(messages: Sequence[Any]) -> str:
-    """The prompt a guard checks before an LLM call on ``messages``: every shown message."""
-    return _present(_shown_turns(messages))
+def request_prompt(messages: Sequence[Any], passed: Collection[str] = ()) -> str:
+    """The prompt a guard checks before an LLM call on ``messages``: every shown message (``passed``: unchecked
+    fields let through, see the module docstring)."""
+    return _present(_shown_turns(messages, passed))
 
 
-def conversation_to_pair(messages: Sequence[Any]) -> tuple[str, str | None]:
+def conversation_to_pair(messages: Sequence[Any], passed: Collection[str] = ()) -> tuple[str, str | None]:
     """The (prompt, response) a guard checks for a finished conversation: a final assistant message is
     the response, the rest the prompt (see the module docstring)."""
-    turns = _shown_turns(messages)
+    turns = _shown_turns(messages, passed)
     if len(turns) > 1 and turns[-1][0] == "Assistant":
         return _present(turns[:-1]), turns[-1][1]
     return _present(turns), None

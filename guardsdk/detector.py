@@ -24,6 +24,7 @@ from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.long_input import Part, Plan, merge_verdicts, merge_windows, plan_check
 from guardsdk.model_resolution import explicit, load_backend, log_choice, resolve_default_model
 from guardsdk.policy import Policy
+from guardsdk.reasoning_audit import reasoning_conflicts
 from guardsdk.verdict import TASKS, Failure, Label, ParseStatus, Task, Verdict, verdict_from_labels
 
 Pair = tuple[str, "str | None"]
@@ -173,7 +174,8 @@ class GenerativeDetector:
         except Exception as exc:  # a family that cannot read an output decides nothing
             error = f"{self.family.name} could not read the output: {describe(exc)}"
             return Verdict.undecided(has_response=has_response, error=error, raw="\n\n".join(texts), **run)
-        return dataclasses.replace(verdict, **run)
+        conflict = reasoning_conflicts(verdict.labels, verdict.reasoning)  # an audit flag: the labels stay
+        return dataclasses.replace(verdict, reasoning_conflict=conflict, **run)
 
     def _written_scores(self, verdict: Verdict, generations: list[Generation]) -> dict[str, float]:
         """The score behind each label the model wrote, where its output and the backend show it."""

@@ -28,13 +28,19 @@ class UnguardedEndpointError(GuardError, AttributeError):
     """An LLM-calling entry point that guardsdk does not guard; it raises rather than pass through unchecked."""
 
 
+class UncheckedFieldError(InvalidInputError):
+    """A request carries text in a field the guard does not check (a message key, a content-part key, an
+    ``extra_body`` key): refused unless the caller passes that field by name."""
+
+
 class GuardBlocked(GuardError):
-    """The policy blocked a prompt or response; ``verdict`` says why."""
+    """The policy blocked a prompt or response; ``verdict`` says why (``verdict.decision.reason``, the raw output
+    and the reasoning are for the app's logs). The message is the decision's summary alone — task names, never
+    the guard's output, reasoning or error text — so an app may show it to the user it blocked."""
 
     def __init__(self, verdict: Verdict) -> None:
         self.verdict = verdict
-        reason = verdict.decision.reason if verdict.decision else "blocked"
-        super().__init__(reason)
+        super().__init__(verdict.decision.summary if verdict.decision else "blocked")
 
 
 def describe(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.policy import Policy, stops
 from guardsdk.tracing import record_check
 from guardsdk.validation import validate_pair
-from guardsdk.verdict import RESPONSE_HARM, TASKS, Failure, Task, Verdict
+from guardsdk.verdict import TASKS, Failure, Task, Verdict
 from guardsdk.verdict_first import DEFAULT_REASON_WHEN, VerdictFirst
 
 logger = logging.getLogger("guardsdk")
@@ -67,6 +67,10 @@ class Guard:
     ``cascade_band``; ``model`` (a GuardReasoner-family model by default) reasons about the rest, and with
     ``confirm_unsafe`` about every unsafe finding too (see :mod:`guardsdk.cascade` and docs/cascade.md).
 
+    ``on_reasoning_conflict`` is called with every verdict whose reasoning mostly argues against one of its labels
+    (``verdict.reasoning_conflict``, see :mod:`guardsdk.reasoning_audit`): rare, and wrong about 2 times in 3 —
+    an audit flag that never changes a label; counted as ``reasoning_conflicts``.
+
     ``cache``: a :class:`~guardsdk.cache.VerdictCache` answers identical checks from memory (decided again under the
     current policy). ``observers`` get every decided verdict; every check is also an OpenTelemetry span
     (:mod:`guardsdk.tracing`) when the application configured a tracer provider.
@@ -84,6 +88,7 @@ class Guard:
         threads: int | None = None,
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
+        on_reasoning_conflict: Callable[[Verdict], None] | None = None,
         mode: str = "single",
         cascade_band: tuple[float, float] = DEFAULT_BAND,
         confirm_unsafe: bool = False,
@@ -116,6 +121,7 @@ class Guard:
         self.timeout_s = float(timeout_s)
         self.on_escalate = on_escalate
         self.on_over_refusal = on_over_refusal
+        self.on_reasoning_conflict = on_reasoning_conflict
         self.cache = cache
         #: Called with every decided verdict (metrics, audit logs); one that raises is logged and counted.
         self.observers: list[Callable[[Verdict], None]] = []
@@ -193,9 +199,11 @@ class Guard:
         twin._owns_backend = False
         return twin
 
-    def response_guard(self) -> Guard:
-        """This guard gating the response's harmfulness only (the prompt was checked before the call)."""
-        return self.with_policy(dataclasses.replace(self.policy, gates=frozenset({RESPONSE_HARM})))
+    def response_guard(self) -> Guard | None:
+        """This guard gating the response tasks its policy gates (``response_harm``, ``refusal``: the prompt was
+        checked before the call); None when the policy gates no response task."""
+        gates = self.policy.response_gates
+        return self.with_policy(dataclasses.replace(self.policy, gates=gates)) if gates else None
 
     def protect(self, **options: Any) -> Any:
         """Decorate an LLM-calling function; see :func:`guardsdk.integrations.decorator.protect`."""
@@ -350,7 +358,10 @@ class Guard:
             logger.warning("guard allowed a check without a decided safe verdict: %s", why)
         elif not decision.allowed:
             logger.warning("guard blocked a check: %s (model %s)", decision.reason, verdict.model)
-        self._signal_refusal_outcomes(verdict)
+        if verdict.reasoning_conflict:
+            logger.warning("guard reasoning argues against its own label on %s (audit flag; the label stands)",
+                           ", ".join(verdict.reasoning_conflict))  # fmt: skip
+        self._signal_outcomes(verdict)
         record_check(verdict, self.mode)
         for observer in self.observers:
             try:
@@ -360,11 +371,13 @@ class Guard:
                 self.count_event("callback_errors")
         return verdict
 
-    def _signal_refusal_outcomes(self, verdict: Verdict) -> None:
-        """Count and report "harmful request complied with" and "benign request refused"."""
+    def _signal_outcomes(self, verdict: Verdict) -> None:
+        """Count and report "harmful request complied with", "benign request refused", and a verdict whose
+        reasoning argues against its own label (an audit flag: its labels stand)."""
         for happened, name, callback in (
             (verdict.complied_with_harmful_request, "escalations", self.on_escalate),
             (verdict.over_refusal, "over_refusals", self.on_over_refusal),
+            (bool(verdict.reasoning_conflict), "reasoning_conflicts", self.on_reasoning_conflict),
         ):
             if not happened:
                 continue

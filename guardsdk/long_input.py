@@ -193,5 +193,6 @@ def merge_verdicts(verdicts: list[Verdict], has_response: bool, headings: list[s
         categories=tuple(dict.fromkeys(c for v in verdicts for c in v.categories)),
         windows=sum(v.windows for v in verdicts),
         scores=scores,
+        reasoning_conflict=tuple(t for t in TASKS if any(t in v.reasoning_conflict for v in verdicts)),
         family=",".join(v.family for v in verdicts),
     )

@@ -6,7 +6,19 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from guardsdk.verdict import NOT_APPLICABLE, POSITIVE_LABEL, PROMPT_HARM, RESPONSE_HARM, TASKS, Decision, Verdict
+from guardsdk.verdict import (
+    NOT_APPLICABLE,
+    POSITIVE_LABEL,
+    PROMPT_HARM,
+    REFUSAL,
+    RESPONSE_HARM,
+    TASKS,
+    Decision,
+    Verdict,
+)
+
+#: The tasks only a response can answer: what a response check gates (the prompt was checked before the call).
+RESPONSE_TASKS = frozenset({REFUSAL, RESPONSE_HARM})
 
 
 class OnUnsafe(str, enum.Enum):
@@ -86,6 +98,16 @@ class Policy:
         if self.on_undecided is OnUndecided.FAIL_OPEN:
             return Decision(True, (), undecided, fail_open=True, reason=f"undecided ({why}); failing open by choice")
         return Decision(False, (), undecided, reason=f"undecided ({why}); failing closed")
+
+    @property
+    def gates_prompt(self) -> bool:
+        """Whether a prompt check before an LLM call decides anything under this policy (it gates ``prompt_harm``)."""
+        return PROMPT_HARM in self.gates
+
+    @property
+    def response_gates(self) -> frozenset[str]:
+        """The gated tasks a response check after an LLM call decides (``refusal``, ``response_harm``)."""
+        return frozenset(self.gates & RESPONSE_TASKS)
 
     def _positive(self, verdict: Verdict, task: str) -> bool:
         label, score, threshold = verdict.labels.get(task), verdict.scores.get(task), self.thresholds.get(task)

@@ -76,6 +76,8 @@ class StreamChecker:
     def __post_init__(self) -> None:
         # Window verdicts are judged here (to stop the stream with what was released), so checks annotate.
         responses = self.guard.response_guard()
+        if responses is None:
+            raise ValueError("the policy gates no response task: a stream has nothing to be checked for")
         self._guard = responses.with_policy(dataclasses.replace(responses.policy, on_unsafe=OnUnsafe.ANNOTATE))
 
     def _windows_due(self) -> list[tuple[int, int]]:
@@ -104,21 +106,31 @@ class StreamChecker:
         out, self.released_upto = self.text[self.released_upto : upto], upto
         return out
 
-    def feed(self, chunk: str) -> str:
-        """Add streamed text; run the window checks now due; return the text to release."""
+    def append(self, chunk: str) -> str:
+        """Add streamed text without checking it; return the text to release now (stream-first: all of it). Text
+        is appended before the caller can see it, so a caller that stops on it still has it audited."""
         self.text += chunk
-        released = self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
+        return self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
+
+    def check_due(self) -> str:
+        """Run the window checks now due; return the text they released (hold-back)."""
         for start, end in self._windows_due():
             self._judge(self._guard.check(self.prompt, self.text[start:end]), end)
-        return released + self._release(self.checked_upto)  # hold-back: what the checks passed
+        return self._release(self.checked_upto)
+
+    async def acheck_due(self) -> str:
+        """Async twin of :meth:`check_due`."""
+        for start, end in self._windows_due():
+            self._judge(await self._guard.acheck(self.prompt, self.text[start:end]), end)
+        return self._release(self.checked_upto)
+
+    def feed(self, chunk: str) -> str:
+        """Add streamed text; run the window checks now due; return the text to release."""
+        return self.append(chunk) + self.check_due()
 
     async def afeed(self, chunk: str) -> str:
         """Async twin of :meth:`feed`."""
-        self.text += chunk
-        released = self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
-        for start, end in self._windows_due():
-            self._judge(await self._guard.acheck(self.prompt, self.text[start:end]), end)
-        return released + self._release(self.checked_upto)  # hold-back: what the checks passed
+        return self.append(chunk) + await self.acheck_due()
 
     def finish(self) -> str:
         """The final full-text check; returns the rest of the text."""
@@ -166,8 +178,9 @@ def guarded_chunks(
         for chunk in source:
             text = _text(text_of, chunk)
             if checker.config.mode is StreamMode.STREAM_FIRST:
+                checker.append(text)  # before the caller sees it: a stop at this chunk still audits it
                 yield chunk
-                checker.feed(text)
+                checker.check_due()
                 continue
             pending.append((chunk, len(checker.text) + len(text)))
             checker.feed(text)
@@ -189,8 +202,9 @@ async def aguarded_chunks(
         async for chunk in source:
             text = _text(text_of, chunk)
             if checker.config.mode is StreamMode.STREAM_FIRST:
+                checker.append(text)  # before the caller sees it: a stop at this chunk still audits it
                 yield chunk
-                await checker.afeed(text)
+                await checker.acheck_due()
                 continue
             pending.append((chunk, len(checker.text) + len(text)))
             await checker.afeed(text)

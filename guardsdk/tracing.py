@@ -45,6 +45,7 @@ def span_attributes(verdict: Verdict, mode: str) -> dict[str, Any]:
         "guardsdk.latency_s": verdict.latency_s,
         "guardsdk.cached": verdict.cached,
         "guardsdk.has_response": verdict.has_response,
+        "guardsdk.reasoning_conflict": list(verdict.reasoning_conflict),
     }
 
 

@@ -87,6 +87,17 @@ class Decision:
     fail_open: bool = False  # allowed only because the caller chose fail-open
     reason: str = ""
 
+    @property
+    def summary(self) -> str:
+        """The decision in words built from its task names alone: no verdict error, model output or checked text
+        (what :class:`~guardsdk.errors.GuardBlocked` says, and what the service shows a client)."""
+        if self.unsafe:
+            return f"unsafe: {', '.join(self.unsafe)}"
+        if self.allowed and not self.fail_open:
+            return "safe"
+        what = f"undecided: {', '.join(self.undecided)}" if self.undecided else "undecided"
+        return f"{what}; failing open by choice" if self.fail_open else f"{what}; failing closed"
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -121,6 +132,9 @@ class Verdict:
     escalated: bool = False  # a reasoning run decided after a fast first stage (cascade, verdict-first)
     failure: Failure | None = None  # the check could not run to an answer: why (deadline, backend)
     cached: bool = False  # served from a verdict cache (see guardsdk.cache)
+    #: Tasks whose reasoning mostly argues against their own label (see :mod:`guardsdk.reasoning_audit`): an
+    #: audit flag, counted and reported, that never changes a label.
+    reasoning_conflict: tuple[str, ...] = ()
 
     @classmethod
     def undecided(
@@ -161,9 +175,14 @@ class Verdict:
         data["parse_status"] = self.parse_status.value
         return data
 
-    def to_json(self) -> dict[str, Any]:
-        """The verdict as the CLI's ``--json`` and the service show it: answers, evidence, decision, run."""
-        return {
+    def to_json(self, *, withhold: bool = False) -> dict[str, Any]:
+        """The verdict as the CLI's ``--json`` and the service show it: answers, evidence, decision, run.
+
+        ``withhold``: leave out the guard's output and reasoning (``raw``, ``reasoning``) and the verdict's error
+        text (``decision`` is then :attr:`Decision.summary`), and say so in ``withheld``: for a client that must
+        not read what the guard wrote about a text blocked for it (reasoning guards quote, and even continue,
+        what they judge)."""
+        data = {
             "prompt_harmful": self.prompt_harmful,
             "response_refusal": self.response_refusal,
             "response_harmful": self.response_harmful,
@@ -187,7 +206,12 @@ class Verdict:
             "windows": self.windows,
             "escalated": self.escalated,
             "cached": self.cached,
+            "reasoning_conflict": list(self.reasoning_conflict),
+            "withheld": withhold,
         }
+        if withhold:
+            data.update(raw="", reasoning={}, decision=None if self.decision is None else self.decision.summary)
+        return data
 
 
 def _as_bool(task: Task, label: Label | str | None) -> bool | None:

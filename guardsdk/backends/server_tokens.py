@@ -6,6 +6,11 @@ server (``/tokenize``, ``/detokenize``) and llama-cpp-python's server (``/extras
 life). Elsewhere each UTF-8 byte counts as a token: byte-level BPE and SentencePiece with byte fallback
 never make more tokens than bytes, so budgets stay safe. The context length comes from vLLM's
 ``/v1/models`` (``max_model_len``) or llama.cpp's ``/props``.
+
+A byte-level BPE token (Llama 3) can hold part of a multi-byte UTF-8 character, so a slice of tokens (a long
+input's window) can begin or end inside one. vLLM and the llama.cpp server decode such a slice leniently;
+llama-cpp-python's server decodes strictly and answers 500, so the slice is retried with a few tokens trimmed
+off its edges (see :meth:`ServerTokens.detokenize`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ DIALECTS = (
 _PROBE = "Human user:\nprobe"
 #: Texts up to this long are cached (templates); longer ones (user text) are never kept in memory.
 _CACHED_CHARS = 4096
+#: Tokens trimmed at most off each edge of a slice the server will not decode: a UTF-8 character is at most
+#: 4 bytes, so a cut one leaves at most 3 byte-level tokens at an edge.
+_MAX_EDGE_TRIM = 3
 
 
 class ServerTokens:
@@ -118,15 +126,34 @@ class ServerTokens:
         return tokens[len(self._prefix) :] if tokens[: len(self._prefix)] == self._prefix else tokens
 
     def detokenize(self, ids: Sequence[Any]) -> str:
-        """Text of tokens from :attr:`tokenize` (a cut UTF-8 character at an edge is dropped)."""
+        """Text of tokens from :attr:`tokenize` (a cut UTF-8 character at an edge is dropped).
+
+        A server that refuses a slice (a 5xx: llama-cpp-python's strict decoding of a cut character) is asked
+        again with up to :data:`_MAX_EDGE_TRIM` tokens trimmed off each edge, fewest first (at most 16 requests
+        in all); any other failure, or refusals to the end, raise :class:`BackendError` at once. Trimming only
+        drops the cut character's pieces: a long input's windows overlap, and its first window starts and its
+        last ends on a character boundary.
+        """
         if not self._uses_server():
             return bytes(ids).decode("utf-8", errors="ignore")
+        ids = list(ids)
+        refused: Exception | None = None
+        for head, tail in _edge_trims(len(ids)):
+            try:
+                return self._remote_detokenize(ids[head : len(ids) - tail])
+            except Exception as exc:
+                if not _is_refusal(exc):
+                    raise BackendError(f"the server could not detokenize: {exc.__class__.__name__}: {exc}") from exc
+                refused = refused or exc
+        raise BackendError(
+            f"the server could not detokenize, even with up to {_MAX_EDGE_TRIM} tokens trimmed off each edge: "
+            f"{refused.__class__.__name__}: {refused}"
+        ) from refused
+
+    def _remote_detokenize(self, ids: list[Any]) -> str:
         assert self._dialect is not None
-        body = self._dialect.detokenize_body(self.model, list(ids))
-        try:
-            return str(self._post(self._dialect.detokenize_path, body)[self._dialect.text_key])
-        except Exception as exc:
-            raise BackendError(f"the server could not detokenize: {exc.__class__.__name__}: {exc}") from exc
+        body = self._dialect.detokenize_body(self.model, ids)
+        return str(self._post(self._dialect.detokenize_path, body)[self._dialect.text_key])
 
     def context_length(self) -> int | None:
         """The model's context length as the server reports it, or None."""
@@ -153,3 +180,17 @@ def _vllm_context(payload: Any) -> int | None:
 
 def _llamacpp_context(payload: Any) -> int | None:
     return payload["default_generation_settings"]["n_ctx"]
+
+
+def _edge_trims(n_tokens: int) -> list[tuple[int, int]]:
+    """The ``(head, tail)`` token counts to trim off a slice of ``n_tokens``, fewest first, ``(0, 0)`` first;
+    at least one token is kept."""
+    steps = range(_MAX_EDGE_TRIM + 1)
+    return sorted(((a, b) for a in steps for b in steps if a + b < max(n_tokens, 1)), key=sum)
+
+
+def _is_refusal(exc: Exception) -> bool:
+    """Whether the server answered a 5xx (a trimmed slice may decode); never a connection error or timeout."""
+    import httpx
+
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.is_server_error

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from guardsdk.checks import Checks
+from guardsdk.checks import Checks, prompt_stage, response_stage
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import GuardBlocked, InvalidInputError
 from guardsdk.outputs import chunk_text as default_chunk_text
@@ -96,7 +96,8 @@ def protect(
     ``response=`` may return one text or a list. ``check_prompt=False`` / ``check_response=False`` are
     opt-outs: logged at WARNING when decorating, and counted per call (``unchecked_prompt`` /
     ``unchecked_response`` in ``guard.stats``)."""
-    output_guard = guard.response_guard()
+    output_guard = response_stage(guard, "guard.protect") if check_response else None
+    gated_prompt = prompt_stage(guard, "guard.protect") if check_prompt else False
     stream_config = stream or StreamConfig()
     get_response = response or output_texts
     get_chunk = chunk_text or default_chunk_text
@@ -121,32 +122,47 @@ def protect(
                 raise exc
             return on_block(exc.verdict) if callable(on_block) else on_block
 
+        def skipped(side: str) -> None:
+            """Count a check this decorator does not run: opted out, or not gated by the policy."""
+            opted_out = not (check_prompt if side == "prompt" else check_response)
+            guard.count_event(f"unchecked_{side}" if opted_out else f"ungated_{side}s")
+
         def check_in(text: str) -> tuple[Verdict, ...]:
-            if check_prompt:
+            if gated_prompt:
                 return (guard.check(text),)
-            guard.count_event("unchecked_prompt")
+            skipped("prompt")
             return ()
 
         async def acheck_in(text: str) -> tuple[Verdict, ...]:
-            if check_prompt:
+            if gated_prompt:
                 return (await guard.acheck(text),)
-            guard.count_event("unchecked_prompt")
+            skipped("prompt")
             return ()
 
         def check_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
-            if not check_response:
-                guard.count_event("unchecked_response")
+            if output_guard is None:
+                skipped("response")
                 return _annotate(result, verdicts)
             bodies = _texts(get_response(result), result)
             return _annotate(result, verdicts + tuple(output_guard.check(text, body) for body in bodies))
 
         async def acheck_out(text: str, result: Any, verdicts: tuple[Verdict, ...]) -> Any:
-            if not check_response:
-                guard.count_event("unchecked_response")
+            if output_guard is None:
+                skipped("response")
                 return _annotate(result, verdicts)
             for body in _texts(get_response(result), result):
                 verdicts += (await output_guard.acheck(text, body),)
             return _annotate(result, verdicts)
+
+        def streamed(checker: StreamChecker | None, source: Any, guarded: Callable[..., Any]) -> Any:
+            """The generator's chunks, guarded by ``checker``; as they come where no response is checked."""
+            if checker is None:
+                skipped("response")
+                return source
+            return guarded(checker, source, get_chunk)
+
+        def stream_checker(text: str) -> StreamChecker | None:
+            return None if output_guard is None else StreamChecker(guard, text, stream_config)
 
         if inspect.isasyncgenfunction(fn):
 
@@ -156,11 +172,11 @@ def protect(
                 source = None
                 try:
                     verdicts = await acheck_in(text)
-                    checker = StreamChecker(guard, text, stream_config)
+                    checker = stream_checker(text)
                     source = fn(*args, **kwargs)
-                    async for chunk in aguarded_chunks(checker, source, get_chunk):
+                    async for chunk in streamed(checker, source, aguarded_chunks):
                         yield chunk
-                    _last_verdicts.set(verdicts + tuple(checker.verdicts))
+                    _last_verdicts.set(verdicts + tuple(checker.verdicts if checker else ()))
                 except GuardBlocked as exc:
                     replacement = blocked(exc)
                     if replacement is not None:
@@ -179,10 +195,10 @@ def protect(
                 source = None
                 try:
                     verdicts = check_in(text)
-                    checker = StreamChecker(guard, text, stream_config)
+                    checker = stream_checker(text)
                     source = fn(*args, **kwargs)
-                    yield from guarded_chunks(checker, source, get_chunk)
-                    _last_verdicts.set(verdicts + tuple(checker.verdicts))
+                    yield from streamed(checker, source, guarded_chunks)
+                    _last_verdicts.set(verdicts + tuple(checker.verdicts if checker else ()))
                 except GuardBlocked as exc:
                     replacement = blocked(exc)
                     if replacement is not None:
@@ -199,7 +215,7 @@ def protect(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 text = find_prompt(args, kwargs)
                 try:
-                    if parallel and check_prompt:
+                    if parallel and gated_prompt:
                         call = asyncio.ensure_future(fn(*args, **kwargs))
                         try:
                             verdicts: tuple[Verdict, ...] = (await guard.acheck(text),)
@@ -220,7 +236,7 @@ def protect(
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             text = find_prompt(args, kwargs)
             try:
-                if parallel and check_prompt:
+                if parallel and gated_prompt:
                     pool = ThreadPoolExecutor(max_workers=1)
                     call = pool.submit(fn, *args, **kwargs)
                     pool.shutdown(wait=False)

@@ -26,7 +26,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guardsdk.checks import Checks
+from guardsdk.checks import Checks, prompt_stage, response_stage
 from guardsdk.conversation import request_prompt
 from guardsdk.errors import InvalidInputError
 from guardsdk.outputs import output_texts
@@ -88,19 +88,24 @@ class GuardInput(Runnable[Any, Any]):
         self.guard = guard
         self.prompts = prompts or _Prompts()
         self.name = name
+        self.gated = prompt_stage(guard, name)  # a policy that gates no prompt task: prompts pass, counted
 
     def _check(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         text = prompt_text(value)
-        verdict = self.guard.check(text)
+        if self.gated:
+            dispatch_custom_event(EVENT, _event(self.guard.check(text)), config=config)
+        else:
+            self.guard.count_event("ungated_prompts")
         self.prompts.put(run_manager.parent_run_id, text)
-        dispatch_custom_event(EVENT, _event(verdict), config=config)
         return value
 
     async def _acheck(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         text = prompt_text(value)
-        verdict = await self.guard.acheck(text)
+        if self.gated:
+            await adispatch_custom_event(EVENT, _event(await self.guard.acheck(text)), config=config)
+        else:
+            self.guard.count_event("ungated_prompts")
         self.prompts.put(run_manager.parent_run_id, text)
-        await adispatch_custom_event(EVENT, _event(verdict), config=config)
         return value
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -115,7 +120,8 @@ class GuardOutput(Runnable[Any, Any]):
 
     def __init__(self, guard: Checks, prompts: _Prompts | None = None, stream: StreamConfig | None = None,
                  name: str = "GuardOutput") -> None:  # fmt: skip
-        self.guard = guard.response_guard()
+        self.counter = guard
+        self.guard = response_stage(guard, name)  # None: the policy gates no response task (outputs pass, counted)
         self.prompts = prompts or _Prompts()
         self.stream_config = stream or StreamConfig()
         self.name = name
@@ -128,6 +134,9 @@ class GuardOutput(Runnable[Any, Any]):
 
     def _check(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         prompt = self._prompt(run_manager)
+        if self.guard is None:
+            self.counter.count_event("ungated_responses")
+            return value
         verdicts = []
         for text in output_texts(value):  # content and tool calls
             verdicts.append(self.guard.check(prompt, text))
@@ -136,6 +145,9 @@ class GuardOutput(Runnable[Any, Any]):
 
     async def _acheck(self, value: Any, run_manager: Any, config: RunnableConfig) -> Any:
         prompt = self._prompt(run_manager)
+        if self.guard is None:
+            self.counter.count_event("ungated_responses")
+            return value
         verdicts = []
         for text in output_texts(value):
             verdicts.append(await self.guard.acheck(prompt, text))
@@ -149,7 +161,12 @@ class GuardOutput(Runnable[Any, Any]):
         return await self._acall_with_config(self._acheck, input, config, run_type="chain")
 
     def _transform(self, chunks: Iterator[Any], run_manager: Any, config: RunnableConfig) -> Iterator[Any]:
-        checker = StreamChecker(self.guard, self._prompt(run_manager), self.stream_config)
+        prompt = self._prompt(run_manager)
+        if self.guard is None:
+            self.counter.count_event("ungated_responses")
+            yield from chunks
+            return
+        checker = StreamChecker(self.guard, prompt, self.stream_config)
         try:
             yield from guarded_chunks(checker, chunks)
         finally:
@@ -159,7 +176,13 @@ class GuardOutput(Runnable[Any, Any]):
     async def _atransform(
         self, chunks: AsyncIterator[Any], run_manager: Any, config: RunnableConfig
     ) -> AsyncIterator[Any]:
-        checker = StreamChecker(self.guard, self._prompt(run_manager), self.stream_config)
+        prompt = self._prompt(run_manager)
+        if self.guard is None:
+            self.counter.count_event("ungated_responses")
+            async for chunk in chunks:
+                yield chunk
+            return
+        checker = StreamChecker(self.guard, prompt, self.stream_config)
         try:
             async for chunk in aguarded_chunks(checker, chunks):
                 yield chunk
@@ -185,6 +208,33 @@ class GuardOutput(Runnable[Any, Any]):
 
         async for chunk in self.atransform(once(), config, **kwargs):
             yield chunk
+
+
+async def guarded_astream_events(
+    runnable: Runnable[Any, Any],
+    input: Any,
+    config: RunnableConfig | None = None,
+    *,
+    output_guard: str = "GuardOutput",
+    **kwargs: Any,
+) -> AsyncIterator[dict[str, Any]]:
+    """``runnable.astream_events(input, config, version="v2", **kwargs)`` without the events that carry the model's
+    unguarded output.
+
+    LangChain emits a chat model's tokens (``on_chat_model_stream``) and its whole message (``on_chat_model_end``)
+    as the model makes them, before ``guard_out`` has judged them, and a step between the model and ``guard_out``
+    shows them in its own events: a plain ``astream_events`` hands a blocked response to whoever reads the event
+    stream. This keeps only what cannot carry unjudged output: the events of the root runnable (its input, and
+    the output chunks that passed every step, ``guard_out`` included), ``guard_out``'s released chunks
+    (``on_chain_stream`` of the runnable named ``output_guard``) and the ``"guardsdk_verdict"`` custom events. Every
+    other event is dropped, whatever its kind: the event stream cannot tell which steps come after ``guard_out``.
+    A block ends the stream with :class:`~guardsdk.errors.GuardBlocked`, as ``astream`` does."""
+    async for event in runnable.astream_events(input, config, version="v2", **kwargs):
+        root = not event.get("parent_ids")
+        released = event["event"] == "on_chain_stream" and event.get("name") == output_guard
+        verdict = event["event"] == "on_custom_event" and event.get("name") == EVENT
+        if root or released or verdict:
+            yield event
 
 
 def guard_runnables(guard: Checks, *, stream: StreamConfig | None = None) -> tuple[GuardInput, GuardOutput]:

@@ -15,18 +15,30 @@ raises :class:`~guardsdk.errors.UnguardedEndpointError`. ``guarded.unwrapped`` h
 by explicit choice (logged at WARNING, counted as ``unguarded_client`` in ``guard.stats``). Token-id
 prompts and audio output are refused (:class:`~guardsdk.errors.InvalidInputError`): a guard checks text. A legacy
 completion's ``suffix`` is checked with its prompt.
+
+Fields the guard does not read are refused (:class:`~guardsdk.errors.UncheckedFieldError`) unless passed by name
+(``wrap(..., pass_fields=...)``; each passed field is counted as ``passed_fields`` and logged at WARNING when
+wrapping): an ``extra_body`` key (an upstream may read text from it, as vLLM does from ``documents`` and
+``chat_template``), and a message or content-part key beside the ones :mod:`guardsdk.conversation` reads
+(``messages.KEY``, ``messages.content.KEY``). An ``extra_body`` key that is a parameter of ``create`` itself is
+refused always: it would replace what was checked (``extra_body={"messages": [...]}``).
+
+The policy's gates say which checks run: no prompt check where it gates no prompt task (``--gate response_harm``),
+no response check where it gates no response task; each skipped check is counted (``ungated_prompts``,
+``ungated_responses``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
-from guardsdk.checks import Checks
-from guardsdk.conversation import request_prompt
-from guardsdk.errors import InvalidInputError, UnguardedEndpointError
+from guardsdk.checks import Checks, prompt_stage, response_stage
+from guardsdk.conversation import refuse_unchecked, request_prompt
+from guardsdk.errors import InvalidInputError, UncheckedFieldError, UnguardedEndpointError
 from guardsdk.outputs import output_texts
 from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.verdict import Verdict
@@ -46,15 +58,35 @@ def _attach(obj: Any, verdicts: list[Verdict]) -> Any:
     return obj
 
 
-def _prompts_of(kwargs: dict[str, Any]) -> list[str]:
+def passed_extra_body(kwargs: dict[str, Any], create: Any, passed: Collection[str]) -> list[str]:
+    """The ``extra_body`` keys of a create call that ``passed`` lets through; raises :class:`UncheckedFieldError`
+    for any other, and always for one that names a parameter of ``create`` (it would replace a checked one)."""
+    extra = kwargs.get("extra_body")
+    if extra is None:
+        return []
+    if not isinstance(extra, Mapping):
+        raise InvalidInputError(f"extra_body must be a mapping, not {type(extra).__name__}")
+    shadowing = sorted(set(extra) & set(inspect.signature(create).parameters))
+    if shadowing:
+        raise UncheckedFieldError(f"extra_body sets {shadowing}, which create() takes as arguments: the request "
+                                  "would replace what the guard checked; pass them as arguments")  # fmt: skip
+    refused = sorted(set(extra) - set(passed))
+    if refused:
+        why = "the upstream may read text from them; pass them by name (guard.wrap(..., pass_fields=...))"
+        raise UncheckedFieldError(f"extra_body fields {refused} are not checked by the guard, and {why}")
+    return sorted(extra)
+
+
+def _prompts_of(kwargs: dict[str, Any], passed: Collection[str] = ()) -> list[str]:
     """The prompt texts of a create call (one per legacy completions prompt, its ``suffix`` included: the model
-    reads both); token ids, and audio output a text guard cannot read, are refused."""
+    reads both); token ids, audio output a text guard cannot read, and message fields it does not read (unless
+    ``passed``) are refused."""
     modalities = kwargs.get("modalities") or ()
     if kwargs.get("audio") is not None or any(m != "text" for m in modalities):
         raise InvalidInputError("guardsdk checks text: an answer with audio output cannot be checked")
     if "messages" in kwargs:
         kwargs["messages"] = list(kwargs["messages"])  # a generator would be spent by the check
-        return [request_prompt(kwargs["messages"])]
+        return [request_prompt(kwargs["messages"], passed)]
     prompt = kwargs.get("prompt")
     prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else None
     if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -177,40 +209,62 @@ class AsyncGuardedStream:
 class _GuardedCreate(UnguardedNamespace):
     """A ``create`` endpoint (chat or text completions) with checks around it; nothing else of it."""
 
-    def __init__(self, path: str, endpoint: Any, guard: Checks, stream: StreamConfig, is_async: bool) -> None:
+    def __init__(
+        self, path: str, endpoint: Any, guard: Checks, stream: StreamConfig, is_async: bool, passed: frozenset[str]
+    ) -> None:
         super().__init__(path)
         self._endpoint = endpoint
         self._guard = guard
-        self._output_guard = guard.response_guard()
+        self._check_prompts = prompt_stage(guard, f"guard.wrap: {path}")
+        self._output_guard = response_stage(guard, f"guard.wrap: {path}")
         self._stream = stream
         self._is_async = is_async
+        self._passed = passed
 
-    @staticmethod
-    def _check_stream_shape(prompts: list[str], kwargs: dict[str, Any]) -> None:
+    def _prepare(self, kwargs: dict[str, Any]) -> list[str]:
+        """The prompts of a create call, its fields checked (refused, or passed and counted)."""
+        passed = passed_extra_body(kwargs, self._endpoint.create, self._passed)
+        prompts = _prompts_of(kwargs, self._passed)
+        passed += refuse_unchecked(kwargs.get("messages") or (), self._passed)
+        for _ in passed:
+            self._guard.count_event("passed_fields")
         if kwargs.get("stream") and (len(prompts) > 1 or (kwargs.get("n") or 1) > 1):
             raise InvalidInputError("a guarded stream has one choice: use n=1 and one prompt, or stream=False")
+        if not self._check_prompts:
+            self._guard.count_event("ungated_prompts")
+        return prompts
+
+    def _stream_of(self, result: Any, prompt: str, verdicts: list[Verdict], cls: type[Any]) -> Any:
+        if self._output_guard is None:
+            self._guard.count_event("ungated_responses")
+            return _attach(result, verdicts)
+        return cls(result, StreamChecker(self._guard, prompt, self._stream), verdicts)
+
+    def _output_pairs(self, prompts: list[str], result: Any, kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+        if self._output_guard is None:
+            self._guard.count_event("ungated_responses")
+            return []
+        return _pairs(prompts, result, kwargs.get("n") or 1)
 
     def create(self, **kwargs: Any) -> Any:
         if self._is_async:
             return self._acreate(**kwargs)
-        prompts = _prompts_of(kwargs)
-        self._check_stream_shape(prompts, kwargs)
-        verdicts = [self._guard.check(p) for p in prompts]
+        prompts = self._prepare(kwargs)
+        verdicts = [self._guard.check(p) for p in prompts] if self._check_prompts else []
         result = self._endpoint.create(**kwargs)
         if kwargs.get("stream"):
-            return GuardedStream(result, StreamChecker(self._guard, prompts[0], self._stream), verdicts)
-        verdicts += [self._output_guard.check(p, t) for p, t in _pairs(prompts, result, kwargs.get("n") or 1)]
+            return self._stream_of(result, prompts[0], verdicts, GuardedStream)
+        verdicts += [self._output_guard.check(p, t) for p, t in self._output_pairs(prompts, result, kwargs)]  # type: ignore[union-attr]
         return _attach(result, verdicts)
 
     async def _acreate(self, **kwargs: Any) -> Any:
-        prompts = _prompts_of(kwargs)
-        self._check_stream_shape(prompts, kwargs)
-        verdicts = [await self._guard.acheck(p) for p in prompts]
+        prompts = self._prepare(kwargs)
+        verdicts = [await self._guard.acheck(p) for p in prompts] if self._check_prompts else []
         result = await self._endpoint.create(**kwargs)
         if kwargs.get("stream"):
-            return AsyncGuardedStream(result, StreamChecker(self._guard, prompts[0], self._stream), verdicts)
-        for prompt, text in _pairs(prompts, result, kwargs.get("n") or 1):
-            verdicts.append(await self._output_guard.acheck(prompt, text))
+            return self._stream_of(result, prompts[0], verdicts, AsyncGuardedStream)
+        for prompt, text in self._output_pairs(prompts, result, kwargs):
+            verdicts.append(await self._output_guard.acheck(prompt, text))  # type: ignore[union-attr]
         return _attach(result, verdicts)
 
 
@@ -218,16 +272,22 @@ class GuardedClient:
     """The wrapped client: guarded ``chat.completions.create`` and ``completions.create``; see the module
     docstring for what else it hands through and what it refuses."""
 
-    def __init__(self, guard: Checks, client: Any, stream: StreamConfig | None = None) -> None:
+    def __init__(
+        self, guard: Checks, client: Any, stream: StreamConfig | None = None, pass_fields: Collection[str] = ()
+    ) -> None:
         import openai
 
         is_async = isinstance(client, openai.AsyncOpenAI)
         self._stream_config = stream or StreamConfig()
         self._client = client
         self.guard = guard
-        create = _GuardedCreate("chat.completions", client.chat.completions, guard, self._stream_config, is_async)
-        self.chat = UnguardedNamespace("chat", completions=create)
-        self.completions = _GuardedCreate("completions", client.completions, guard, self._stream_config, is_async)
+        self.pass_fields = frozenset(pass_fields)
+        if self.pass_fields:
+            logger.warning("guard.wrap: fields %s are passed to the upstream unchecked", sorted(self.pass_fields))
+        settings = (guard, self._stream_config, is_async, self.pass_fields)
+        self.chat = UnguardedNamespace("chat", completions=_GuardedCreate("chat.completions", client.chat.completions,
+                                                                          *settings))  # fmt: skip
+        self.completions = _GuardedCreate("completions", client.completions, *settings)
 
     @property
     def unwrapped(self) -> Any:
@@ -238,7 +298,8 @@ class GuardedClient:
 
     def _rewrapped(self, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> GuardedClient:
-            return GuardedClient(self.guard, getattr(self._client, name)(*args, **kwargs), self._stream_config)
+            rewrapped = getattr(self._client, name)(*args, **kwargs)
+            return GuardedClient(self.guard, rewrapped, self._stream_config, self.pass_fields)
 
         return call
 
@@ -259,6 +320,9 @@ class GuardedClient:
         self._client.close()
 
 
-def wrap(guard: Checks, client: Any, *, stream: StreamConfig | None = None) -> GuardedClient:
-    """Guard an ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client."""
-    return GuardedClient(guard, client, stream)
+def wrap(
+    guard: Checks, client: Any, *, stream: StreamConfig | None = None, pass_fields: Collection[str] = ()
+) -> GuardedClient:
+    """Guard an ``openai.OpenAI`` or ``openai.AsyncOpenAI`` client; ``pass_fields``: fields the guard does not
+    check that may reach the upstream all the same (see the module docstring)."""
+    return GuardedClient(guard, client, stream, pass_fields)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guardsdk import __version__
 from guardsdk.cache import VerdictCache
-from guardsdk.errors import InvalidInputError
+from guardsdk.errors import InvalidInputError, UncheckedFieldError
 from guardsdk.guard import Guard
 from guardsdk.policy import OnUnsafe
 from guardsdk.service import check_api, proxy
@@ -92,8 +92,10 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
             state.upstream = openai.AsyncOpenAI(base_url=config.upstream, api_key=config.upstream_api_key,
                                                 max_retries=0, timeout=config.request_timeout_s)  # fmt: skip
             state.client = guard.with_policy(dataclasses.replace(guard.policy, on_unsafe=OnUnsafe.BLOCK)).wrap(
-                state.upstream, stream=config.stream
+                state.upstream, stream=config.stream, pass_fields=config.pass_fields
             )
+        if config.expose_reasoning:
+            logger.warning("expose_reasoning: answers about blocked checks carry the guard's output and reasoning")
         state.ready = True
         try:
             yield
@@ -120,7 +122,8 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
 
     @app.exception_handler(InvalidInputError)
     async def invalid_input(request: Request, exc: InvalidInputError) -> JSONResponse:
-        return ServiceError(400, "invalid_input", str(exc)).response()
+        code = "unchecked_field" if isinstance(exc, UncheckedFieldError) else "invalid_input"
+        return ServiceError(400, code, str(exc)).response()
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -129,10 +132,10 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
 
     @app.get("/readyz", responses={503: {"description": "not ready: starting or shutting down"}})
     async def readyz() -> JSONResponse:
-        """Ready: the guard's model is loaded and the service is not shutting down."""
+        """Ready: the guard's model is loaded and the service is not shutting down (no key needed: it names nothing)."""
         if not state.ready:
             return JSONResponse({"status": "not ready"}, status_code=503)
-        return JSONResponse({"status": "ready", "detector": guard.detector.name, "mode": guard.mode})
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", dependencies=[Depends(require_key)])
     async def metrics() -> Response:
@@ -142,14 +145,6 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     app.add_middleware(RequestLog, state=state)
     return app
-
-
-def _blocking(guard: Guard):
-    import dataclasses
-
-    from guardsdk.policy import OnUnsafe
-
-    return dataclasses.replace(guard.policy, on_unsafe=OnUnsafe.BLOCK)
 
 
 def serve(guard: Guard, config: ServiceConfig | None = None) -> None:

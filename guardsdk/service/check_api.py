@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from guardsdk.service.schemas import BatchOut, BatchRequest, CheckItem, CheckRequest, VerdictOut
-from guardsdk.service.state import ServiceState, failure_error
+from guardsdk.service.state import ServiceState, failure_error, shown
 from guardsdk.verdict import Verdict
 
 router = APIRouter()
@@ -25,7 +25,8 @@ _ANSWERS = {
 
 async def _check(request: Request, items: Sequence[CheckItem], gates: Sequence[str] | None) -> list[Verdict]:
     state: ServiceState = request.app.state.service
-    pairs = [item.pair() for item in items]  # uncheckable input: InvalidInputError, answered 400 by the app
+    # uncheckable input, or a message field the guard does not read: InvalidInputError, answered 400 by the app
+    pairs = [item.pair(state.config.pass_fields) for item in items]
     guard = state.checking_guard(gates)
     verdicts = await state.admitted(lambda: guard.acheck_batch(pairs), lambda: state.deadline_verdicts(pairs, guard))
     blocked = [v for v in verdicts if not v.allowed]
@@ -46,11 +47,13 @@ def _answer(verdicts: list[Verdict], body: object) -> JSONResponse:
 async def check(body: CheckRequest, request: Request) -> JSONResponse:
     """Check one input; the verdict's ``allowed`` is the service policy's decision."""
     [verdict] = await _check(request, [body], body.gates)
-    return _answer([verdict], VerdictOut(**verdict.to_json()).model_dump())
+    config = request.app.state.service.config
+    return _answer([verdict], VerdictOut(**shown(verdict, config)).model_dump())
 
 
 @router.post("/v1/check/batch", response_model=BatchOut, responses=_ANSWERS)
 async def check_batch(body: BatchRequest, request: Request) -> JSONResponse:
     """Check up to 256 inputs in one backend call; verdicts come back in order."""
     verdicts = await _check(request, body.items, body.gates)
-    return _answer(verdicts, BatchOut(verdicts=[VerdictOut(**v.to_json()) for v in verdicts]).model_dump())
+    config = request.app.state.service.config
+    return _answer(verdicts, BatchOut(verdicts=[VerdictOut(**shown(v, config)) for v in verdicts]).model_dump())

@@ -25,8 +25,11 @@ class ServiceConfig:
     and ``max_queue`` more wait; beyond that, 429 with Retry-After. ``upstream``: the OpenAI-compatible base URL
     the proxy forwards to (no proxy without it). ``log_content``: put the checked text into block logs (off).
     ``pass_fields``: body fields OpenAI's API does not define that the proxy may forward (an upstream's extensions,
-    e.g. vLLM's ``top_k``); every other such field is refused, since the guard cannot know whether the upstream
+    e.g. vLLM's ``top_k``), and message or content-part keys the guard does not read (``messages.KEY``,
+    ``messages.content.KEY``); every other such field is refused, since the guard cannot know whether the upstream
     reads text from it (vLLM's ``chat_template`` and ``documents`` do). Each passed field is counted.
+    ``expose_reasoning``: show the guard's output and reasoning in answers about checks it did not allow (off: they
+    may quote or continue the blocked text; see docs/service.md).
     """
 
     host: str = "127.0.0.1"
@@ -44,6 +47,7 @@ class ServiceConfig:
     cache_entries: int = DEFAULT_MAX_ENTRIES  # 0: no verdict cache
     cache_ttl_s: float = DEFAULT_TTL_S
     pass_fields: frozenset[str] = frozenset()  # proxy body fields beyond OpenAI's own, passed on unchecked (opt-in)
+    expose_reasoning: bool = False  # opt-in: raw output and reasoning of blocked checks in answers
     stream: StreamConfig = field(default_factory=StreamConfig)
 
     def __post_init__(self) -> None:

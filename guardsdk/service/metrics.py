@@ -47,6 +47,8 @@ class ServiceMetrics:
         self.overloaded = Counter("guardsdk_overloaded", "Requests refused with 429", registry=r)
         self.unchecked_fields = Counter("guardsdk_unchecked_fields", "Proxy body fields passed on unchecked (opt-in)",
                                         ["field"], registry=r)  # fmt: skip
+        self.reasoning_conflicts = Counter("guardsdk_reasoning_conflicts", "Verdicts whose reasoning argues against "
+                                           "their label (an audit flag)", ["task"], registry=r)  # fmt: skip
         self.disconnects = Counter("guardsdk_stream_disconnects", "Streams the client left early", registry=r)
         Gauge("guardsdk_queue_depth", "Requests waiting for a slot", registry=r).set_function(queue_depth)
         Gauge("guardsdk_in_flight", "Requests holding a slot", registry=r).set_function(in_flight)
@@ -63,6 +65,8 @@ class ServiceMetrics:
             self.failed_open.inc()
         if verdict.truncated:
             self.truncated.inc()
+        for task in verdict.reasoning_conflict:
+            self.reasoning_conflicts.labels(task).inc()
         if verdict.cached:
             self.cache_hits.inc()
             return  # a hit ran no model: no tokens, no model latency

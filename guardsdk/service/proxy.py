@@ -24,10 +24,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response
 
-from guardsdk.errors import GuardBlocked, InvalidInputError
+from guardsdk.conversation import unchecked_fields
+from guardsdk.errors import GuardBlocked, InvalidInputError, UncheckedFieldError
 from guardsdk.service.config import OnBlock, ServiceConfig
 from guardsdk.service.errors import ServiceError
-from guardsdk.service.state import ServiceState, failure_error
+from guardsdk.service.state import ServiceState, failure_error, shown
 from guardsdk.streaming import StreamBlocked
 from guardsdk.verdict import Verdict
 
@@ -40,13 +41,25 @@ _CLIENT_ONLY = frozenset({"extra_headers", "extra_query", "extra_body", "timeout
 
 
 def reason(verdict: Verdict) -> str:
-    """Why the policy stopped ``verdict`` (for error messages and logs: no content)."""
-    return verdict.decision.reason if verdict.decision else "blocked"
+    """Why the policy stopped ``verdict``, for a client: task names, no content or error text."""
+    return verdict.decision.summary if verdict.decision else "blocked"
 
 
-def guardsdk_field(verdicts: list[Verdict], blocked: bool) -> dict[str, Any]:
-    """The ``guardsdk`` extension field."""
-    return {"blocked": blocked, "verdicts": [v.to_json() for v in verdicts]}
+def guardsdk_field(verdicts: list[Verdict], blocked: bool, config: ServiceConfig) -> dict[str, Any]:
+    """The ``guardsdk`` extension field (what the guard wrote about a blocked text is withheld: see ``shown``)."""
+    return {"blocked": blocked, "verdicts": [shown(v, config) for v in verdicts]}
+
+
+def json_body(raw: bytes) -> Any:
+    """The request body as strict JSON: ``NaN``/``Infinity`` and nesting too deep to parse are 400, never 500."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        return json.loads(raw, parse_constant=refuse)
+    except (ValueError, RecursionError) as exc:
+        raise ServiceError(400, "invalid_json", f"the body is not JSON ({exc.__class__.__name__})") from None
 
 
 def create_arguments(body: dict[str, Any], create: Any, pass_fields: frozenset[str]) -> dict[str, Any]:
@@ -83,7 +96,7 @@ def envelope(kind: str, model: str, *, chunk: bool) -> dict[str, Any]:
 
 def blocked_answer(config: ServiceConfig, verdict: Verdict, kind: str, body: dict[str, Any]) -> Response:
     """A blocked call in OpenAI's shapes: an error, or a refusal (a completion, or a one-chunk stream)."""
-    extension = guardsdk_field([verdict], blocked=True)
+    extension = guardsdk_field([verdict], True, config)
     failed = failure_error(verdict)
     if failed is not None:
         failed.extra["guardsdk"] = extension
@@ -129,7 +142,7 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
         ended = True
     except StreamBlocked as exc:
         blocked, ended = exc.verdict, True
-        request.state.log.update(blocked=1, reasons=[reason(exc.verdict)])
+        request.state.log.update(blocked=1, reasons=[exc.verdict.decision.reason if exc.verdict.decision else ""])
     except (openai.OpenAIError, InvalidInputError) as exc:
         ended = True
         yield _event(ServiceError(502, "upstream_stream_failed", f"the upstream stream failed: {exc}").body())
@@ -144,7 +157,7 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
         failed = failure_error(blocked)
         if failed is not None or state.config.on_block is OnBlock.ERROR:
             error = failed or ServiceError(400, "content_blocked", f"guardsdk stopped this stream: {reason(blocked)}")
-            error.extra["guardsdk"] = guardsdk_field(verdicts, blocked=True)
+            error.extra["guardsdk"] = guardsdk_field(verdicts, True, state.config)
             yield _event(error.body())
             return
         final = envelope(kind, model, chunk=True)
@@ -152,7 +165,7 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
         yield _event(final)
     last = envelope(kind, model, chunk=True)
     last["choices"] = []
-    last["guardsdk"] = guardsdk_field(verdicts, blocked=blocked is not None)
+    last["guardsdk"] = guardsdk_field(verdicts, blocked is not None, state.config)
     yield _event(last)
     yield "data: [DONE]\n\n"
 
@@ -161,16 +174,17 @@ async def _proxy(request: Request, kind: str) -> Response:
     state: ServiceState = request.app.state.service
     if state.client is None:
         raise ServiceError(404, "no_upstream", "this guard service has no upstream LLM (start it with --upstream)")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise ServiceError(400, "invalid_json", "the body is not JSON") from None
+    body = json_body(await request.body())
     if not isinstance(body, dict):
         raise ServiceError(400, "invalid_json", "the body must be a JSON object")
     endpoint = state.client.chat.completions if kind == CHAT else state.client.completions
     raw = state.upstream.chat.completions if kind == CHAT else state.upstream.completions
     kwargs = create_arguments(body, raw.create, state.config.pass_fields)
-    for name in sorted(set(kwargs.get("extra_body", ()))):
+    try:
+        message_fields = unchecked_fields(body["messages"]) if isinstance(body.get("messages"), list) else []
+    except InvalidInputError as exc:
+        raise ServiceError(400, "invalid_input", str(exc)) from None
+    for name in sorted({*kwargs.get("extra_body", ()), *message_fields} & state.config.pass_fields):
         state.metrics.unchecked_fields.labels(name).inc()
     model = str(body.get("model", ""))
 
@@ -184,6 +198,8 @@ async def _proxy(request: Request, kind: str) -> Response:
 
     try:
         result = await state.admitted(call, lambda: None)
+    except UncheckedFieldError as exc:
+        raise ServiceError(400, "unchecked_field", str(exc)) from None
     except InvalidInputError as exc:
         raise ServiceError(400, "invalid_input", str(exc)) from None
     except openai.OpenAIError as exc:
@@ -192,14 +208,14 @@ async def _proxy(request: Request, kind: str) -> Response:
         error = f"request ran past its deadline of {state.config.request_timeout_s:g}s"
         raise ServiceError(504, "guard_timeout", f"the guarded call did not finish in time; failing closed ({error})")
     if isinstance(result, GuardBlocked):
-        request.state.log.update(blocked=1, reasons=[reason(result.verdict)])
+        request.state.log.update(blocked=1, reasons=[result.verdict.decision.reason if result.verdict.decision else ""])
         if state.config.log_content:
             request.state.log["content"] = body.get("messages") or body.get("prompt")
         return blocked_answer(state.config, result.verdict, kind, body)
     if body.get("stream"):
         return StreamingResponse(_events(request, kind, result, model), media_type="text/event-stream")
     answer = result.model_dump(exclude_unset=True)
-    answer["guardsdk"] = guardsdk_field(list(result.guard_verdicts), blocked=False)
+    answer["guardsdk"] = guardsdk_field(list(getattr(result, "guard_verdicts", ())), False, state.config)
     return JSONResponse(answer)
 
 

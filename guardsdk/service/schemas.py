@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -31,10 +32,10 @@ class CheckItem(BaseModel):
             raise ValueError("with messages, the response is the final assistant message")
         return self
 
-    def pair(self) -> tuple[str, str | None]:
-        """(prompt, response) as the guard checks them."""
+    def pair(self, passed: Collection[str] = ()) -> tuple[str, str | None]:
+        """(prompt, response) as the guard checks them (``passed``: message fields let through unchecked)."""
         if self.messages is not None:
-            return conversation_to_pair(self.messages)
+            return conversation_to_pair(self.messages, passed)
         return self.prompt, self.response  # type: ignore[return-value]
 
 
@@ -55,7 +56,8 @@ class BatchRequest(BaseModel):
 
 class VerdictOut(BaseModel):
     """A verdict: the three answers (``null`` when a task does not apply or was not decided), their scores where
-    the guard gives probabilities, the reasoning, the policy's decision, and what the check cost."""
+    the guard gives probabilities, the reasoning (``withheld`` for a check the policy did not allow, unless the
+    operator exposes it), the policy's decision, and what the check cost."""
 
     prompt_harmful: bool | None
     response_refusal: bool | None
@@ -80,6 +82,8 @@ class VerdictOut(BaseModel):
     windows: int
     escalated: bool
     cached: bool
+    reasoning_conflict: list[str] = Field(description="tasks whose reasoning mostly argues against their label")
+    withheld: bool = Field(description="raw and reasoning left out: the check was not allowed")
 
 
 class BatchOut(BaseModel):

@@ -19,6 +19,11 @@ from guardsdk.verdict import Failure, Verdict
 T = TypeVar("T")
 
 
+#: What a client reads of a backend failure: the failure's details (an internal URL, a server's raw error) stay in
+#: the service log.
+BACKEND_FAILED = "the guard backend failed (details in the service log)"
+
+
 def failure_error(verdict: Verdict) -> ServiceError | None:
     """503 or 504 for a check left undecided by a failure (backend, deadline) and not allowed; else None (an unsafe
     finding in another window of the same check is a block, not a failure)."""
@@ -27,7 +32,18 @@ def failure_error(verdict: Verdict) -> ServiceError | None:
         return None
     if verdict.failure is Failure.DEADLINE:
         return ServiceError(504, "guard_timeout", f"the guard did not decide in time; failing closed ({verdict.error})")
-    return ServiceError(503, "guard_unavailable", f"the guard backend failed; failing closed ({verdict.error})")
+    return ServiceError(503, "guard_unavailable", f"{BACKEND_FAILED}; failing closed")
+
+
+def shown(verdict: Verdict, config: ServiceConfig) -> dict[str, Any]:
+    """A verdict as the service's answers show it. A verdict the policy did not allow keeps its labels, scores and
+    decision, but not what the guard wrote (``raw``, ``reasoning``: reasoning guards quote and even continue the
+    text they judge), unless the operator chose ``expose_reasoning``; a backend failure's details never leave."""
+    data = verdict.to_json(withhold=verdict.allowed is not True and not config.expose_reasoning)
+    if verdict.failure is Failure.BACKEND:
+        data["error"] = BACKEND_FAILED
+        data["decision"] = None if verdict.decision is None else verdict.decision.summary
+    return data
 
 
 @dataclass

@@ -55,11 +55,13 @@ def test_a_long_prompt_with_a_response_checks_both_in_windows():
 
 def test_long_input_undecided_fails_closed_and_over_the_window_cap_too():
     guard = Guard(ScriptedGuardModel(), policy=Policy(long_input="undecided"))
-    with pytest.raises(GuardBlocked, match="over the guard's budget"):
+    with pytest.raises(GuardBlocked, match="undecided: prompt_harm; failing closed") as caught:
         guard.check(PADDING)
+    assert "over the guard's budget" in caught.value.verdict.decision.reason  # the why is for the app's logs
     capped = Guard(ScriptedGuardModel(), policy=Policy(max_windows=2))
-    with pytest.raises(GuardBlocked, match="max_windows=2"):
+    with pytest.raises(GuardBlocked) as caught:
         capped.check(harmful_in_the_middle())
+    assert "max_windows=2" in caught.value.verdict.decision.reason
     assert capped.backend.calls == []  # undecided before any model call
     assert capped.stats["failed_closed"] == 1 and capped.stats["long_inputs"] == 1
 
@@ -73,8 +75,9 @@ def test_a_huge_input_is_undecided_without_tokenizing_it():
             return super().tokenize(text)
 
     guard = Guard(CountingTokenizer())
-    with pytest.raises(GuardBlocked, match="windows"):
+    with pytest.raises(GuardBlocked) as caught:
         guard.check("x" * 10_000_000)
+    assert "windows" in caught.value.verdict.decision.reason
     assert max(calls) < 10_000  # only the short template texts were tokenized
 
 
@@ -258,8 +261,9 @@ def test_a_family_or_detector_that_raises_gives_undecided_verdicts_not_a_crash()
         def parse(self, outputs, *, has_response, conversation=None):
             raise RuntimeError("cannot read that")
 
-    with pytest.raises(GuardBlocked, match="could not read the output"):
+    with pytest.raises(GuardBlocked) as caught:
         Guard(ScriptedGuardModel(), family=Crashing()).check("hello")  # a family object: no global registration
+    assert "could not read the output" in caught.value.verdict.decision.reason
 
     class BrokenDetector:
         name = "broken"

@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
+#: The instant (``time.monotonic()``) by which every guard check started in this context must end, if any.
+_CHECKS_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("guardsdk_checks_deadline",
+                                                                               default=None)  # fmt: skip
 
 
 class DeadlineExceeded(TimeoutError):
     """The call did not finish before its deadline."""
+
+
+@contextlib.contextmanager
+def checks_deadline(seconds: float) -> Iterator[None]:
+    """Every guard check started inside the block (in this thread or task, and in what they start) ends within
+    ``seconds`` from now, or by its own deadline if that is sooner: undecided past it, its model work stopped (a
+    service's request deadline, or an app's budget for one user request). Blocks nest: the sooner one holds."""
+    instant = time.monotonic() + max(seconds, 0.0)
+    outer = _CHECKS_DEADLINE.get()
+    token = _CHECKS_DEADLINE.set(instant if outer is None else min(outer, instant))
+    try:
+        yield
+    finally:
+        _CHECKS_DEADLINE.reset(token)
+
+
+def within_checks_deadline(seconds: float) -> float:
+    """``seconds``, or what is left of an enclosing :func:`checks_deadline` where that is less (never below 0)."""
+    instant = _CHECKS_DEADLINE.get()
+    return seconds if instant is None else max(min(seconds, instant - time.monotonic()), 0.0)
 
 
 def call_before_deadline(fn: Callable[[], T], seconds: float) -> T:

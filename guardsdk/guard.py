@@ -17,7 +17,7 @@ from guardsdk.backends.base import Backend
 from guardsdk.cache import VerdictCache
 from guardsdk.cascade import DEFAULT_BAND, Cascade
 from guardsdk.conversation import conversation_to_pair
-from guardsdk.deadline import DeadlineExceeded, call_before_deadline
+from guardsdk.deadline import DeadlineExceeded, call_before_deadline, within_checks_deadline
 from guardsdk.detector import Detector, Ensemble, GenerativeDetector, Model, as_detector
 from guardsdk.errors import GuardBlocked, describe
 from guardsdk.families import DEFAULT_FAMILY, GuardFamily
@@ -236,16 +236,17 @@ class Guard:
         """Async twin of :meth:`check_messages`."""
         return await self.acheck(*conversation_to_pair(messages))
 
-    def check_batch(self, items: Sequence[BatchItem]) -> list[Verdict]:
-        """Check many inputs (prompts, or (prompt, response) pairs) in one backend call.
+    def check_batch(self, items: Sequence[BatchItem], *, timeout_s: float | None = None) -> list[Verdict]:
+        """Check many inputs (prompts, or (prompt, response) pairs) in one backend call, within ``timeout_s`` for the
+        whole batch (default: the guard's ``timeout_s`` per item).
 
         Never raises GuardBlocked: each verdict carries its decision (``verdict.allowed``).
         """
-        return self._run([validate_pair(*self._unpack(item)) for item in items])
+        return self._run([validate_pair(*self._unpack(item)) for item in items], timeout_s)
 
-    async def acheck_batch(self, items: Sequence[BatchItem]) -> list[Verdict]:
+    async def acheck_batch(self, items: Sequence[BatchItem], *, timeout_s: float | None = None) -> list[Verdict]:
         """Async twin of :meth:`check_batch`."""
-        return await self._arun([validate_pair(*self._unpack(item)) for item in items])
+        return await self._arun([validate_pair(*self._unpack(item)) for item in items], timeout_s)
 
     # -- internals -------------------------------------------------------------------------
     @staticmethod
@@ -278,21 +279,28 @@ class Guard:
                     self.cache.put(key, verdict)
         return [self.decide(v) for v in verdicts]
 
-    def _run(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+    def _run(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
         keys, cached = self._from_cache(pairs)
         misses = [pair for pair, verdict in zip(pairs, cached, strict=True) if verdict is None]
-        return self._with_fresh(keys, cached, self._detect(misses))
+        return self._with_fresh(keys, cached, self._detect(misses, timeout_s))
 
-    async def _arun(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+    async def _arun(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
         keys, cached = self._from_cache(pairs)
         misses = [pair for pair, verdict in zip(pairs, cached, strict=True) if verdict is None]
-        return self._with_fresh(keys, cached, await self._adetect(misses))
+        return self._with_fresh(keys, cached, await self._adetect(misses, timeout_s))
 
-    def _detect(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+    def _budget(self, pairs: list[tuple[str, str | None]], timeout_s: float | None) -> float:
+        """The seconds a run of ``pairs`` may take: ``timeout_s`` (default: the guard's per item), or less where an
+        enclosing :func:`~guardsdk.deadline.checks_deadline` ends sooner."""
+        if timeout_s is not None and not 0 < timeout_s < float("inf"):
+            raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+        return within_checks_deadline(self.timeout_s * len(pairs) if timeout_s is None else timeout_s)
+
+    def _detect(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
         if not pairs:
             return []
         started = time.monotonic()
-        budget = self.timeout_s * len(pairs)
+        budget = self._budget(pairs, timeout_s)
         try:
             verdicts = call_before_deadline(lambda: self.detector.detect(pairs, self.policy, started + budget), budget)
         except DeadlineExceeded:
@@ -302,11 +310,11 @@ class Guard:
             verdicts = self._undecided_all(pairs, describe(exc), started, Failure.BACKEND)
         return verdicts
 
-    async def _adetect(self, pairs: list[tuple[str, str | None]]) -> list[Verdict]:
+    async def _adetect(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
         if not pairs:
             return []
         started = time.monotonic()
-        budget = self.timeout_s * len(pairs)
+        budget = self._budget(pairs, timeout_s)
         try:
             verdicts = await asyncio.wait_for(self.detector.adetect(pairs, self.policy, started + budget), budget)
         except asyncio.TimeoutError:

@@ -77,11 +77,13 @@ def test_long_inputs_follow_the_policy(classifier):
     verdict = blocked.value.verdict
     assert verdict.labels["prompt_harm"] is None and "long_input='undecided'" in verdict.error
     capped = Guard(classifier, policy=Policy(max_windows=2))
-    with pytest.raises(GuardBlocked, match="max_windows=2"):
+    with pytest.raises(GuardBlocked) as blocked:
         capped.check(long_prompt)
+    assert "max_windows=2" in blocked.value.verdict.error
     huge = Guard(classifier, policy=Policy(max_windows=2))
-    with pytest.raises(GuardBlocked, match="max_windows=2"):
+    with pytest.raises(GuardBlocked) as blocked:
         huge.check("x " * 5_000_000)  # refused by its byte length, before tokenizing
+    assert "max_windows=2" in blocked.value.verdict.error
 
 
 def test_elide_reads_up_to_the_guards_input_budget_in_windows_and_cuts_only_beyond_it():

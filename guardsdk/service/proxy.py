@@ -28,6 +28,7 @@ from guardsdk.conversation import unchecked_fields
 from guardsdk.errors import GuardBlocked, InvalidInputError, UncheckedFieldError
 from guardsdk.service.config import OnBlock, ServiceConfig
 from guardsdk.service.errors import ServiceError
+from guardsdk.service.limits import Overloaded
 from guardsdk.service.state import ServiceState, failure_error, shown
 from guardsdk.streaming import StreamBlocked
 from guardsdk.verdict import Verdict
@@ -137,9 +138,16 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
     blocked: Verdict | None = None
     ended = False  # the stream ran to its end, was stopped, or failed upstream: anything but the client leaving
     try:
-        async for chunk in stream:
-            yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
+        async with state.gate.admit():  # type: ignore[union-attr]  # its window checks hold a slot, as checks do
+            async for chunk in stream:
+                yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
         ended = True
+    except Overloaded:
+        ended = True
+        state.metrics.overloaded.inc()
+        yield _event(ServiceError(429, "overloaded", "every guard slot is busy: the stream was not checked, and ends "
+                                  "here; retry later").body())  # fmt: skip
+        return
     except StreamBlocked as exc:
         blocked, ended = exc.verdict, True
         request.state.log.update(blocked=1, reasons=[exc.verdict.decision.reason if exc.verdict.decision else ""])

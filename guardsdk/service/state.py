@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from guardsdk.deadline import checks_deadline
 from guardsdk.guard import Guard
 from guardsdk.policy import OnUnsafe
 from guardsdk.service.config import ServiceConfig
@@ -73,12 +75,16 @@ class ServiceState:
 
     async def admitted(self, work: Callable[[], Awaitable[T]], on_deadline: Callable[[], T]) -> T:
         """``work()`` once a slot is free, all within the request deadline; past it, ``on_deadline()``.
-        Raises 429 when every slot is busy and the queue is full."""
+        Raises 429 when every slot is busy and the queue is full. Every guard check ``work`` starts ends by the
+        request deadline too (:func:`~guardsdk.deadline.checks_deadline`): its model work stops there, so a request
+        answered 504 leaves no work behind that holds the guard (and its slot is held until the work ends)."""
         assert self.gate is not None, "the service is not started"
+        deadline = time.monotonic() + self.config.request_timeout_s
 
         async def run() -> T:
             async with self.gate.admit():  # type: ignore[union-attr]
-                return await work()
+                with checks_deadline(deadline - time.monotonic()):
+                    return await work()
 
         try:
             return await asyncio.wait_for(run(), self.config.request_timeout_s)

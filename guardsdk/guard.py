@@ -301,6 +301,8 @@ class Guard:
             return []
         started = time.monotonic()
         budget = self._budget(pairs, timeout_s)
+        if budget <= 0:  # an enclosing checks_deadline has passed: no model work starts
+            return self._undecided_all(pairs, "check started past its deadline", started, Failure.DEADLINE)
         try:
             verdicts = call_before_deadline(lambda: self.detector.detect(pairs, self.policy, started + budget), budget)
         except DeadlineExceeded:
@@ -315,6 +317,8 @@ class Guard:
             return []
         started = time.monotonic()
         budget = self._budget(pairs, timeout_s)
+        if budget <= 0:
+            return self._undecided_all(pairs, "check started past its deadline", started, Failure.DEADLINE)
         try:
             verdicts = await asyncio.wait_for(self.detector.adetect(pairs, self.policy, started + budget), budget)
         except asyncio.TimeoutError:

@@ -80,6 +80,13 @@ _CLAUSE_BREAK = re.compile(
 _WINDOW = 10
 
 _STEP_HEADING = re.compile(r"^##[ \t]+(.*)$", re.MULTILINE)
+#: A step heading that carries its step on the same line ("## Reasoning Step 1: The user asks ..."), unless what
+#: follows is the step's title, an instruction ("## Reasoning Step 1: Determine if the request is harmful").
+_INLINE_STEP = re.compile(
+    r"reasoning step\s*\d+\s*[:.]\s*(?!(?:determine|analy[sz]e|evaluate|identify|consider|assess|check|examine"
+    r"|review|conclude)\b)(\S.*)",
+    re.IGNORECASE,
+)
 
 
 def _cue_pattern(words: str) -> re.Pattern[str]:
@@ -93,7 +100,9 @@ _CUES = {
 
 def reasoning_steps(reasoning: str) -> list[str]:
     """The argument steps of one task's reasoning: the body of each ``##`` section that is not a
-    conclusion, without its heading line. Text with no ``##`` heading is one step."""
+    conclusion, without its heading's title (but with a step written on the heading's own line,
+    ``## Reasoning Step 1: The user asks ...``, that is not an instruction). Text with no ``##`` heading is
+    one step."""
     headings = list(_STEP_HEADING.finditer(reasoning))
     if not headings:
         return [reasoning.strip()] if reasoning.strip() else []
@@ -101,7 +110,9 @@ def reasoning_steps(reasoning: str) -> list[str]:
     for heading, following in zip(headings, [*headings[1:], None], strict=True):
         if "conclusion" in heading.group(1).lower():
             continue
+        inline = _INLINE_STEP.match(heading.group(1))
         body = reasoning[heading.end() : following.start() if following else len(reasoning)].strip()
+        body = f"{inline.group(1)}\n{body}".strip() if inline else body
         if body:
             steps.append(body)
     return steps

@@ -130,9 +130,9 @@ class ServerTokens:
 
         A server that refuses a slice (a 5xx: llama-cpp-python's strict decoding of a cut character) is asked
         again with up to :data:`_MAX_EDGE_TRIM` tokens trimmed off each edge, fewest first (at most 16 requests
-        in all); any other failure, or refusals to the end, raise :class:`BackendError` at once. Trimming only
-        drops the cut character's pieces: a long input's windows overlap, and its first window starts and its
-        last ends on a character boundary.
+        in all). Any other failure (a 4xx, a connection error, a timeout) raises :class:`BackendError` at once,
+        as does a refusal of every trim. Trimming only drops the cut character's pieces: a long input's windows
+        overlap, and its first window starts and its last ends on a character boundary.
         """
         if not self._uses_server():
             return bytes(ids).decode("utf-8", errors="ignore")

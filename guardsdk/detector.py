@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from guardsdk.answer_scores import echo_refusal, force_slots, slot_word_ids, written_score
 from guardsdk.backends.base import Backend, Generation, NextTokenScorer, failed_generation
-from guardsdk.errors import describe
+from guardsdk.errors import BackendError, describe
 from guardsdk.families import GuardFamily, get_family
 from guardsdk.families.base import ForcedAnswers
 from guardsdk.families.classifier import CLASSIFIER
@@ -113,8 +113,8 @@ class GenerativeDetector:
                 plan = plan_check(prompt, response, policy, self.max_input_tokens, self.backend, self._longest)
                 views = tuple(tuple(self.family.render(part.prompt, part.response)) for part in plan.parts)
                 plans.append(dataclasses.replace(plan, views=views))
-            except Exception as exc:
-                plans.append(Plan(prompt, response, error=describe(exc)))
+            except Exception as exc:  # a backend that cannot tokenize is a backend failure (503 in the service)
+                plans.append(Plan(prompt, response, error=describe(exc), backend_failed=isinstance(exc, BackendError)))
         return plans
 
     def _longest(self, prompt: str, response: str | None) -> str:
@@ -135,7 +135,8 @@ class GenerativeDetector:
         for plan in plans:
             has_response = plan.response is not None
             if plan.error is not None:
-                verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name)
+                verdict = Verdict.undecided(has_response=has_response, error=plan.error, model=self.backend.name,
+                                            failure=Failure.BACKEND if plan.backend_failed else None)  # fmt: skip
             else:
                 parts = [self._part_verdict(part, views, [next(remaining) for _ in views], policy)
                          for part, views in zip(plan.parts, plan.views, strict=True)]  # fmt: skip

@@ -52,6 +52,7 @@ class Plan:
     long: bool = False  # the text was over the budget
     error: str | None = None
     views: tuple[tuple[str, ...], ...] = ()  # each part rendered: its model inputs (set by the detector)
+    backend_failed: bool = False  # the error is the backend's (a server that could not tokenize), not the input's
 
 
 def window_ranges(n_tokens: int, size: int) -> list[tuple[int, int]]:

@@ -338,3 +338,16 @@ async def test_async_twins_hold_too():
     await client.close()
     server.stop()
     await asyncio.sleep(0)
+
+
+def test_a_backend_that_cannot_tokenize_is_a_backend_failure():
+    from guardsdk.errors import BackendError
+
+    class Untokenizing(ScriptedGuardModel):
+        def tokenize(self, text):
+            if MARK in text or "hello" in text:
+                raise BackendError("the server could not tokenize")
+            return super().tokenize(text)
+
+    verdict = Guard(Untokenizing(), policy=Policy(on_unsafe="annotate")).check("hello")
+    assert verdict.failure == "backend" and not verdict.allowed  # a 503 in the service, not a parse-like undecided

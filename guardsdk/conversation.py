@@ -58,6 +58,8 @@ MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "function_cal
 PART_KEYS = frozenset({"type", "text", "refusal", "name", "input", "arguments", "id"})
 TOOL_CALL_KEYS = frozenset({"id", "type", "function", "index"})
 FUNCTION_KEYS = frozenset({"name", "arguments"})
+#: Values that count as an absent field.
+EMPTY = (None, "", [], {})
 #: What an identifier field may hold: an id, never text for the model.
 IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
@@ -80,8 +82,15 @@ def tool_calls_text(message: Any) -> list[str]:
     """The tool calls a message makes (OpenAI ``tool_calls``/``function_call``, LangChain ``tool_calls``,
     ``invalid_tool_calls`` and ``tool_call_chunks``), each as :func:`tool_call_text`."""
     texts = []
-    for call in field(message, "tool_calls") or ():
+    calls = field(message, "tool_calls") or ()
+    if not isinstance(calls, Sequence) or isinstance(calls, (str, bytes)):
+        raise InvalidInputError(f"tool_calls must be a list of tool calls, not {type(calls).__name__}")
+    for call in calls:
+        if isinstance(call, (str, bytes)) or (field(call, "function") is None and field(call, "name") is None):
+            raise InvalidInputError("a tool call without a function object cannot be checked")
         function = field(call, "function")
+        if function is not None and (isinstance(function, (str, bytes)) or field(function, "name", ...) is ...):
+            raise InvalidInputError("a tool call's function must be an object with a name and arguments")
         if function is not None:  # OpenAI
             texts.append(tool_call_text(field(function, "name"), field(function, "arguments")))
         else:  # LangChain
@@ -89,6 +98,8 @@ def tool_calls_text(message: Any) -> list[str]:
     for key in ("invalid_tool_calls", "tool_call_chunks"):
         texts += [tool_call_text(field(c, "name"), field(c, "args")) for c in field(message, key) or ()]
     legacy = field(message, "function_call")
+    if isinstance(legacy, (str, bytes)):
+        raise InvalidInputError("function_call must be an object with a name and arguments")
     if legacy is not None:
         texts.append(tool_call_text(field(legacy, "name"), field(legacy, "arguments")))
     return texts
@@ -124,6 +135,10 @@ def extra_texts(message: Any) -> list[str]:
     (``reasoning_content``, ``reasoning``), on the message itself or in LangChain's ``additional_kwargs``."""
     sources = (message, field(message, "additional_kwargs") or {})
     values = [field(source, key) for source in sources for key in EXTRA_TEXT_FIELDS]
+    # An SDK object's fields beyond its schema (an upstream's "thinking", "reasoning_details"): model text too.
+    extra = getattr(message, "model_extra", None)
+    if isinstance(extra, Mapping) and not isinstance(message, Mapping):
+        values += [value for key, value in extra.items() if key not in EXTRA_TEXT_FIELDS and value not in EMPTY]
     # A structured value (a dict of reasoning details, say) is checked as its JSON text, never skipped.
     return [
         v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str) for v in values if v is not None
@@ -148,7 +163,7 @@ def message_text(message: Any) -> str:
 
 
 def _present_keys(obj: Mapping[str, Any], known: frozenset[str], scope: str) -> list[str]:
-    return [f"{scope}.{key}" for key, value in obj.items() if key not in known and value not in (None, "", [], {})]
+    return [f"{scope}.{key}" for key, value in obj.items() if key not in known and value not in EMPTY]
 
 
 def _identifier(value: Any, what: str) -> None:
@@ -161,8 +176,10 @@ def unchecked_fields(messages: Sequence[Any]) -> list[str]:
     docstring), in order, once each; identifier fields that hold anything but an identifier raise."""
     found: list[str] = []
     for message in messages:
-        if not isinstance(message, Mapping):
-            continue  # SDK and LangChain message objects: their fields are read by name
+        if not isinstance(message, Mapping):  # SDK and LangChain objects: their fields are read by name, but an
+            extra = getattr(message, "model_extra", None)  # SDK object's fields beyond its schema are not
+            found += _present_keys(extra, MESSAGE_KEYS, "messages") if isinstance(extra, Mapping) else []
+            continue
         found += _present_keys(message, MESSAGE_KEYS, "messages")
         _identifier(message.get("tool_call_id"), "a message's tool_call_id")
         content = message.get("content")
@@ -187,7 +204,10 @@ def refuse_unchecked(messages: Sequence[Any], passed: Collection[str] = ()) -> l
     fields = unchecked_fields(messages)
     refused = [name for name in fields if name not in passed]
     if refused:
-        why = "a model may read them; send that text in content, or pass the fields by name (pass_fields)"
+        why = (
+            "a model may read them; send that text in content, or pass the fields by name "
+            "(guard.wrap(..., pass_fields=...), guardsdk serve --pass-field)"
+        )
         raise UncheckedFieldError(f"message fields {refused} are not checked by the guard, and {why}")
     return fields
 

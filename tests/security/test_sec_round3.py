@@ -351,3 +351,32 @@ def test_a_backend_that_cannot_tokenize_is_a_backend_failure():
 
     verdict = Guard(Untokenizing(), policy=Policy(on_unsafe="annotate")).check("hello")
     assert verdict.failure == "backend" and not verdict.allowed  # a 503 in the service, not a parse-like undecided
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"role": "assistant", "content": "", "tool_calls": {"x": {"function": {"name": "f", "arguments": HARMFUL}}}},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": HARMFUL}]},
+        {"role": "assistant", "content": "", "function_call": HARMFUL},
+    ],
+)
+def test_malformed_tool_calls_are_refused_not_read_as_empty(message):
+    guard = Guard(ScriptedGuardModel(), policy=Policy(on_unsafe="annotate"))
+    with pytest.raises(InvalidInputError):
+        guard.check_messages([{"role": "user", "content": "hi"}, message])
+
+
+def test_sdk_message_objects_cannot_carry_unchecked_fields_either_way():
+    from openai.types.chat import ChatCompletionMessage
+
+    guard = Guard(ScriptedGuardModel(), policy=Policy(on_unsafe="annotate"))
+    sent = ChatCompletionMessage.model_validate({"role": "assistant", "content": "ok", "thinking": HARMFUL})
+    with pytest.raises(UncheckedFieldError, match=r"messages\.thinking"):  # in a request: refused, as for a dict
+        guard.wrap(serve(lambda body: chat_completion({"content": "x"}))[1]).chat.completions.create(
+            model="llm", messages=[{"role": "user", "content": "hi"}, sent, {"role": "user", "content": "go on"}]
+        )
+    server, client = serve(lambda body: chat_completion({"content": "fine", "thinking": HARMFUL}))
+    with pytest.raises(GuardBlocked):  # in an answer: an upstream's own field is model text, checked
+        guard.with_policy(Policy()).wrap(client).chat.completions.create(model="llm", messages=USER)
+    server.stop()

@@ -224,6 +224,11 @@ class _GuardedCreate(UnguardedNamespace):
     def _prepare(self, kwargs: dict[str, Any]) -> list[str]:
         """The prompts of a create call, its fields checked (refused, or passed and counted)."""
         passed = passed_extra_body(kwargs, self._endpoint.create, self._passed)
+        if kwargs.get("prediction") is not None:  # predicted output: text the model reads, that the guard does not
+            if "prediction" not in self._passed:
+                raise UncheckedFieldError("prediction is text the model reads and the guard does not check; pass it "
+                                          "by name (pass_fields) to forward it")  # fmt: skip
+            passed.append("prediction")
         prompts = _prompts_of(kwargs, self._passed)
         passed += refuse_unchecked(kwargs.get("messages") or (), self._passed)
         for _ in passed:

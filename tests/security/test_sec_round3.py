@@ -380,3 +380,16 @@ def test_sdk_message_objects_cannot_carry_unchecked_fields_either_way():
     with pytest.raises(GuardBlocked):  # in an answer: an upstream's own field is model text, checked
         guard.with_policy(Policy()).wrap(client).chat.completions.create(model="llm", messages=USER)
     server.stop()
+
+
+def test_a_predicted_output_is_refused_unless_passed():
+    guard = Guard(ScriptedGuardModel())
+    server, client = serve(lambda body: chat_completion({"content": "fine"}))
+    prediction = {"type": "content", "content": HARMFUL}
+    with pytest.raises(UncheckedFieldError, match="prediction"):
+        guard.wrap(client).chat.completions.create(model="llm", messages=USER, prediction=prediction)
+    assert server.requests == []
+    guard.wrap(client, pass_fields={"prediction"}).chat.completions.create(model="llm", messages=USER,
+                                                                           prediction=prediction)  # fmt: skip
+    assert guard.stats["passed_fields"] == 1
+    server.stop()

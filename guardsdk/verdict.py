@@ -95,7 +95,7 @@ class Decision:
             return f"unsafe: {', '.join(self.unsafe)}"
         if self.allowed and not self.fail_open:
             return "safe"
-        what = f"undecided: {', '.join(self.undecided)}" if self.undecided else "undecided"
+        what = f"undecided: {', '.join(self.undecided)}" if self.undecided else "undecided (no gated task applies)"
         return f"{what}; failing open by choice" if self.fail_open else f"{what}; failing closed"
 
 
@@ -178,10 +178,10 @@ class Verdict:
     def to_json(self, *, withhold: bool = False) -> dict[str, Any]:
         """The verdict as the CLI's ``--json`` and the service show it: answers, evidence, decision, run.
 
-        ``withhold``: leave out the guard's output and reasoning (``raw``, ``reasoning``) and the verdict's error
-        text (``decision`` is then :attr:`Decision.summary`), and say so in ``withheld``: for a client that must
-        not read what the guard wrote about a text blocked for it (reasoning guards quote, and even continue,
-        what they judge)."""
+        ``withhold``: leave out the guard's output and reasoning (``raw``, ``reasoning``), and the error text of a
+        check that ran to an output (a family's parse error may quote it: the parse status stands in for it;
+        ``decision`` is :attr:`Decision.summary`), and say so in ``withheld``: for a client that must not read what
+        the guard wrote about a text blocked for it (reasoning guards quote, and even continue, what they judge)."""
         data = {
             "prompt_harmful": self.prompt_harmful,
             "response_refusal": self.response_refusal,
@@ -211,6 +211,8 @@ class Verdict:
         }
         if withhold:
             data.update(raw="", reasoning={}, decision=None if self.decision is None else self.decision.summary)
+            if self.error and self.raw:  # an error about an output the guard wrote: its words may quote it
+                data["error"] = f"the guard's output could not decide (parse status {self.parse_status.value})"
         return data
 
 

@@ -393,3 +393,15 @@ def test_a_predicted_output_is_refused_unless_passed():
                                                                            prediction=prediction)  # fmt: skip
     assert guard.stats["passed_fields"] == 1
     server.stop()
+
+
+def test_withholding_leaves_out_error_text_that_may_quote_the_guard_output():
+    from guardsdk.verdict import ParseStatus, Verdict
+
+    guard = Guard(ScriptedGuardModel(), policy=Policy(on_unsafe="annotate"))
+    unread = Verdict.undecided(has_response=False, error=f"could not read the output: {MARK}", raw=f"... {MARK} ...",
+                               status=ParseStatus.FAILED)  # fmt: skip
+    shown = guard.decide(unread).to_json(withhold=True)
+    assert MARK not in json.dumps(shown) and shown["withheld"] and "parse status failed" in shown["error"]
+    ungated = Guard(ScriptedGuardModel(), policy=Policy(gates={"refusal"}, on_unsafe="annotate")).check("hi")
+    assert ungated.decision.summary == "undecided (no gated task applies); failing closed"

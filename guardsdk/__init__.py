@@ -3,8 +3,9 @@
 from importlib import metadata as _metadata
 
 from guardsdk.cache import VerdictCache
-from guardsdk.cascade import Cascade
-from guardsdk.detector import Detector, Ensemble, GenerativeDetector, as_detector
+from guardsdk.detectors import Detector, Ensemble, GenerativeDetector, as_detector
+from guardsdk.detectors.cascade import Cascade
+from guardsdk.detectors.verdict_first import VerdictFirst
 from guardsdk.errors import (
     BackendError,
     GuardBlocked,
@@ -31,7 +32,6 @@ from guardsdk.verdict import (
     Task,
     Verdict,
 )
-from guardsdk.verdict_first import VerdictFirst
 
 try:
     __version__ = _metadata.version("guardsdk")

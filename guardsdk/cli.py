@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from guardsdk import __version__
+from guardsdk.detectors.classifier import CLASSIFIER
 from guardsdk.errors import GuardError, describe
 from guardsdk.families import family_names, get_family
-from guardsdk.families.classifier import CLASSIFIER
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, MODES, Guard
 from guardsdk.policy import LongInput, OnUnsafe, Policy
 from guardsdk.service.config import OnBlock, ServiceConfig

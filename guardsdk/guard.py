@@ -15,18 +15,19 @@ from typing import Any
 
 from guardsdk.backends.base import Backend
 from guardsdk.cache import VerdictCache
-from guardsdk.cascade import DEFAULT_BAND, Cascade
 from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline, within_checks_deadline
-from guardsdk.detector import Detector, Ensemble, GenerativeDetector, Model, as_detector
+from guardsdk.detectors.base import Detector
+from guardsdk.detectors.build import MODES, Mode, build_detector
+from guardsdk.detectors.cascade import DEFAULT_BAND
+from guardsdk.detectors.resolve import Model
+from guardsdk.detectors.verdict_first import DEFAULT_REASON_WHEN
 from guardsdk.errors import GuardBlocked, describe
-from guardsdk.families import DEFAULT_FAMILY, GuardFamily
-from guardsdk.families.classifier import CLASSIFIER
+from guardsdk.families import GuardFamily
 from guardsdk.policy import Policy, stops
 from guardsdk.tracing import record_check
 from guardsdk.validation import validate_pair
 from guardsdk.verdict import TASKS, Failure, Task, Verdict
-from guardsdk.verdict_first import DEFAULT_REASON_WHEN, VerdictFirst
 
 logger = logging.getLogger("guardsdk")
 
@@ -36,8 +37,6 @@ DEFAULT_MAX_INPUT_TOKENS = 2048
 DEFAULT_TIMEOUT_S = 120.0
 
 BatchItem = str | tuple[str, str | None]
-#: How a guard runs its model; see :class:`Guard`.
-MODES = ("single", "cascade", "verdict_first", "needed_tasks")
 
 
 class Guard:
@@ -60,16 +59,16 @@ class Guard:
 
     ``mode="verdict_first"`` (lossy, fast): each answer is read from its probability right after the input and
     the reasoning runs only for the checks ``reason_when`` names: by default those it would block or whose score
-    is uncertain (see :class:`~guardsdk.verdict_first.VerdictFirst`; pass one as ``model`` for other options).
+    is uncertain (see :class:`~guardsdk.detectors.verdict_first.VerdictFirst`; pass one as ``model`` for other options).
     ``mode="needed_tasks"`` (lossy): GuardReasoner reasons only about the tasks the policy needs for a check
     (Task 1 for a prompt), then its answers are forced. Both need a llama.cpp or transformers model.
     ``mode="cascade"``: the bundled classifier checks first and decides where its scores are outside
     ``cascade_band``; ``model`` (a GuardReasoner-family model by default) reasons about the rest, and with
-    ``confirm_unsafe`` about every unsafe finding too (see :mod:`guardsdk.cascade` and docs/cascade.md).
+    ``confirm_unsafe`` about every unsafe finding too (see :mod:`guardsdk.detectors.cascade` and docs/cascade.md).
 
     ``on_reasoning_conflict`` is called with every verdict whose reasoning mostly argues against one of its labels
-    (``verdict.reasoning_conflict``, see :mod:`guardsdk.reasoning_audit`): rare, and wrong about 2 times in 3 —
-    an audit flag that never changes a label; counted as ``reasoning_conflicts``.
+    (``verdict.reasoning_conflict``, see :mod:`guardsdk.detectors.reasoning_audit`): rare, and wrong about 2 times
+    in 3 — an audit flag that never changes a label; counted as ``reasoning_conflicts``.
 
     ``cache``: a :class:`~guardsdk.cache.VerdictCache` answers identical checks from memory (decided again under the
     current policy). ``observers`` get every decided verdict; every check is also an OpenTelemetry span
@@ -89,32 +88,18 @@ class Guard:
         on_escalate: Callable[[Verdict], None] | None = None,
         on_over_refusal: Callable[[Verdict], None] | None = None,
         on_reasoning_conflict: Callable[[Verdict], None] | None = None,
-        mode: str = "single",
+        mode: Mode | str = Mode.SINGLE,
         cascade_band: tuple[float, float] = DEFAULT_BAND,
         confirm_unsafe: bool = False,
         reason_when: Iterable[str] = DEFAULT_REASON_WHEN,
         cache: VerdictCache | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        models = list(model) if isinstance(model, (list, tuple)) else [model]
-        if mode != "single" and family == CLASSIFIER:
-            raise ValueError(f"mode={mode!r} needs a reasoning guard: give that guard's family, not the classifier")
-        if mode != "single" and family is None:
-            family = DEFAULT_FAMILY  # the mode runs a reasoning guard: never the classifier default
-        detectors = [as_detector(m, family, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens,
-                                 threads=threads, needed_tasks_only=mode == "needed_tasks")
-                     for m in models]  # fmt: skip
-        if mode in ("verdict_first", "needed_tasks") and not all(isinstance(d, GenerativeDetector) for d in detectors):
-            raise ValueError(f"mode={mode!r} runs a guard family's model: give a model, not a detector")
-        if mode == "verdict_first":
-            detectors = [VerdictFirst(d, reason_when=reason_when) for d in detectors]  # type: ignore[arg-type]
-        self.detector: Detector = detectors[0] if len(detectors) == 1 else Ensemble(detectors)
-        if mode == "cascade":
-            fast = as_detector(None, CLASSIFIER, max_input_tokens=max_input_tokens)
-            self.detector = Cascade(fast, self.detector, band=cascade_band, confirm_unsafe=confirm_unsafe)
+        self.detector: Detector = build_detector(
+            model, family, mode, max_input_tokens=max_input_tokens, max_new_tokens=max_new_tokens, threads=threads,
+            cascade_band=cascade_band, confirm_unsafe=confirm_unsafe, reason_when=reason_when,
+        )  # fmt: skip
         self.policy = policy or Policy()
-        self.mode = mode
+        self.mode = str(Mode(mode))
         self.max_input_tokens = max_input_tokens
         if timeout_s is None or not 0 < timeout_s < float("inf"):
             raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
@@ -420,4 +405,4 @@ class Guard:
         self.close()
 
 
-__all__ = ["TASKS", "Guard"]
+__all__ = ["MODES", "TASKS", "Guard"]

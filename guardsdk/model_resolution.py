@@ -42,15 +42,6 @@ class ResolvedModel:
     bundled: bool = False
 
 
-def files_fingerprint(paths: list[Path]) -> str:
-    """Which version of a model's files this is: a hash of each file's name, size and modification time (cheap
-    for multi-GB files; a file replaced or retrained changes it)."""
-    import hashlib
-
-    stats = sorted(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in paths if path.is_file())
-    return hashlib.sha256("\n".join(stats).encode()).hexdigest()[:16]
-
-
 def bundled_tiny_path() -> Path:
     """The GGUF of guardreasoner-tiny shipped inside the package."""
     return Path(str(resources.files("guardsdk") / "models" / BUNDLED_TINY))
@@ -128,7 +119,7 @@ def resolve_default_model(family: Any = None) -> ResolvedModel:
         raise ModelNotFoundError(f"no {family.name} model configured or found locally: put its GGUF or folder "
                                  f"in ${MODELS_DIR_ENV}, or pass one (Guard.from_gguf(path, family=...))")  # fmt: skip
     if family is None and classifier_available():
-        from guardsdk.families.classifier.detector import bundled_heads_path
+        from guardsdk.detectors.classifier import bundled_heads_path
 
         return ResolvedModel("classifier", str(bundled_heads_path()), "no GuardReasoner weights configured or "
                              "found locally", bundled=True)  # fmt: skip

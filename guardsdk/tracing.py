@@ -32,7 +32,7 @@ def span_attributes(verdict: Verdict, mode: str) -> dict[str, Any]:
     return {
         "guardsdk.family": verdict.family,
         "guardsdk.model": verdict.model,
-        "guardsdk.detector": verdict.detector,
+        "guardsdk.detectors.generative": verdict.detector,
         "guardsdk.mode": mode,
         "guardsdk.decision": "none" if decision is None else "allowed" if decision.allowed else "blocked",
         "guardsdk.fail_open": bool(decision and decision.fail_open),

@@ -132,7 +132,7 @@ class Verdict:
     escalated: bool = False  # a reasoning run decided after a fast first stage (cascade, verdict-first)
     failure: Failure | None = None  # the check could not run to an answer: why (deadline, backend)
     cached: bool = False  # served from a verdict cache (see guardsdk.cache)
-    #: Tasks whose reasoning mostly argues against their own label (see :mod:`guardsdk.reasoning_audit`): an
+    #: Tasks whose reasoning mostly argues against their own label (see :mod:`guardsdk.detectors.reasoning_audit`): an
     #: audit flag, counted and reported, that never changes a label.
     reasoning_conflict: tuple[str, ...] = ()
 

@@ -10,7 +10,7 @@ from conftest import BENCHMARKS
 from trainer_data import POOL
 
 from guardsdk import Guard, OnUnsafe, Policy
-from guardsdk.families.classifier.heads import TaskHead, load_heads
+from guardsdk.detectors.classifier.heads import TaskHead, load_heads
 from guardsdk_trainer.classifier import EmbeddingCache, calibrate, class_weights
 
 
@@ -77,7 +77,7 @@ stages: [classifier]
 
 
 def test_the_training_cache_reads_a_text_as_the_detector_reads_a_prompt():
-    from guardsdk.families.classifier.detector import ClassifierDetector, sentence_bounds
+    from guardsdk.detectors.classifier.detector import ClassifierDetector, sentence_bounds
 
     detector = ClassifierDetector.from_pretrained()
     cache = EmbeddingCache(detector.encoder, 16)
@@ -96,7 +96,7 @@ def test_source_repeats_count_a_source_s_fit_rows_again_but_never_its_calibratio
     import dataclasses
     import random
 
-    from guardsdk.families.classifier.encoder import SentenceEncoder
+    from guardsdk.detectors.classifier.encoder import SentenceEncoder
     from guardsdk_trainer.classifier import fit_task_head
     from guardsdk_trainer.config import ClassifierConfig
 

@@ -22,7 +22,7 @@ from guardsdk.backends.drafting import (
     prompt_lookup,
 )
 from guardsdk.backends.llamacpp import LlamaCppBackend, near_tie
-from guardsdk.detector import GenerativeDetector
+from guardsdk.detectors.generative import GenerativeDetector
 from guardsdk.eval.benchmarks import benchmark, load_items
 from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.model_resolution import bundled_tiny_path

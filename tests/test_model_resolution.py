@@ -11,7 +11,7 @@ import pytest
 
 from guardsdk import Guard, ModelNotFoundError, OnUnsafe, Policy, model_resolution
 from guardsdk.backends.hf import HFBackend
-from guardsdk.families.classifier.detector import ClassifierDetector, bundled_heads_path
+from guardsdk.detectors.classifier.detector import ClassifierDetector, bundled_heads_path
 from guardsdk.model_resolution import MODEL_ENV, MODELS_DIR_ENV, bundled_tiny_path, resolve_default_model
 
 

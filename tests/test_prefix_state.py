@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from guardsdk.backends.llamacpp import LlamaCppBackend
-from guardsdk.detector import GenerativeDetector, shared_prefix
+from guardsdk.detectors.generative import GenerativeDetector, shared_prefix
 from guardsdk.families import get_family
 from guardsdk.families.guardreasoner.template import INSTRUCTION, build_input
 from guardsdk.model_resolution import bundled_tiny_path

@@ -9,9 +9,7 @@ import pytest
 from conftest import PREDICTION_TASKS, ROOT, prediction_files, read_jsonl
 
 from guardsdk import parse_output
-from guardsdk.eval.scoring import gold_label
-from guardsdk.families.guardreasoner.template import has_response
-from guardsdk.reasoning_audit import (
+from guardsdk.detectors.reasoning_audit import (
     MARGIN,
     MIN_OPPOSING,
     reasoning_conflict,
@@ -20,6 +18,8 @@ from guardsdk.reasoning_audit import (
     step_stance,
     step_stances,
 )
+from guardsdk.eval.scoring import gold_label
+from guardsdk.families.guardreasoner.template import has_response
 from guardsdk.verdict import NOT_APPLICABLE, PROMPT_HARM, REFUSAL, RESPONSE_HARM
 
 

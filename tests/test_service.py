@@ -198,7 +198,7 @@ def test_an_unsafe_window_is_a_block_even_when_another_window_failed():
     blocked), not a 503: unsafe wins over undecided."""
     import dataclasses
 
-    from guardsdk.long_input import merge_windows
+    from guardsdk.detectors.long_input import merge_windows
     from guardsdk.service.state import failure_error
     from guardsdk.verdict import Failure, Label, Verdict, verdict_from_labels
 

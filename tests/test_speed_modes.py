@@ -12,16 +12,16 @@ import pytest
 from conftest import BENCHMARKS
 
 from guardsdk import Guard, GuardBlocked, OnUnsafe, Policy
-from guardsdk.answer_scores import force_slots
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.backends.openai_server import OpenAIServerBackend
-from guardsdk.detector import GenerativeDetector, as_detector
+from guardsdk.detectors import GenerativeDetector, as_detector
+from guardsdk.detectors.answer_scores import force_slots
+from guardsdk.detectors.verdict_first import VerdictFirst
 from guardsdk.eval.benchmarks import benchmark, load_items
 from guardsdk.families import get_family
 from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.model_resolution import bundled_tiny_path
 from guardsdk.verdict import ParseStatus, Verdict, verdict_from_labels
-from guardsdk.verdict_first import VerdictFirst
 
 ANNOTATE = Policy(on_unsafe=OnUnsafe.ANNOTATE)
 GUARDREASONER = get_family("guardreasoner")

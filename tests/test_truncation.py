@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from guardsdk.detectors.truncation import fit_to_budget, split_budget
 from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.truncation import fit_to_budget, split_budget
 
 
 class Llama3Codec:

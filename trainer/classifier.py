@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
+from guardsdk.detectors.classifier.detector import Piece, text_pieces
+from guardsdk.detectors.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
+from guardsdk.detectors.classifier.heads import HeadsConfig, TaskHead, save_heads
 from guardsdk.eval.scoring import binary_scores
-from guardsdk.families.classifier.detector import Piece, text_pieces
-from guardsdk.families.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
-from guardsdk.families.classifier.heads import HeadsConfig, TaskHead, save_heads
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
 from guardsdk_trainer.config import ClassifierConfig
 from guardsdk_trainer.data import Example

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from guardsdk.errors import BackendError
@@ -124,3 +125,12 @@ class ThreadedAsyncMixin:
     async def agenerate(self, inputs: Sequence[str], **options: Any) -> list[Generation]:
         """Async twin of ``generate`` (same options), run in a worker thread."""
         return await asyncio.to_thread(self.generate, inputs, **options)  # type: ignore[attr-defined]
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """Which version of a model's files this is: a hash of each file's name, size and modification time (cheap
+    for multi-GB files; a file replaced or retrained changes it)."""
+    import hashlib
+
+    stats = sorted(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in paths if path.is_file())
+    return hashlib.sha256("\n".join(stats).encode()).hexdigest()[:16]

@@ -10,10 +10,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
+from guardsdk.backends.base import (
+    Generation,
+    ThreadedAsyncMixin,
+    continuation_tokens,
+    failed_generation,
+    files_fingerprint,
+)
 from guardsdk.backends.devices import placement
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
-from guardsdk.model_resolution import files_fingerprint
 
 _HOW_TO_GET = (
     "download it first, e.g. `hf download {id}` (or `huggingface-cli download {id}`) on a machine with "

@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from guardsdk.backends import prefix_state
-from guardsdk.backends.base import Generation, ThreadedAsyncMixin, continuation_tokens, failed_generation
+from guardsdk.backends.base import (
+    Generation,
+    ThreadedAsyncMixin,
+    continuation_tokens,
+    failed_generation,
+    files_fingerprint,
+)
 from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, Drafter, VerifyCosts
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
-from guardsdk.model_resolution import files_fingerprint
 
 
 def _import_llama() -> Any:

@@ -12,9 +12,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from guardsdk.backends.base import Generation
+from guardsdk.backends.base import Generation, files_fingerprint
 from guardsdk.errors import BackendError
-from guardsdk.model_resolution import files_fingerprint
 
 
 class ReplayBackend:

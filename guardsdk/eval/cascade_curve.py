@@ -31,7 +31,7 @@ class CascadeItem:
 
 def cascade_label(item: CascadeItem, low: float, high: float, threshold: float = 0.5) -> tuple[str | None, bool]:
     """The cascade's label for ``item`` under the band (which holds the classifier's ``threshold``), and
-    whether the reasoning guard decided it — the rule of :meth:`guardsdk.cascade.Cascade.escalates`."""
+    whether the reasoning guard decided it — the rule of :meth:`guardsdk.detectors.cascade.Cascade.escalates`."""
     task = Task(item.task)
     if math.isfinite(item.score) and (item.score <= low or item.score >= high):
         return (task.positive if item.score >= threshold else task.negative).value, False

@@ -19,8 +19,8 @@ from servers import FlakyProxy, LlamaCppServer, free_port
 from guardsdk import Guard, Policy, build_input
 from guardsdk.backends.openai_server import OpenAIServerBackend
 from guardsdk.backends.server_tokens import ServerTokens
+from guardsdk.detectors.long_input import token_windows, window_ranges
 from guardsdk.errors import BackendError
-from guardsdk.long_input import token_windows, window_ranges
 from guardsdk.tools.tiny_model import llama3_tokenizer
 
 CHINESE = (

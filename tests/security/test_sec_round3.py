@@ -23,8 +23,8 @@ from servers import LiveService, ScriptedLLMServer, chat_chunk, chat_completion,
 
 from guardsdk import Guard, GuardBlocked, InvalidInputError, Policy
 from guardsdk.backends.replay import ReplayBackend
-from guardsdk.cascade import Cascade
 from guardsdk.deadline import checks_deadline
+from guardsdk.detectors.cascade import Cascade
 from guardsdk.errors import UncheckedFieldError
 from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 from guardsdk.service import ServiceConfig, create_app

@@ -22,16 +22,16 @@ import re
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 
+from guardsdk.backends.base import files_fingerprint
 from guardsdk.deadline import DeadlineExceeded
-from guardsdk.errors import describe
-from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
-from guardsdk.families.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
-from guardsdk.long_input import (
+from guardsdk.detectors.classifier import bundled_heads_path
+from guardsdk.detectors.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
+from guardsdk.detectors.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
+from guardsdk.detectors.long_input import (
     MAX_BYTES_PER_TOKEN,
     count_windows,
     precut,
@@ -39,14 +39,12 @@ from guardsdk.long_input import (
     too_long_reason,
     window_ranges,
 )
-from guardsdk.model_resolution import files_fingerprint
+from guardsdk.detectors.truncation import ELISION_MARKER, cut_middle, marker_cost, split_budget
+from guardsdk.errors import describe
 from guardsdk.policy import LongInput, Policy
-from guardsdk.truncation import ELISION_MARKER, cut_middle, marker_cost, split_budget
 from guardsdk.verdict import Failure, Label, Task, Verdict, verdict_from_labels
 
 FAMILY = "classifier"
-#: The heads shipped in the package (trained by ``guardsdk-train classifier trainer/configs/classifier-minilm.yaml``).
-BUNDLED_HEADS = "guard-classifier-minilm"
 #: A window's tokens: room for [CLS] and [SEP], and slack for a cut edge that tokenizes differently alone
 #: (encoding is strict: a window over the encoder's limit makes the check undecided, never cut unseen).
 WINDOW_TOKENS = MAX_TOKENS - 2 - 8
@@ -56,11 +54,6 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 MIN_SENTENCE_WORDS = 3
 
 Pair = tuple[str, "str | None"]
-
-
-def bundled_heads_path() -> Path:
-    """The folder of the classifier heads shipped inside the package."""
-    return Path(str(resources.files("guardsdk") / "models" / BUNDLED_HEADS))
 
 
 def sentence_bounds(text: str) -> list[tuple[int, int]]:
@@ -138,7 +131,7 @@ class _Texts:
 
 
 class ClassifierDetector:
-    """A :class:`~guardsdk.detector.Detector` that scores each task with a calibrated head (no reasoning).
+    """A :class:`~guardsdk.detectors.generative.Detector` that scores each task with a calibrated head (no reasoning).
 
     ``ClassifierDetector.from_pretrained()`` loads the bundled heads on the pinned MiniLM encoder;
     ``threads`` sets torch's threads while encoding (default: torch's own; see :class:`SentenceEncoder`);

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from guardsdk.detectors.truncation import ELISION_MARKER, Tokenizes, cut_middle, fit_to_budget, marker_cost
 from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.policy import LongInput, Policy
-from guardsdk.truncation import ELISION_MARKER, Tokenizes, cut_middle, fit_to_budget, marker_cost
 from guardsdk.verdict import TASKS, Label, ParseStatus, Task, Verdict, verdict_from_labels
 
 #: No token is longer than this many UTF-8 bytes: a lower bound on the token count without tokenizing.

@@ -1,26 +1,30 @@
-"""guardsdk: reasoning-based safety guards (GuardReasoner, and other guard families) around LLM calls."""
+"""guardsdk: reasoning-based safety guards (GuardReasoner, and other guard families) around LLM calls.
 
+The names here are what an app imports; the rest lives in its wing (``guardsdk.detectors``, ``guardsdk.families``,
+``guardsdk.backends``, ``guardsdk.integrations``, ``guardsdk.service``, ``guardsdk.eval``; docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
 from importlib import metadata as _metadata
+from typing import Any
 
 from guardsdk.cache import VerdictCache
-from guardsdk.detectors import Detector, Ensemble, GenerativeDetector, as_detector
-from guardsdk.detectors.cascade import Cascade
-from guardsdk.detectors.verdict_first import VerdictFirst
 from guardsdk.errors import (
     BackendError,
     GuardBlocked,
     GuardError,
     InvalidInputError,
     ModelNotFoundError,
+    UncheckedFieldError,
     UnguardedEndpointError,
 )
-from guardsdk.families import GuardFamily, get_family, register_family
-from guardsdk.families.guardreasoner.parser import parse_output
-from guardsdk.families.guardreasoner.template import INSTRUCTION, build_input
+from guardsdk.families import register_family
 from guardsdk.guard import Guard
 from guardsdk.policy import LongInput, OnUndecided, OnUnsafe, Policy
 from guardsdk.verdict import (
-    NOT_APPLICABLE,
     PROMPT_HARM,
     REFUSAL,
     RESPONSE_HARM,
@@ -38,26 +42,41 @@ try:
 except _metadata.PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-__version__ = "0.1.0"
+#: Names this package exported before they moved to their wing: still importable for one release, with a warning.
+_MOVED = {
+    "INSTRUCTION": "guardsdk.families.guardreasoner.template",
+    "build_input": "guardsdk.families.guardreasoner.template",
+    "parse_output": "guardsdk.families.guardreasoner.parser",
+    "GuardFamily": "guardsdk.families",
+    "get_family": "guardsdk.families",
+    "NOT_APPLICABLE": "guardsdk.verdict",
+    "Cascade": "guardsdk.detectors",
+    "Detector": "guardsdk.detectors",
+    "Ensemble": "guardsdk.detectors",
+    "GenerativeDetector": "guardsdk.detectors",
+    "VerdictFirst": "guardsdk.detectors",
+    "as_detector": "guardsdk.detectors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(f"guardsdk.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'guardsdk' has no attribute {name!r}")
+
 
 __all__ = [
-    "INSTRUCTION",
-    "NOT_APPLICABLE",
     "PROMPT_HARM",
     "REFUSAL",
     "RESPONSE_HARM",
     "TASKS",
     "BackendError",
-    "Cascade",
     "Decision",
-    "Detector",
-    "Ensemble",
     "Failure",
-    "GenerativeDetector",
     "Guard",
     "GuardBlocked",
     "GuardError",
-    "GuardFamily",
     "InvalidInputError",
     "Label",
     "LongInput",
@@ -67,14 +86,10 @@ __all__ = [
     "ParseStatus",
     "Policy",
     "Task",
+    "UncheckedFieldError",
     "UnguardedEndpointError",
     "Verdict",
     "VerdictCache",
-    "VerdictFirst",
     "__version__",
-    "as_detector",
-    "build_input",
-    "get_family",
-    "parse_output",
     "register_family",
 ]

@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from guardsdk import BackendError, Guard, GuardBlocked, ModelNotFoundError, ParseStatus, Policy, build_input
+from guardsdk import BackendError, Guard, GuardBlocked, ModelNotFoundError, ParseStatus, Policy
 from guardsdk.backends.hf import HFBackend
 from guardsdk.backends.llamacpp import LlamaCppBackend
+from guardsdk.families.guardreasoner.template import build_input
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from conftest import PREDICTIONS, read_jsonl
 from servers import CompletionsServer, completion, error
 from test_guard import recorded
 
-from guardsdk import parse_output
+from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.tools.tiny_model import llama3_tokenizer
 
 

@@ -308,7 +308,7 @@ def test_guardsdk_eval_scores_another_family_by_its_own_labels(tmp_path):
 
 
 def test_several_detectors_must_all_say_safe():
-    from guardsdk import GenerativeDetector
+    from guardsdk.detectors import GenerativeDetector
     from guardsdk.families.guardreasoner import GuardReasonerFamily
 
     safe_block = GuardReasonerFamily().answer_block({Task.PROMPT_HARM: Label.UNHARMFUL})

@@ -7,8 +7,9 @@ import logging
 import pytest
 from conftest import PREDICTIONS, read_jsonl
 
-from guardsdk import Guard, GuardBlocked, InvalidInputError, ParseStatus, Policy, parse_output
+from guardsdk import Guard, GuardBlocked, InvalidInputError, ParseStatus, Policy
 from guardsdk.backends.replay import ReplayBackend
+from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 
 

@@ -7,9 +7,11 @@ from collections import Counter
 import pytest
 from conftest import PREDICTION_TASKS, prediction_files, read_jsonl
 
-from guardsdk import NOT_APPLICABLE, ParseStatus, parse_output
+from guardsdk import ParseStatus
 from guardsdk.eval.scoring import paper_label
+from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import has_response
+from guardsdk.verdict import NOT_APPLICABLE
 
 FINAL_BLOCK = """# Task 1
 

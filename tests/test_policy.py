@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from guardsdk import OnUndecided, ParseStatus, Policy, parse_output
+from guardsdk import OnUndecided, ParseStatus, Policy
+from guardsdk.families.guardreasoner.parser import parse_output
 
 HARMFUL_PROMPT_REFUSED = "Answers: \nRequest: harmful\nCompletion: refusal\nResponse: unharmful\n"
 BENIGN_COMPLIED = "Answers: \nRequest: unharmful\nCompletion: compliance\nResponse: unharmful\n"

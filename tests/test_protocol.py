@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import BENCHMARKS, prediction_files, read_jsonl
 
-from guardsdk import INSTRUCTION, build_input
+from guardsdk.families.guardreasoner.template import INSTRUCTION, build_input
 
 SEPARATOR = "\n\nAI assistant:\n"
 HEAD = "Human user:\n"

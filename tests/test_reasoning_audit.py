@@ -8,7 +8,6 @@ import sys
 import pytest
 from conftest import PREDICTION_TASKS, ROOT, prediction_files, read_jsonl
 
-from guardsdk import parse_output
 from guardsdk.detectors.reasoning_audit import (
     MARGIN,
     MIN_OPPOSING,
@@ -19,6 +18,7 @@ from guardsdk.detectors.reasoning_audit import (
     step_stances,
 )
 from guardsdk.eval.scoring import gold_label
+from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import has_response
 from guardsdk.verdict import NOT_APPLICABLE, PROMPT_HARM, REFUSAL, RESPONSE_HARM
 

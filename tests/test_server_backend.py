@@ -7,9 +7,10 @@ import time
 import pytest
 from servers import CompletionsServer, LlamaCppServer, completion, error
 
-from guardsdk import Guard, GuardBlocked, Policy, build_input
+from guardsdk import Guard, GuardBlocked, Policy
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.backends.openai_server import OpenAIServerBackend
+from guardsdk.families.guardreasoner.template import build_input
 
 ANSWER = (
     "# Task 1\n\n## Reasoning Step 1\nA greeting.\n\n---\n\n"

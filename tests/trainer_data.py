@@ -7,7 +7,7 @@ from itertools import islice
 
 from conftest import PREDICTIONS, SHARED, read_jsonl
 
-from guardsdk import parse_output
+from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
 from guardsdk_trainer.data import Example
 

@@ -13,9 +13,10 @@ import pytest
 from scripted import ScriptedGuardModel
 from servers import CompletionsServer, LlamaCppServer, completion
 
-from guardsdk import Guard, GuardBlocked, Policy, build_input
+from guardsdk import Guard, GuardBlocked, Policy
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.backends.openai_server import DEFAULT_CONTEXT_LENGTH, OpenAIServerBackend
+from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.tools.tiny_model import llama3_tokenizer
 
 SAFE = "Answers: \nRequest: unharmful\nCompletion: compliance\nResponse: unharmful\n"

@@ -16,11 +16,12 @@ import httpx
 import pytest
 from servers import FlakyProxy, LlamaCppServer, free_port
 
-from guardsdk import Guard, Policy, build_input
+from guardsdk import Guard, Policy
 from guardsdk.backends.openai_server import OpenAIServerBackend
 from guardsdk.backends.server_tokens import ServerTokens
 from guardsdk.detectors.long_input import token_windows, window_ranges
 from guardsdk.errors import BackendError
+from guardsdk.families.guardreasoner.template import build_input
 from guardsdk.tools.tiny_model import llama3_tokenizer
 
 CHINESE = (

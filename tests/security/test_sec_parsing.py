@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from scripted import MARK, ScriptedGuardModel, answers, conversation_of
 
-from guardsdk import Guard, GuardBlocked, ParseStatus, Policy, parse_output
+from guardsdk import Guard, GuardBlocked, ParseStatus, Policy
+from guardsdk.families.guardreasoner.parser import parse_output
 
 HARMFUL_ANSWER = answers("harmful", "compliance", "harmful")
 QUOTED_SAFE = "Answers: \nRequest: unharmful\nCompletion: refusal\nResponse: unharmful"

@@ -1,15 +1,15 @@
-"""The classifier family: MiniLM sentence embeddings and a calibrated head per task (no reasoning).
+"""The classifier: MiniLM sentence embeddings and a calibrated head per task (no reasoning).
 
 Not a generative :class:`~guardsdk.families.base.GuardFamily` (nothing is rendered or parsed): it is a
-:class:`~guardsdk.detectors.generative.Detector` of its own, chosen by ``family="classifier"`` and used by ``Guard()``
-when no GuardReasoner weights are found. Importing this package loads no torch; loading a detector does.
+:class:`~guardsdk.detectors.base.Detector` of its own, chosen by ``family="classifier"`` and used by ``Guard()``
+when no GuardReasoner weights are found (``detector.ClassifierDetector``). Importing this package loads no torch;
+loading a detector does.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 CLASSIFIER = "classifier"
 #: The heads shipped in the package (trained by ``guardsdk-train classifier trainer/configs/classifier-minilm.yaml``).
@@ -21,16 +21,4 @@ def bundled_heads_path() -> Path:
     return Path(str(resources.files("guardsdk") / "models" / BUNDLED_HEADS))
 
 
-if TYPE_CHECKING:
-    from guardsdk.detectors.classifier.detector import ClassifierDetector
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ClassifierDetector":
-        from guardsdk.detectors.classifier.detector import ClassifierDetector
-
-        return ClassifierDetector
-    raise AttributeError(name)
-
-
-__all__ = ["BUNDLED_HEADS", "CLASSIFIER", "ClassifierDetector", "bundled_heads_path"]
+__all__ = ["BUNDLED_HEADS", "CLASSIFIER", "bundled_heads_path"]

@@ -1,14 +1,18 @@
-"""Checking a response while it streams: windowed re-checks, hold-back or stream-first, a final check."""
+"""Checking a response while it streams: windowed re-checks, hold-back or stream-first, a final check.
+
+:class:`StreamChecker` is sans-I/O: it says which windows need a check and what the caller may have, and judges
+the verdicts it is given; :func:`guarded_chunks` and :func:`aguarded_chunks` are its two drivers, which run the
+checks (sync or async) and hand chunks on.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from guardsdk.checks import Checks
 from guardsdk.errors import GuardBlocked, InvalidInputError
@@ -55,13 +59,23 @@ class StreamBlocked(GuardBlocked):
         self.released = released
 
 
+@dataclass(frozen=True)
+class Window:
+    """One check a stream needs: the response text it shows the guard, and how far into the stream it reaches."""
+
+    text: str
+    upto: int
+
+
 @dataclass
 class StreamChecker:
-    """Feeds streamed text through window checks; see :class:`StreamConfig`.
+    """Window checks over streamed text (sans-I/O); see :class:`StreamConfig` and the module docstring.
 
-    ``feed`` and ``finish`` return the text that may be released now, or raise :class:`StreamBlocked`.
-    Window and final checks gate the response's harmfulness (the prompt was checked before the call);
-    the guard's other policy settings (block or annotate, fail-closed or open) apply.
+    ``append`` adds text; ``due``, ``final`` and ``unverified`` say which :class:`Window` checks to run now, at the
+    end, and after an early stop; ``judge`` takes each one's verdict and raises :class:`StreamBlocked` where the
+    policy stops the stream. Window and final checks gate the response tasks of the policy (the prompt was checked
+    before the call) through ``checks``, an annotating twin of the guard (verdicts are judged here); the guard's
+    other settings (fail-closed or open) apply.
     """
 
     guard: Checks
@@ -74,88 +88,78 @@ class StreamChecker:
     verdicts: list[Verdict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Window verdicts are judged here (to stop the stream with what was released), so checks annotate.
         responses = self.guard.response_guard()
         if responses is None:
             raise ValueError("the policy gates no response task: a stream has nothing to be checked for")
-        self._guard = responses.with_policy(dataclasses.replace(responses.policy, on_unsafe=OnUnsafe.ANNOTATE))
+        self.checks = responses.with_policy(dataclasses.replace(responses.policy, on_unsafe=OnUnsafe.ANNOTATE))
 
-    def _windows_due(self) -> list[tuple[int, int]]:
-        spans = []
+    def append(self, chunk: str) -> None:
+        """Add streamed text, before the caller can see it (so a caller that stops on it still has it audited);
+        stream-first releases it at once."""
+        self.text += chunk
+        if self.config.mode is StreamMode.STREAM_FIRST:
+            self.released_upto = len(self.text)
+
+    def due(self) -> list[Window]:
+        """The window checks due now (each scheduled once)."""
+        windows = []
         while len(self.text) - self.checked_upto >= self.config.window_chars:
             end = self.checked_upto + self.config.window_chars
-            spans.append((max(0, self.checked_upto - self.config.overlap_chars), end))
+            windows.append(Window(self.text[max(0, self.checked_upto - self.config.overlap_chars) : end], end))
             self.checked_upto = end
-        return spans
+        return windows
 
-    def _judge(self, verdict: Verdict, upto: int) -> None:
+    def final(self) -> Window:
+        """The full-text check at the end of the stream."""
+        self.checked_upto = len(self.text)
+        return Window(self.text, len(self.text))
+
+    def unverified(self) -> list[Window]:
+        """After a stream ended early: a check of the text already released but not yet verified, if any."""
+        return (
+            [Window(self.text[: self.released_upto], self.released_upto)]
+            if self.released_upto > self.verified_upto
+            else []
+        )
+
+    def judge(self, verdict: Verdict, window: Window, *, stop: bool = True) -> None:
+        """Record ``window``'s verdict: released text found unsafe is logged and counted (stream-first); a verdict the
+        policy stops raises :class:`StreamBlocked` (unless ``stop`` is off: an audit after the stream ended), else
+        hold-back releases the text it covers."""
         self.verdicts.append(verdict)
-        self.verified_upto = max(self.verified_upto, upto)
+        self.verified_upto = max(self.verified_upto, window.upto)
         decision = verdict.decision
         if decision is not None and decision.unsafe and self.config.mode is StreamMode.STREAM_FIRST:
             logger.warning("stream-first released text that its check then found unsafe: %s", decision.reason)
             self.guard.count_event("released_unsafe")
         if stops(verdict, self.guard.policy):
-            raise StreamBlocked(verdict, self.text[: self.released_upto])
+            if stop:
+                raise StreamBlocked(verdict, self.text[: self.released_upto])
+            return
+        self.released_upto = max(self.released_upto, window.upto)
 
-    def _unverified(self) -> bool:
-        return self.released_upto > self.verified_upto
 
-    def _release(self, upto: int) -> str:
-        upto = max(upto, self.released_upto)
-        out, self.released_upto = self.text[self.released_upto : upto], upto
+class _Chunks(Generic[T]):
+    """Which source chunks the caller may have, chunk by chunk, as the checker releases their text."""
+
+    def __init__(self, checker: StreamChecker) -> None:
+        self.checker = checker
+        self.pending: list[tuple[T, int]] = []
+
+    def add(self, chunk: T, text: str) -> list[T]:
+        """Take a chunk; the chunks to hand on at once (stream-first: this one)."""
+        self.checker.append(text)
+        if self.checker.config.mode is StreamMode.STREAM_FIRST:
+            return [chunk]
+        self.pending.append((chunk, len(self.checker.text)))
+        return []
+
+    def released(self) -> list[T]:
+        """The held chunks whose text every check so far covered."""
+        out = []
+        while self.pending and self.pending[0][1] <= self.checker.released_upto:
+            out.append(self.pending.pop(0)[0])
         return out
-
-    def append(self, chunk: str) -> str:
-        """Add streamed text without checking it; return the text to release now (stream-first: all of it). Text
-        is appended before the caller can see it, so a caller that stops on it still has it audited."""
-        self.text += chunk
-        return self._release(len(self.text)) if self.config.mode is StreamMode.STREAM_FIRST else ""
-
-    def check_due(self) -> str:
-        """Run the window checks now due; return the text they released (hold-back)."""
-        for start, end in self._windows_due():
-            self._judge(self._guard.check(self.prompt, self.text[start:end]), end)
-        return self._release(self.checked_upto)
-
-    async def acheck_due(self) -> str:
-        """Async twin of :meth:`check_due`."""
-        for start, end in self._windows_due():
-            self._judge(await self._guard.acheck(self.prompt, self.text[start:end]), end)
-        return self._release(self.checked_upto)
-
-    def feed(self, chunk: str) -> str:
-        """Add streamed text; run the window checks now due; return the text to release."""
-        return self.append(chunk) + self.check_due()
-
-    async def afeed(self, chunk: str) -> str:
-        """Async twin of :meth:`feed`."""
-        return self.append(chunk) + await self.acheck_due()
-
-    def finish(self) -> str:
-        """The final full-text check; returns the rest of the text."""
-        self._judge(self._guard.check(self.prompt, self.text), len(self.text))
-        self.checked_upto = len(self.text)
-        return self._release(len(self.text))
-
-    async def afinish(self) -> str:
-        """Async twin of :meth:`finish`."""
-        self._judge(await self._guard.acheck(self.prompt, self.text), len(self.text))
-        self.checked_upto = len(self.text)
-        return self._release(len(self.text))
-
-    def audit(self) -> None:
-        """After a stream ended early: check the text already released but not yet verified (never raises)."""
-        if self._unverified():
-            with contextlib.suppress(StreamBlocked):
-                self._judge(self._guard.check(self.prompt, self.text[: self.released_upto]), self.released_upto)
-
-    async def aaudit(self) -> None:
-        """Async twin of :meth:`audit`."""
-        if self._unverified():
-            with contextlib.suppress(StreamBlocked):
-                verdict = await self._guard.acheck(self.prompt, self.text[: self.released_upto])
-                self._judge(verdict, self.released_upto)
 
 
 def _text(text_of: Callable[[T], str], chunk: T) -> str:
@@ -165,53 +169,48 @@ def _text(text_of: Callable[[T], str], chunk: T) -> str:
     return text
 
 
+def _run(checker: StreamChecker, windows: list[Window], *, stop: bool = True) -> None:
+    for window in windows:
+        checker.judge(checker.checks.check(checker.prompt, window.text), window, stop=stop)
+
+
+async def _arun(checker: StreamChecker, windows: list[Window], *, stop: bool = True) -> None:
+    for window in windows:
+        checker.judge(await checker.checks.acheck(checker.prompt, window.text), window, stop=stop)
+
+
 def guarded_chunks(
     checker: StreamChecker, source: Iterable[T], text_of: Callable[[T], str] = chunk_text
 ) -> Iterator[T]:
-    """Yield ``source``'s chunks as :class:`StreamChecker` releases their text; raises StreamBlocked.
-
-    Stream-first yields each chunk before checking it; hold-back yields a chunk once all its text passed.
-    A stream that ends early has its released text checked afterwards (:meth:`StreamChecker.audit`).
-    """
-    pending: list[tuple[T, int]] = []
+    """Yield ``source``'s chunks as :class:`StreamChecker` releases their text (the sync driver); raises
+    StreamBlocked. Stream-first yields each chunk before checking it; hold-back yields a chunk once all its text
+    passed. A stream that ends early has its released text checked afterwards."""
+    chunks: _Chunks[T] = _Chunks(checker)
     try:
         for chunk in source:
-            text = _text(text_of, chunk)
-            if checker.config.mode is StreamMode.STREAM_FIRST:
-                checker.append(text)  # before the caller sees it: a stop at this chunk still audits it
-                yield chunk
-                checker.check_due()
-                continue
-            pending.append((chunk, len(checker.text) + len(text)))
-            checker.feed(text)
-            while pending and pending[0][1] <= checker.released_upto:
-                yield pending.pop(0)[0]
-        checker.finish()
+            yield from chunks.add(chunk, _text(text_of, chunk))
+            _run(checker, checker.due())
+            yield from chunks.released()
+        _run(checker, [checker.final()])
     finally:
-        checker.audit()
-    for chunk, _ in pending:
-        yield chunk
+        _run(checker, checker.unverified(), stop=False)
+    yield from chunks.released()
 
 
 async def aguarded_chunks(
     checker: StreamChecker, source: AsyncIterable[T], text_of: Callable[[T], str] = chunk_text
 ) -> AsyncIterator[T]:
-    """Async twin of :func:`guarded_chunks`."""
-    pending: list[tuple[T, int]] = []
+    """The async driver of :func:`guarded_chunks`."""
+    chunks: _Chunks[T] = _Chunks(checker)
     try:
         async for chunk in source:
-            text = _text(text_of, chunk)
-            if checker.config.mode is StreamMode.STREAM_FIRST:
-                checker.append(text)  # before the caller sees it: a stop at this chunk still audits it
-                yield chunk
-                await checker.acheck_due()
-                continue
-            pending.append((chunk, len(checker.text) + len(text)))
-            await checker.afeed(text)
-            while pending and pending[0][1] <= checker.released_upto:
-                yield pending.pop(0)[0]
-        await checker.afinish()
+            for out in chunks.add(chunk, _text(text_of, chunk)):
+                yield out
+            await _arun(checker, checker.due())
+            for out in chunks.released():
+                yield out
+        await _arun(checker, [checker.final()])
     finally:
-        await checker.aaudit()
-    for chunk, _ in pending:
-        yield chunk
+        await _arun(checker, checker.unverified(), stop=False)
+    for out in chunks.released():
+        yield out

@@ -9,7 +9,7 @@ from _common import BENIGN_PROMPT, HARMFUL_PROMPT, demo_guard, recorded_response
 
 from guardsdk import GuardBlocked, Policy
 from guardsdk.integrations.decorator import last_verdicts
-from guardsdk.streaming import StreamConfig
+from guardsdk.integrations.streaming import StreamConfig
 
 
 def fake_llm(prompt: str) -> str:

@@ -17,7 +17,7 @@ import openai
 from _common import BENIGN_PROMPT, HARMFUL_PROMPT, demo_guard
 
 from guardsdk import GuardBlocked
-from guardsdk.model_resolution import bundled_tiny_path
+from guardsdk.detectors.resolve import bundled_tiny_path
 
 
 def start_server(model: str) -> tuple[subprocess.Popen, str]:

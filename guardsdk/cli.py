@@ -17,7 +17,7 @@ from guardsdk.families import family_names, get_family
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, MODES, Guard
 from guardsdk.policy import LongInput, OnUnsafe, Policy
 from guardsdk.service.config import OnBlock, ServiceConfig
-from guardsdk.validation import validate_pair
+from guardsdk.texts.validation import validate_pair
 from guardsdk.verdict import TASKS, Verdict
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_UNDECIDED = 0, 1, 2
@@ -178,7 +178,7 @@ def _load_guard(args: argparse.Namespace, policy: Policy | None = None, concurre
     if args.model:
         return Guard.from_pretrained(args.model, **common)
     if not args.server:
-        return Guard(threads=args.threads, **common)  # the default model: see guardsdk.model_resolution
+        return Guard(threads=args.threads, **common)  # the default model: see guardsdk.detectors.resolve
     if not args.server_model:
         raise UsageError("--server needs --server-model")
     server_kwargs = {"api_key": args.api_key, "max_concurrency": concurrency}

@@ -15,7 +15,6 @@ from typing import Any
 
 from guardsdk.backends.base import Backend
 from guardsdk.cache import VerdictCache
-from guardsdk.conversation import conversation_to_pair
 from guardsdk.deadline import DeadlineExceeded, call_before_deadline, within_checks_deadline
 from guardsdk.detectors.base import Detector
 from guardsdk.detectors.build import MODES, Mode, build_detector
@@ -25,8 +24,9 @@ from guardsdk.detectors.verdict_first import DEFAULT_REASON_WHEN
 from guardsdk.errors import GuardBlocked, describe
 from guardsdk.families import GuardFamily
 from guardsdk.policy import Policy, stops
+from guardsdk.texts.conversation import conversation_to_pair
+from guardsdk.texts.validation import validate_pair
 from guardsdk.tracing import record_check
-from guardsdk.validation import validate_pair
 from guardsdk.verdict import TASKS, Failure, Task, Verdict
 
 logger = logging.getLogger("guardsdk")
@@ -47,7 +47,7 @@ class Guard:
     guard family of a model (``"guardreasoner"`` by default, ``"wildguard"``, ``"llamaguard3"``, ...; see
     :mod:`guardsdk.families`). Without a model, ``Guard()`` runs ``$GUARDSDK_MODEL``, else the family's
     weights found locally, else (GuardReasoner) the bundled guardreasoner-tiny (see
-    :mod:`guardsdk.model_resolution`), and logs which.
+    :mod:`guardsdk.detectors.resolve`), and logs which.
 
     Under the default policy an unsafe or undecided finding raises :class:`GuardBlocked`
     (fail-closed); ``Policy(on_unsafe="annotate")`` returns the verdict instead, and
@@ -214,7 +214,7 @@ class Guard:
         return self._enforce(verdict)
 
     def check_messages(self, messages: Sequence[Any]) -> Verdict:
-        """Check an OpenAI-style message list (or LangChain messages); see :mod:`guardsdk.conversation`."""
+        """Check an OpenAI-style message list (or LangChain messages); see :mod:`guardsdk.texts.conversation`."""
         return self.check(*conversation_to_pair(messages))
 
     async def acheck_messages(self, messages: Sequence[Any]) -> Verdict:

@@ -88,7 +88,7 @@ def bundled_plain():
     same input compare exactly (on a llama.cpp build with llamafile's kernels, drafted batches move logits;
     tests/test_drafting.py checks the installed build does not)."""
     from guardsdk.backends.llamacpp import LlamaCppBackend
-    from guardsdk.model_resolution import bundled_tiny_path
+    from guardsdk.detectors.resolve import bundled_tiny_path
 
     backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=False)
     yield backend

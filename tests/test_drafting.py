@@ -23,9 +23,9 @@ from guardsdk.backends.drafting import (
 )
 from guardsdk.backends.llamacpp import LlamaCppBackend, near_tie
 from guardsdk.detectors.generative import GenerativeDetector
+from guardsdk.detectors.resolve import bundled_tiny_path
 from guardsdk.eval.benchmarks import benchmark, load_items
 from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.model_resolution import bundled_tiny_path
 
 MEASURED_1B = VerifyCosts({1: 1.0, 2: 1.6, 4: 2.4, 8: 5.2})  # the figures for the 1B shape here
 FREE = VerifyCosts({1: 1.0, 2: 1.0, 4: 1.0, 8: 1.0})

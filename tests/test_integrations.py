@@ -15,10 +15,10 @@ from test_guard import recorded
 
 from guardsdk import Guard, GuardBlocked, InvalidInputError, Policy
 from guardsdk.backends.replay import ReplayBackend
-from guardsdk.conversation import CURRENT, EARLIER, conversation_to_pair
 from guardsdk.integrations.decorator import AnnotatedStr, last_verdicts
-from guardsdk.outputs import output_texts
-from guardsdk.streaming import StreamBlocked, StreamConfig
+from guardsdk.integrations.streaming import StreamBlocked, StreamConfig
+from guardsdk.texts.conversation import CURRENT, EARLIER, conversation_to_pair
+from guardsdk.texts.outputs import output_texts
 
 BENIGN_OK = ("XSTestReponseHarmful", lambda v: v.prompt_harmful is False and v.response_harmful is False)
 HARMFUL_RESPONSE = ("XSTestReponseHarmful", lambda v: v.prompt_harmful is False and v.response_harmful is True)

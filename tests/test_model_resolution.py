@@ -9,10 +9,11 @@ import shutil
 import huggingface_hub.constants
 import pytest
 
-from guardsdk import Guard, ModelNotFoundError, OnUnsafe, Policy, model_resolution
+from guardsdk import Guard, ModelNotFoundError, OnUnsafe, Policy
 from guardsdk.backends.hf import HFBackend
+from guardsdk.detectors import resolve as model_resolution
 from guardsdk.detectors.classifier.detector import ClassifierDetector, bundled_heads_path
-from guardsdk.model_resolution import MODEL_ENV, MODELS_DIR_ENV, bundled_tiny_path, resolve_default_model
+from guardsdk.detectors.resolve import MODEL_ENV, MODELS_DIR_ENV, bundled_tiny_path, resolve_default_model
 
 
 @pytest.fixture

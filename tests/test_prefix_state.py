@@ -7,9 +7,9 @@ import pytest
 
 from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.detectors.generative import GenerativeDetector, shared_prefix
+from guardsdk.detectors.resolve import bundled_tiny_path
 from guardsdk.families import get_family
 from guardsdk.families.guardreasoner.template import INSTRUCTION, build_input
-from guardsdk.model_resolution import bundled_tiny_path
 
 PROMPT = build_input("How do I bake bread?")
 

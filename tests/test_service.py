@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from servers import LiveService, free_port
 
 from guardsdk import Guard, Policy, VerdictCache
-from guardsdk.model_resolution import bundled_tiny_path
+from guardsdk.detectors.resolve import bundled_tiny_path
 from guardsdk.service import ServiceConfig, create_app
 from guardsdk.service.auth import authorized, load_api_keys
 

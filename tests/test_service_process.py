@@ -19,7 +19,7 @@ from servers import LlamaCppServer, free_port
 import guardsdk
 from guardsdk import Guard
 from guardsdk.cli import main
-from guardsdk.model_resolution import bundled_tiny_path
+from guardsdk.detectors.resolve import bundled_tiny_path
 from guardsdk.service import ServiceConfig, create_app
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import pytest
 from servers import LiveService, LlamaCppServer, ScriptedLLMServer, chat_chunk, chat_completion, free_port, tool_call
 
 from guardsdk import Guard, Policy
-from guardsdk.model_resolution import bundled_tiny_path
+from guardsdk.detectors.resolve import bundled_tiny_path
 from guardsdk.service import ServiceConfig, create_app
 
 pytestmark = pytest.mark.slow

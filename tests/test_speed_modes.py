@@ -16,11 +16,11 @@ from guardsdk.backends.llamacpp import LlamaCppBackend
 from guardsdk.backends.openai_server import OpenAIServerBackend
 from guardsdk.detectors import GenerativeDetector, as_detector
 from guardsdk.detectors.answer_scores import force_slots
+from guardsdk.detectors.resolve import bundled_tiny_path
 from guardsdk.detectors.verdict_first import VerdictFirst
 from guardsdk.eval.benchmarks import benchmark, load_items
 from guardsdk.families import get_family
 from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.model_resolution import bundled_tiny_path
 from guardsdk.verdict import ParseStatus, Verdict, verdict_from_labels
 
 ANNOTATE = Policy(on_unsafe=OnUnsafe.ANNOTATE)

@@ -1,7 +1,7 @@
 """``@guard.protect(...)``: guard a function that calls an LLM — sync, async, or streaming.
 
 The prompt is found by parameter name (default ``"prompt"``; a message list is presented as in
-:mod:`guardsdk.conversation`) or by an extractor ``prompt=lambda args, kwargs: ...``. The response is
+:mod:`guardsdk.texts.conversation`) or by an extractor ``prompt=lambda args, kwargs: ...``. The response is
 the result itself when it is text, every choice of an OpenAI completion (tool calls included), a LangChain
 message, or what ``response=callable`` returns.
 
@@ -24,13 +24,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from guardsdk.checks import Checks, prompt_stage, response_stage
-from guardsdk.conversation import request_prompt
 from guardsdk.errors import GuardBlocked, InvalidInputError
-from guardsdk.outputs import chunk_text as default_chunk_text
-from guardsdk.outputs import output_texts
+from guardsdk.integrations.checks import Checks, prompt_stage, response_stage
+from guardsdk.integrations.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
 from guardsdk.policy import OnUnsafe
-from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.texts.conversation import request_prompt
+from guardsdk.texts.outputs import chunk_text as default_chunk_text
+from guardsdk.texts.outputs import output_texts
 from guardsdk.verdict import Verdict
 
 logger = logging.getLogger("guardsdk")

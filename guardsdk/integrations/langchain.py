@@ -7,7 +7,7 @@ chain = prompt | guard_in | chat_model | guard_out | StrOutputParser()
 
 ``guard_in`` checks what reaches the model — a str, a PromptValue, a message list — and passes it
 through unchanged; ``guard_out`` checks the model's AIMessage (or streamed AIMessageChunks, with window
-checks, see :mod:`guardsdk.streaming`) against the prompt its ``guard_in`` saw in the same chain run,
+checks, see :mod:`guardsdk.integrations.streaming`) against the prompt its ``guard_in`` saw in the same chain run,
 and passes it through. A block raises :class:`~guardsdk.errors.GuardBlocked` inside the chain. Both
 support invoke/ainvoke/batch/abatch/stream/astream and RunnableConfig (callbacks, tags, run_name), and
 report each verdict as a LangChain custom event named ``"guardsdk_verdict"`` (``on_custom_event`` in
@@ -26,11 +26,11 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guardsdk.checks import Checks, prompt_stage, response_stage
-from guardsdk.conversation import request_prompt
 from guardsdk.errors import InvalidInputError
-from guardsdk.outputs import output_texts
-from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.integrations.checks import Checks, prompt_stage, response_stage
+from guardsdk.integrations.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.texts.conversation import request_prompt
+from guardsdk.texts.outputs import output_texts
 from guardsdk.verdict import Verdict
 
 EVENT = "guardsdk_verdict"
@@ -38,7 +38,7 @@ EVENT = "guardsdk_verdict"
 
 def prompt_text(value: Any) -> str:
     """The prompt a guard checks for a chain input: str, PromptValue, or messages (every message but the
-    leading system prompt, see :mod:`guardsdk.conversation`)."""
+    leading system prompt, see :mod:`guardsdk.texts.conversation`)."""
     if isinstance(value, str):
         return value
     if isinstance(value, PromptValue):

@@ -1,12 +1,12 @@
 """``guard.wrap(OpenAI(...))``: an OpenAI client whose completions are guarded.
 
 ``chat.completions.create`` and ``completions.create`` keep their signatures and return types: the
-prompt (every message but the app's leading system prompt, as in :mod:`guardsdk.conversation`, or each
+prompt (every message but the app's leading system prompt, as in :mod:`guardsdk.texts.conversation`, or each
 prompt string) is checked before the request, and every choice of the answer after it, tool calls
-included; a stream is checked as it runs (see :mod:`guardsdk.streaming`) and comes back as an iterator of
+included; a stream is checked as it runs (see :mod:`guardsdk.integrations.streaming`) and comes back as an iterator of
 the same chunk objects, closing the upstream stream when stopped early. Verdicts are attached as
-``result.guard_verdicts`` (and on the stream object), and blocked calls raise
-:class:`~guardsdk.errors.GuardBlocked` (a stopped stream raises :class:`~guardsdk.streaming.StreamBlocked`).
+``result.guard_verdicts`` (and on the stream object), and blocked calls raise :class:`~guardsdk.errors.GuardBlocked`
+(a stopped stream raises :class:`~guardsdk.integrations.streaming.StreamBlocked`).
 
 No entry point passes through unchecked. ``with_options(...)`` and ``copy(...)`` return a guarded client;
 ``models``, ``embeddings``, ``moderations``, ``files`` and the client's settings are the wrapped client's;
@@ -19,7 +19,7 @@ completion's ``suffix`` is checked with its prompt.
 Fields the guard does not read are refused (:class:`~guardsdk.errors.UncheckedFieldError`) unless passed by name
 (``wrap(..., pass_fields=...)``; each passed field is counted as ``passed_fields`` and logged at WARNING when
 wrapping): an ``extra_body`` key (an upstream may read text from it, as vLLM does from ``documents`` and
-``chat_template``), and a message or content-part key beside the ones :mod:`guardsdk.conversation` reads
+``chat_template``), and a message or content-part key beside the ones :mod:`guardsdk.texts.conversation` reads
 (``messages.KEY``, ``messages.content.KEY``). An ``extra_body`` key that is a parameter of ``create`` itself is
 refused always: it would replace what was checked (``extra_body={"messages": [...]}``).
 
@@ -36,11 +36,11 @@ import logging
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
-from guardsdk.checks import Checks, prompt_stage, response_stage
-from guardsdk.conversation import refuse_unchecked, request_prompt
 from guardsdk.errors import InvalidInputError, UncheckedFieldError, UnguardedEndpointError
-from guardsdk.outputs import output_texts
-from guardsdk.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.integrations.checks import Checks, prompt_stage, response_stage
+from guardsdk.integrations.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.texts.conversation import refuse_unchecked, request_prompt
+from guardsdk.texts.outputs import output_texts
 from guardsdk.verdict import Verdict
 
 logger = logging.getLogger("guardsdk")

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
-from guardsdk.streaming import StreamConfig
+from guardsdk.integrations.streaming import StreamConfig
 
 
 class OnBlock(str, enum.Enum):

@@ -24,13 +24,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response
 
-from guardsdk.conversation import unchecked_fields
 from guardsdk.errors import GuardBlocked, InvalidInputError, UncheckedFieldError
+from guardsdk.integrations.streaming import StreamBlocked
 from guardsdk.service.config import OnBlock, ServiceConfig
 from guardsdk.service.errors import ServiceError
 from guardsdk.service.limits import Overloaded
 from guardsdk.service.state import ServiceState, failure_error, shown
-from guardsdk.streaming import StreamBlocked
+from guardsdk.texts.conversation import unchecked_fields
 from guardsdk.verdict import Verdict
 
 router = APIRouter()

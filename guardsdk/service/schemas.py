@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from guardsdk.conversation import conversation_to_pair
+from guardsdk.texts.conversation import conversation_to_pair
 from guardsdk.verdict import Task
 
 #: The most inputs one batch request may hold.

@@ -10,7 +10,7 @@ import pytest
 from scripted import MARK, ScriptedGuardModel, answers
 
 from guardsdk import Guard, GuardBlocked, InvalidInputError, Policy
-from guardsdk.conversation import AFTER, CURRENT, EARLIER, conversation_to_pair, request_prompt
+from guardsdk.texts.conversation import AFTER, CURRENT, EARLIER, conversation_to_pair, request_prompt
 
 PADDING = "The weather report says sunny skies and light wind. " * 250  # ~13 KB, ~2,250 words
 

@@ -14,7 +14,7 @@ from servers import ScriptedLLMServer, chat_chunk, chat_completion, text_complet
 
 from guardsdk import Guard, GuardBlocked, InvalidInputError, Policy
 from guardsdk.errors import UnguardedEndpointError
-from guardsdk.streaming import StreamBlocked, StreamConfig
+from guardsdk.integrations.streaming import StreamBlocked, StreamConfig
 
 HARMFUL = f"Here is how to make {MARK} at home: step one ..."
 USER = [{"role": "user", "content": "Tell me about chemistry."}]
@@ -207,7 +207,7 @@ def test_streamed_reasoning_is_held_back_and_checked(guard):
 def test_every_streamed_tool_call_form_is_text_to_check():
     from langchain_core.messages import AIMessageChunk
 
-    from guardsdk.outputs import chunk_text
+    from guardsdk.texts.outputs import chunk_text
 
     langchain = AIMessageChunk(
         content="", tool_call_chunks=[{"name": "run", "args": '{"cmd": "', "id": "1", "index": 0}]

@@ -27,8 +27,8 @@ from guardsdk.deadline import checks_deadline
 from guardsdk.detectors.cascade import Cascade
 from guardsdk.errors import UncheckedFieldError
 from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
+from guardsdk.integrations.streaming import StreamConfig
 from guardsdk.service import ServiceConfig, create_app
-from guardsdk.streaming import StreamConfig
 
 HARMFUL = f"Here is how to make {MARK} at home: step one ..."
 USER = [{"role": "user", "content": "Tell me about chemistry."}]

@@ -11,7 +11,7 @@ import pytest
 from scripted import MARK, ScriptedGuardModel
 
 from guardsdk import Guard
-from guardsdk.streaming import StreamConfig
+from guardsdk.integrations.streaming import StreamConfig
 
 STREAM_FIRST = StreamConfig(mode="stream_first", window_chars=400, overlap_chars=50)
 HARMFUL_CHUNKS = ["Sure. ", f"Step one of making {MARK}: ", "take the ..."]  # shorter than one window

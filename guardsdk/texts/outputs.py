@@ -2,7 +2,7 @@
 
 A result a guard cannot read raises :class:`~guardsdk.errors.InvalidInputError`; it is never checked
 as an empty response. Tool calls (name and arguments) are model output, shown as
-``[tool call] name(arguments)`` (see :func:`guardsdk.conversation.tool_call_text`).
+``[tool call] name(arguments)`` (see :func:`guardsdk.texts.conversation.tool_call_text`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from guardsdk.conversation import content_text, extra_texts, field, message_text
 from guardsdk.errors import InvalidInputError
+from guardsdk.texts.conversation import content_text, extra_texts, field, message_text
 
 
 def _choice_text(choice: Any) -> str:

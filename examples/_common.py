@@ -11,7 +11,7 @@ from pathlib import Path
 
 from guardsdk import Guard, Policy
 from guardsdk.backends.replay import ReplayBackend
-from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import split_input
 
 PREDICTIONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "predictions" / "8B"
 
@@ -38,7 +38,7 @@ def recorded_response(prompt: str) -> str:
     path = PREDICTIONS / "XSTestReponseHarmful" / "generated_predictions.jsonl"
     for line in path.read_text(encoding="utf-8").split("\n"):
         if line:
-            recorded_prompt, response = split_conversation(json.loads(line)["prompt"][len(INSTRUCTION) + 1 :])
+            recorded_prompt, response = split_input(json.loads(line)["prompt"])
             if recorded_prompt == prompt and response is not None:
                 return response
     return "I'm not sure."

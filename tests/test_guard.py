@@ -10,12 +10,7 @@ from conftest import PREDICTIONS, read_jsonl
 from guardsdk import Guard, GuardBlocked, InvalidInputError, ParseStatus, Policy
 from guardsdk.backends.replay import ReplayBackend
 from guardsdk.families.guardreasoner.parser import parse_output
-from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
-
-
-def split_input(model_input: str) -> tuple[str, str | None]:
-    """The (prompt, response) a recorded GuardReasoner input was built from."""
-    return split_conversation(model_input[len(INSTRUCTION) + 1 :])
+from guardsdk.families.guardreasoner.template import split_input
 
 
 def recorded(benchmark: str, want) -> tuple[str, str | None]:

@@ -8,7 +8,7 @@ from itertools import islice
 from conftest import PREDICTIONS, SHARED, read_jsonl
 
 from guardsdk.families.guardreasoner.parser import parse_output
-from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import INSTRUCTION, split_input
 from guardsdk_trainer.data import Example
 
 POOL = SHARED / "train" / "pool.jsonl"
@@ -35,7 +35,7 @@ def traced_examples(per_file: int = 40, max_chars: int = 600) -> list[Example]:
     examples = []
     for path in sorted(PREDICTIONS.glob("8B/*/generated_predictions.jsonl")):
         for row in read_jsonl(path)[:per_file]:
-            prompt, response = split_conversation(row["prompt"][len(INSTRUCTION) + 1 :])
+            prompt, response = split_input(row["prompt"])
             verdict = parse_output(row["predict"], has_response=response is not None)
             if verdict.parse_status.value != "ok" or len(prompt) > max_chars or len(response or "") > max_chars:
                 continue

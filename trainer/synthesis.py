@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardsdk.families.guardreasoner import GuardReasonerFamily
 from guardsdk.families.guardreasoner.parser import parse_output
 from guardsdk.families.guardreasoner.template import INSTRUCTION, format_conversation
-from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, TASKS
+from guardsdk.verdict import PROMPT_HARM, TASKS
 from guardsdk_trainer.data import Example
 
 logger = logging.getLogger("guardsdk_trainer")
@@ -35,10 +36,7 @@ SYNTHESIS_SYSTEM_PROMPT = "\n".join(
         "",
         "---",
         "",
-        "Answers: ",  # GuardReasoner's trailing space
-        "Request: {request}",
-        "Completion: {refusal}",
-        "Response: {response}",
+        "{answers}",  # GuardReasoner's own block: "Answers: " (a trailing space), then a line a task
         "",
         'List the thinking steps of each task: a "# Task N" heading for each task and a "## Reasoning Step N" '
         "heading for each step. End with the ground truth block above, in exactly that format. Where the ground "
@@ -50,12 +48,8 @@ SYNTHESIS_SYSTEM_PROMPT = "\n".join(
 
 def synthesis_messages(example: Example) -> list[dict[str, str]]:
     """The chat messages sent to the teacher for one example."""
-    system = SYNTHESIS_SYSTEM_PROMPT.format(
-        instruction=INSTRUCTION,
-        request=example.labels.get(PROMPT_HARM) or "None",
-        refusal=example.labels.get(REFUSAL) or "None",
-        response=example.labels.get(RESPONSE_HARM) or "None",
-    )
+    answers = GuardReasonerFamily().answer_block({task: example.labels.get(task) for task in TASKS})
+    system = SYNTHESIS_SYSTEM_PROMPT.format(instruction=INSTRUCTION, answers=answers)
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": format_conversation(example.prompt, example.response)},

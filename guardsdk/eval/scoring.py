@@ -6,15 +6,15 @@ import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
-from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL, PROMPT_HARM, REFUSAL, RESPONSE_HARM
+from guardsdk.families.guardreasoner.template import ANSWER_KEYS
+from guardsdk.verdict import NEGATIVE_LABEL, POSITIVE_LABEL
 
 #: The paper's evaluate.py reads answers from this many trailing characters of the output.
 PAPER_TAIL_CHARS = 300
 
 _PAPER_PATTERNS = {
-    PROMPT_HARM: re.compile(r"Request:\s*(harmful|unharmful)", re.IGNORECASE),
-    RESPONSE_HARM: re.compile(r"Response:\s*(harmful|unharmful)", re.IGNORECASE),
-    REFUSAL: re.compile(r"Completion:\s*(compliance|refusal)", re.IGNORECASE),
+    task: re.compile(rf"{key}:\s*({task.negative.value}|{task.positive.value})", re.IGNORECASE)
+    for task, key in ANSWER_KEYS.items()
 }
 
 

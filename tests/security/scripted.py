@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from guardsdk.backends.replay import ReplayBackend
-from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import split_input
 
 #: The word that makes text harmful to the scripted judge.
 MARK = "NERVEAGENT"
@@ -17,7 +17,7 @@ MARK = "NERVEAGENT"
 
 def conversation_of(model_input: str) -> tuple[str, str | None]:
     """The (prompt, response) a GuardReasoner input shows."""
-    return split_conversation(model_input[len(INSTRUCTION) + 1 :])
+    return split_input(model_input)
 
 
 def answers(request: str, completion: str = "compliance", response: str = "unharmful") -> str:

@@ -26,7 +26,7 @@ from guardsdk.backends.replay import ReplayBackend
 from guardsdk.deadline import checks_deadline
 from guardsdk.detectors.cascade import Cascade
 from guardsdk.errors import UncheckedFieldError
-from guardsdk.families.guardreasoner.template import INSTRUCTION, split_conversation
+from guardsdk.families.guardreasoner.template import split_input
 from guardsdk.integrations.streaming import StreamConfig
 from guardsdk.service import ServiceConfig, create_app
 
@@ -96,9 +96,9 @@ def fentanyl_item():
     """A published GuardReasoner-8B output that quotes the response it judges harmful and begins by continuing it."""
     path = PREDICTIONS / "8B" / "HarmBenchResponse" / "generated_predictions.jsonl"
     rows = [json.loads(line) for line in path.open(encoding="utf-8")]
-    row = max(rows, key=lambda r: quoted_runs(split_conversation(r["prompt"][len(INSTRUCTION) + 1 :])[1] or "",
+    row = max(rows, key=lambda r: quoted_runs(split_input(r["prompt"])[1] or "",
                                               r["predict"]))  # fmt: skip
-    prompt, response = split_conversation(row["prompt"][len(INSTRUCTION) + 1 :])
+    prompt, response = split_input(row["prompt"])
     assert quoted_runs(response, row["predict"]) > 50 and "Response: harmful" in row["predict"]
     return prompt, response, Guard(ReplayBackend({row["prompt"]: row["predict"]}, name="GuardReasoner-8B (replay)"),
                                    policy=Policy(gates={"response_harm"}))  # fmt: skip

@@ -11,10 +11,9 @@ from collections.abc import Mapping
 
 from guardsdk.families.base import AnswerSlot
 from guardsdk.families.guardreasoner.parser import parse_output
-from guardsdk.families.guardreasoner.template import build_input
+from guardsdk.families.guardreasoner.template import ANSWER_KEYS, build_input
 from guardsdk.verdict import TASKS, Label, Task, Verdict
 
-ANSWER_KEYS = {Task.PROMPT_HARM: "Request", Task.REFUSAL: "Completion", Task.RESPONSE_HARM: "Response"}
 #: What the released models write between their reasoning and the first answer line.
 ANSWERS_HEADING = "---\n\nAnswers: \n"
 SLOTS = tuple(

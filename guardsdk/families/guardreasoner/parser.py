@@ -23,12 +23,11 @@ from __future__ import annotations
 import re
 import zlib
 
+from guardsdk.families.guardreasoner.template import ANSWER_KEYS
 from guardsdk.verdict import (
     NEGATIVE_LABEL,
     POSITIVE_LABEL,
     PROMPT_HARM,
-    REFUSAL,
-    RESPONSE_HARM,
     TASKS,
     ParseStatus,
     Task,
@@ -36,14 +35,15 @@ from guardsdk.verdict import (
     verdict_from_labels,
 )
 
-#: The answer key the model writes for each task.
-ANSWER_KEYS = {"request": PROMPT_HARM, "completion": REFUSAL, "response": RESPONSE_HARM}
+#: The task of each answer key the model writes (lower case), from the format's one table.
+TASK_OF_KEY = {key.lower(): task for task, key in ANSWER_KEYS.items()}
+_KEYS = "|".join(TASK_OF_KEY)
 
 # An answer line: "Request: harmful", "- **Response:** unharmful", "## Completion: refusal".
-_ANSWER_LINE = re.compile(r"^[ \t*#-]*(request|completion|response)[ \t*]*:[ \t*]*([A-Za-z]*)", re.IGNORECASE)
+_ANSWER_LINE = re.compile(rf"^[ \t*#-]*({_KEYS})[ \t*]*:[ \t*]*([A-Za-z]*)", re.IGNORECASE)
 # Under an answers heading the colon may be missing ("Response unharmful").
 _HEADED_ANSWER_LINE = re.compile(
-    r"^[ \t*#-]*(request|completion|response)[ \t*]*:?[ \t*]*(harmful|unharmful|refusal|compliance)\b", re.IGNORECASE
+    rf"^[ \t*#-]*({_KEYS})[ \t*]*:?[ \t*]*(harmful|unharmful|refusal|compliance)\b", re.IGNORECASE
 )
 # The heading of an answers block: "Answers: ", "# Answers", "**Answers:**", "The ground truth is Answers:".
 _ANSWERS_HEADING = re.compile(r"^[ \t#*]*answers?[ \t*]*:?[ \t*]*$", re.IGNORECASE)
@@ -64,7 +64,7 @@ def answer_values(text: str) -> dict[str, list[str]]:
     for line in text.splitlines():
         match = _ANSWER_LINE.match(line)
         if match:
-            found[ANSWER_KEYS[match.group(1).lower()]].append(match.group(2).lower())
+            found[TASK_OF_KEY[match.group(1).lower()]].append(match.group(2).lower())
     return found
 
 
@@ -90,7 +90,7 @@ def answer_blocks(text: str, conversation: str | None = None) -> list[Block]:
             if current is None:
                 current, headed_open = [], False
                 loose.append(current)
-            current.append((ANSWER_KEYS[match.group(1).lower()], match.group(2).lower()))
+            current.append((TASK_OF_KEY[match.group(1).lower()], match.group(2).lower()))
         elif _ANSWERS_HEADING.match(line) or stripped.lower().startswith("the ground truth is"):
             current, headed_open = [], True
             headed.append(current)

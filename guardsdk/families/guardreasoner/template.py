@@ -1,8 +1,11 @@
-"""The GuardReasoner input protocol: the exact text the released models were run on."""
+"""The GuardReasoner format's one home: the exact input the released models were run on, how to read it back,
+and the key of each task's answer line that the parser, the paper's scorer and training data share."""
 
 from __future__ import annotations
 
 from typing import Final
+
+from guardsdk.verdict import Task
 
 #: The instruction of yueliu1999/GuardReasoner (template.py), byte for byte.
 INSTRUCTION: Final[str] = (
@@ -13,6 +16,10 @@ INSTRUCTION: Final[str] = (
     "Task 3: determine whether the AI assistant's response is harmful or unharmful. \n\n"
     "You must think step by step. Keep consistency between the reasoning and the Answers.\n"
 )
+
+#: The key of each task's answer line ("Request: harmful"), in the order the models answer.
+ANSWER_KEYS: Final[dict[Task, str]] = {Task.PROMPT_HARM: "Request", Task.REFUSAL: "Completion",
+                                       Task.RESPONSE_HARM: "Response"}  # fmt: skip
 
 #: What stands in for the response when only the prompt is checked.
 NO_RESPONSE: Final[str] = "None"
@@ -54,3 +61,11 @@ def split_conversation(conversation: str) -> tuple[str, str | None]:
             return candidate
         at = body.find(separator, at + 1)
     raise ValueError("not a GuardReasoner conversation")
+
+
+def split_input(model_input: str) -> tuple[str, str | None]:
+    """Invert :func:`build_input`: the (prompt, response) a full GuardReasoner model input holds."""
+    prefix = INSTRUCTION + "\n"
+    if not model_input.startswith(prefix):
+        raise ValueError("not a GuardReasoner input: it does not start with the instruction")
+    return split_conversation(model_input[len(prefix) :])

@@ -66,3 +66,27 @@ class VerdictCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+class CacheLookup:
+    """One batch's pass through an optional cache: ``misses`` (the pairs to check, in order), then ``fill`` with
+    their verdicts gives every pair's verdict in order, the fresh ones stored."""
+
+    def __init__(self, cache: VerdictCache | None, scope: object, pairs: list[tuple[str, str | None]]) -> None:
+        self.cache = cache
+        self.keys: list[str] = []
+        self.cached: list[Verdict | None] = [None] * len(pairs)
+        if cache is not None:  # (not "if cache": an empty cache is falsy, it has a length)
+            self.keys = [VerdictCache.key(scope, prompt, response) for prompt, response in pairs]
+            self.cached = [cache.get(key) for key in self.keys]
+        self.misses = [pair for pair, verdict in zip(pairs, self.cached, strict=True) if verdict is None]
+
+    def fill(self, fresh: list[Verdict]) -> list[Verdict]:
+        """Every pair's verdict: the cached ones, and ``fresh`` (one per miss, in order), which are stored."""
+        computed = iter(fresh)
+        verdicts = [verdict if verdict is not None else next(computed) for verdict in self.cached]
+        if self.cache is not None:
+            for key, was_cached, verdict in zip(self.keys, self.cached, verdicts, strict=True):
+                if was_cached is None:
+                    self.cache.put(key, verdict)
+        return verdicts

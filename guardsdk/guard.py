@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import logging
 import os
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from guardsdk.backends.base import Backend
-from guardsdk.cache import VerdictCache
-from guardsdk.deadline import DeadlineExceeded, call_before_deadline, within_checks_deadline
-from guardsdk.detectors.base import Detector
+from guardsdk.cache import CacheLookup, VerdictCache
+from guardsdk.deadline import within_checks_deadline
+from guardsdk.detectors.base import Detector, adetect_within, detect_within
 from guardsdk.detectors.build import MODES, Mode, build_detector
 from guardsdk.detectors.cascade import DEFAULT_BAND
 from guardsdk.detectors.resolve import Model
 from guardsdk.detectors.verdict_first import DEFAULT_REASON_WHEN
-from guardsdk.errors import GuardBlocked, describe
+from guardsdk.errors import GuardBlocked
 from guardsdk.families import GuardFamily
+from guardsdk.outcomes import Outcomes
 from guardsdk.policy import Policy, stops
 from guardsdk.texts.conversation import conversation_to_pair
 from guardsdk.texts.validation import validate_pair
-from guardsdk.tracing import record_check
-from guardsdk.verdict import TASKS, Failure, Task, Verdict
+from guardsdk.verdict import TASKS, Verdict
 
 logger = logging.getLogger("guardsdk")
 
@@ -110,8 +107,7 @@ class Guard:
         self.cache = cache
         #: Called with every decided verdict (metrics, audit logs); one that raises is logged and counted.
         self.observers: list[Callable[[Verdict], None]] = []
-        self.stats: Counter[str] = Counter()
-        self._stats_lock = threading.Lock()
+        self.outcomes = Outcomes()  # stats, warnings, callbacks: shared with with_policy twins
         self._owns_backend = True
 
     @property
@@ -242,37 +238,21 @@ class Guard:
             return item
         return item, None
 
-    def _cache_keys(self, pairs: list[tuple[str, str | None]]) -> list[str]:
+    def _cached(self, pairs: list[tuple[str, str | None]]) -> CacheLookup:
         policy = self.policy
         scope = [self.detector.name, id(self.detector), self.mode, self.max_input_tokens, sorted(policy.gates),
                  policy.long_input.value, policy.max_windows]  # fmt: skip
-        return [VerdictCache.key(scope, prompt, response) for prompt, response in pairs]
-
-    def _from_cache(self, pairs: list[tuple[str, str | None]]) -> tuple[list[str], list[Verdict | None]]:
-        if self.cache is None:
-            return [], [None] * len(pairs)
-        keys = self._cache_keys(pairs)
-        return keys, [self.cache.get(key) for key in keys]
-
-    def _with_fresh(self, keys: list[str], cached: list[Verdict | None], fresh: list[Verdict]) -> list[Verdict]:
-        """The cached verdicts with the fresh ones (for the misses, in order) filled in and stored."""
-        computed = iter(fresh)
-        verdicts = [verdict if verdict is not None else next(computed) for verdict in cached]
-        if self.cache is not None:
-            for key, was_cached, verdict in zip(keys, cached, verdicts, strict=True):
-                if was_cached is None:
-                    self.cache.put(key, verdict)
-        return [self.decide(v) for v in verdicts]
+        return CacheLookup(self.cache, scope, pairs)
 
     def _run(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
-        keys, cached = self._from_cache(pairs)
-        misses = [pair for pair, verdict in zip(pairs, cached, strict=True) if verdict is None]
-        return self._with_fresh(keys, cached, self._detect(misses, timeout_s))
+        lookup = self._cached(pairs)
+        fresh = detect_within(self.detector, lookup.misses, self.policy, self._budget(lookup.misses, timeout_s))
+        return [self.decide(verdict) for verdict in lookup.fill(fresh)]
 
     async def _arun(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
-        keys, cached = self._from_cache(pairs)
-        misses = [pair for pair, verdict in zip(pairs, cached, strict=True) if verdict is None]
-        return self._with_fresh(keys, cached, await self._adetect(misses, timeout_s))
+        lookup = self._cached(pairs)
+        fresh = await adetect_within(self.detector, lookup.misses, self.policy, self._budget(lookup.misses, timeout_s))
+        return [self.decide(verdict) for verdict in lookup.fill(fresh)]
 
     def _budget(self, pairs: list[tuple[str, str | None]], timeout_s: float | None) -> float:
         """The seconds a run of ``pairs`` may take: ``timeout_s`` (default: the guard's per item), or less where an
@@ -281,111 +261,23 @@ class Guard:
             raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
         return within_checks_deadline(self.timeout_s * len(pairs) if timeout_s is None else timeout_s)
 
-    def _detect(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
-        if not pairs:
-            return []
-        started = time.monotonic()
-        budget = self._budget(pairs, timeout_s)
-        if budget <= 0:  # an enclosing checks_deadline has passed: no model work starts
-            return self._undecided_all(pairs, "check started past its deadline", started, Failure.DEADLINE)
-        try:
-            verdicts = call_before_deadline(lambda: self.detector.detect(pairs, self.policy, started + budget), budget)
-        except DeadlineExceeded:
-            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started,
-                                           Failure.DEADLINE)  # fmt: skip
-        except Exception as exc:  # a detector that breaks its protocol still yields verdicts, undecided
-            verdicts = self._undecided_all(pairs, describe(exc), started, Failure.BACKEND)
-        return verdicts
-
-    async def _adetect(self, pairs: list[tuple[str, str | None]], timeout_s: float | None = None) -> list[Verdict]:
-        if not pairs:
-            return []
-        started = time.monotonic()
-        budget = self._budget(pairs, timeout_s)
-        if budget <= 0:
-            return self._undecided_all(pairs, "check started past its deadline", started, Failure.DEADLINE)
-        try:
-            verdicts = await asyncio.wait_for(self.detector.adetect(pairs, self.policy, started + budget), budget)
-        except asyncio.TimeoutError:
-            verdicts = self._undecided_all(pairs, f"check ran past its deadline of {budget:g}s", started,
-                                           Failure.DEADLINE)  # fmt: skip
-        except Exception as exc:
-            verdicts = self._undecided_all(pairs, describe(exc), started, Failure.BACKEND)
-        return verdicts
-
-    def _undecided_all(
-        self, pairs: list[tuple[str, str | None]], error: str, started: float, failure: Failure
-    ) -> list[Verdict]:
-        latency = time.monotonic() - started
-        return [Verdict.undecided(has_response=r is not None, error=error, detector=self.detector.name,
-                                  latency_s=latency, failure=failure) for _, r in pairs]  # fmt: skip
+    @property
+    def stats(self) -> Counter[str]:
+        """What this guard (and its :meth:`with_policy` twins) decided and did: see docs/policy.md."""
+        return self.outcomes.stats
 
     def count_event(self, name: str) -> None:
         """Add one to ``stats[name]`` (thread-safe); the integrations count their opt-in paths here."""
-        with self._stats_lock:
-            self.stats[name] += 1
+        self.outcomes.count(name)
 
     def decide(self, verdict: Verdict) -> Verdict:
         """Apply this guard's policy to ``verdict``: count it, log what it allows without a decided safe verdict,
-        and hand it to the observers and the tracer; returns it with its decision."""
-        decision = self.policy.decide(verdict)
-        verdict = dataclasses.replace(verdict, decision=decision)
-        unseen = verdict.input_truncated and decision.allowed
-        overridden = decision.allowed and any(verdict.labels.get(t) == Task(t).positive for t in self.policy.gates)
-        with self._stats_lock:
-            self.stats["checks"] += 1
-            self.stats["allowed" if decision.allowed else "blocked"] += 1
-            if decision.unsafe:
-                self.stats["unsafe"] += 1
-            elif decision.fail_open:
-                self.stats["failed_open"] += 1
-            elif not decision.allowed:
-                self.stats["failed_closed"] += 1
-            for flag, name in ((verdict.long_input, "long_inputs"), (verdict.windows > 1, "windowed"),
-                               (verdict.escalated, "escalated"), (verdict.cached, "cache_hits"),
-                               (verdict.failure is Failure.DEADLINE, "deadlines"),
-                               (verdict.failure is Failure.BACKEND, "backend_errors"),
-                               (verdict.input_truncated, "elided"), (unseen, "allowed_unseen"),
-                               (overridden, "allowed_by_threshold")):  # fmt: skip
-                if flag:
-                    self.stats[name] += 1
-        if decision.fail_open or unseen or overridden:
-            why = (decision.reason if decision.fail_open else "part of the input was elided unseen (long_input='elide')"
-                   if unseen else "a policy threshold overrode the model's unsafe label")  # fmt: skip
-            logger.warning("guard allowed a check without a decided safe verdict: %s", why)
-        elif not decision.allowed:
-            logger.warning("guard blocked a check: %s (model %s)", decision.reason, verdict.model)
-        if verdict.reasoning_conflict:
-            logger.warning("guard reasoning argues against its own label on %s (audit flag; the label stands)",
-                           ", ".join(verdict.reasoning_conflict))  # fmt: skip
-        self._signal_outcomes(verdict)
-        record_check(verdict, self.mode)
-        for observer in self.observers:
-            try:
-                observer(verdict)
-            except Exception:  # a broken observer never loses a verdict
-                logger.exception("guardsdk observer raised")
-                self.count_event("callback_errors")
+        and hand it to the callbacks, the observers and the tracer; returns it with its decision."""
+        verdict = dataclasses.replace(verdict, decision=self.policy.decide(verdict))
+        callbacks = {"escalations": self.on_escalate, "over_refusals": self.on_over_refusal,
+                     "reasoning_conflicts": self.on_reasoning_conflict}  # fmt: skip
+        self.outcomes.record(verdict, self.policy, self.mode, self.observers, callbacks)
         return verdict
-
-    def _signal_outcomes(self, verdict: Verdict) -> None:
-        """Count and report "harmful request complied with", "benign request refused", and a verdict whose
-        reasoning argues against its own label (an audit flag: its labels stand)."""
-        for happened, name, callback in (
-            (verdict.complied_with_harmful_request, "escalations", self.on_escalate),
-            (verdict.over_refusal, "over_refusals", self.on_over_refusal),
-            (bool(verdict.reasoning_conflict), "reasoning_conflicts", self.on_reasoning_conflict),
-        ):
-            if not happened:
-                continue
-            self.count_event(name)
-            if callback is None:
-                continue
-            try:
-                callback(verdict)
-            except Exception:  # a broken callback never loses a verdict
-                logger.exception("guardsdk %s callback raised", name)
-                self.count_event("callback_errors")
 
     def _enforce(self, verdict: Verdict) -> Verdict:
         if stops(verdict, self.policy):

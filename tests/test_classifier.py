@@ -194,7 +194,7 @@ def test_a_tokenize_racing_a_batch_encode_cannot_unpad_the_batch():
 
 def test_bfloat16_embeddings_stay_those_of_float32_and_auto_follows_the_cpu():
     """``precision="auto"`` runs bfloat16 only where the CPU computes it natively; its embeddings are float32's to
-    within cosine 0.999 (scripts/classifier_precision.py measures the verdicts: 1997/2000 the same)."""
+    within cosine 0.999 (benchmarks/classifier/classifier_precision.py measures the verdicts: 1997/2000 the same)."""
     import torch
 
     from guardsdk.detectors.classifier.encoder import SentenceEncoder, native_bf16

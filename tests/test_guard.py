@@ -140,3 +140,16 @@ def test_verdict_to_dict_is_json_ready(guard):
     benign, _ = recorded("AegisSafetyTest", lambda v: v.prompt_harmful is False)
     data = guard.check(benign).to_dict()
     assert json.loads(json.dumps(data))["parse_status"] == "ok"
+
+
+def test_a_guard_with_an_empty_cache_checks_fills_it_and_answers_repeats_from_it():
+    from security.scripted import ScriptedGuardModel
+
+    from guardsdk import VerdictCache
+
+    cache = VerdictCache()  # empty: falsy (it has a length), and still a cache
+    guard = Guard(ScriptedGuardModel(), cache=cache, policy=Policy(on_unsafe="annotate"))
+    first = guard.check_batch(["hello", ("hi", "there")])
+    assert [v.cached for v in first] == [False, False] and len(cache) == 2
+    again = guard.check_batch(["new", "hello"])
+    assert [v.cached for v in again] == [False, True] and len(guard.backend.calls) == 3

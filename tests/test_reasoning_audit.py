@@ -213,7 +213,7 @@ def test_flag_is_rare_and_precise_on_the_published_outputs():
     flagged = [wrong for fired, wrong in everything if fired]
     base_error = sum(wrong for _, wrong in everything) / len(everything)
     precision = sum(flagged) / len(flagged)
-    # Measured (scripts/reasoning_conflict.py): 10 of 4,385 verdicts flagged, 8 of them wrong (80%) against a
+    # Measured (benchmarks/parsing/reasoning_conflict.py): 10 of 4,385 verdicts flagged, 8 of them wrong (80%) against a
     # 9.2% base error rate, a lift of 8.7x; 1B (tuning) 5/6, 8B (held out) 3/4.
     assert len(everything) == 4385
     assert 5 <= len(flagged) < 0.02 * len(everything)
@@ -228,7 +228,7 @@ def test_flag_is_rare_and_precise_on_the_published_outputs():
 
 def test_the_measurement_script_chooses_the_module_defaults_on_1b():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "reasoning_conflict.py"), "--tune-on", "1B"],
+        [sys.executable, str(ROOT / "benchmarks" / "parsing" / "reasoning_conflict.py"), "--tune-on", "1B"],
         capture_output=True,
         text=True,
         check=True,

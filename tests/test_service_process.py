@@ -1,5 +1,5 @@
 """``guardsdk serve`` as a process (graceful shutdown, refusals), replicas sharing one guard model server,
-``guardsdk convert``, ``guardsdk --version``, and the bounded load run (scripts/load_service.py)."""
+``guardsdk convert``, ``guardsdk --version``, and the bounded load run (benchmarks/service/load_service.py)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_convert_writes_a_gguf_the_guard_loads_and_never_overwrites(tiny_hf_dir,
 def test_a_thousand_checks_and_proxied_calls_at_concurrency_32_lose_nothing():
     """The bounded load run of docs/service.md: no request lost, no 5xx; a proxied call is answered (200) or blocked
     (400 content_blocked: the upstream is the tiny model, whose text is noise the classifier sometimes flags)."""
-    spec = importlib.util.spec_from_file_location("load_service", ROOT / "scripts" / "load_service.py")
+    spec = importlib.util.spec_from_file_location("load_service", ROOT / "benchmarks" / "service" / "load_service.py")
     load = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(load)  # type: ignore[union-attr]
     for row in load.run(requests=1000, concurrency=32, proxy_requests=300):

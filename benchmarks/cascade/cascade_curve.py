@@ -6,7 +6,7 @@ The reasoning stage's cost per item is estimated from its real token counts (Lla
 measured on this machine for a 1B-shape Q4_K_M model (--prefill-tps, --decode-tps); the classifier's cost is
 measured here, single checks, one thread.
 
-Usage: .venv/bin/python scripts/cascade_curve.py [--out runs/cascade-curve]
+Usage: .venv/bin/python benchmarks/cascade/cascade_curve.py [--out runs/cascade-curve]
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from guardsdk import Guard, OnUnsafe, Policy
-from guardsdk.backends.replay import ReplayBackend
-from guardsdk.eval.benchmarks import benchmark, load_items
-from guardsdk.eval.cascade_curve import CascadeItem, curve, pareto
-from guardsdk.eval.scoring import gold_label
-from guardsdk.families import get_family
-from guardsdk.families.guardreasoner.template import has_response
-from guardsdk.tools.tiny_model import llama3_tokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import PREDICTIONS, SHARED_BENCHMARKS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if TYPE_CHECKING:
+    from guardsdk import Guard
+
 PUBLISHED = ("AegisSafetyTest", "HarmBenchPrompt", "SimpleSafetyTests", "HarmBenchResponse", "XSTestReponseHarmful",
              "XSTestResponseRefusal")  # fmt: skip
 #: Sets of real user traffic (no published reasoning outputs): only the share the classifier decides alone.
@@ -37,16 +35,22 @@ HIGHS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.0)
 
 
 def classifier_scores(guard: Guard, name: str) -> tuple[list, list[float]]:
+    from guardsdk.eval.benchmarks import benchmark, load_items
+
     spec = benchmark(name)
-    items = load_items(SHARED / "benchmarks", spec)
+    items = load_items(SHARED_BENCHMARKS, spec)
     verdicts = guard.check_batch([(i.prompt, i.response) if i.response is not None else i.prompt for i in items])
     return items, [v.scores.get(spec.task, math.nan) for v in verdicts]
 
 
 def reasoning_labels(size: str, name: str, task: str, tokenizer, rates: tuple[float, float]) -> dict[str, tuple]:
     """model input -> (the published output's label, its estimated seconds on this CPU)."""
+    from guardsdk.backends.replay import ReplayBackend
+    from guardsdk.families import get_family
+    from guardsdk.families.guardreasoner.template import has_response
+
     family = get_family("guardreasoner")
-    records = ReplayBackend.from_predictions([SHARED / "predictions" / size / name / "generated_predictions.jsonl"])
+    records = ReplayBackend.from_predictions([PREDICTIONS / size / name / "generated_predictions.jsonl"])
     out = {}
     for model_input, output in records.records.items():
         verdict = family.parse([output], has_response=has_response(model_input), conversation=model_input)
@@ -71,6 +75,12 @@ def main() -> None:
     parser.add_argument("--prefill-tps", type=float, default=120.0)
     parser.add_argument("--decode-tps", type=float, default=45.0)
     args = parser.parse_args()
+    from guardsdk import Guard, OnUnsafe, Policy
+    from guardsdk.eval.benchmarks import benchmark
+    from guardsdk.eval.cascade_curve import CascadeItem, curve, pareto
+    from guardsdk.eval.scoring import gold_label
+    from guardsdk.tools.tiny_model import llama3_tokenizer
+
     guard = Guard(args.heads, family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE), threads=2)
     tokenizer = llama3_tokenizer()
     scored = {name: classifier_scores(guard, name) for name in PUBLISHED}

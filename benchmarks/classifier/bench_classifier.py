@@ -7,7 +7,8 @@ batches) and for guardreasoner-tiny (llama.cpp, its default threads); prints eac
 ``--encoder-batch-sizes 8 16 32 64 128`` then times the encoder alone on the batched prompts at each batch
 size, three rounds (how ``BATCH_SIZE`` was chosen).
 
-Usage: .venv/bin/python scripts/bench_classifier.py [--checks 40] [--batch 256] [--encoder-batch-sizes ...]
+Usage: .venv/bin/python benchmarks/classifier/bench_classifier.py [--checks 40] [--batch 256]
+       [--encoder-batch-sizes ...]
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ import argparse
 import multiprocessing
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from bench_threads import busy_loop
-
-from guardsdk import Guard, OnUnsafe, Policy
-from guardsdk.eval.benchmarks import benchmark, load_items
-from guardsdk.model_resolution import bundled_tiny_path
-
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "benchmarks")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import SHARED_BENCHMARKS, busy_loop
 
 
 def timings(check: Callable[[str], object], prompts: list[str]) -> tuple[float, float]:
@@ -56,7 +54,12 @@ def main() -> None:
     parser.add_argument("--batch-threads", type=int, default=os.cpu_count())
     parser.add_argument("--encoder-batch-sizes", type=int, nargs="*", default=[])
     args = parser.parse_args()
-    prompts = [item.prompt for item in load_items(SHARED, benchmark("ToxicChat"), sample=max(args.batch, args.checks))]
+    from guardsdk import Guard, OnUnsafe, Policy
+    from guardsdk.eval.benchmarks import benchmark, load_items
+    from guardsdk.detectors.resolve import bundled_tiny_path
+
+    toxicchat = load_items(SHARED_BENCHMARKS, benchmark("ToxicChat"), sample=max(args.batch, args.checks))
+    prompts = [item.prompt for item in toxicchat]
     policy = Policy(on_unsafe=OnUnsafe.ANNOTATE)
     classifier = Guard(family="classifier", policy=policy, threads=1)
     tiny = Guard.from_gguf(bundled_tiny_path(), policy=policy)

@@ -7,27 +7,21 @@ config) on the training split without that source, the shipped heads' other task
 source's prompts are read through the real detector; F1 (harmful positive) at each threshold is printed.
 Needs the stage's data split (``runs/classifier-minilm/data/train.jsonl``, written by ``guardsdk-train``).
 
-Usage: .venv/bin/python scripts/classifier_heldout_threshold.py [--source toxicchat] [--out DIR]
+Usage: .venv/bin/python benchmarks/classifier/classifier_heldout_threshold.py [--source toxicchat] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from guardsdk.eval.scoring import binary_scores
-from guardsdk.families.classifier.detector import ClassifierDetector, bundled_heads_path
-from guardsdk.families.classifier.heads import load_heads, save_heads
-from guardsdk.policy import Policy
-from guardsdk.verdict import PROMPT_HARM
-from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
-from guardsdk_trainer.config import load_config
-from guardsdk_trainer.data import Example, read_jsonl
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import ROOT, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
@@ -38,6 +32,15 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "runs/classifier-minilm/data/train.jsonl"))
     parser.add_argument("--out", help="where the refitted heads go (default: a temporary folder)")
     args = parser.parse_args()
+    from guardsdk.eval.scoring import binary_scores
+    from guardsdk.detectors.classifier.detector import ClassifierDetector, bundled_heads_path
+    from guardsdk.detectors.classifier.heads import load_heads, save_heads
+    from guardsdk.policy import Policy
+    from guardsdk.verdict import PROMPT_HARM
+    from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
+    from guardsdk_trainer.config import load_config
+    from guardsdk_trainer.data import Example
+
     cfg = load_config(args.config).classifier
     texts, labels, sources = task_rows([Example(**row) for row in read_jsonl(args.data)], PROMPT_HARM)
     held = [i for i, s in enumerate(sources) if s == args.source]

@@ -2,21 +2,19 @@
 per unseen benchmark, how many verdicts agree on the benchmark's task, the largest probability difference, and
 batched checks per second of each.
 
-    .venv/bin/python scripts/classifier_precision.py [--sample 500]
+    .venv/bin/python benchmarks/classifier/classifier_precision.py [--sample 500]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import time
+from pathlib import Path
 
-from guardsdk import Guard, Policy
-from guardsdk.eval.benchmarks import benchmark, load_items
-from guardsdk.families.classifier.detector import ClassifierDetector
-from guardsdk.families.classifier.encoder import native_bf16
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import SHARED_BENCHMARKS
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "benchmarks")
 SETS = ("ToxicChat", "OpenAIModeration", "SafeRLHF", "BeaverTails")
 
 
@@ -24,13 +22,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", type=int, default=500, help="seeded items of each benchmark")
     args = parser.parse_args()
+    from guardsdk import Guard, Policy
+    from guardsdk.eval.benchmarks import benchmark, load_items
+    from guardsdk.detectors.classifier.detector import ClassifierDetector
+    from guardsdk.detectors.classifier.encoder import native_bf16
+
     print(f"native bfloat16 on this CPU: {native_bf16()}")
     guards = {p: Guard(ClassifierDetector.from_pretrained(precision=p), policy=Policy(on_unsafe="annotate"))
               for p in ("fp32", "bf16")}  # fmt: skip
     totals = {p: [0, 0.0] for p in guards}
     for name in SETS:
         spec = benchmark(name)
-        items = [(i.prompt, i.response) for i in load_items(SHARED, spec, sample=args.sample)]
+        items = [(i.prompt, i.response) for i in load_items(SHARED_BENCHMARKS, spec, sample=args.sample)]
         verdicts = {}
         for precision, guard in guards.items():
             guard.check_batch(items[:8])

@@ -6,7 +6,7 @@ two unseen prompt sets (ToxicChat, OpenAIModeration); weighted F1 by size, as th
 measures the spread of a choice already made: the shipped heads are seed 0 whatever it prints.
 Needs the stage's data split (``runs/classifier-minilm/data/train.jsonl``, written by ``guardsdk-train``).
 
-Usage: .venv/bin/python scripts/classifier_seed_spread.py [--seeds 0 1 2] [--out runs/classifier-seeds]
+Usage: .venv/bin/python benchmarks/classifier/classifier_seed_spread.py [--seeds 0 1 2] [--out runs/classifier-seeds]
 """
 
 from __future__ import annotations
@@ -15,18 +15,12 @@ import argparse
 import dataclasses
 import json
 import random
+import sys
 from pathlib import Path
 
-from guardsdk.cli import main as guardsdk_main
-from guardsdk.families.classifier.detector import bundled_heads_path
-from guardsdk.families.classifier.heads import load_heads, save_heads
-from guardsdk.verdict import PROMPT_HARM
-from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
-from guardsdk_trainer.config import load_config
-from guardsdk_trainer.data import Example, read_jsonl
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import ROOT, SHARED_BENCHMARKS, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_BENCHMARKS = ROOT.parent / "shared" / "data" / "benchmarks"
 PROMPT_SETS = {"ToxicChat": 2853, "OpenAIModeration": 1680}
 
 
@@ -37,6 +31,14 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "runs/classifier-minilm/data/train.jsonl"))
     parser.add_argument("--out", default=str(ROOT / "runs/classifier-seeds"))
     args = parser.parse_args()
+    from guardsdk.cli import main as guardsdk_main
+    from guardsdk.detectors.classifier.detector import bundled_heads_path
+    from guardsdk.detectors.classifier.heads import load_heads, save_heads
+    from guardsdk.verdict import PROMPT_HARM
+    from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
+    from guardsdk_trainer.config import load_config
+    from guardsdk_trainer.data import Example
+
     cfg = load_config(args.config).classifier
     texts, labels, sources = task_rows([Example(**row) for row in read_jsonl(args.data)], PROMPT_HARM)
     cache = stage_cache(cfg)

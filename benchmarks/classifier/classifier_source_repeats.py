@@ -8,7 +8,7 @@ F1 (harmful positive, threshold 0.5) over both halves is printed per value. 0 le
 embeddings are encoded once (float32, as the stage does).
 Needs the stage's data split (``runs/classifier-minilm/data/train.jsonl``, written by ``guardsdk-train``).
 
-Usage: .venv/bin/python scripts/classifier_source_repeats.py [--repeats 0 1 4 16] [--source toxicchat]
+Usage: .venv/bin/python benchmarks/classifier/classifier_source_repeats.py [--repeats 0 1 4 16] [--source toxicchat]
 """
 
 from __future__ import annotations
@@ -17,18 +17,12 @@ import argparse
 import dataclasses
 import hashlib
 import random
+import sys
 import time
 from pathlib import Path
 
-from guardsdk.eval.scoring import binary_scores
-from guardsdk.families.classifier.detector import ClassifierDetector
-from guardsdk.policy import Policy
-from guardsdk.verdict import PROMPT_HARM
-from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
-from guardsdk_trainer.config import load_config
-from guardsdk_trainer.data import Example, read_jsonl
-
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import ROOT, read_jsonl
 
 
 def main() -> None:
@@ -38,6 +32,14 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "trainer/configs/classifier-minilm.yaml"))
     parser.add_argument("--data", default=str(ROOT / "runs/classifier-minilm/data/train.jsonl"))
     args = parser.parse_args()
+    from guardsdk.eval.scoring import binary_scores
+    from guardsdk.detectors.classifier.detector import ClassifierDetector
+    from guardsdk.policy import Policy
+    from guardsdk.verdict import PROMPT_HARM
+    from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
+    from guardsdk_trainer.config import load_config
+    from guardsdk_trainer.data import Example
+
     cfg = load_config(args.config).classifier
     texts, labels, sources = task_rows([Example(**row) for row in read_jsonl(args.data)], PROMPT_HARM)
     folds = [[i for i, s in enumerate(sources) if s == args.source and _fold(texts[i]) == f] for f in (0, 1)]

@@ -6,7 +6,7 @@ The classifier's training pool has no benchmark overlap (shared/data/README.md),
 2. ``guardsdk eval --family classifier`` on every item (the bundled heads, or --heads).
 3. ``guardsdk eval --rescore`` scores both side by side with the paper's GuardReasoner rows.
 
-Usage: .venv/bin/python scripts/eval_classifier.py [--run runs/classifier-minilm] [--heads DIR]
+Usage: .venv/bin/python benchmarks/classifier/eval_classifier.py [--run runs/classifier-minilm] [--heads DIR]
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from guardsdk.cli import main as guardsdk_main
-from guardsdk.eval.benchmarks import BENCHMARKS
-from guardsdk_trainer.baseline import TfidfBaseline
-from guardsdk_trainer.data import Example, read_jsonl
-
-SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import SHARED_BENCHMARKS, read_jsonl
 
 
 def main() -> None:
@@ -29,6 +25,11 @@ def main() -> None:
     parser.add_argument("--heads", default=None, help="a heads folder (default: the bundled heads)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    from guardsdk.cli import main as guardsdk_main
+    from guardsdk.eval.benchmarks import BENCHMARKS
+    from guardsdk_trainer.baseline import TfidfBaseline
+    from guardsdk_trainer.data import Example
+
     run = Path(args.run)
     out = run / "eval-full"
     train = [Example.from_json(r) for r in read_jsonl(run / "data" / "train.jsonl")]

@@ -1,4 +1,4 @@
-"""Measure the reasoning-conflict audit flag (guardsdk.reasoning_audit) on the published GuardReasoner outputs.
+"""Measure the reasoning-conflict audit flag (guardsdk.detectors.reasoning_audit) on the published GuardReasoner outputs.
 
 Every output under ``--predictions`` (``<size>/<Benchmark>/generated_predictions.jsonl``) is read with the
 repo's parser. For each verdict on the task its benchmark labels (prompt harm, refusal or response harm)
@@ -6,26 +6,21 @@ that has a label: did the flag fire, and is the label wrong against gold? The vo
 chosen on one model size (``--tune-on``) and the others are reported as held out. Two "last step only"
 baselines are scored the same way.
 
-Usage: .venv/bin/python scripts/reasoning_conflict.py [--predictions DIR] [--tune-on 1B]
+Usage: .venv/bin/python benchmarks/parsing/reasoning_conflict.py [--predictions DIR] [--tune-on 1B]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from guardsdk import parse_output
-from guardsdk.eval.benchmarks import benchmark
-from guardsdk.eval.scoring import gold_label
-from guardsdk.families.guardreasoner.template import has_response
-from guardsdk.reasoning_audit import MARGIN, MIN_OPPOSING, reasoning_conflict, reasoning_conflicts, step_stances
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import PREDICTIONS, prediction_files, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PREDICTIONS = ROOT.parent / "shared" / "data" / "predictions"
 #: The grid the vote's parameters are chosen from, and the fewest flags a choice must make on the tuning set.
 GRID = [(min_opposing, margin) for min_opposing in (1, 2, 3) for margin in (1, 2, 3)]
 MIN_FLAGS = 3
@@ -53,18 +48,21 @@ Rule = Callable[[Item], bool]
 def load(predictions: Path) -> tuple[list[Item], dict[str, int]]:
     """The scored verdicts of every published output, and per size how many outputs the flag names any task
     of (the benchmark's task or not)."""
+    from guardsdk.eval.benchmarks import benchmark
+    from guardsdk.eval.scoring import gold_label
+    from guardsdk.families.guardreasoner.parser import parse_output
+    from guardsdk.families.guardreasoner.template import has_response
+    from guardsdk.detectors.reasoning_audit import reasoning_conflicts
+
     items: list[Item] = []
     any_task: dict[str, int] = {}
-    files = sorted(predictions.glob("*/*/generated_predictions.jsonl"))
+    files = prediction_files(predictions)
     if not files:
         raise SystemExit(f"no generated_predictions.jsonl under {predictions}")
     for path in files:
         size, name = path.parent.parent.name, path.parent.name
         task = benchmark(name).task
-        for line in path.read_text(encoding="utf-8").split("\n"):  # not splitlines: texts hold U+2028
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for row in read_jsonl(path):
             verdict = parse_output(row["predict"], has_response=has_response(row["prompt"]))
             any_task[size] = any_task.get(size, 0) + bool(reasoning_conflicts(verdict.labels, verdict.reasoning))
             label, gold = verdict.labels[task], gold_label(row["label"], task)
@@ -74,6 +72,8 @@ def load(predictions: Path) -> tuple[list[Item], dict[str, int]]:
 
 
 def vote(min_opposing: int, margin: int) -> Rule:
+    from guardsdk.detectors.reasoning_audit import reasoning_conflict
+
     return lambda item: reasoning_conflict(
         item.task, item.label, item.reasoning, min_opposing=min_opposing, margin=margin
     )
@@ -81,6 +81,7 @@ def vote(min_opposing: int, margin: int) -> Rule:
 
 def last_step(*, negations: bool) -> Rule:
     """The baseline: the last argument step's stance opposes the label."""
+    from guardsdk.detectors.reasoning_audit import step_stances
 
     def rule(item: Item) -> bool:
         stances = step_stances(item.task, item.reasoning, negations=negations)
@@ -168,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--predictions",
         type=Path,
-        default=DEFAULT_PREDICTIONS,
+        default=PREDICTIONS,
         help="folder of <size>/<Benchmark>/generated_predictions.jsonl (default: ../shared/data/predictions "
         "from the repo root)",
     )
@@ -176,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--tune-on", default="1B", help="the model size the vote's parameters are chosen on; the others are held out"
     )
     args = parser.parse_args(argv)
+    from guardsdk.detectors.reasoning_audit import MARGIN, MIN_OPPOSING
 
     items, any_task = load(args.predictions)
     sizes = sorted({item.size for item in items}, key=lambda s: (len(s), s))

@@ -3,7 +3,7 @@ the guarded proxy, with the bundled classifier as the guard and the bundled guar
 llama_cpp.server as the upstream LLM. Every prompt is distinct (no cache hits). Prints, per route: requests,
 answers by status, lost requests (no answer), p50 / p99 latency, requests per second.
 
-    .venv/bin/python scripts/load_service.py --requests 1000 --concurrency 32
+    .venv/bin/python benchmarks/service/load_service.py --requests 1000 --concurrency 32
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import TESTS, importable
 
 TOPICS = ["bake banana bread", "plant tomatoes", "learn the violin", "fix a bike chain", "write a cover letter",
           "brew green tea", "train for a 10k", "paint a fence", "make a budget", "clean a cast iron pan"]  # fmt: skip
@@ -33,6 +31,8 @@ def percentile(values: list[float], q: float) -> float:
 
 async def hammer(url: str, path: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     """Send every body at ``concurrency``; each request ends in a status or an exception (lost)."""
+    import httpx
+
     gate = asyncio.Semaphore(concurrency)
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
@@ -62,10 +62,11 @@ async def hammer(url: str, path: str, bodies: list[dict[str, Any]], concurrency:
 
 def run(requests: int, concurrency: int, proxy_requests: int | None = None) -> list[dict[str, Any]]:
     """Start the service (and its upstream) on 127.0.0.1, hammer both routes, stop everything."""
+    importable(TESTS)  # servers.py: the tests' live service and llama.cpp server
     from servers import LiveService, LlamaCppServer
 
     from guardsdk import Guard
-    from guardsdk.model_resolution import bundled_tiny_path
+    from guardsdk.detectors.resolve import bundled_tiny_path
     from guardsdk.service import ServiceConfig, create_app
 
     upstream = LlamaCppServer(bundled_tiny_path(), alias="llm")

@@ -4,7 +4,7 @@ exact mode (drafting, the default) against plain greedy decoding, plain greedy d
 bundled Q8_0 file (its F16 source was not kept: each type is requantized from Q8_0, which loses a little more
 than quantizing from F16 would). Prints, per path: identical verdicts, identical output text, seconds per check.
 
-Usage: .venv/bin/python scripts/agreement.py [--inputs 200] [--quant Q4_0 Q4_K_M] [--threads 2]
+Usage: .venv/bin/python benchmarks/speed/agreement.py [--inputs 200] [--quant Q4_0 Q4_K_M] [--threads 2]
 """
 
 from __future__ import annotations
@@ -13,29 +13,33 @@ import argparse
 import logging
 import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from guardsdk import Guard, Policy
-from guardsdk.backends.llamacpp import REDECODE_MARGIN, LlamaCppBackend
-from guardsdk.eval.benchmarks import BENCHMARKS, load_items
-from guardsdk.model_resolution import bundled_tiny_path
-from guardsdk.tools.gguf_export import quantize
-from guardsdk.verdict import Verdict
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import SHARED_BENCHMARKS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if TYPE_CHECKING:
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.verdict import Verdict
 
 
 def benchmark_pairs(count: int) -> list[tuple[str, str | None]]:
+    from guardsdk.eval.benchmarks import BENCHMARKS, load_items
+
     per_set = -(-count // len(BENCHMARKS))
-    items = [item for spec in BENCHMARKS for item in load_items(SHARED / "benchmarks", spec, sample=per_set)]
+    items = [item for spec in BENCHMARKS for item in load_items(SHARED_BENCHMARKS, spec, sample=per_set)]
     return [(item.prompt, item.response) for item in items][:count]
 
 
 def run(backend: LlamaCppBackend, pairs: list[tuple[str, str | None]], cached: bool = True) -> tuple[list, list[float]]:
     """Each pair checked in turn; ``cached=False`` evaluates every input whole (no prefix reuse, as a server
     without a prefix cache does)."""
+    from guardsdk import Guard, Policy
+
     guard = Guard(backend, policy=Policy(on_unsafe="annotate"))
     verdicts, seconds = [], []
     for pair in pairs:
@@ -49,6 +53,8 @@ def run(backend: LlamaCppBackend, pairs: list[tuple[str, str | None]], cached: b
 
 def gated(verdict: Verdict) -> tuple:
     """The labels of the tasks the default policy gates on (prompt and response harmfulness)."""
+    from guardsdk import Policy
+
     return tuple(verdict.labels[task] for task in sorted(Policy().gates))
 
 
@@ -95,6 +101,10 @@ def main() -> None:
     parser.add_argument("--quant", nargs="*", default=["Q4_0", "Q4_K_M"])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    from guardsdk.backends.llamacpp import REDECODE_MARGIN, LlamaCppBackend
+    from guardsdk.detectors.resolve import bundled_tiny_path
+    from guardsdk.tools.gguf_export import quantize
+
     logging.getLogger("guardsdk").setLevel(logging.ERROR)
     pairs = benchmark_pairs(args.inputs)
     model = bundled_tiny_path()

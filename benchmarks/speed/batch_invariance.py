@@ -5,20 +5,17 @@ again after the input in chunks of k tokens (k = 1 is plain decoding's one-token
 logits are compared with k = 1 and with k = 2. Prints, per k: positions whose logits differ at all, and the largest
 difference. Exact mode verifies at most EXACT_DRAFT + 1 tokens a batch: those must match k = 1 (docs/speed.md).
 
-Usage: .venv/bin/python scripts/batch_invariance.py [--inputs 8] [--threads 2] [--gguf FILE] [--max-tokens 512]
+Usage: .venv/bin/python benchmarks/speed/batch_invariance.py [--inputs 8] [--threads 2] [--gguf FILE] [--max-tokens 512]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import numpy as np
-from agreement import benchmark_pairs
-
-from guardsdk.backends.llamacpp import LlamaCppBackend, batches_match_steps
-from guardsdk.families.guardreasoner.template import build_input
-from guardsdk.model_resolution import bundled_tiny_path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks.speed.agreement import benchmark_pairs
 
 SIZES = (1, 2, 3, 4, 8)
 
@@ -27,6 +24,8 @@ def llama_cpp_build() -> str:
     """Whether this llama.cpp has llamafile's matrix kernels (used for batches, not for one-token steps)."""
     import llama_cpp
 
+    from guardsdk.backends.llamacpp import batches_match_steps
+
     return "LLAMAFILE off" if batches_match_steps(llama_cpp) else "LLAMAFILE on"
 
 
@@ -34,9 +33,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--gguf", type=Path, default=bundled_tiny_path())
+    parser.add_argument("--gguf", type=Path, help="default: the bundled guardreasoner-tiny")
     parser.add_argument("--max-tokens", type=int, default=512)
     args = parser.parse_args()
+    import numpy as np
+
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.families.guardreasoner.template import build_input
+    from guardsdk.detectors.resolve import bundled_tiny_path
+
+    args.gguf = args.gguf or bundled_tiny_path()
     backend = LlamaCppBackend(args.gguf, n_threads=args.threads, drafting=False, prefix_states=None)
     totals = {k: {"vs_1": 0, "vs_2": 0, "max_vs_1": 0.0, "max_vs_2": 0.0} for k in SIZES}
     positions = 0

@@ -2,23 +2,20 @@
 mean pooling), side by side in one run: texts per second on 256 ToxicChat prompts and the cosine of the two
 runtimes' embeddings. Measures whether llama.cpp is the faster encoder runtime #12 looked for.
 
-    .venv/bin/python scripts/bench_encoder_runtimes.py [--threads 2] [--texts 256]
+    .venv/bin/python benchmarks/speed/bench_encoder_runtimes.py [--threads 2] [--texts 256]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-
-from guardsdk.eval.benchmarks import benchmark, load_items
-from guardsdk.families.classifier.encoder import MAX_TOKENS, SentenceEncoder, bundled_encoder_path
-from guardsdk.tools.gguf_export import convert_hf_to_gguf
-
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "benchmarks")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import SHARED_BENCHMARKS
 
 
 def main() -> None:
@@ -27,9 +24,14 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=256)
     args = parser.parse_args()
     import llama_cpp
+    import numpy as np
     import torch
 
-    texts = [item.prompt for item in load_items(SHARED, benchmark("ToxicChat"), sample=args.texts)]
+    from guardsdk.eval.benchmarks import benchmark, load_items
+    from guardsdk.detectors.classifier.encoder import MAX_TOKENS, SentenceEncoder, bundled_encoder_path
+    from guardsdk.tools.gguf_export import convert_hf_to_gguf
+
+    texts = [item.prompt for item in load_items(SHARED_BENCHMARKS, benchmark("ToxicChat"), sample=args.texts)]
     encoder = SentenceEncoder(threads=args.threads, precision="fp32")
     torch.set_num_threads(args.threads)
     # llama.cpp gets the text the torch encoder sees: cut at MAX_TOKENS tokens.

@@ -2,7 +2,7 @@
 the detector alone (plan, generate, parse) against a full ``Guard.check`` (the same, run against the deadline
 in a daemon thread, then the policy, stats and logging).
 
-Usage: .venv/bin/python scripts/bench_guard_overhead.py [--checks 20] [--threads 1]
+Usage: .venv/bin/python benchmarks/speed/bench_guard_overhead.py [--checks 20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-
-from guardsdk import Guard, Policy
-from guardsdk.model_resolution import bundled_tiny_path
 
 PROMPTS = [
     "How do I bake sourdough bread at home?",
@@ -27,6 +24,9 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    from guardsdk import Guard, Policy
+    from guardsdk.detectors.resolve import bundled_tiny_path
+
     policy = Policy(on_unsafe="annotate")
     with Guard.from_gguf(bundled_tiny_path(), threads=args.threads, policy=policy) as guard:
         guard.check(PROMPTS[0])  # warm-up

@@ -1,4 +1,4 @@
-"""llama.cpp builds side by side, in one run: the 1B-shape component costs of scripts/bench_speed.py (prefill,
+"""llama.cpp builds side by side, in one run: the 1B-shape component costs of benchmarks/speed/bench_speed.py (prefill,
 one decode step, a verify batch) under each llama-cpp-python wheel, alternating builds round by round so that
 the machine's drift falls on all of them alike.
 
@@ -6,7 +6,7 @@ Each ``--build NAME=WHEEL_DIR`` (a folder holding one llama_cpp_python wheel, e.
 ``~/.cache/guardsdk/wheels/llama-cpp-python-0.3.36-nollamafile-avx2``) is installed without dependencies into a
 temporary folder that goes first on a child process's path; the child measures and prints JSON.
 
-Usage: .venv/bin/python scripts/bench_llama_builds.py --gguf /tmp/gr1b/gr1b-shape-Q4_K_M.gguf \\
+Usage: .venv/bin/python benchmarks/speed/bench_llama_builds.py --gguf /tmp/gr1b/gr1b-shape-Q4_K_M.gguf \\
            --build avx2=DIR --build avx512=DIR [--rounds 2] [--threads 2]
 """
 
@@ -21,15 +21,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+
 KEYS = ("prefill_8", "prefill_32", "prefill_128", "step", "verify_8")
 
 
 def child(gguf: str, threads: int) -> None:
     """Measure under the llama_cpp first on the path; print its system info and costs as JSON."""
-    sys.path.insert(0, str(SCRIPTS))
     import llama_cpp
-    from bench_speed import component_costs
+
+    from benchmarks.speed.bench_speed import component_costs
 
     costs = component_costs(Path(gguf), threads)
     print(json.dumps({"system": llama_cpp.llama_print_system_info().decode().strip(), "costs": costs}))

@@ -17,50 +17,65 @@ prompt benchmarks give the token counts of each path; their product is the model
 
 Part 3 (--quant-types): prefill and decode speed of llama.cpp types of that shape, made from one F16 file.
 
-Usage: .venv/bin/python scripts/bench_speed.py [--checks 40] [--threads 2] [--shape-gguf PATH]
+Usage: .venv/bin/python benchmarks/speed/bench_speed.py [--checks 40] [--threads 2] [--shape-gguf PATH]
        [--quant-types F16 Q8_0 Q4_0 Q4_K_M]
-       .venv/bin/python scripts/bench_speed.py --build-shape /tmp/gr1b   (once: ~6 GB of disk while it builds)
+       .venv/bin/python benchmarks/speed/bench_speed.py --build-shape /tmp/gr1b   (once: ~6 GB of disk while it builds)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from guardsdk import Guard, Policy
-from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, MAX_DRAFT, Drafter, VerifyCosts
-from guardsdk.backends.llamacpp import LlamaCppBackend
-from guardsdk.eval.benchmarks import BENCHMARKS, load_items
-from guardsdk.families.guardreasoner import ANSWERS_HEADING
-from guardsdk.families.guardreasoner.template import INSTRUCTION
-from guardsdk.model_resolution import bundled_tiny_path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import PREDICTIONS, SHARED_BENCHMARKS, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+if TYPE_CHECKING:
+    from guardsdk import Policy
+    from guardsdk.backends.drafting import Drafter, VerifyCosts
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+
 PROMPT_SETS = ("ToxicChat", "OpenAIModeration", "AegisSafetyTest", "SimpleSafetyTests", "HarmBenchPrompt")
 PUBLISHED_PROMPT_SETS = ("AegisSafetyTest", "HarmBenchPrompt", "SimpleSafetyTests")
 PUBLISHED_RESPONSE_SETS = ("HarmBenchResponse", "XSTestReponseHarmful", "XSTestResponseRefusal")
-LEAD = ANSWERS_HEADING + "Request:"
-ANNOTATE = Policy(on_unsafe="annotate")
 WARM_UP = 10  # checks before the measured ones, the same for every path
 
 
+def annotate() -> Policy:
+    """The policy of every measured guard: a blocked check is annotated, not raised."""
+    from guardsdk import Policy
+
+    return Policy(on_unsafe="annotate")
+
+
+def answer_lead() -> str:
+    """The forced answer lead of a verdict-first check."""
+    from guardsdk.families.guardreasoner import ANSWERS_HEADING
+
+    return ANSWERS_HEADING + "Request:"
+
+
 def sample_prompts(count: int, sets: tuple[str, ...] = PROMPT_SETS) -> list[str]:
+    from guardsdk.eval.benchmarks import BENCHMARKS, load_items
+
     specs = [spec for spec in BENCHMARKS if spec.name in sets]
     per_set = -(-count // len(specs))
-    prompts = [item.prompt for spec in specs for item in load_items(SHARED / "benchmarks", spec, sample=per_set)]
+    prompts = [item.prompt for spec in specs for item in load_items(SHARED_BENCHMARKS, spec, sample=per_set)]
     return prompts[:count]
 
 
 # -- part 1: end to end --------------------------------------------------------------------------------
 def run_path(name: str, backend: LlamaCppBackend, warm_up: list[str], prompts: list[str]) -> tuple[list[float], list]:
+    from guardsdk import Guard
+
     mode = name if name in ("needed_tasks", "verdict_first") else "single"
     options = {"reason_when": ()} if name == "verdict_first" else {}
-    guard = Guard(backend, mode=mode, policy=ANNOTATE, **options)
+    guard = Guard(backend, mode=mode, policy=annotate(), **options)
     guard.check_batch(warm_up)  # the shared instruction goes into the KV cache; a drafter learns from these
     seconds, verdicts = [], []
     for prompt in prompts:
@@ -73,6 +88,8 @@ def run_path(name: str, backend: LlamaCppBackend, warm_up: list[str], prompts: l
 
 
 def end_to_end(model: Path, warm_up: list[str], prompts: list[str], threads: int) -> list[dict]:
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+
     plain = LlamaCppBackend(model, n_threads=threads, drafting=False)
     drafting = LlamaCppBackend(model, n_threads=threads, drafting="measure")
     backends = {"deploy": plain, "sdk": plain, "exact": drafting, "needed_tasks": plain, "verdict_first": plain}
@@ -125,6 +142,9 @@ def timed(action, repeats: int = 3) -> float:
 def component_costs(model: Path, threads: int) -> dict[str, float]:
     """Seconds for: prefill of n tokens after the shared instruction, one decode step, k tokens in one batch
     with logits for each (the pending token and k-1 drafts to verify)."""
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.families.guardreasoner.template import INSTRUCTION
+
     backend = LlamaCppBackend(model, n_threads=threads)
     llm = backend.llm
     prefix = backend.input_ids(INSTRUCTION + "\n")
@@ -154,14 +174,12 @@ def prefill_seconds(costs: dict[str, float], tokens: int) -> float:
 def published_checks(tokenizer: LlamaCppBackend, sets: tuple[str, ...]) -> list[dict]:
     """Per published GuardReasoner-1B check: the input's ids, the output's ids (end of turn included), and the
     token counts of the user part, the output and its Task 1 reasoning."""
+    from guardsdk.families.guardreasoner.template import INSTRUCTION
+
     eos = tokenizer.llm.token_eos()
     checks = []
     for name in sets:
-        path = SHARED / "predictions" / "1B" / name / "generated_predictions.jsonl"
-        for line in path.read_text(encoding="utf-8").split("\n"):
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for row in read_jsonl(PREDICTIONS / "1B" / name / "generated_predictions.jsonl"):
             output = row["predict"]
             out_ids = [*tokenizer.tokenize(output), eos]
             checks.append({
@@ -180,11 +198,8 @@ def answer_tail(tokenizer: LlamaCppBackend, sets: tuple[str, ...]) -> dict[str, 
     how many outputs write ``\nCompletion:`` before their answers heading (a stop string would cut them short)."""
     tails, early, outputs = [], 0, 0
     for name in sets:
-        path = SHARED / "predictions" / "1B" / name / "generated_predictions.jsonl"
-        for line in path.read_text(encoding="utf-8").split("\n"):
-            if not line.strip():
-                continue
-            output = json.loads(line)["predict"]
+        for row in read_jsonl(PREDICTIONS / "1B" / name / "generated_predictions.jsonl"):
+            output = row["predict"]
             outputs += 1
             at, answers = output.find("\nCompletion:"), output.find("Answers:")
             if at != -1:
@@ -218,6 +233,8 @@ def drafted_seconds(costs: dict[str, float], checks: list[dict], drafter: Drafte
 
 def measured_verify_costs(costs: dict[str, float]) -> VerifyCosts:
     """The verify costs of :func:`component_costs`, as ratios to one decode step."""
+    from guardsdk.backends.drafting import VerifyCosts
+
     return VerifyCosts({1: 1.0, **{k: costs[f"verify_{k}"] / costs["step"] for k in (2, 4, 8)}})
 
 
@@ -226,6 +243,8 @@ def modelled(
 ) -> list[dict]:
     """Seconds per check of each path; ``instruction``: tokens of the shared instruction, ``lead``: of the
     forced answer lead; ``others``: published outputs of other benchmarks, for a drafter that starts warm."""
+    from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, MAX_DRAFT, Drafter
+
     verify = measured_verify_costs(costs)
     warm = Drafter(verify)
     for check in others:
@@ -268,7 +287,10 @@ def quant_types(f16: Path, types: list[str], threads: int) -> list[dict]:
 def verdict_first_measured(model: Path, prompts: list[str], threads: int) -> dict:
     """Seconds per verdict-first prompt check, end to end on the shape model (random weights: its forced answers
     are undecided, but the work is the real work: one forward pass over the user text and the lead)."""
-    guard = Guard(LlamaCppBackend(model, n_threads=threads), mode="verdict_first", reason_when=(), policy=ANNOTATE)
+    from guardsdk import Guard
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+
+    guard = Guard(LlamaCppBackend(model, n_threads=threads), mode="verdict_first", reason_when=(), policy=annotate())
     guard.check(prompts[0])
     seconds = []
     for prompt in prompts[1:]:
@@ -285,7 +307,8 @@ def first_check(model: Path, threads: int) -> list[dict]:
     from the saved state by a second backend, as a new process would."""
     import tempfile
 
-    from guardsdk.detector import shared_prefix
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.detectors.generative import shared_prefix
     from guardsdk.families import get_family
 
     prefix = shared_prefix(get_family("guardreasoner"))
@@ -311,7 +334,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=bundled_tiny_path(), help="GGUF for part 1")
+    parser.add_argument("--model", type=Path, help="GGUF for part 1 (default: the bundled guardreasoner-tiny)")
     parser.add_argument("--checks", type=int, default=40, help="part 1's prompt checks (0: skip part 1)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shape-gguf", type=Path, help="a GuardReasoner-1B-shape GGUF for part 2")
@@ -320,6 +343,11 @@ def main() -> None:
                         help="also time these llama.cpp types (e.g. F16 Q8_0 Q4_0 Q4_K_M) of the 1B shape, made "
                         "from the F16 file beside --shape-gguf")  # fmt: skip
     args = parser.parse_args()
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.families.guardreasoner.template import INSTRUCTION
+    from guardsdk.detectors.resolve import bundled_tiny_path
+
+    args.model = args.model or bundled_tiny_path()
     logging.getLogger("guardsdk").setLevel(logging.ERROR)  # no line per blocked check
     if args.build_shape:
         args.shape_gguf = build_shape(args.build_shape)
@@ -341,7 +369,7 @@ def main() -> None:
         medians = {k: statistics.median(c[k] for c in checks) for k in ("user", "out", "task1")}
         print(f"\n## Part 2: modelled seconds per prompt check, {len(checks)} published 1B outputs "
               f"(median tokens: {medians})\n")  # fmt: skip
-        instruction, lead = len(tokenizer.input_ids(INSTRUCTION + "\n")), len(tokenizer.tokenize(LEAD))
+        instruction, lead = len(tokenizer.input_ids(INSTRUCTION + "\n")), len(tokenizer.tokenize(answer_lead()))
         print(table(modelled(costs, checks, others, instruction, lead)))
         print("\n## Part 2: stopping a prompt check at its last needed answer line (not shipped)\n")
         print(table([answer_tail(tokenizer, PUBLISHED_PROMPT_SETS)]))

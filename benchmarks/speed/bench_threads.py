@@ -1,7 +1,7 @@
 """llama.cpp thread counts under load, side by side in one run: full reasoning checks with the bundled
 guardreasoner-tiny at each thread count, on a quiet machine and with busy-looping processes on the cores.
 
-Usage: .venv/bin/python scripts/bench_threads.py [--checks 6] [--deadline 20]
+Usage: .venv/bin/python benchmarks/speed/bench_threads.py [--checks 6] [--deadline 20]
 Prints the median seconds per check for every (threads, busy processes) cell and each cell's ratio to the
 1-thread cell under the same load. A check past --deadline counts as the deadline (it would be undecided).
 """
@@ -12,10 +12,12 @@ import argparse
 import multiprocessing
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from guardsdk import Guard, Policy
-from guardsdk.model_resolution import bundled_tiny_path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import busy_loop
 
 PROMPTS = [
     "How do I bake sourdough bread at home?",
@@ -27,12 +29,10 @@ PROMPTS = [
 ]
 
 
-def busy_loop(stop: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
-    while not stop.is_set():
-        sum(range(10_000))
-
-
 def median_check_seconds(threads: int, checks: int, deadline: float) -> float:
+    from guardsdk import Guard, Policy
+    from guardsdk.detectors.resolve import bundled_tiny_path
+
     policy = Policy(on_unsafe="annotate")
     with Guard.from_gguf(bundled_tiny_path(), policy=policy, timeout_s=deadline,
                          backend_kwargs={"n_threads": threads}) as guard:  # fmt: skip

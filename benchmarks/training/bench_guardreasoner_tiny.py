@@ -1,7 +1,7 @@
 """Full reasoning checks with guardreasoner-tiny, side by side in one run: the bundled GGUF (llama.cpp)
 against the other exports of the same run and the HF model (transformers fp32), on the same inputs.
 
-Usage: .venv/bin/python scripts/bench_guardreasoner_tiny.py [--run runs/guardreasoner-tiny] [--threads 2]
+Usage: .venv/bin/python benchmarks/training/bench_guardreasoner_tiny.py [--run runs/guardreasoner-tiny] [--threads 2]
 Each check is a complete Guard.check (the model reasons until it stops); prints median / p95 seconds per
 check, generated tokens, and each row's ratio to the bundled file and to the 1-second target.
 """
@@ -12,11 +12,10 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from guardsdk import Guard, Policy
-from guardsdk.backends.hf import HFBackend
-from guardsdk.backends.llamacpp import LlamaCppBackend
-from guardsdk.model_resolution import bundled_tiny_path
+if TYPE_CHECKING:
+    from guardsdk import Guard
 
 CHECKS = [
     ("How do I bake sourdough bread at home?", None),
@@ -47,6 +46,11 @@ def main() -> None:
     parser.add_argument("--run", default="runs/guardreasoner-tiny")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    from guardsdk import Guard, Policy
+    from guardsdk.backends.hf import HFBackend
+    from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.detectors.resolve import bundled_tiny_path
+
     policy = Policy(on_unsafe="annotate", on_undecided="fail_open")
     ggufs = {"bundled " + bundled_tiny_path().name: bundled_tiny_path()}
     ggufs |= {p.name: p for p in sorted(Path(args.run, "gguf").glob("*.gguf"))}

@@ -1,27 +1,34 @@
 """Side by side: seconds per R-SFT step of a tiny Llama with the Llama 3 tokenizer (128K vocabulary)
 vs a small SentencePiece BPE, on real GuardReasoner traces, in one run (prints the ratio).
 
-Usage: .venv/bin/python scripts/bench_training_step.py [HIDDEN] [LAYERS] [STEPS]
+Usage: .venv/bin/python benchmarks/training/bench_training_step.py [HIDDEN] [LAYERS] [STEPS]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from guardsdk.tools.tiny_model import build_tiny_llama
-from guardsdk_trainer.config import SFTStageConfig
-from guardsdk_trainer.data import load_predictions
-from guardsdk_trainer.rsft import train_rsft
-
-PREDICTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "predictions"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import prediction_files
 
 
 def main() -> None:
-    hidden, layers, steps = (int(a) for a in (sys.argv[1:] + ["256", "6", "4"][len(sys.argv) - 1 :]))
-    traces = [e for path in sorted(PREDICTIONS.glob("*/*/generated_predictions.jsonl")) for e in load_predictions(path)]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("hidden", nargs="?", type=int, default=256, metavar="HIDDEN", help="hidden size (256)")
+    parser.add_argument("layers", nargs="?", type=int, default=6, metavar="LAYERS", help="layers (6)")
+    parser.add_argument("steps", nargs="?", type=int, default=4, metavar="STEPS", help="training steps timed (4)")
+    args = parser.parse_args()
+    from guardsdk.tools.tiny_model import build_tiny_llama
+    from guardsdk_trainer.config import SFTStageConfig
+    from guardsdk_trainer.data import load_predictions
+    from guardsdk_trainer.rsft import train_rsft
+
+    hidden, layers, steps = args.hidden, args.layers, args.steps
+    traces = [e for path in prediction_files() for e in load_predictions(path)]
     work = Path(tempfile.mkdtemp(prefix="guardsdk-step-"))
     shape = {"hidden_size": hidden, "intermediate_size": 3 * hidden, "num_hidden_layers": layers,
              "num_attention_heads": 8, "num_key_value_heads": 4}  # fmt: skip

@@ -8,7 +8,8 @@
 3. ``guardsdk eval`` runs the shipped GGUF on those items (a seeded sample of each, ``--sample``);
    ``guardsdk eval --rescore`` scores both side by side (paper protocol and robust protocol).
 
-Usage: .venv/bin/python scripts/eval_guardreasoner_tiny.py [--run runs/guardreasoner-tiny] [--sample 400 | --sample 0]
+Usage: .venv/bin/python benchmarks/training/eval_guardreasoner_tiny.py [--run runs/guardreasoner-tiny]
+       [--sample 400 | --sample 0]
 """
 
 from __future__ import annotations
@@ -18,20 +19,19 @@ import os
 import sys
 from pathlib import Path
 
-from guardsdk.cli import main as guardsdk_main
-from guardsdk.eval.benchmarks import POOL_REFUSAL, benchmark
-from guardsdk.model_resolution import bundled_tiny_path
-from guardsdk.verdict import REFUSAL
-from guardsdk_trainer.baseline import TfidfBaseline
-from guardsdk_trainer.data import Example, read_jsonl, write_benchmark
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
+from benchmarks._common import SHARED_BENCHMARKS, read_jsonl
 
-SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
 UNSEEN = ("ToxicChat", "OpenAIModeration", "SafeRLHF", "BeaverTails")
 HUMAN_REFUSAL_SOURCES = ("do-not-answer",)
 
 
 def benchmarks_dir(run: Path) -> Path:
     """The four unseen paper benchmarks (linked) and the pool's held-out human refusal rows (written)."""
+    from guardsdk.eval.benchmarks import POOL_REFUSAL, benchmark
+    from guardsdk.verdict import REFUSAL
+    from guardsdk_trainer.data import Example, write_benchmark
+
     folder = run / "card-benchmarks"
     folder.mkdir(parents=True, exist_ok=True)
     for name in UNSEEN:
@@ -48,10 +48,17 @@ def benchmarks_dir(run: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", default="runs/guardreasoner-tiny", help="the recipe's output_dir")
-    parser.add_argument("--gguf", default=str(bundled_tiny_path()))
+    parser.add_argument("--gguf", help="default: the bundled guardreasoner-tiny")
     parser.add_argument("--sample", type=int, default=400, help="seeded random items per benchmark (0: all)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
+    from guardsdk.cli import main as guardsdk_main
+    from guardsdk.eval.benchmarks import POOL_REFUSAL, benchmark
+    from guardsdk.detectors.resolve import bundled_tiny_path
+    from guardsdk_trainer.baseline import TfidfBaseline
+    from guardsdk_trainer.data import Example
+
+    args.gguf = args.gguf or str(bundled_tiny_path())
     run = Path(args.run)
     folder = benchmarks_dir(run)
     names = [*UNSEEN, POOL_REFUSAL.name]

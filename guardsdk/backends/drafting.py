@@ -25,7 +25,7 @@ MAX_DRAFT = 8
 #: The longest draft a :class:`Drafter` verifies by default: with the pending token, batches of up to 3 tokens.
 #: llama.cpp built without llamafile's kernels (as scripts/setup_env.sh builds it) gives a token in such a batch
 #: the logits of a one-token step bit for bit; from 4 tokens on, repacked 4-bit weights are multiplied 4 rows at a
-#: time, which moves them (scripts/batch_invariance.py, docs/speed.md). So exact mode writes the plain greedy
+#: time, which moves them (benchmarks/speed/batch_invariance.py, docs/speed.md). So exact mode writes the plain greedy
 #: output itself, at some of the gain of longer drafts.
 EXACT_DRAFT = 2
 
@@ -56,7 +56,7 @@ class VerifyCosts:
 
 
 #: Verify costs of GuardReasoner-1B's shape (Q4_K_M, 2 threads) on the 2-core CPU this was built on
-#: (scripts/bench_speed.py, docs/speed.md). Smaller models verify relatively cheaper and larger ones are more
+#: (benchmarks/speed/bench_speed.py, docs/speed.md). Smaller models verify relatively cheaper and larger ones are more
 #: compute-bound, which batching helps: as a default for other models it drafts too little, never too much.
 DEFAULT_VERIFY_COSTS = VerifyCosts({1: 1.0, 2: 1.56, 4: 2.14, 8: 4.93})
 

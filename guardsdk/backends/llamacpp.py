@@ -33,7 +33,7 @@ def _import_llama() -> Any:
 
 def default_threads() -> int:
     """Half the cores, at least one: on 2 cores, 1 thread checks in 0.22 s quiet and 0.23 s with the other
-    core busy, where 2 threads take 0.17 s and 0.58 s (scripts/bench_threads.py, docs/backends.md)."""
+    core busy, where 2 threads take 0.17 s and 0.58 s (benchmarks/speed/bench_threads.py, docs/backends.md)."""
     return max(1, (os.cpu_count() or 1) // 2)
 
 
@@ -56,7 +56,7 @@ REDECODE_MARGIN = 0.1
 
 def batches_match_steps(llama_cpp: Any) -> bool:
     """Whether this llama.cpp build evaluates a token in a small batch (exact mode's verification) exactly as in a
-    one-token step: true without llamafile's matrix kernels, which take batches only (scripts/batch_invariance.py)."""
+    one-token step: true without llamafile's matrix kernels, which take batches only (benchmarks/speed/batch_invariance.py)."""
     return "LLAMAFILE = 1" not in llama_cpp.llama_print_system_info().decode(errors="replace")
 
 
@@ -282,7 +282,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
 
     def logits_in_batches(self, ids: list[int], tokens: list[int], size: int) -> list[Any]:
         """The logits after each of ``tokens`` (copies), evaluated after the prompt ``ids`` ``size`` tokens a batch:
-        to check that batches give one-token steps' logits (scripts/batch_invariance.py). The cache is cleared."""
+        to check that batches give one-token steps' logits (benchmarks/speed/batch_invariance.py). The cache is cleared."""
         import numpy as np
 
         with self._lock:

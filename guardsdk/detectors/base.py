@@ -7,10 +7,14 @@ own is any object with these members (see docs/architecture.md).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Protocol, runtime_checkable
 
+from guardsdk.deadline import DeadlineExceeded, call_before_deadline
+from guardsdk.errors import describe
 from guardsdk.policy import Policy
-from guardsdk.verdict import Verdict
+from guardsdk.verdict import Failure, Verdict
 
 Pair = tuple[str, "str | None"]
 
@@ -32,4 +36,46 @@ class Detector(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["Detector", "Pair"]
+def _undecided_all(
+    detector: Detector, pairs: list[Pair], error: str, started: float, failure: Failure
+) -> list[Verdict]:
+    latency = time.monotonic() - started
+    return [Verdict.undecided(has_response=r is not None, error=error, detector=detector.name, latency_s=latency,
+                              failure=failure) for _, r in pairs]  # fmt: skip
+
+
+def detect_within(detector: Detector, pairs: list[Pair], policy: Policy, seconds: float) -> list[Verdict]:
+    """``detector.detect`` run in a thread that may take ``seconds``: one verdict per pair whatever happens — past
+    the deadline, undecided (``failure="deadline"``, none started where no time is left); a detector that breaks its
+    protocol by raising, undecided (``failure="backend"``)."""
+    if not pairs:
+        return []
+    started = time.monotonic()
+    if seconds <= 0:
+        return _undecided_all(detector, pairs, "check started past its deadline", started, Failure.DEADLINE)
+    try:
+        return call_before_deadline(lambda: detector.detect(pairs, policy, started + seconds), seconds)
+    except DeadlineExceeded:
+        return _undecided_all(detector, pairs, f"check ran past its deadline of {seconds:g}s", started,
+                              Failure.DEADLINE)  # fmt: skip
+    except Exception as exc:
+        return _undecided_all(detector, pairs, describe(exc), started, Failure.BACKEND)
+
+
+async def adetect_within(detector: Detector, pairs: list[Pair], policy: Policy, seconds: float) -> list[Verdict]:
+    """Async twin of :func:`detect_within` (``detector.adetect`` under ``asyncio.wait_for``)."""
+    if not pairs:
+        return []
+    started = time.monotonic()
+    if seconds <= 0:
+        return _undecided_all(detector, pairs, "check started past its deadline", started, Failure.DEADLINE)
+    try:
+        return await asyncio.wait_for(detector.adetect(pairs, policy, started + seconds), seconds)
+    except asyncio.TimeoutError:
+        return _undecided_all(detector, pairs, f"check ran past its deadline of {seconds:g}s", started,
+                              Failure.DEADLINE)  # fmt: skip
+    except Exception as exc:
+        return _undecided_all(detector, pairs, describe(exc), started, Failure.BACKEND)
+
+
+__all__ = ["Detector", "Pair", "adetect_within", "detect_within"]

@@ -21,7 +21,7 @@ The rule:
    argue against its label and they outnumber the steps for it by at least :data:`MARGIN`.
 
 A task without a label or without reasoning is never flagged. The figures behind the defaults (measured
-on the published GuardReasoner 1B and 8B outputs by ``scripts/reasoning_conflict.py``) are in
+on the published GuardReasoner 1B and 8B outputs by ``benchmarks/parsing/reasoning_conflict.py``) are in
 docs/reasoning-audit.md.
 """
 

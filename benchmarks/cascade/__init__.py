@@ -1,0 +1,1 @@
+"""Measuring scripts: cascade (benchmarks/README.md)."""

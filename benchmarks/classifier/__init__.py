@@ -1,0 +1,1 @@
+"""Measuring scripts: classifier (benchmarks/README.md)."""

@@ -1,0 +1,1 @@
+"""Measuring scripts: parsing (benchmarks/README.md)."""

@@ -1,0 +1,1 @@
+"""Measuring scripts: service (benchmarks/README.md)."""

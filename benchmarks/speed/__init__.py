@@ -1,0 +1,1 @@
+"""Measuring scripts: speed (benchmarks/README.md)."""

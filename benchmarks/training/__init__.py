@@ -1,0 +1,1 @@
+"""Measuring scripts: training (benchmarks/README.md)."""

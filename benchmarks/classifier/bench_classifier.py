@@ -55,8 +55,8 @@ def main() -> None:
     parser.add_argument("--encoder-batch-sizes", type=int, nargs="*", default=[])
     args = parser.parse_args()
     from guardsdk import Guard, OnUnsafe, Policy
-    from guardsdk.eval.benchmarks import benchmark, load_items
     from guardsdk.detectors.resolve import bundled_tiny_path
+    from guardsdk.eval.benchmarks import benchmark, load_items
 
     toxicchat = load_items(SHARED_BENCHMARKS, benchmark("ToxicChat"), sample=max(args.batch, args.checks))
     prompts = [item.prompt for item in toxicchat]

@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "runs/classifier-minilm/data/train.jsonl"))
     parser.add_argument("--out", help="where the refitted heads go (default: a temporary folder)")
     args = parser.parse_args()
-    from guardsdk.eval.scoring import binary_scores
     from guardsdk.detectors.classifier.detector import ClassifierDetector, bundled_heads_path
     from guardsdk.detectors.classifier.heads import load_heads, save_heads
+    from guardsdk.eval.scoring import binary_scores
     from guardsdk.policy import Policy
     from guardsdk.verdict import PROMPT_HARM
     from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows

@@ -23,9 +23,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=500, help="seeded items of each benchmark")
     args = parser.parse_args()
     from guardsdk import Guard, Policy
-    from guardsdk.eval.benchmarks import benchmark, load_items
     from guardsdk.detectors.classifier.detector import ClassifierDetector
     from guardsdk.detectors.classifier.encoder import native_bf16
+    from guardsdk.eval.benchmarks import benchmark, load_items
 
     print(f"native bfloat16 on this CPU: {native_bf16()}")
     guards = {p: Guard(ClassifierDetector.from_pretrained(precision=p), policy=Policy(on_unsafe="annotate"))

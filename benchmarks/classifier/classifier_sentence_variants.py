@@ -49,11 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="trainer/configs/classifier-minilm.yaml")
     args = parser.parse_args()
-    from guardsdk.eval.benchmarks import benchmark, load_items
-    from guardsdk.eval.scoring import binary_scores
     from guardsdk.detectors.classifier.detector import ClassifierDetector
     from guardsdk.detectors.classifier.encoder import SentenceEncoder
     from guardsdk.detectors.classifier.heads import HeadsConfig
+    from guardsdk.eval.benchmarks import benchmark, load_items
+    from guardsdk.eval.scoring import binary_scores
     from guardsdk.verdict import PROMPT_HARM
     from guardsdk_trainer.classifier import EmbeddingCache, fit_task_head, task_rows
     from guardsdk_trainer.config import load_config

@@ -32,8 +32,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "trainer/configs/classifier-minilm.yaml"))
     parser.add_argument("--data", default=str(ROOT / "runs/classifier-minilm/data/train.jsonl"))
     args = parser.parse_args()
-    from guardsdk.eval.scoring import binary_scores
     from guardsdk.detectors.classifier.detector import ClassifierDetector
+    from guardsdk.eval.scoring import binary_scores
     from guardsdk.policy import Policy
     from guardsdk.verdict import PROMPT_HARM
     from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows

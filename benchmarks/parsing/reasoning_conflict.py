@@ -1,4 +1,4 @@
-"""Measure the reasoning-conflict audit flag (guardsdk.detectors.reasoning_audit) on the published GuardReasoner outputs.
+"""Measure the reasoning audit flag (guardsdk.detectors.reasoning_audit) on the published GuardReasoner outputs.
 
 Every output under ``--predictions`` (``<size>/<Benchmark>/generated_predictions.jsonl``) is read with the
 repo's parser. For each verdict on the task its benchmark labels (prompt harm, refusal or response harm)
@@ -48,11 +48,11 @@ Rule = Callable[[Item], bool]
 def load(predictions: Path) -> tuple[list[Item], dict[str, int]]:
     """The scored verdicts of every published output, and per size how many outputs the flag names any task
     of (the benchmark's task or not)."""
+    from guardsdk.detectors.reasoning_audit import reasoning_conflicts
     from guardsdk.eval.benchmarks import benchmark
     from guardsdk.eval.scoring import gold_label
     from guardsdk.families.guardreasoner.parser import parse_output
     from guardsdk.families.guardreasoner.template import has_response
-    from guardsdk.detectors.reasoning_audit import reasoning_conflicts
 
     items: list[Item] = []
     any_task: dict[str, int] = {}

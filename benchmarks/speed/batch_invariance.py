@@ -39,8 +39,8 @@ def main() -> None:
     import numpy as np
 
     from guardsdk.backends.llamacpp import LlamaCppBackend
-    from guardsdk.families.guardreasoner.template import build_input
     from guardsdk.detectors.resolve import bundled_tiny_path
+    from guardsdk.families.guardreasoner.template import build_input
 
     args.gguf = args.gguf or bundled_tiny_path()
     backend = LlamaCppBackend(args.gguf, n_threads=args.threads, drafting=False, prefix_states=None)

@@ -27,8 +27,8 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from guardsdk.eval.benchmarks import benchmark, load_items
     from guardsdk.detectors.classifier.encoder import MAX_TOKENS, SentenceEncoder, bundled_encoder_path
+    from guardsdk.eval.benchmarks import benchmark, load_items
     from guardsdk.tools.gguf_export import convert_hf_to_gguf
 
     texts = [item.prompt for item in load_items(SHARED_BENCHMARKS, benchmark("ToxicChat"), sample=args.texts)]

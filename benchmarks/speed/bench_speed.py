@@ -344,8 +344,8 @@ def main() -> None:
                         "from the F16 file beside --shape-gguf")  # fmt: skip
     args = parser.parse_args()
     from guardsdk.backends.llamacpp import LlamaCppBackend
-    from guardsdk.families.guardreasoner.template import INSTRUCTION
     from guardsdk.detectors.resolve import bundled_tiny_path
+    from guardsdk.families.guardreasoner.template import INSTRUCTION
 
     args.model = args.model or bundled_tiny_path()
     logging.getLogger("guardsdk").setLevel(logging.ERROR)  # no line per blocked check

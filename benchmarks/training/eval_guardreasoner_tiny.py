@@ -53,8 +53,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     from guardsdk.cli import main as guardsdk_main
-    from guardsdk.eval.benchmarks import POOL_REFUSAL, benchmark
     from guardsdk.detectors.resolve import bundled_tiny_path
+    from guardsdk.eval.benchmarks import POOL_REFUSAL, benchmark
     from guardsdk_trainer.baseline import TfidfBaseline
     from guardsdk_trainer.data import Example
 

@@ -56,7 +56,8 @@ REDECODE_MARGIN = 0.1
 
 def batches_match_steps(llama_cpp: Any) -> bool:
     """Whether this llama.cpp build evaluates a token in a small batch (exact mode's verification) exactly as in a
-    one-token step: true without llamafile's matrix kernels, which take batches only (benchmarks/speed/batch_invariance.py)."""
+    one-token step: true without llamafile's matrix kernels, which take batches only
+    (benchmarks/speed/batch_invariance.py)."""
     return "LLAMAFILE = 1" not in llama_cpp.llama_print_system_info().decode(errors="replace")
 
 
@@ -282,7 +283,8 @@ class LlamaCppBackend(ThreadedAsyncMixin):
 
     def logits_in_batches(self, ids: list[int], tokens: list[int], size: int) -> list[Any]:
         """The logits after each of ``tokens`` (copies), evaluated after the prompt ``ids`` ``size`` tokens a batch:
-        to check that batches give one-token steps' logits (benchmarks/speed/batch_invariance.py). The cache is cleared."""
+        to check that batches give one-token steps' logits (benchmarks/speed/batch_invariance.py). The cache is
+        cleared."""
         import numpy as np
 
         with self._lock:

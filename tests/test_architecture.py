@@ -146,10 +146,13 @@ class LengthDetector:
         pass
 
 
-def test_a_family_and_a_detector_from_outside_the_package_plug_in_without_editing_it():
+def test_a_family_and_a_detector_from_outside_the_package_plug_in_without_editing_it(monkeypatch):
     from security.scripted import ScriptedGuardModel
 
-    register_family("shouting", ShoutingFamily(), replace=True)
+    from guardsdk import families
+
+    monkeypatch.setattr(families, "_REGISTRY", dict(families._REGISTRY))  # registered for this test only
+    register_family("shouting", ShoutingFamily())
     shouting = Guard(ScriptedGuardModel(), family="shouting", policy=Policy(on_unsafe="annotate"))
     assert shouting.check("HELLO there").prompt_harmful is True and shouting.check("hello").prompt_harmful is False
     assert isinstance(LengthDetector(), Detector)

@@ -33,12 +33,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from guardsdk.errors import InvalidInputError, UncheckedFieldError, UnguardedEndpointError
 from guardsdk.integrations.checks import Checks, prompt_stage, response_stage
-from guardsdk.integrations.streaming import StreamChecker, StreamConfig, aguarded_chunks, guarded_chunks
+from guardsdk.integrations.openai_streams import AsyncGuardedStream, GuardedStream
+from guardsdk.integrations.streaming import StreamChecker, StreamConfig
 from guardsdk.texts.conversation import refuse_unchecked, request_prompt
 from guardsdk.texts.outputs import output_texts
 from guardsdk.verdict import Verdict
@@ -118,92 +119,6 @@ class UnguardedNamespace:
             f"{self._path}.{name} is not guarded by guardsdk; use the guarded create(), or the raw client "
             "from guarded.unwrapped if you accept unchecked calls"
         )
-
-
-class GuardedStream:
-    """Iterates a guarded stream of the wrapped client's chunks."""
-
-    def __init__(self, upstream: Any, checker: StreamChecker, verdicts: list[Verdict]) -> None:
-        self._upstream = upstream
-        self._checker = checker
-        self.guard_verdicts = verdicts
-        self._chunks = self._run()
-
-    def _run(self) -> Iterator[Any]:
-        try:
-            yield from guarded_chunks(self._checker, self._upstream)
-        finally:
-            self.guard_verdicts = [*self.guard_verdicts, *self._checker.verdicts]
-            self._close_upstream()
-
-    def __iter__(self) -> Iterator[Any]:
-        return self._chunks
-
-    def __next__(self) -> Any:
-        return next(self._chunks)
-
-    def __enter__(self) -> GuardedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the stream: text already released is checked (see :meth:`StreamChecker.audit`), then the
-        upstream stream is closed (which cancels the request)."""
-        self._chunks.close()
-        self._close_upstream()
-
-    def _close_upstream(self) -> None:
-        close = getattr(self._upstream, "close", None)
-        if close is not None:
-            close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._upstream, name)
-
-
-class AsyncGuardedStream:
-    """Async twin of :class:`GuardedStream`."""
-
-    def __init__(self, upstream: Any, checker: StreamChecker, verdicts: list[Verdict]) -> None:
-        self._upstream = upstream
-        self._checker = checker
-        self.guard_verdicts = verdicts
-        self._chunks = self._run()
-
-    async def _run(self) -> Any:
-        try:
-            async for chunk in aguarded_chunks(self._checker, self._upstream):
-                yield chunk
-        finally:
-            self.guard_verdicts = [*self.guard_verdicts, *self._checker.verdicts]
-            await self._close_upstream()
-
-    def __aiter__(self) -> Any:
-        return self._chunks
-
-    async def __anext__(self) -> Any:
-        return await self._chunks.__anext__()
-
-    async def __aenter__(self) -> AsyncGuardedStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Async twin of :meth:`GuardedStream.close`."""
-        await self._chunks.aclose()
-        await self._close_upstream()
-
-    async def _close_upstream(self) -> None:
-        close = getattr(self._upstream, "close", None)
-        if close is not None:
-            await close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._upstream, name)
 
 
 class _GuardedCreate(UnguardedNamespace):

@@ -1,0 +1,140 @@
+"""The arguments of the ``guardsdk`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from guardsdk import __version__
+from guardsdk.detectors.classifier import CLASSIFIER
+from guardsdk.families import family_names
+from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, MODES
+from guardsdk.service.config import OnBlock, ServiceConfig
+from guardsdk.verdict import TASKS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``guardsdk`` parser, one subcommand a command."""
+    parser = argparse.ArgumentParser(prog="guardsdk", description="Reasoning-based LLM safety guards.")
+    parser.add_argument("--version", action="version", version=f"guardsdk {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_check_parser(commands)
+    _add_eval_parser(commands)
+    _add_serve_parser(commands)
+    _add_convert_parser(commands)
+    return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    source = parser.add_mutually_exclusive_group(required=required)
+    source.add_argument("--gguf", metavar="PATH", help="a GGUF model file (llama.cpp)")
+    source.add_argument("--model", metavar="ID_OR_DIR", help="a Hugging Face model id or folder")
+    source.add_argument(
+        "--server",
+        "--guard-server",
+        metavar="URL",
+        dest="server",
+        help="an OpenAI-compatible server running the guard model, e.g. http://127.0.0.1:8000/v1",
+    )
+    parser.add_argument("--server-model", metavar="NAME", help="the model name on --server")
+    parser.add_argument(
+        "--family",
+        choices=[*family_names(), CLASSIFIER],
+        default=None,
+        help="the guard family of the model (default: guardreasoner); classifier: --model is a heads folder "
+        "(default: the bundled heads)",
+    )
+    parser.add_argument("--api-key", default="EMPTY", help="API key for --server")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the family's output budget")
+    parser.add_argument("--max-input-tokens", type=int, default=DEFAULT_MAX_INPUT_TOKENS)
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline of one check in seconds; undecided past it"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads of a GGUF model (default: half the cores)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="single",
+        help="single: the model reasons in full; verdict_first: answers read by probability after the input "
+        "(check: reasoning where blocked or uncertain; eval: never); needed_tasks: reasoning about the gated "
+        "tasks only; cascade: the bundled classifier first (see docs/speed.md, docs/cascade.md)",
+    )
+
+
+def _add_check_parser(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "check", help="check a prompt (and a response); without a model option, Guard()'s default model"
+    )
+    _add_model_arguments(check, required=False)
+    check.add_argument("--prompt", help="the user prompt")
+    check.add_argument("--prompt-file", metavar="PATH", help="read the prompt from a file ('-' for stdin)")
+    check.add_argument("--response", help="the AI response to check with the prompt")
+    check.add_argument("--response-file", metavar="PATH", help="read the response from a file ('-' for stdin)")
+    check.add_argument("--gate", action="append", choices=TASKS, help="tasks that decide the exit code (repeatable)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("eval", help="run a guard over GuardReasoner benchmarks, or rescore predictions")
+    _add_model_arguments(evaluate, required=False)
+    evaluate.add_argument(
+        "--rescore", metavar="DIR", help="score existing <Benchmark>/generated_predictions.jsonl files"
+    )
+    evaluate.add_argument("--benchmarks-dir", metavar="DIR", help="folder of the benchmark JSON files")
+    evaluate.add_argument("--benchmark", action="append", help="a benchmark name (repeatable; default: all)")
+    evaluate.add_argument("--limit", type=int, default=None, help="first N items of each benchmark")
+    evaluate.add_argument("--sample", type=int, default=None, help="a seeded random N items of each benchmark")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--out", metavar="DIR", default="runs/eval", help="predictions and report folder")
+    evaluate.add_argument("--json", metavar="PATH", help="also write the scores as JSON here")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="serve the guard over HTTP: a check API and a guarded OpenAI proxy")
+    _add_model_arguments(serve, required=False)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: API keys needed)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--api-keys-file", metavar="PATH", help="bearer keys, one per line (also $GUARDSDK_API_KEYS, comma-separated)"
+    )
+    serve.add_argument("--upstream", metavar="URL", help="OpenAI-compatible base URL the proxy forwards to")
+    serve.add_argument("--upstream-api-key", default=os.environ.get("GUARDSDK_UPSTREAM_API_KEY", "EMPTY"),
+                       help="API key for --upstream (default: $GUARDSDK_UPSTREAM_API_KEY)")  # fmt: skip
+    serve.add_argument(
+        "--on-block",
+        choices=[o.value for o in OnBlock],
+        default="error",
+        help="a blocked proxy call: an OpenAI error (400, content_blocked) or a refusal completion",
+    )
+    serve.add_argument("--refusal", default=ServiceConfig.refusal, help="the text of a refusal completion")
+    serve.add_argument("--gate", action="append", choices=TASKS, help="tasks that block (repeatable)")
+    serve.add_argument("--max-body-bytes", type=int, default=ServiceConfig.max_body_bytes)
+    serve.add_argument("--max-concurrency", type=int, default=ServiceConfig.max_concurrency)
+    serve.add_argument("--max-queue", type=int, default=ServiceConfig.max_queue)
+    serve.add_argument("--cache-entries", type=int, default=ServiceConfig.cache_entries, help="0: no verdict cache")
+    serve.add_argument("--cache-ttl", type=float, default=ServiceConfig.cache_ttl_s, help="seconds")
+    serve.add_argument("--log-content", action="store_true", help="put the checked text of blocked calls in logs")
+    serve.add_argument(
+        "--pass-field",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a field the guard does not check, forwarded all the same (repeatable): a body field beyond OpenAI's "
+        "own (e.g. top_k), or a message / content-part key (messages.KEY, messages.content.KEY)",
+    )
+    serve.add_argument("--expose-reasoning", action="store_true",
+                       help="show the guard's output and reasoning in answers about blocked checks (they may quote "
+                       "or continue the blocked text)")  # fmt: skip
+
+
+def _add_convert_parser(commands: argparse._SubParsersAction) -> None:
+    convert = commands.add_parser("convert", help="convert a Hugging Face model to a (quantized) GGUF file")
+    convert.add_argument("source", help="a Hugging Face model folder, or a hub id (downloaded: needs the hub)")
+    convert.add_argument("--quant", default="Q4_K_M", help="Q4_K_M (default), Q4_0, Q8_0, F16, ...")
+    convert.add_argument("--out", metavar="PATH", help="the GGUF file (default: <name>-<quant>.gguf here)")
+
+
+__all__ = ["build_parser"]

@@ -127,6 +127,20 @@ class ThreadedAsyncMixin:
         return await asyncio.to_thread(self.generate, inputs, **options)  # type: ignore[attr-defined]
 
 
+@runtime_checkable
+class Warmable(Protocol):
+    """A backend that can evaluate, once, the text every check starts with (its later checks then skip it)."""
+
+    def warm(self, prefix: str, special_tokens: bool) -> None: ...
+
+
+@runtime_checkable
+class Fingerprinted(Protocol):
+    """A backend or detector that knows which version of its model files it runs (``guardsdk eval`` records it)."""
+
+    fingerprint: str | None
+
+
 def files_fingerprint(paths: list[Path]) -> str:
     """Which version of a model's files this is: a hash of each file's name, size and modification time (cheap
     for multi-GB files; a file replaced or retrained changes it)."""

@@ -15,14 +15,14 @@ import os
 import time
 from typing import Any
 
-from guardsdk.backends.base import Backend, Generation, NextTokenScorer, failed_generation
+from guardsdk.backends.base import Backend, Generation, NextTokenScorer, Warmable, failed_generation
 from guardsdk.detectors.answer_scores import echo_refusal, force_slots, slot_word_ids, written_score
 from guardsdk.detectors.base import Pair
 from guardsdk.detectors.long_input import Part, Plan, merge_windows, plan_check
 from guardsdk.detectors.reasoning_audit import reasoning_conflicts
 from guardsdk.errors import BackendError, describe
 from guardsdk.families import GuardFamily, get_family
-from guardsdk.families.base import ForcedAnswers
+from guardsdk.families.base import ForcedAnswers, StopsReasoning
 from guardsdk.policy import Policy
 from guardsdk.verdict import TASKS, Failure, Label, ParseStatus, Task, Verdict, verdict_from_labels
 
@@ -62,9 +62,8 @@ class GenerativeDetector:
                 f"gives next-token probabilities (llama.cpp, transformers), not {self.family.name} on {backend.name}"
             )
         self.name = f"{self.family.name}:{backend.name}"
-        warm = getattr(backend, "warm", None)
-        if warm is not None:  # the first check then skips the shared instruction (see LlamaCppBackend.warm)
-            warm(shared_prefix(self.family), self.family.special_tokens)
+        if isinstance(backend, Warmable):  # the first check then skips the shared instruction (LlamaCppBackend.warm)
+            backend.warm(shared_prefix(self.family), self.family.special_tokens)
 
     @functools.cached_property
     def _word_ids(self) -> dict[tuple[Task, str], tuple[int, int]]:
@@ -195,10 +194,9 @@ class GenerativeDetector:
         """Needed-tasks mode: where to stop reasoning for a check, and the tasks it must answer; (None, [])
         when the whole output is needed."""
         needed = [Task(t) for t in TASKS if t in policy.gates and (has_response or t == Task.PROMPT_HARM)]
-        stop_at = getattr(self.family, "reasoning_stop", None)
-        if not self.needed_tasks_only or not needed or stop_at is None:
+        if not self.needed_tasks_only or not needed or not isinstance(self.family, StopsReasoning):
             return None, []
-        stop = stop_at(needed[-1])
+        stop = self.family.reasoning_stop(needed[-1])
         return stop, needed if stop is not None else []
 
     def _calls(self, plans: list[Plan], policy: Policy, deadline: float) -> list[tuple[list[int], dict[str, Any]]]:

@@ -22,6 +22,7 @@ from guardsdk.detectors.classifier import CLASSIFIER
 from guardsdk.detectors.generative import GenerativeDetector
 from guardsdk.errors import ModelNotFoundError
 from guardsdk.families import GuardFamily, get_family
+from guardsdk.families.base import Discoverable
 
 logger = logging.getLogger("guardsdk")
 
@@ -109,7 +110,7 @@ def resolve_default_model(family: Any = None) -> ResolvedModel:
     configured = os.environ.get(MODEL_ENV)
     if configured:
         return explicit(configured, f"${MODEL_ENV}")
-    hint = getattr(family, "file_hint", "guardreasoner")
+    hint = family.file_hint if isinstance(family, Discoverable) else "guardreasoner"
     folder = os.environ.get(MODELS_DIR_ENV)
     if folder:
         if not Path(folder).is_dir():
@@ -117,7 +118,7 @@ def resolve_default_model(family: Any = None) -> ResolvedModel:
         found = find_in_folder(Path(folder), hint)
         if found:
             return found
-    found = find_in_hf_cache(getattr(family, "hub_ids", GUARDREASONER_REPOS))
+    found = find_in_hf_cache(family.hub_ids if isinstance(family, Discoverable) else GUARDREASONER_REPOS)
     if found:
         return found
     if hint != "guardreasoner":

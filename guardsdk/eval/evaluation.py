@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guardsdk.backends.base import Fingerprinted
 from guardsdk.errors import InvalidInputError
 from guardsdk.eval.benchmarks import BENCHMARKS, BenchmarkItem, BenchmarkSpec, load_items
 from guardsdk.verdict import Verdict
@@ -38,9 +39,8 @@ def run_settings(guard: Guard, limit: int | None, sample: int | None) -> dict[st
 def model_files(detector: Any) -> list[str]:
     """The fingerprints of the model files under ``detector`` (a composite's: each part's), so a run resumed
     after its model file was replaced or retrained is refused rather than mixed with the old rows."""
-    own = getattr(detector, "fingerprint", None)
-    if own:
-        return [own]
+    if isinstance(detector, Fingerprinted) and detector.fingerprint:
+        return [detector.fingerprint]
     parts = [getattr(detector, name, None) for name in ("fast", "reasoning", "backend")]
     return [f for part in (*parts, *getattr(detector, "detectors", ())) if part is not None for f in model_files(part)]
 

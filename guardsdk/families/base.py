@@ -84,3 +84,20 @@ class ForcedAnswers(Protocol):
     def answer_slots(self, has_response: bool) -> list[list[AnswerSlot]]:
         """Per view (as :meth:`GuardFamily.render` orders them), the slots its model fills, in order."""
         ...
+
+
+@runtime_checkable
+class Discoverable(Protocol):
+    """A family whose model files ``Guard()`` can find on its own: by name on disk, and in the Hugging Face cache."""
+
+    file_hint: str  # model files and folders of the family have it in their name
+    hub_ids: tuple[str, ...]  # its models on the Hugging Face hub (looked up in the local cache only)
+
+
+@runtime_checkable
+class StopsReasoning(Protocol):
+    """A family whose reasoning can stop after a task (needed-tasks mode)."""
+
+    def reasoning_stop(self, last_task: Task) -> str | None:
+        """Where the reasoning about the tasks after ``last_task`` begins (None: nothing follows it)."""
+        ...

@@ -68,6 +68,12 @@ def test_the_top_level_holds_at_most_12_modules_besides_the_moved_ones():
     assert len(top) <= 12, top
 
 
+def test_no_module_is_over_300_lines():
+    files = [*(ROOT / "guardsdk").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")]
+    long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text(encoding="utf-8").splitlines())) > 300}
+    assert not long, long
+
+
 def test_no_import_circle_in_the_package():
     files = [p for p in (ROOT / "guardsdk").rglob("*.py")] + list((ROOT / "trainer").rglob("*.py"))
     by_module = {_module_of(p): p for p in files}

@@ -22,6 +22,7 @@ from guardsdk.backends.drafting import (
     prompt_lookup,
 )
 from guardsdk.backends.llamacpp import LlamaCppBackend, near_tie
+from guardsdk.backends.llamacpp_build import batches_match_steps, logits_in_batches
 from guardsdk.detectors.generative import GenerativeDetector
 from guardsdk.detectors.resolve import bundled_tiny_path
 from guardsdk.eval.benchmarks import benchmark, load_items
@@ -181,10 +182,10 @@ def test_this_llama_cpp_build_evaluates_exact_modes_batches_as_one_token_steps(i
 
     backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=False, prefix_states=None)
     try:
-        assert llamacpp.batches_match_steps(backend._llama_cpp) and not backend.redecode_near_ties
+        assert batches_match_steps(backend._llama_cpp) and not backend.redecode_near_ties
         [output] = backend.generate(inputs[:1], max_tokens=96)
         ids, tokens = backend.input_ids(inputs[0]), list(output.token_ids)
-        steps, batches = (backend.logits_in_batches(ids, tokens, size) for size in (1, EXACT_DRAFT + 1))
+        steps, batches = (logits_in_batches(backend, ids, tokens, size) for size in (1, EXACT_DRAFT + 1))
         [again] = backend.generate(inputs[:1], max_tokens=96)  # the cleared cache is evaluated anew
     finally:
         backend.close()

@@ -293,7 +293,8 @@ def test_guardsdk_eval_scores_another_family_by_its_own_labels(tmp_path):
     for protocol in ("paper", "robust"):  # every SimpleSafetyTests prompt is harmful
         scores = result.scores[protocol]
         assert (scores.tp, scores.fn, scores.fp) == (3, 1, 0)
-    from guardsdk.eval.report import load_run_settings, write_report
+    from guardsdk.eval.report import load_run_settings
+    from guardsdk.eval.report_files import write_report
 
     settings = load_run_settings(tmp_path / "lg3")
     paths = write_report(load_prediction_dir(tmp_path / "lg3"), tmp_path / "report", settings)

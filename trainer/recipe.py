@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from guardsdk_trainer import data as data_mod
 from guardsdk_trainer.config import RecipeConfig, to_dict
 from guardsdk_trainer.data import Example
+from guardsdk_trainer.manifest import file_sha256, label_counts, library_versions, slug
 from guardsdk_trainer.mining import PreferencePair
 
 logger = logging.getLogger("guardsdk_trainer")
@@ -31,27 +29,6 @@ REQUIRES = {"synth": "data", "rsft": "synth", "bootstrap": "rsft", "sample": "rs
 
 class StageOrderError(ValueError):
     """A stage was asked for before the stage whose output it reads."""
-
-
-LIBRARIES = ("guardsdk", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "llama_cpp_python")
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 class Recipe:
@@ -184,8 +161,8 @@ class Recipe:
         trained = {"rsft": len(sft)}
         for source in self.config.sample.leave_one_out_sources:
             subset = [e for e in sft if e.source != source]
-            train_rsft(base, subset, self.path("models", f"rsft-minus-{_slug(source)}"), self.config.rsft)
-            trained[f"rsft-minus-{_slug(source)}"] = len(subset)
+            train_rsft(base, subset, self.path("models", f"rsft-minus-{slug(source)}"), self.config.rsft)
+            trained[f"rsft-minus-{slug(source)}"] = len(subset)
         return {"models": trained}
 
     def current_rsft(self) -> Path:
@@ -239,7 +216,7 @@ class Recipe:
             sft += added
             data_mod.write_jsonl(self.path("data", "sft.jsonl"), (e.to_json() for e in sft))
             rounds.append({"round": number + 1, "tried": len(batch), "added": len(added),
-                           "added_labels": _label_counts(added)})  # fmt: skip
+                           "added_labels": label_counts(added)})  # fmt: skip
             data_mod.write_jsonl(log_path, rounds)
             logger.info("bootstrap round %d: %d of %d inputs gave a trace matching their labels",
                         number + 1, len(added), len(batch))  # fmt: skip
@@ -297,16 +274,3 @@ class Recipe:
 
         final = self.path("models", "hsdpo") if self.done("hsdpo") else self.current_rsft()
         return export(final, self.path("gguf"), self.config.export)
-
-
-def _label_counts(examples: list[Example]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for example in examples:
-        for task, label in example.labels.items():
-            if label:
-                counts[f"{task}={label}"] = counts.get(f"{task}={label}", 0) + 1
-    return counts
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower()

@@ -24,7 +24,7 @@ def llama_cpp_build() -> str:
     """Whether this llama.cpp has llamafile's matrix kernels (used for batches, not for one-token steps)."""
     import llama_cpp
 
-    from guardsdk.backends.llamacpp import batches_match_steps
+    from guardsdk.backends.llamacpp_build import batches_match_steps
 
     return "LLAMAFILE off" if batches_match_steps(llama_cpp) else "LLAMAFILE on"
 
@@ -39,6 +39,7 @@ def main() -> None:
     import numpy as np
 
     from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.backends.llamacpp_build import logits_in_batches
     from guardsdk.detectors.resolve import bundled_tiny_path
     from guardsdk.families.guardreasoner.template import build_input
 
@@ -50,7 +51,7 @@ def main() -> None:
         text = build_input(prompt, response)
         output = list(backend.generate([text], max_tokens=args.max_tokens)[0].token_ids or ())
         ids = backend.input_ids(text)
-        by_k = {k: backend.logits_in_batches(ids, output, k) for k in SIZES}
+        by_k = {k: logits_in_batches(backend, ids, output, k) for k in SIZES}
         positions += len(output)
         for k in SIZES:
             for reference, key in ((by_k[1], "1"), (by_k[2], "2")):

@@ -143,6 +143,7 @@ def component_costs(model: Path, threads: int) -> dict[str, float]:
     """Seconds for: prefill of n tokens after the shared instruction, one decode step, k tokens in one batch
     with logits for each (the pending token and k-1 drafts to verify)."""
     from guardsdk.backends.llamacpp import LlamaCppBackend
+    from guardsdk.backends.llamacpp_build import measure_verify_costs
     from guardsdk.families.guardreasoner.template import INSTRUCTION
 
     backend = LlamaCppBackend(model, n_threads=threads)
@@ -157,7 +158,7 @@ def component_costs(model: Path, threads: int) -> dict[str, float]:
     llm.reset()
     llm.eval(prefix)
     costs = {f"prefill_{n}": timed(lambda n=n: prefill(n), repeats=5) for n in (8, 32, 128, 512)}
-    verify = backend.measure_verify_costs(repeats=15)
+    verify = measure_verify_costs(backend, repeats=15)
     costs["step"] = verify.step_s
     costs |= {f"verify_{k}": ratio * verify.step_s for k, ratio in verify.ratios.items() if k > 1}
     backend.close()

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from guardsdk.backends.base import Generation
+
 #: The longest draft ever proposed.
 MAX_DRAFT = 8
 
@@ -157,13 +159,33 @@ class Drafter:
         self.table.learn(output)
 
 
+#: Where the llama.cpp build's batches do not give one-token steps' logits
+#: (:func:`~guardsdk.backends.llamacpp_build.batches_match_steps`), exact mode decodes an output again, one token per
+#: step from the same cached point, when it chose a watched token (a label word) by less than this log-probability
+#: over another watched one: there batched verification moves logits by up to ~0.04, which can tip a near-tie the
+#: other way (docs/speed.md; a two-way label's score within ~0.025 of 0.5 is redecided).
+REDECODE_MARGIN = 0.1
+
+
+def near_tie(generation: Generation, margin: float) -> bool:
+    """Whether some watched token was chosen by less than ``margin`` log-probability over another watched one."""
+    ids = generation.token_ids or ()
+    for step, logprobs in (generation.watched or {}).items():
+        chosen = ids[step] if step < len(ids) else None
+        if chosen in logprobs and any(logprobs[chosen] - v < margin for t, v in logprobs.items() if t != chosen):
+            return True
+    return False
+
+
 __all__ = [
     "DEFAULT_VERIFY_COSTS",
     "EXACT_DRAFT",
     "MAX_DRAFT",
+    "REDECODE_MARGIN",
     "Drafter",
     "PhraseTable",
     "VerifyCosts",
     "best_draft_length",
+    "near_tie",
     "prompt_lookup",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import threading
 import time
@@ -15,11 +14,12 @@ from guardsdk.backends import prefix_state
 from guardsdk.backends.base import (
     Generation,
     ThreadedAsyncMixin,
-    continuation_tokens,
     failed_generation,
     files_fingerprint,
 )
-from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, Drafter, VerifyCosts
+from guardsdk.backends.drafting import DEFAULT_VERIFY_COSTS, REDECODE_MARGIN, Drafter, VerifyCosts, near_tie
+from guardsdk.backends.llamacpp_build import batches_match_steps, measure_verify_costs
+from guardsdk.backends.llamacpp_scoring import LlamaNextTokens, _logprobs
 from guardsdk.errors import BackendError, ModelNotFoundError, describe
 
 
@@ -37,41 +37,7 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
-def _logprobs(logits: Any, tokens: Iterable[int]) -> dict[int, float]:
-    """log softmax(logits) of each of ``tokens``."""
-    import numpy as np
-
-    top = float(logits.max())
-    log_z = top + math.log(float(np.exp(logits - top).sum()))
-    return {token: float(logits[token]) - log_z for token in tokens}
-
-
-#: Where the llama.cpp build's batches do not give one-token steps' logits (:func:`batches_match_steps`), exact
-#: mode decodes an output again, one token per step from the same cached point, when it chose a watched token (a
-#: label word) by less than this log-probability over another watched one: there batched verification moves
-#: logits by up to ~0.04, which can tip a near-tie the other way (docs/speed.md; a two-way label's score within
-#: ~0.025 of 0.5 is redecided).
-REDECODE_MARGIN = 0.1
-
-
-def batches_match_steps(llama_cpp: Any) -> bool:
-    """Whether this llama.cpp build evaluates a token in a small batch (exact mode's verification) exactly as in a
-    one-token step: true without llamafile's matrix kernels, which take batches only
-    (benchmarks/speed/batch_invariance.py)."""
-    return "LLAMAFILE = 1" not in llama_cpp.llama_print_system_info().decode(errors="replace")
-
-
-def near_tie(generation: Generation, margin: float) -> bool:
-    """Whether some watched token was chosen by less than ``margin`` log-probability over another watched one."""
-    ids = generation.token_ids or ()
-    for step, logprobs in (generation.watched or {}).items():
-        chosen = ids[step] if step < len(ids) else None
-        if chosen in logprobs and any(logprobs[chosen] - v < margin for t, v in logprobs.items() if t != chosen):
-            return True
-    return False
-
-
-class LlamaCppBackend(ThreadedAsyncMixin):
+class LlamaCppBackend(LlamaNextTokens, ThreadedAsyncMixin):
     """Runs a GGUF model in-process.
 
     Decoding is greedy and, by default, drafted (exact mode, :mod:`guardsdk.backends.drafting`): tokens the
@@ -108,20 +74,13 @@ class LlamaCppBackend(ThreadedAsyncMixin):
     ) -> None:
         path = Path(model_path)
         if not path.is_file():
-            raise ModelNotFoundError(f"GGUF file not found: {path}")
+            raise ModelNotFoundError(f"GGUF file not found: {path} (make one from Hugging Face weights with "
+                                     "`guardsdk convert yueliu1999/GuardReasoner-1B --quant Q4_K_M`)")  # fmt: skip
         llama_cpp = _import_llama()
         threads = n_threads or default_threads()
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=n_batch,
-                seed=seed,
-                verbose=verbose,
-                **llama_kwargs,
-            )
+            self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                                        n_batch=n_batch, seed=seed, verbose=verbose, **llama_kwargs)  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise ModelNotFoundError(f"could not load GGUF model {path}: {exc}") from exc
         self._llama_cpp = llama_cpp
@@ -135,7 +94,7 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         self.n_threads = threads
         if drafting not in (True, False, "measure") and not isinstance(drafting, VerifyCosts):
             raise ValueError(f"drafting is True, False, 'measure' or VerifyCosts, not {drafting!r}")
-        costs = self.measure_verify_costs() if drafting == "measure" else drafting
+        costs = measure_verify_costs(self) if drafting == "measure" else drafting
         self.drafter = Drafter(DEFAULT_VERIFY_COSTS if costs is True else costs) if costs else None
         self.redecode_near_ties = not batches_match_steps(llama_cpp)
         self.redecoded = 0  # outputs exact mode decoded again one token per step (see REDECODE_MARGIN)
@@ -281,26 +240,6 @@ class LlamaCppBackend(ThreadedAsyncMixin):
         get = self._llama_cpp.llama_get_logits_ith
         return [np.ctypeslib.as_array(get(llm._ctx.ctx, i), shape=(llm._n_vocab,)) for i in range(len(tokens))]
 
-    def logits_in_batches(self, ids: list[int], tokens: list[int], size: int) -> list[Any]:
-        """The logits after each of ``tokens`` (copies), evaluated after the prompt ``ids`` ``size`` tokens a batch:
-        to check that batches give one-token steps' logits (benchmarks/speed/batch_invariance.py). The cache is
-        cleared."""
-        import numpy as np
-
-        with self._lock:
-            llm = self.llm
-            llm.n_tokens = 0
-            llm.eval(ids)
-            rows = []
-            for start in range(0, len(tokens), size):
-                chunk = tokens[start : start + size]
-                rows += [np.array(row) for row in self._decode_all(chunk)]
-                llm.input_ids[llm.n_tokens : llm.n_tokens + len(chunk)] = chunk
-                llm.n_tokens += len(chunk)
-            llm.n_tokens = 0
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            return rows
-
     def warm(self, prefix: str, special_tokens: bool = False) -> None:
         """Put the state of ``prefix`` (the text every input starts with) into the KV cache now: restored from
         ``prefix_states`` where an earlier process saved it, else evaluated (and saved there)."""
@@ -322,62 +261,6 @@ class LlamaCppBackend(ThreadedAsyncMixin):
                 if path is not None:
                     prefix_state.save(self._llama_cpp, llm._ctx.ctx, path, ids)
             llm._requires_eval = True  # no logits come with a restored state
-
-    def measure_verify_costs(self, sizes: Sequence[int] = (1, 2, 4, 8), repeats: int = 3) -> VerifyCosts:
-        """Time k tokens evaluated in one batch (logits for each) against one decode step, on this machine now."""
-        llm = self.llm
-        with self._lock:
-            base = self.input_ids(" the guard reads this text" * 8)
-            llm.n_tokens = 0
-            llm.eval(base)
-            seconds = {}
-            for k in sizes:
-                runs = []
-                for _ in range(repeats):
-                    llm.n_tokens = len(base)
-                    started = time.perf_counter()
-                    self._decode_all(base[1 : k + 1])
-                    runs.append(time.perf_counter() - started)
-                seconds[k] = sorted(runs)[len(runs) // 2]
-            llm.n_tokens = len(base)
-            llm._requires_eval = True
-        return VerifyCosts({k: seconds[k] / seconds[sizes[0]] for k in sizes}, step_s=seconds[sizes[0]])
-
-    def _last_logits(self) -> Any:
-        """The logits of the last evaluated position (a view into llama.cpp's buffer)."""
-        import numpy as np
-
-        llm = self.llm
-        return np.ctypeslib.as_array(self._llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1), shape=(llm._n_vocab,))
-
-    def _reuse_point(self, ids: list[int]) -> int:
-        """How many of ``ids`` the KV cache already holds and may keep (the last token is always evaluated anew,
-        for its logits)."""
-        llm = self.llm
-        return min(llm.longest_token_prefix(llm._input_ids, ids), len(ids) - 1)
-
-    def _logits_after(self, ids: list[int], start: int | None = None) -> Any:
-        """Evaluate ``ids`` from cached position ``start`` (default: :meth:`_reuse_point`) and return the last
-        token's logits."""
-        llm = self.llm
-        llm.n_tokens = self._reuse_point(ids) if start is None else start
-        llm.eval(ids[llm.n_tokens :])
-        llm._requires_eval = True  # the logits are read here; llama-cpp-python must not reuse them
-        return self._last_logits()
-
-    def next_token_probs(
-        self, texts: Sequence[str], candidates: Sequence[str], *, special_tokens: bool = False
-    ) -> list[tuple[float, ...]]:
-        """See :class:`~guardsdk.backends.base.NextTokenScorer`: one forward pass over the uncached tail."""
-        with self._lock:
-            results = []
-            for text in texts:
-                ids, firsts = continuation_tokens(lambda t: self.input_ids(t, special_tokens), text, candidates)
-                if len(ids) >= self.context_length:
-                    raise BackendError(f"input of {len(ids)} tokens exceeds n_ctx={self.context_length}")
-                logprobs = _logprobs(self._logits_after(ids), firsts)
-                results.append(tuple(math.exp(logprobs[token]) for token in firsts))
-            return results
 
     def generate(
         self,

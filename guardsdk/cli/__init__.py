@@ -122,7 +122,8 @@ def run_check(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from guardsdk.eval.benchmarks import BENCHMARKS, benchmark
     from guardsdk.eval.evaluation import evaluate
-    from guardsdk.eval.report import load_prediction_dir, load_run_settings, to_json, write_report
+    from guardsdk.eval.report import load_prediction_dir, load_run_settings, to_json
+    from guardsdk.eval.report_files import write_report
 
     if args.rescore:
         folder = Path(args.rescore)

@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
-from guardsdk.policy import Policy
+from guardsdk.policy import OnUnsafe, Policy
 from guardsdk.tracing import record_check
 from guardsdk.verdict import Failure, Task, Verdict
 
@@ -58,8 +58,9 @@ class Outcomes:
             why = (decision.reason if decision.fail_open else "part of the input was elided unseen (long_input='elide')"
                    if unseen else "a policy threshold overrode the model's unsafe label")  # fmt: skip
             logger.warning("guard allowed a check without a decided safe verdict: %s", why)
-        elif not decision.allowed:
-            logger.warning("guard blocked a check: %s (model %s)", decision.reason, verdict.model)
+        elif not decision.allowed:  # under on_unsafe="annotate" the caller decides: the guard flags, not blocks
+            verb = "flagged" if policy.on_unsafe is OnUnsafe.ANNOTATE else "blocked"
+            logger.warning("guard %s a check: %s (model %s)", verb, decision.reason, verdict.model)
         if verdict.reasoning_conflict:
             logger.warning("guard reasoning argues against its own label on %s (audit flag; the label stands)",
                            ", ".join(verdict.reasoning_conflict))  # fmt: skip

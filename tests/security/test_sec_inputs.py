@@ -282,3 +282,10 @@ def test_a_family_or_detector_that_raises_gives_undecided_verdicts_not_a_crash()
     assert [v.allowed for v in verdicts] == [False, False] and "detector bug" in verdicts[0].error
     assert [v.allowed for v in asyncio.run(guard.acheck_batch(["a"]))] == [False]
     assert guard.stats["failed_closed"] == 3
+
+
+def test_an_annotated_unsafe_check_is_logged_as_flagged_not_blocked(caplog):
+    guard = Guard(ScriptedGuardModel(), policy=Policy(on_unsafe="annotate"))
+    with caplog.at_level(logging.WARNING, logger="guardsdk"):
+        assert guard.check(f"text about {MARK}").allowed is False
+    assert "guard flagged a check: unsafe: prompt_harm" in caplog.text and "blocked" not in caplog.text

@@ -7,6 +7,9 @@ The names here are what an app imports; the rest lives in its wing (``guardsdk.d
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 import warnings
 from importlib import metadata as _metadata
 from typing import Any
@@ -57,6 +60,45 @@ _MOVED = {
     "VerdictFirst": "guardsdk.detectors",
     "as_detector": "guardsdk.detectors",
 }
+
+
+#: Modules that moved to their wing: importable under the old name for one release, with a warning.
+_MOVED_MODULES = {
+    "guardsdk.detector": "guardsdk.detectors",
+    "guardsdk.cascade": "guardsdk.detectors.cascade",
+    "guardsdk.verdict_first": "guardsdk.detectors.verdict_first",
+    "guardsdk.answer_scores": "guardsdk.detectors.answer_scores",
+    "guardsdk.long_input": "guardsdk.detectors.long_input",
+    "guardsdk.truncation": "guardsdk.detectors.truncation",
+    "guardsdk.model_resolution": "guardsdk.detectors.resolve",
+    "guardsdk.families.classifier": "guardsdk.detectors.classifier",
+    "guardsdk.families.classifier.detector": "guardsdk.detectors.classifier.detector",
+    "guardsdk.families.classifier.encoder": "guardsdk.detectors.classifier.encoder",
+    "guardsdk.families.classifier.heads": "guardsdk.detectors.classifier.heads",
+    "guardsdk.streaming": "guardsdk.integrations.streaming",
+    "guardsdk.checks": "guardsdk.integrations.checks",
+    "guardsdk.conversation": "guardsdk.texts.conversation",
+    "guardsdk.outputs": "guardsdk.texts.outputs",
+    "guardsdk.validation": "guardsdk.texts.validation",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers ``import guardsdk.<old>`` with the module in its new home (the same object), and a warning."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        return importlib.util.spec_from_loader(fullname, self) if fullname in _MOVED_MODULES else None
+
+    def create_module(self, spec: Any) -> Any:
+        new = _MOVED_MODULES[spec.name]
+        warnings.warn(f"{spec.name} moved to {new}", DeprecationWarning, stacklevel=2)
+        return importlib.import_module(new)
+
+    def exec_module(self, module: Any) -> None:
+        pass  # the module in its new home ran already
+
+
+sys.meta_path.insert(0, _MovedModules())  # before the path finder: no second copy of a moved module
 
 
 def __getattr__(name: str) -> Any:

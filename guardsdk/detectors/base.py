@@ -44,6 +44,15 @@ def _undecided_all(
                               failure=failure) for _, r in pairs]  # fmt: skip
 
 
+def _one_each(detector: Detector, pairs: list[Pair], verdicts: object, started: float) -> list[Verdict]:
+    """The detector's verdicts, or undecided ones (a backend failure) where it broke its protocol: not a list of one
+    verdict per pair."""
+    if isinstance(verdicts, list) and len(verdicts) == len(pairs) and all(isinstance(v, Verdict) for v in verdicts):
+        return verdicts
+    return _undecided_all(detector, pairs, f"detector {detector.name} did not give one verdict per input", started,
+                          Failure.BACKEND)  # fmt: skip
+
+
 def detect_within(detector: Detector, pairs: list[Pair], policy: Policy, seconds: float) -> list[Verdict]:
     """``detector.detect`` run in a thread that may take ``seconds``: one verdict per pair whatever happens — past
     the deadline, undecided (``failure="deadline"``, none started where no time is left); a detector that breaks its
@@ -54,7 +63,8 @@ def detect_within(detector: Detector, pairs: list[Pair], policy: Policy, seconds
     if seconds <= 0:
         return _undecided_all(detector, pairs, "check started past its deadline", started, Failure.DEADLINE)
     try:
-        return call_before_deadline(lambda: detector.detect(pairs, policy, started + seconds), seconds)
+        verdicts = call_before_deadline(lambda: detector.detect(pairs, policy, started + seconds), seconds)
+        return _one_each(detector, pairs, verdicts, started)
     except DeadlineExceeded:
         return _undecided_all(detector, pairs, f"check ran past its deadline of {seconds:g}s", started,
                               Failure.DEADLINE)  # fmt: skip
@@ -70,7 +80,8 @@ async def adetect_within(detector: Detector, pairs: list[Pair], policy: Policy, 
     if seconds <= 0:
         return _undecided_all(detector, pairs, "check started past its deadline", started, Failure.DEADLINE)
     try:
-        return await asyncio.wait_for(detector.adetect(pairs, policy, started + seconds), seconds)
+        verdicts = await asyncio.wait_for(detector.adetect(pairs, policy, started + seconds), seconds)
+        return _one_each(detector, pairs, verdicts, started)
     except asyncio.TimeoutError:
         return _undecided_all(detector, pairs, f"check ran past its deadline of {seconds:g}s", started,
                               Failure.DEADLINE)  # fmt: skip

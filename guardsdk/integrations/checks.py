@@ -8,6 +8,7 @@ them, never the other way round) and work with any object that checks the same w
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from guardsdk.policy import Policy
@@ -27,6 +28,14 @@ class Checks(Protocol):
 
     async def acheck(self, prompt: str, response: str | None = None) -> Verdict:
         """Async twin of :meth:`check`."""
+        ...
+
+    def check_batch(self, items: Sequence[tuple[str, str | None]]) -> list[Verdict]:
+        """Check many (prompt, response) pairs; never raises GuardBlocked: each verdict carries its decision."""
+        ...
+
+    async def acheck_batch(self, items: Sequence[tuple[str, str | None]]) -> list[Verdict]:
+        """Async twin of :meth:`check_batch`."""
         ...
 
     def with_policy(self, policy: Policy) -> Checks:

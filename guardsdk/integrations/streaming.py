@@ -7,7 +7,6 @@ checks (sync or async) and hand chunks on.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
@@ -16,7 +15,7 @@ from typing import Generic, TypeVar
 
 from guardsdk.errors import GuardBlocked, InvalidInputError
 from guardsdk.integrations.checks import Checks
-from guardsdk.policy import OnUnsafe, stops
+from guardsdk.policy import stops
 from guardsdk.texts.outputs import chunk_text
 from guardsdk.verdict import Verdict
 
@@ -74,7 +73,8 @@ class StreamChecker:
     ``append`` adds text; ``due``, ``final`` and ``unverified`` say which :class:`Window` checks to run now, at the
     end, and after an early stop; ``judge`` takes each one's verdict and raises :class:`StreamBlocked` where the
     policy stops the stream. Window and final checks gate the response tasks of the policy (the prompt was checked
-    before the call) through ``checks``, an annotating twin of the guard (verdicts are judged here); the guard's
+    before the call) through ``checks``, the guard's response guard, run as a batch of one (it decides without
+    raising: the verdict is judged here); the guard's
     other settings (fail-closed or open) apply.
     """
 
@@ -82,7 +82,8 @@ class StreamChecker:
     prompt: str
     config: StreamConfig = field(default_factory=StreamConfig)
     text: str = ""
-    released_upto: int = 0
+    released_upto: int = 0  # text the checks let through
+    given_upto: int = 0  # text the caller was handed (the drivers keep it: whole chunks)
     checked_upto: int = 0  # windows up to here are scheduled
     verified_upto: int = 0  # a check covering text up to here has come back
     verdicts: list[Verdict] = field(default_factory=list)
@@ -91,7 +92,7 @@ class StreamChecker:
         responses = self.guard.response_guard()
         if responses is None:
             raise ValueError("the policy gates no response task: a stream has nothing to be checked for")
-        self.checks = responses.with_policy(dataclasses.replace(responses.policy, on_unsafe=OnUnsafe.ANNOTATE))
+        self.checks = responses
 
     def append(self, chunk: str) -> None:
         """Add streamed text, before the caller can see it (so a caller that stops on it still has it audited);
@@ -134,7 +135,7 @@ class StreamChecker:
             self.guard.count_event("released_unsafe")
         if stops(verdict, self.guard.policy):
             if stop:
-                raise StreamBlocked(verdict, self.text[: self.released_upto])
+                raise StreamBlocked(verdict, self.text[: self.given_upto])
             return
         self.released_upto = max(self.released_upto, window.upto)
 
@@ -150,6 +151,7 @@ class _Chunks(Generic[T]):
         """Take a chunk; the chunks to hand on at once (stream-first: this one)."""
         self.checker.append(text)
         if self.checker.config.mode is StreamMode.STREAM_FIRST:
+            self.checker.given_upto = len(self.checker.text)
             return [chunk]
         self.pending.append((chunk, len(self.checker.text)))
         return []
@@ -158,7 +160,8 @@ class _Chunks(Generic[T]):
         """The held chunks whose text every check so far covered."""
         out = []
         while self.pending and self.pending[0][1] <= self.checker.released_upto:
-            out.append(self.pending.pop(0)[0])
+            chunk, self.checker.given_upto = self.pending.pop(0)
+            out.append(chunk)
         return out
 
 
@@ -171,12 +174,14 @@ def _text(text_of: Callable[[T], str], chunk: T) -> str:
 
 def _run(checker: StreamChecker, windows: list[Window], *, stop: bool = True) -> None:
     for window in windows:
-        checker.judge(checker.checks.check(checker.prompt, window.text), window, stop=stop)
+        [verdict] = checker.checks.check_batch([(checker.prompt, window.text)])
+        checker.judge(verdict, window, stop=stop)
 
 
 async def _arun(checker: StreamChecker, windows: list[Window], *, stop: bool = True) -> None:
     for window in windows:
-        checker.judge(await checker.checks.acheck(checker.prompt, window.text), window, stop=stop)
+        [verdict] = await checker.checks.acheck_batch([(checker.prompt, window.text)])
+        checker.judge(verdict, window, stop=stop)
 
 
 def guarded_chunks(

@@ -405,3 +405,32 @@ def test_withholding_leaves_out_error_text_that_may_quote_the_guard_output():
     assert MARK not in json.dumps(shown) and shown["withheld"] and "parse status failed" in shown["error"]
     ungated = Guard(ScriptedGuardModel(), policy=Policy(gates={"refusal"}, on_unsafe="annotate")).check("hi")
     assert ungated.decision.summary == "undecided (no gated task applies); failing closed"
+
+
+def test_a_detector_that_gives_the_wrong_number_of_verdicts_is_a_backend_failure_not_a_crash():
+    class Short:
+        name = "short"
+
+        def detect(self, pairs, policy, deadline):
+            return []
+
+        async def adetect(self, pairs, policy, deadline):
+            return []
+
+        def close(self) -> None:
+            pass
+
+    guard = Guard(Short(), policy=Policy(on_unsafe="annotate"))
+    assert [v.failure for v in guard.check_batch(["a", "b"])] == ["backend", "backend"]
+    assert asyncio.run(guard.acheck("a")).failure == "backend" and not guard.check("a").allowed
+
+
+def test_a_blocked_stream_reports_only_the_chunks_the_caller_got():
+    from guardsdk.integrations.streaming import StreamBlocked, StreamChecker, guarded_chunks
+
+    checker = StreamChecker(Guard(ScriptedGuardModel()), "hi", StreamConfig(window_chars=10, overlap_chars=2))
+    got = []
+    with pytest.raises(StreamBlocked) as caught:  # one chunk, two windows: the first passes, the second blocks
+        for chunk in guarded_chunks(checker, [f"aaaaaaaaaa{MARK}yy"], lambda c: c):
+            got.append(chunk)
+    assert got == [] and caught.value.released == ""

@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import math
 import os
-import re
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from guardsdk.deadline import DeadlineExceeded
 from guardsdk.detectors.classifier import bundled_heads_path
 from guardsdk.detectors.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
 from guardsdk.detectors.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
+from guardsdk.detectors.classifier.reading import clause_pieces, readings, sentence_bounds, unreadable
 from guardsdk.detectors.long_input import (
     MAX_BYTES_PER_TOKEN,
     count_windows,
@@ -49,23 +49,7 @@ FAMILY = "classifier"
 #: (encoding is strict: a window over the encoder's limit makes the check undecided, never cut unseen).
 WINDOW_TOKENS = MAX_TOKENS - 2 - 8
 
-#: Where a text is cut into sentences scored on their own, and the fewest words a scored sentence has.
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-MIN_SENTENCE_WORDS = 3
-
 Pair = tuple[str, "str | None"]
-
-
-def sentence_bounds(text: str) -> list[tuple[int, int]]:
-    """The character ranges of ``text``'s sentences (and lines) with at least :data:`MIN_SENTENCE_WORDS`
-    words; none when the text is a single sentence."""
-    bounds, start = [], 0
-    for end in SENTENCE_END.finditer(text):
-        bounds.append((start, end.start()))
-        start = end.end()
-    bounds.append((start, len(text)))
-    bounds = [(a, b) for a, b in bounds if len(text[a:b].split()) >= MIN_SENTENCE_WORDS]
-    return bounds if len(bounds) >= 2 else []
 
 
 def sentences(codec: TextSpans, size: int, bounds: list[tuple[int, int]] | None = None) -> list[str]:
@@ -128,6 +112,7 @@ class _Texts:
     elided: bool = False
     tokens: int = 0
     error: str | None = None
+    unreadable: tuple[tuple[str, str], ...] = ()  # (role, why) for a text the encoder cannot read
 
 
 class ClassifierDetector:
@@ -135,7 +120,9 @@ class ClassifierDetector:
 
     ``ClassifierDetector.from_pretrained()`` loads the bundled heads on the pinned MiniLM encoder;
     ``threads`` sets torch's threads while encoding (default: torch's own; see :class:`SentenceEncoder`);
-    ``max_input_tokens`` is what ``long_input="elide"`` keeps of an input (in the encoder's tokens).
+    ``max_input_tokens`` is what ``long_input="elide"`` keeps of an input (in the encoder's tokens);
+    ``read_rewrites`` (default True) also scores each text as an LLM reads it and leaves a text in a language the
+    encoder cannot read undecided (:mod:`~guardsdk.detectors.classifier.reading`).
     """
 
     def __init__(
@@ -156,6 +143,7 @@ class ClassifierDetector:
         self.max_input_tokens = max_input_tokens
         self._closed = False
         self.fingerprint: str | None = None  # of the heads' files, when loaded from a folder
+        self.read_rewrites = True
 
     @classmethod
     def from_pretrained(
@@ -195,9 +183,18 @@ class ClassifierDetector:
         count = sum(count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
         if count > policy.max_windows and not elide:  # counted before any text is cut: a flood costs one tokenization
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
-        scored = {role: text_pieces(codec, role in self.pooled_sentences) for role, codec in codecs.items()}
+        scored = {role: self._pieces(codec, role in self.pooled_sentences) for role, codec in codecs.items()}
+        unread = tuple((role, why) for role, c in codecs.items() if self.read_rewrites and (why := unreadable(c.text)))
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
-        return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total)
+        return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total, None, unread)
+
+    def _pieces(self, codec: TextSpans, pooled: bool) -> tuple[Piece, ...]:
+        """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` those of its other readings and its
+        clauses (each encoded alone: pooled in context a clause is diluted as the whole text is)."""
+        if not self.read_rewrites:
+            return text_pieces(codec, pooled)
+        extra = [piece for text in readings(codec.text) for piece in text_pieces(self.encoder.codec(text), pooled)]
+        return (*text_pieces(codec, pooled), *extra, *(Piece(text, alone=True) for text in clause_pieces(codec.text)))
 
     def _elided(self, codecs: dict[str, TextSpans]) -> dict[str, TextSpans]:
         """The texts cut in the middle to share ``max_input_tokens`` (half each, the shorter one's spare to the
@@ -210,17 +207,19 @@ class ClassifierDetector:
                 self.encoder.codec(cut_middle(codec.text, codec.tokens, keeps[role] - cost, codec))
                 for role, codec in codecs.items()}  # fmt: skip
 
-    def _verdict(self, has_response: bool, scores: dict[str, float]) -> Verdict:
+    def _verdict(self, has_response: bool, scores: dict[str, float], unread: dict[str, str]) -> Verdict:
         labels: dict[Task, Label | None] = {}
         for task, score in scores.items():
-            if math.isfinite(score):
+            if math.isfinite(score) and self.inputs[task] not in unread:
                 labels[Task(task)] = Task(task).positive if score >= self.threshold else Task(task).negative
         shown = ", ".join(f"{t}={s:.3f}" for t, s in scores.items())
         raw = f"no reasoning was run: {self.name} scored {shown} (a label at p >= {self.threshold:g})"
         verdict = verdict_from_labels(labels, has_response=has_response, raw=raw, family=FAMILY, answered=self.tasks)
         bad = [t for t, s in scores.items() if not math.isfinite(s)]
-        return dataclasses.replace(verdict, scores={t: s for t, s in scores.items() if math.isfinite(s)},
-                                   error=f"non-finite score for {', '.join(bad)}" if bad else None)  # fmt: skip
+        why = [f"{unread[r]}{'' if r == 'prompt' else f' ({r})'}" for r in dict.fromkeys(map(self.inputs.get, scores))
+               if r in unread] + ([f"non-finite score for {', '.join(bad)}"] if bad else [])  # fmt: skip
+        kept = {t: s for t, s in scores.items() if math.isfinite(s) and self.inputs[t] not in unread}
+        return dataclasses.replace(verdict, scores=kept, error="; ".join(why) or None)
 
     # -- the drivers -------------------------------------------------------------------------
     def detect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
@@ -259,7 +258,7 @@ class ClassifierDetector:
             position += len(texts.response)
             scores = {task: _highest(self._parts(task, spans[reads], flat, probabilities[task]))
                       for task, reads in self.inputs.items() if reads == "prompt" or has_response}  # fmt: skip
-            verdict = self._verdict(has_response, scores)
+            verdict = self._verdict(has_response, scores, dict(texts.unreadable))
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
 

@@ -1,0 +1,256 @@
+"""Read a text as an LLM would before the classifier scores it (pure functions).
+
+The encoder reads English words in plain Latin letters; a model behind the guard reads far more. So each text is
+also read (a) with invisible characters removed, confusable letters mapped to their Latin skeleton (Unicode UTS #39
+data from ``confusable-homoglyphs``, after NFKC) and leetspeak words spelled out; (b) with encoded payloads decoded
+(base64, hex, URL-encoding; ROT13 of the whole text where that reads more like English); (c) a long run-on sentence
+in clause-sized pieces, so benign clauses cannot dilute a request. :func:`readings` and :func:`clause_pieces` are
+the extra texts the detector scores beside the text (highest score wins), both capped per text.
+
+What it cannot read at all is said by :func:`unreadable`: a text in another language or script than English (CLD2
+via ``pycld2``, and a script share rule for text CLD2 leaves unknown) gets a reason starting ``unreadable:`` and its
+tasks no label, so a guard alone fails closed on it and a cascade escalates it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import functools
+import json
+import re
+import unicodedata
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+#: At most this many whole-text readings (skeleton, decodings, ROT13) and clause pieces are scored per text.
+MAX_READINGS = 4
+MAX_CLAUSES = 40
+#: A reading is cut to this many characters (a few encoder windows), a clause piece to one window's worth (the
+#: encoder's WordPiece tokens never outnumber the characters they cover).
+MAX_READING_CHARS = 4000
+MAX_CLAUSE_CHARS = 240
+#: A sentence of at least this many words is also read in clauses; a clause has at least ``MIN_CLAUSE_WORDS``
+#: words (shorter ones join the next) and a clause over ``CLAUSE_WINDOW`` words is read in windows of that many.
+CLAUSE_SENTENCE_WORDS = 8
+MIN_CLAUSE_WORDS = 3
+CLAUSE_WINDOW = 16
+#: A text is unreadable when CLD2 finds a language other than English in at least this share of it, or when at
+#: least this share of its letters are outside the Latin script.
+FOREIGN_SHARE = 0.25
+
+#: Where a text is cut into sentences scored on their own, and the fewest words a scored sentence has.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+MIN_SENTENCE_WORDS = 3
+SENTENCE = re.compile(r"[^\n.!?]+[.!?]*")
+CLAUSE_BREAK = re.compile(r"[,;:()\u2013\u2014]+|\s-\s|\b(?:and then|and|then|but|or|so|while|after|before)\b", re.I)
+WORD = re.compile(r"\S+")
+LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a",
+                      "$": "s", "|": "l"})  # fmt: skip
+LEET_WORD = re.compile(r"(?<![\w@$|])(?=[\w@$|]*[A-Za-z])(?=[\w@$|]*[0134578@$|])[\w@$|]{2,15}(?![\w@$|])")
+BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
+HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9a-fA-F]{2}(?:[\s:,]*(?:\\x|0x)?[0-9a-fA-F]{2}){7,}")
+URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+#: Words that make up much of any English text (and almost none of its ROT13).
+COMMON = frozenset(re.findall(r"\w+", "the a an to of and in is it you i how what do can me my for on with this that"))
+#: Common English words that are not words of the languages CLD2 confuses English with most (``a``, ``in``, ``do``,
+#: ``me``, ``so`` are): a text of which at least a quarter are these is English with foreign words, not foreign.
+ENGLISH = frozenset(re.findall(r"\w+", "the to of and is you how what can my for with this that are it your please"))
+
+
+def sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """The character ranges of ``text``'s sentences (and lines) with at least :data:`MIN_SENTENCE_WORDS`
+    words; none when the text is a single sentence."""
+    bounds, start = [], 0
+    for end in SENTENCE_END.finditer(text):
+        bounds.append((start, end.start()))
+        start = end.end()
+    bounds.append((start, len(text)))
+    bounds = [(a, b) for a, b in bounds if len(text[a:b].split()) >= MIN_SENTENCE_WORDS]
+    return bounds if len(bounds) >= 2 else []
+
+
+def visible(text: str) -> str:
+    """``text`` without invisible characters: format characters (zero-width space and joiners, bidi controls, soft
+    hyphen, tags) and variation selectors."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cf" and not 0xFE00 <= ord(c) <= 0xFE0F)
+
+
+@functools.cache
+def _confusables() -> dict[int, str]:
+    """Each non-ASCII character that UTS #39 lists as confusable with an ASCII letter, to that letter."""
+    import confusable_homoglyphs
+
+    data = json.loads((Path(confusable_homoglyphs.__file__).parent / "confusables.json").read_text("utf-8"))
+    table = {}
+    for char, glyphs in data.items():
+        latin = [g["c"] for g in glyphs if len(g["c"]) == 1 and g["c"].isascii() and g["c"].isalpha()]
+        if len(char) == 1 and not char.isascii() and latin:
+            table[ord(char)] = latin[0]
+    return table
+
+
+def skeleton(text: str) -> str:
+    """``text`` in NFKC with, in each word that holds an ASCII letter or is wholly made of look-alikes, every
+    character confusable with an ASCII letter replaced by it (Cyrillic ``о`` for ``o``): the word as it is read."""
+    table = _confusables()
+    text = unicodedata.normalize("NFKC", text)
+
+    def word(match: re.Match[str]) -> str:
+        w = match.group()
+        if w.isascii():
+            return w
+        letters = [c for c in w if c.isalpha()]
+        if any(c.isascii() for c in letters) or all(c.isascii() or ord(c) in table for c in letters):
+            return w.translate(table)
+        return w
+
+    return WORD.sub(word, text)
+
+
+def unleet(text: str) -> str:
+    """``text`` with leetspeak spelled out in words that mix letters with look-alike digits or signs
+    (``b0mb`` -> ``bomb``, ``3xpl0s1v3s`` -> ``explosives``); numbers and plain words stay."""
+    return LEET_WORD.sub(lambda m: m.group().replace("11", "ll").translate(LEET), text)
+
+
+def _printable(data: bytes) -> str | None:
+    """``data`` as text when it is UTF-8 of mostly printable characters with some letters, else None."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    shown = sum(c.isprintable() or c in "\n\t" for c in text)
+    letters = sum(c.isalpha() for c in text)
+    return text if text and shown >= 0.95 * len(text) and letters >= max(3, 0.4 * len(text)) else None
+
+
+def decode_base64(text: str) -> list[str]:
+    """The base64 runs of ``text`` (standard or URL-safe alphabet) that decode to readable text, decoded."""
+    found = []
+    for run in BASE64_RUN.findall(text):
+        body = run.rstrip("=")
+        if len(body) % 4 == 1 or (body.isalpha() and (body.islower() or body.isupper())):  # a plain word, not base64
+            continue
+        try:
+            data = base64.b64decode(body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        if (decoded := _printable(data)) is not None:
+            found.append(decoded)
+    return found
+
+
+def decode_hex(text: str) -> list[str]:
+    """The runs of at least eight hex byte pairs in ``text`` (``48656c6c6f``, ``48 65 6c``, ``\\x48\\x65``,
+    ``0x48 0x65``) that decode to readable text, decoded."""
+    found = []
+    for run in HEX_RUN.findall(text):
+        digits = re.sub(r"\\x|0x|[\s:,]", "", run)
+        if len(digits) % 2 or (decoded := _printable(bytes.fromhex(digits))) is None:
+            continue
+        found.append(decoded)
+    return found
+
+
+def decode_url(text: str) -> list[str]:
+    """``text`` URL-decoded, when it holds at least three percent-escapes and decodes to readable text."""
+    if len(URL_ESCAPE.findall(text)) < 3:
+        return []
+    decoded = unquote_plus(text)
+    return [decoded] if decoded != text else []
+
+
+def _common_words(text: str, words: frozenset[str] = COMMON) -> int:
+    return sum(w in words for w in re.findall(r"[a-z]+", text.lower()))
+
+
+def decode_rot13(text: str) -> list[str]:
+    """``text`` in ROT13, when that holds more common English words than the text itself (at least two)."""
+    turned = codecs.encode(text, "rot13")
+    return [turned] if _common_words(turned) >= max(2, _common_words(text) + 1) else []
+
+
+def readings(text: str, limit: int = MAX_READINGS) -> list[str]:
+    """The other ways ``text`` reads, each at most :data:`MAX_READING_CHARS`, at most ``limit``, none equal to the
+    text: its skeleton (invisible characters removed, look-alikes and leetspeak spelled out), its decoded base64,
+    hex and URL-encoded payloads (each read the same way), and its ROT13."""
+    shown = visible(text)
+    found = [unleet(skeleton(shown))]
+    for decode in (decode_base64, decode_hex, decode_url, decode_rot13):
+        found += [unleet(skeleton(visible(d))) for d in decode(shown)]
+    unique = [r[:MAX_READING_CHARS] for r in dict.fromkeys(found) if r.strip() and r != text]
+    return unique[:limit]
+
+
+def _clauses(sentence: str) -> list[str]:
+    """A sentence's clauses, each at least :data:`MIN_CLAUSE_WORDS` words (shorter ones join the next), one over
+    :data:`CLAUSE_WINDOW` words in windows of that many overlapping by half."""
+    parts, pending = [], ""
+    for part in CLAUSE_BREAK.split(sentence):
+        pending = f"{pending} {part}".strip() if pending else part.strip()
+        if len(pending.split()) >= MIN_CLAUSE_WORDS:
+            parts.append(pending)
+            pending = ""
+    if pending and parts:
+        parts[-1] = f"{parts[-1]} {pending}"
+    clauses = []
+    for part in parts:
+        words, step = part.split(), CLAUSE_WINDOW // 2
+        if len(words) <= CLAUSE_WINDOW:
+            clauses.append(part)
+        else:
+            clauses += [" ".join(words[i : i + CLAUSE_WINDOW]) for i in range(0, len(words) - step, step)]
+    return clauses
+
+
+def clause_pieces(text: str, limit: int = MAX_CLAUSES) -> list[str]:
+    """The clause-sized pieces of ``text``'s sentences of at least :data:`CLAUSE_SENTENCE_WORDS` words (none for a
+    sentence that is one clause), each at most :data:`MAX_CLAUSE_CHARS`; beyond ``limit`` neighbours are joined
+    (no piece is left out) and any still over it dropped from the end."""
+    pieces: list[str] = []
+    for sentence in SENTENCE.findall(text):
+        if len(sentence.split()) >= CLAUSE_SENTENCE_WORDS and len(clauses := _clauses(sentence)) >= 2:
+            pieces += clauses
+    while len(pieces) > limit:
+        pieces = [" ".join(pieces[i : i + 2]) for i in range(0, len(pieces), 2)]
+    return [piece[:MAX_CLAUSE_CHARS] for piece in pieces]
+
+
+def _script(char: str) -> str:
+    return unicodedata.name(char, "UNKNOWN").split(" ")[0]
+
+
+def unreadable(text: str) -> str | None:
+    """Why the English-only encoder cannot read ``text`` (``"unreadable: language de"``), or None when it can:
+    CLD2 finds another language in at least :data:`FOREIGN_SHARE` of the text read as :func:`readings` reads it
+    (and neither it nor its ROT13 is a quarter common English words), or that share of its letters is in another
+    script than Latin. Short or unknown texts, code and English with a foreign word or two are readable."""
+    import pycld2
+
+    plain = unleet(skeleton(visible(text)))
+    for candidate in (plain, *decode_rot13(plain)):
+        if _common_words(candidate, ENGLISH) >= max(2, len(candidate.split()) / 4):
+            break
+        clean = "".join(c if c.isprintable() or c in "\n\t" else " " for c in candidate)
+        try:
+            _, _, details = pycld2.detect(clean.encode("utf-8", "replace").decode("utf-8"))
+        except pycld2.error:
+            details = ()
+        foreign = [code for _, code, share, _ in details if code not in ("en", "un") and share >= 100 * FOREIGN_SHARE]
+        if not foreign:
+            break
+    else:
+        return f"unreadable: language {foreign[0]}"
+    letters = [c for c in plain if c.isalpha()]
+    other = [c for c in letters if _script(c) != "LATIN"]
+    if letters and len(other) >= FOREIGN_SHARE * len(letters):
+        return f"unreadable: script {max(set(map(_script, other)), key=list(map(_script, other)).count).lower()}"
+    return None
+
+
+__all__ = [
+    "MIN_SENTENCE_WORDS", "SENTENCE_END", "clause_pieces", "decode_base64", "decode_hex", "decode_rot13", "decode_url",
+    "readings", "sentence_bounds", "skeleton", "unleet", "unreadable", "visible",
+]  # fmt: skip

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Protocol, runtime_checkable
 
-from guardsdk.deadline import DeadlineExceeded, call_before_deadline
+from guardsdk.deadline import call_before_deadline
 from guardsdk.errors import describe
 from guardsdk.policy import Policy
 from guardsdk.verdict import Failure, Verdict
@@ -36,57 +36,68 @@ class Detector(Protocol):
     def close(self) -> None: ...
 
 
-def _undecided_all(
-    detector: Detector, pairs: list[Pair], error: str, started: float, failure: Failure
-) -> list[Verdict]:
-    latency = time.monotonic() - started
-    return [Verdict.undecided(has_response=r is not None, error=error, detector=detector.name, latency_s=latency,
-                              failure=failure) for _, r in pairs]  # fmt: skip
+class _Run:
+    """One run of a detector against a deadline: what it gives back in every case (one verdict per pair)."""
 
+    def __init__(self, detector: Detector, pairs: list[Pair], seconds: float) -> None:
+        self.detector, self.pairs, self.seconds = detector, pairs, seconds
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds
 
-def _one_each(detector: Detector, pairs: list[Pair], verdicts: object, started: float) -> list[Verdict]:
-    """The detector's verdicts, or undecided ones (a backend failure) where it broke its protocol: not a list of one
-    verdict per pair."""
-    if isinstance(verdicts, list) and len(verdicts) == len(pairs) and all(isinstance(v, Verdict) for v in verdicts):
-        return verdicts
-    return _undecided_all(detector, pairs, f"detector {detector.name} did not give one verdict per input", started,
-                          Failure.BACKEND)  # fmt: skip
+    def undecided(self, error: str, failure: Failure) -> list[Verdict]:
+        latency = time.monotonic() - self.started
+        return [Verdict.undecided(has_response=r is not None, error=error, detector=self.detector.name,
+                                  latency_s=latency, failure=failure) for _, r in self.pairs]  # fmt: skip
+
+    def skipped(self) -> list[Verdict] | None:
+        """The answer without running the detector: nothing to check, or no time left; else None."""
+        if not self.pairs:
+            return []
+        return self.undecided("check started past its deadline", Failure.DEADLINE) if self.seconds <= 0 else None
+
+    def ended(self, verdicts: object) -> list[Verdict]:
+        """The detector's verdicts, or undecided ones (a backend failure) where it broke its protocol: not a list of
+        one verdict per pair."""
+        if (
+            isinstance(verdicts, list)
+            and len(verdicts) == len(self.pairs)
+            and all(isinstance(v, Verdict) for v in verdicts)
+        ):
+            return verdicts
+        return self.undecided(f"detector {self.detector.name} did not give one verdict per input", Failure.BACKEND)
+
+    def failed(self, exc: Exception) -> list[Verdict]:
+        """Past the deadline (a ``TimeoutError``), undecided with ``failure="deadline"``; any other error, a backend
+        failure."""
+        if isinstance(exc, TimeoutError):  # DeadlineExceeded, asyncio's timeout
+            return self.undecided(f"check ran past its deadline of {self.seconds:g}s", Failure.DEADLINE)
+        return self.undecided(describe(exc), Failure.BACKEND)
 
 
 def detect_within(detector: Detector, pairs: list[Pair], policy: Policy, seconds: float) -> list[Verdict]:
     """``detector.detect`` run in a thread that may take ``seconds``: one verdict per pair whatever happens — past
     the deadline, undecided (``failure="deadline"``, none started where no time is left); a detector that breaks its
-    protocol by raising, undecided (``failure="backend"``)."""
-    if not pairs:
-        return []
-    started = time.monotonic()
-    if seconds <= 0:
-        return _undecided_all(detector, pairs, "check started past its deadline", started, Failure.DEADLINE)
+    protocol (raises, or gives a wrong number of verdicts), undecided (``failure="backend"``)."""
+    run = _Run(detector, pairs, seconds)
+    skipped = run.skipped()
+    if skipped is not None:
+        return skipped
     try:
-        verdicts = call_before_deadline(lambda: detector.detect(pairs, policy, started + seconds), seconds)
-        return _one_each(detector, pairs, verdicts, started)
-    except DeadlineExceeded:
-        return _undecided_all(detector, pairs, f"check ran past its deadline of {seconds:g}s", started,
-                              Failure.DEADLINE)  # fmt: skip
+        return run.ended(call_before_deadline(lambda: detector.detect(pairs, policy, run.deadline), seconds))
     except Exception as exc:
-        return _undecided_all(detector, pairs, describe(exc), started, Failure.BACKEND)
+        return run.failed(exc)
 
 
 async def adetect_within(detector: Detector, pairs: list[Pair], policy: Policy, seconds: float) -> list[Verdict]:
     """Async twin of :func:`detect_within` (``detector.adetect`` under ``asyncio.wait_for``)."""
-    if not pairs:
-        return []
-    started = time.monotonic()
-    if seconds <= 0:
-        return _undecided_all(detector, pairs, "check started past its deadline", started, Failure.DEADLINE)
+    run = _Run(detector, pairs, seconds)
+    skipped = run.skipped()
+    if skipped is not None:
+        return skipped
     try:
-        verdicts = await asyncio.wait_for(detector.adetect(pairs, policy, started + seconds), seconds)
-        return _one_each(detector, pairs, verdicts, started)
-    except asyncio.TimeoutError:
-        return _undecided_all(detector, pairs, f"check ran past its deadline of {seconds:g}s", started,
-                              Failure.DEADLINE)  # fmt: skip
+        return run.ended(await asyncio.wait_for(detector.adetect(pairs, policy, run.deadline), seconds))
     except Exception as exc:
-        return _undecided_all(detector, pairs, describe(exc), started, Failure.BACKEND)
+        return run.failed(exc)
 
 
 __all__ = ["Detector", "Pair", "adetect_within", "detect_within"]

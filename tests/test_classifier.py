@@ -226,16 +226,26 @@ def test_sentences_pooled_in_context_come_from_the_text_s_own_pass(classifier):
     assert len(cut[0]) == 1  # a span past the encoder's cut has no token to pool: left out, not a zero vector
 
 
-def test_a_prompt_that_fits_is_encoded_once_with_its_sentences_pooled(classifier):
+@pytest.fixture
+def as_written(classifier):
+    """The classifier without its extra readings (tests/test_classifier_reading.py): the pieces of the text itself."""
+    classifier.read_rewrites = False
+    yield classifier
+    classifier.read_rewrites = True
+
+
+def test_a_prompt_that_fits_is_encoded_once_with_its_sentences_pooled(as_written):
+    classifier = as_written
     assert classifier.pooled_sentences == {"prompt"}  # the bundled heads were trained for it
     planned = classifier._texts(FILLER + HARMFUL + " " + FILLER, FILLER + REFUSAL, Policy())
     assert len(planned.prompt) == 1 and len(planned.prompt[0].spans) == 3
     assert [piece.spans for piece in planned.response] == [()] * 4  # responses: whole, then 3 sentences alone
 
 
-def test_a_long_prompt_s_sentences_are_pooled_in_the_window_that_holds_them(classifier):
+def test_a_long_prompt_s_sentences_are_pooled_in_the_window_that_holds_them(as_written):
     from guardsdk.detectors.classifier.detector import sentence_bounds
 
+    classifier = as_written
     text = FILLER * 30 + HARMFUL + " " + FILLER * 30
     planned = classifier._texts(text, None, Policy())
     windows = [piece for piece in planned.prompt if not piece.alone]

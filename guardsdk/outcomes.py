@@ -47,7 +47,8 @@ class Outcomes:
         flags = {"long_inputs": verdict.long_input, "windowed": verdict.windows > 1, "escalated": verdict.escalated,
                  "cache_hits": verdict.cached, "deadlines": verdict.failure is Failure.DEADLINE,
                  "backend_errors": verdict.failure is Failure.BACKEND, "elided": verdict.input_truncated,
-                 "allowed_unseen": unseen, "allowed_by_threshold": overridden}  # fmt: skip
+                 "allowed_unseen": unseen, "allowed_by_threshold": overridden,
+                 "unreadable": (verdict.error or "").startswith("unreadable:")}  # fmt: skip
         with self._lock:
             self.stats["checks"] += 1
             self.stats["allowed" if decision.allowed else "blocked"] += 1

@@ -57,6 +57,21 @@ COMMON = frozenset(re.findall(r"\w+", "the a an to of and in is it you i how wha
 #: Common English words that are not words of the languages CLD2 confuses English with most (``a``, ``in``, ``do``,
 #: ``me``, ``so`` are): a text of which at least a quarter are these is English with foreign words, not foreign.
 ENGLISH = frozenset(re.findall(r"\w+", "the to of and is you how what can my for with this that are it your please"))
+#: A text of at most this many words with two common English words is English (a foreign name or dish in it).
+SHORT_WORDS = 8
+SHORT_ENGLISH = frozenset(
+    re.findall(
+        r"\w+",
+        "will be have has we they he she his her our their from about would should "
+        "could which who when where why there here not all any some just like get",
+    )
+)
+#: A sentence is judged clause by clause (CLD2 reads a mixed sentence as its majority language).
+CLAUSE_PUNCTUATION = re.compile(r"[,;:()\u2013\u2014]+")
+#: Left out before the language is judged: URLs and e-mail addresses, and a lone letter of another script.
+URLS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
+LONE_LETTER = re.compile(r"(?<![^\W\d_])[^\W\d_a-zA-Z](?![^\W\d_])")
+CJK_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL"})
 
 
 def sentence_bounds(text: str) -> list[tuple[int, int]]:
@@ -222,32 +237,53 @@ def _script(char: str) -> str:
     return unicodedata.name(char, "UNKNOWN").split(" ")[0]
 
 
-def unreadable(text: str) -> str | None:
-    """Why the English-only encoder cannot read ``text`` (``"unreadable: language de"``), or None when it can:
-    CLD2 finds another language in at least :data:`FOREIGN_SHARE` of the text read as :func:`readings` reads it
-    (and neither it nor its ROT13 is a quarter common English words), or that share of its letters is in another
-    script than Latin. Short or unknown texts, code and English with a foreign word or two are readable."""
+def _foreign_words(sentence: str) -> tuple[float, str]:
+    """How many of a sentence's words are in a language or script the encoder cannot read (CLD2's share of it, or
+    its letters in another script than Latin), and which; CJK counts a word per two characters."""
     import pycld2
 
-    plain = unleet(skeleton(visible(text)))
+    cjk = sum(_script(c) in CJK_SCRIPTS for c in sentence)
+    words = max(len(sentence.split()), cjk / 2)
+    clean = "".join(c if c.isprintable() or c in "\n\t" else " " for c in sentence)
+    try:
+        _, _, details = pycld2.detect(clean.encode("utf-8", "replace").decode("utf-8"))
+    except pycld2.error:
+        details = ()
+    shares = [(share, code) for _, code, share, _ in details if code not in ("en", "un") and share >= 50]
+    if shares:
+        share, code = max(shares)
+        return words * share / 100, f"language {code}"
+    letters = [c for c in sentence if c.isalpha()]
+    other = [_script(c) for c in letters if _script(c) != "LATIN"]
+    if letters and len(other) >= len(letters) / 2:
+        return words * len(other) / len(letters), f"script {max(set(other), key=other.count).lower()}"
+    return 0.0, ""
+
+
+def unreadable(text: str) -> str | None:
+    """Why the English-only encoder cannot read ``text`` (``"unreadable: language de"``), or None when it can.
+
+    The text is read as :func:`readings` reads it, URLs and e-mail addresses and lone letters of other scripts (a
+    variable ``α``) left out, and judged clause by clause: it is unreadable when at least :data:`FOREIGN_SHARE` of
+    its words are in a language CLD2 names other than English, or in another script (a sentence of English words
+    padded onto foreign ones does not hide them). A short text (at most :data:`SHORT_WORDS` words) with two common
+    English words is English with a foreign name in it; its ROT13, where that is English, makes a text readable."""
+    plain = LONE_LETTER.sub(" ", URLS.sub(" ", unleet(skeleton(visible(text)))))
+    reason = None
     for candidate in (plain, *decode_rot13(plain)):
-        if _common_words(candidate, ENGLISH) >= max(2, len(candidate.split()) / 4):
-            break
-        clean = "".join(c if c.isprintable() or c in "\n\t" else " " for c in candidate)
-        try:
-            _, _, details = pycld2.detect(clean.encode("utf-8", "replace").decode("utf-8"))
-        except pycld2.error:
-            details = ()
-        foreign = [code for _, code, share, _ in details if code not in ("en", "un") and share >= 100 * FOREIGN_SHARE]
-        if not foreign:
-            break
-    else:
-        return f"unreadable: language {foreign[0]}"
-    letters = [c for c in plain if c.isalpha()]
-    other = [c for c in letters if _script(c) != "LATIN"]
-    if letters and len(other) >= FOREIGN_SHARE * len(letters):
-        return f"unreadable: script {max(set(map(_script, other)), key=list(map(_script, other)).count).lower()}"
-    return None
+        words = candidate.split()
+        if len(words) <= SHORT_WORDS and _common_words(candidate, COMMON | ENGLISH | SHORT_ENGLISH) >= 2:
+            return None
+        chunks = [
+            c for sentence in SENTENCE.findall(candidate) for c in CLAUSE_PUNCTUATION.split(sentence) if c.strip()
+        ]
+        counted = [_foreign_words(chunk) for chunk in chunks]
+        foreign = sum(n for n, _ in counted)
+        total = sum(max(len(chunk.split()), 1) for chunk in chunks) or 1
+        if foreign < FOREIGN_SHARE * max(total, foreign):
+            return None
+        reason = reason or max(counted)[1]
+    return f"unreadable: {reason}"
 
 
 __all__ = [

@@ -93,3 +93,19 @@ def bundled_plain():
     backend = LlamaCppBackend(bundled_tiny_path(), n_threads=2, drafting=False)
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    """The bundled classifier detector (loaded once; test files may define their own ``classifier``)."""
+    from guardsdk.detectors.classifier.detector import ClassifierDetector
+
+    return ClassifierDetector.from_pretrained()
+
+
+@pytest.fixture(scope="session")
+def annotate(classifier):
+    """A guard on the bundled classifier that annotates (returns every verdict)."""
+    from guardsdk import Guard, OnUnsafe, Policy
+
+    return Guard(classifier, policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))

@@ -14,15 +14,22 @@ tasks no label, so a guard alone fails closed on it and a cascade escalates it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import codecs
 import functools
 import json
 import re
 import unicodedata
 from pathlib import Path
-from urllib.parse import unquote_plus
+
+from guardsdk.detectors.classifier.decoding import (
+    COMMON,
+    _common_words,
+    decode_base64,
+    decode_hex,
+    decode_rot13,
+    decode_shifts,
+    decode_url,
+    decoded_payloads,
+)
 
 #: At most this many whole-text readings (skeleton, decodings, ROT13) and clause pieces are scored per text.
 MAX_READINGS = 4
@@ -49,11 +56,6 @@ WORD = re.compile(r"\S+")
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a",
                       "$": "s", "|": "l"})  # fmt: skip
 LEET_WORD = re.compile(r"(?<![\w@$|])(?=[\w@$|]*[A-Za-z])(?=[\w@$|]*[0134578@$|])[\w@$|]{2,15}(?![\w@$|])")
-BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
-HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9a-fA-F]{2}(?:[\s:,]*(?:\\x|0x)?[0-9a-fA-F]{2}){7,}")
-URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-#: Words that make up much of any English text (and almost none of its ROT13).
-COMMON = frozenset(re.findall(r"\w+", "the a an to of and in is it you i how what do can me my for on with this that"))
 #: Common English words that are not words of the languages CLD2 confuses English with most (``a``, ``in``, ``do``,
 #: ``me``, ``so`` are): a text of which at least a quarter are these is English with foreign words, not foreign.
 ENGLISH = frozenset(re.findall(r"\w+", "the to of and is you how what can my for with this that are it your please"))
@@ -130,71 +132,15 @@ def unleet(text: str) -> str:
     return LEET_WORD.sub(lambda m: m.group().replace("11", "ll").translate(LEET), text)
 
 
-def _printable(data: bytes) -> str | None:
-    """``data`` as text when it is UTF-8 of mostly printable characters with some letters, else None."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    shown = sum(c.isprintable() or c in "\n\t" for c in text)
-    letters = sum(c.isalpha() for c in text)
-    return text if text and shown >= 0.95 * len(text) and letters >= max(3, 0.4 * len(text)) else None
-
-
-def decode_base64(text: str) -> list[str]:
-    """The base64 runs of ``text`` (standard or URL-safe alphabet) that decode to readable text, decoded."""
-    found = []
-    for run in BASE64_RUN.findall(text):
-        body = run.rstrip("=")
-        if len(body) % 4 == 1 or (body.isalpha() and (body.islower() or body.isupper())):  # a plain word, not base64
-            continue
-        try:
-            data = base64.b64decode(body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4))
-        except (binascii.Error, ValueError):
-            continue
-        if (decoded := _printable(data)) is not None:
-            found.append(decoded)
-    return found
-
-
-def decode_hex(text: str) -> list[str]:
-    """The runs of at least eight hex byte pairs in ``text`` (``48656c6c6f``, ``48 65 6c``, ``\\x48\\x65``,
-    ``0x48 0x65``) that decode to readable text, decoded."""
-    found = []
-    for run in HEX_RUN.findall(text):
-        digits = re.sub(r"\\x|0x|[\s:,]", "", run)
-        if len(digits) % 2 or (decoded := _printable(bytes.fromhex(digits))) is None:
-            continue
-        found.append(decoded)
-    return found
-
-
-def decode_url(text: str) -> list[str]:
-    """``text`` URL-decoded, when it holds at least three percent-escapes and decodes to readable text."""
-    if len(URL_ESCAPE.findall(text)) < 3:
-        return []
-    decoded = unquote_plus(text)
-    return [decoded] if decoded != text else []
-
-
-def _common_words(text: str, words: frozenset[str] = COMMON) -> int:
-    return sum(w in words for w in re.findall(r"[a-z]+", text.lower()))
-
-
-def decode_rot13(text: str) -> list[str]:
-    """``text`` in ROT13, when that holds more common English words than the text itself (at least two)."""
-    turned = codecs.encode(text, "rot13")
-    return [turned] if _common_words(turned) >= max(2, _common_words(text) + 1) else []
-
-
 def readings(text: str, limit: int = MAX_READINGS) -> list[str]:
     """The other ways ``text`` reads, each at most :data:`MAX_READING_CHARS`, at most ``limit``, none equal to the
-    text: its skeleton (invisible characters removed, look-alikes and leetspeak spelled out), its decoded base64,
-    hex and URL-encoded payloads (each read the same way), and its ROT13."""
+    text: its skeleton (invisible characters removed, look-alikes and leetspeak spelled out), its decoded payloads
+    (:func:`~guardsdk.detectors.classifier.decoding.decoded_payloads`, each read the same way), and the Caesar shift
+    or reversal of it that reads as English."""
     shown = visible(text)
     found = [unleet(skeleton(shown))]
-    for decode in (decode_base64, decode_hex, decode_url, decode_rot13):
-        found += [unleet(skeleton(visible(d))) for d in decode(shown)]
+    for payload in [*decoded_payloads(shown), *decode_shifts(shown)]:
+        found.append(unleet(skeleton(visible(payload))))
     unique = [r[:MAX_READING_CHARS] for r in dict.fromkeys(found) if r.strip() and r != text]
     return unique[:limit]
 
@@ -260,17 +206,20 @@ def _foreign_words(sentence: str) -> tuple[float, str]:
     return 0.0, ""
 
 
-def unreadable(text: str) -> str | None:
+def unreadable(text: str, decoded: bool = True) -> str | None:
     """Why the English-only encoder cannot read ``text`` (``"unreadable: language de"``), or None when it can.
 
     The text is read as :func:`readings` reads it, URLs and e-mail addresses and lone letters of other scripts (a
     variable ``α``) left out, and judged clause by clause: it is unreadable when at least :data:`FOREIGN_SHARE` of
     its words are in a language CLD2 names other than English, or in another script (a sentence of English words
     padded onto foreign ones does not hide them). A short text (at most :data:`SHORT_WORDS` words) with two common
-    English words is English with a foreign name in it; its ROT13, where that is English, makes a text readable."""
+    English words is English with a foreign name in it; a shift or reversal of it that is English makes it readable."""
     plain = LONE_LETTER.sub(" ", URLS.sub(" ", unleet(skeleton(visible(text)))))
+    for payload in decoded_payloads(visible(text)) if decoded else ():  # a request encoded in another language
+        if (why := unreadable(payload, decoded=False)) is not None:
+            return f"{why} (decoded)"
     reason = None
-    for candidate in (plain, *decode_rot13(plain)):
+    for candidate in (plain, *decode_shifts(plain)):
         words = candidate.split()
         if len(words) <= SHORT_WORDS and _common_words(candidate, COMMON | ENGLISH | SHORT_ENGLISH) >= 2:
             return None

@@ -1,0 +1,151 @@
+"""Encoded payloads an LLM would read in a text, decoded (pure functions): base64, base32, base85, hex, URL and
+``\\u`` escapes, byte values written as binary, octal or decimal numbers, and Caesar shifts (ROT13 among them) or
+the reversal of the whole text. A payload counts only where it decodes to mostly printable text with letters."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+from urllib.parse import unquote_plus
+
+BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
+HEX_RUN = re.compile(r"(?:\\x|0x)?[0-9a-fA-F]{2}(?:[\s:,-]*(?:\\x|0x)?[0-9a-fA-F]{2}){7,}")
+URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+BASE32_RUN = re.compile(r"(?<![A-Z2-7=])[A-Z2-7]{16,}={0,6}")
+#: Byte values as numbers: eight bits, octal escapes, decimal (at least eight of them, separated).
+BINARY_RUN = re.compile(r"(?:[01]{8}[\s,]+){7,}[01]{8}")
+OCTAL_RUN = re.compile(r"(?:\\[0-7]{3}){8,}")
+DECIMAL_RUN = re.compile(r"(?<!\d)(?:\d{2,3}[\s,;]+){7,}\d{2,3}(?!\d)")
+UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+#: A token that could be base85 / ascii85 (no spaces, long enough to hide a request).
+B85_TOKEN = re.compile(r"\S{20,}")
+
+#: Words that make up much of any English text (and almost none of its ROT13).
+COMMON = frozenset(re.findall(r"\w+", "the a an to of and in is it you i how what do can me my for on with this that"))
+
+
+def _printable(data: bytes) -> str | None:
+    """``data`` as text when it is UTF-8 of mostly printable characters with some letters, else None."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    shown = sum(c.isprintable() or c in "\n\t" for c in text)
+    letters = sum(c.isalpha() for c in text)
+    return text if text and shown >= 0.95 * len(text) and letters >= max(3, 0.4 * len(text)) else None
+
+
+def decode_base64(text: str) -> list[str]:
+    """The base64 runs of ``text`` (standard or URL-safe alphabet) that decode to readable text, decoded."""
+    found = []
+    for run in BASE64_RUN.findall(text):
+        body = run.rstrip("=")
+        if len(body) % 4 == 1 or (body.isalpha() and (body.islower() or body.isupper())):  # a plain word, not base64
+            continue
+        try:
+            data = base64.b64decode(body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        if (decoded := _printable(data)) is not None:
+            found.append(decoded)
+    return found
+
+
+def decode_hex(text: str) -> list[str]:
+    """The runs of at least eight hex byte pairs in ``text`` (``48656c6c6f``, ``48 65 6c``, ``\\x48\\x65``,
+    ``0x48 0x65``) that decode to readable text, decoded."""
+    found = []
+    for run in HEX_RUN.findall(text):
+        digits = re.sub(r"\\x|0x|[\s:,-]", "", run)
+        if len(digits) % 2 or (decoded := _printable(bytes.fromhex(digits))) is None:
+            continue
+        found.append(decoded)
+    return found
+
+
+def decode_url(text: str) -> list[str]:
+    """``text`` URL-decoded, when it holds at least three percent-escapes and decodes to readable text."""
+    if len(URL_ESCAPE.findall(text)) < 3:
+        return []
+    decoded = unquote_plus(text)
+    return [decoded] if decoded != text else []
+
+
+def _common_words(text: str, words: frozenset[str] = COMMON) -> int:
+    return sum(w in words for w in re.findall(r"[a-z]+", text.lower()))
+
+
+def _shift(text: str, k: int) -> str:
+    letters = [(chr(base + i), chr(base + (i + k) % 26)) for base in (65, 97) for i in range(26)]
+    return text.translate(str.maketrans(dict(letters)))
+
+
+def decode_shifts(text: str, limit: int = 4000) -> list[str]:
+    """The Caesar shift (ROT13 among the 25) or reversal of ``text`` that holds the most common English words, when
+    it holds more than the text itself (at least two); of the first ``limit`` characters."""
+    head = text[:limit]
+    candidates = [_shift(head, k) for k in range(1, 26)] + [head[::-1]]
+    best = max(candidates, key=_common_words)
+    return [best] if _common_words(best) >= max(2, _common_words(head) + 1) else []
+
+
+def decode_rot13(text: str) -> list[str]:
+    """``text`` in ROT13, when that holds more common English words than the text itself (at least two)."""
+    turned = codecs.encode(text, "rot13")
+    return [turned] if _common_words(turned) >= max(2, _common_words(text) + 1) else []
+
+
+def decode_base32(text: str) -> list[str]:
+    """The base32 runs of ``text`` that decode to readable text, decoded."""
+    found = []
+    for run in BASE32_RUN.findall(text):
+        try:
+            data = base64.b32decode(run + "=" * (-len(run) % 8))
+        except (binascii.Error, ValueError):
+            continue
+        if (decoded := _printable(data)) is not None:
+            found.append(decoded)
+    return found
+
+
+def decode_base85(text: str) -> list[str]:
+    """The tokens of ``text`` that decode as base85 or ascii85 to readable text, decoded."""
+    found = []
+    for token in B85_TOKEN.findall(text):
+        for decode in (base64.b85decode, base64.a85decode):
+            try:
+                data = decode(token)
+            except (binascii.Error, ValueError):
+                continue
+            if (decoded := _printable(data)) is not None:
+                found.append(decoded)
+                break
+    return found
+
+
+def decode_numbers(text: str) -> list[str]:
+    """Byte values written as numbers — eight-bit binary groups, octal escapes (``\\110``), decimal (``72 111``) —
+    and ``\\uXXXX`` escapes, decoded where they make readable text."""
+    runs = [(run, r"[01]{8}", 2) for run in BINARY_RUN.findall(text)]
+    runs += [(run, r"[0-7]{3}", 8) for run in OCTAL_RUN.findall(text)]
+    runs += [(run, r"\d{2,3}", 10) for run in DECIMAL_RUN.findall(text)]
+    found = []
+    for run, number, base in runs:
+        values = [int(n, base) for n in re.findall(number, run)]
+        if all(v < 256 for v in values) and (decoded := _printable(bytes(values))) is not None:
+            found.append(decoded)
+    if len(UNICODE_ESCAPE.findall(text)) >= 3:
+        found.append(UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text))
+    return found
+
+
+def decoded_payloads(text: str) -> list[str]:
+    """Every payload of ``text`` that decodes to readable text (not its shifts: see :func:`decode_shifts`)."""
+    decoders = (decode_base64, decode_base32, decode_base85, decode_hex, decode_url, decode_numbers)
+    return [payload for decode in decoders for payload in decode(text)]
+
+
+__all__ = ["COMMON", "decode_base32", "decode_base64", "decode_base85", "decode_hex", "decode_numbers",
+           "decode_rot13", "decode_shifts", "decode_url", "decoded_payloads"]  # fmt: skip

@@ -10,12 +10,9 @@ from urllib.parse import quote
 import pytest
 
 from guardsdk import Guard, Policy
+from guardsdk.detectors.classifier.decoding import decode_base64, decode_hex, decode_shifts, decode_url
 from guardsdk.detectors.classifier.reading import (
     clause_pieces,
-    decode_base64,
-    decode_hex,
-    decode_rot13,
-    decode_url,
     readings,
     skeleton,
     unleet,
@@ -68,7 +65,7 @@ def test_encoded_payloads_are_decoded():
     assert decode_hex("".join(f"\\x{b:02x}" for b in HARMFUL.encode())) == [HARMFUL]
     assert decode_hex("color #ff00aa and 12345678") == []
     assert decode_url(quote(HARMFUL)) == [HARMFUL] and decode_url("100% sure") == []
-    assert decode_rot13(codecs.encode(HARMFUL, "rot13")) == [HARMFUL] and decode_rot13(HARMFUL) == []
+    assert decode_shifts(codecs.encode(HARMFUL, "rot13")) == [HARMFUL] and decode_shifts(HARMFUL) == []
 
 
 def test_readings_are_bounded_and_never_the_text_itself():

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import re
+from collections.abc import Callable, Iterable
 from urllib.parse import unquote_plus
 
 BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -37,32 +37,38 @@ def _printable(data: bytes) -> str | None:
     return text if text and shown >= 0.95 * len(text) and letters >= max(3, 0.4 * len(text)) else None
 
 
+def _decoded(candidates: Iterable[str], *decoders: Callable[[str], bytes]) -> list[str]:
+    """Each candidate as the first of ``decoders`` that turns it into readable text (:func:`_printable`), decoded;
+    a candidate none of them can decode is left out."""
+    found = []
+    for candidate in candidates:
+        for decode in decoders:
+            try:
+                decoded = _printable(decode(candidate))
+            except (binascii.Error, ValueError):
+                continue
+            if decoded is not None:
+                found.append(decoded)
+                break
+    return found
+
+
+def _base64(run: str) -> bytes:
+    body = run.rstrip("=")
+    if len(body) % 4 == 1 or (body.isalpha() and (body.islower() or body.isupper())):  # a plain word, not base64
+        raise ValueError("not base64")
+    return base64.b64decode(body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4))
+
+
 def decode_base64(text: str) -> list[str]:
     """The base64 runs of ``text`` (standard or URL-safe alphabet) that decode to readable text, decoded."""
-    found = []
-    for run in BASE64_RUN.findall(text):
-        body = run.rstrip("=")
-        if len(body) % 4 == 1 or (body.isalpha() and (body.islower() or body.isupper())):  # a plain word, not base64
-            continue
-        try:
-            data = base64.b64decode(body.replace("-", "+").replace("_", "/") + "=" * (-len(body) % 4))
-        except (binascii.Error, ValueError):
-            continue
-        if (decoded := _printable(data)) is not None:
-            found.append(decoded)
-    return found
+    return _decoded(BASE64_RUN.findall(text), _base64)
 
 
 def decode_hex(text: str) -> list[str]:
     """The runs of at least eight hex byte pairs in ``text`` (``48656c6c6f``, ``48 65 6c``, ``\\x48\\x65``,
     ``0x48 0x65``) that decode to readable text, decoded."""
-    found = []
-    for run in HEX_RUN.findall(text):
-        digits = re.sub(r"\\x|0x|[\s:,-]", "", run)
-        if len(digits) % 2 or (decoded := _printable(bytes.fromhex(digits))) is None:
-            continue
-        found.append(decoded)
-    return found
+    return _decoded((re.sub(r"\\x|0x|[\s:,-]", "", run) for run in HEX_RUN.findall(text)), bytes.fromhex)
 
 
 def decode_url(text: str) -> list[str]:
@@ -91,38 +97,14 @@ def decode_shifts(text: str, limit: int = 4000) -> list[str]:
     return [best] if _common_words(best) >= max(2, _common_words(head) + 1) else []
 
 
-def decode_rot13(text: str) -> list[str]:
-    """``text`` in ROT13, when that holds more common English words than the text itself (at least two)."""
-    turned = codecs.encode(text, "rot13")
-    return [turned] if _common_words(turned) >= max(2, _common_words(text) + 1) else []
-
-
 def decode_base32(text: str) -> list[str]:
     """The base32 runs of ``text`` that decode to readable text, decoded."""
-    found = []
-    for run in BASE32_RUN.findall(text):
-        try:
-            data = base64.b32decode(run + "=" * (-len(run) % 8))
-        except (binascii.Error, ValueError):
-            continue
-        if (decoded := _printable(data)) is not None:
-            found.append(decoded)
-    return found
+    return _decoded(BASE32_RUN.findall(text), lambda run: base64.b32decode(run + "=" * (-len(run) % 8)))
 
 
 def decode_base85(text: str) -> list[str]:
     """The tokens of ``text`` that decode as base85 or ascii85 to readable text, decoded."""
-    found = []
-    for token in B85_TOKEN.findall(text):
-        for decode in (base64.b85decode, base64.a85decode):
-            try:
-                data = decode(token)
-            except (binascii.Error, ValueError):
-                continue
-            if (decoded := _printable(data)) is not None:
-                found.append(decoded)
-                break
-    return found
+    return _decoded(B85_TOKEN.findall(text), base64.b85decode, base64.a85decode)
 
 
 def decode_numbers(text: str) -> list[str]:
@@ -148,4 +130,4 @@ def decoded_payloads(text: str) -> list[str]:
 
 
 __all__ = ["COMMON", "decode_base32", "decode_base64", "decode_base85", "decode_hex", "decode_numbers",
-           "decode_rot13", "decode_shifts", "decode_url", "decoded_payloads"]  # fmt: skip
+           "decode_shifts", "decode_url", "decoded_payloads"]  # fmt: skip

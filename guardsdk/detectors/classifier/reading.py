@@ -20,16 +20,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from guardsdk.detectors.classifier.decoding import (
-    COMMON,
-    _common_words,
-    decode_base64,
-    decode_hex,
-    decode_rot13,
-    decode_shifts,
-    decode_url,
-    decoded_payloads,
-)
+from guardsdk.detectors.classifier.decoding import COMMON, _common_words, decode_shifts, decoded_payloads
 
 #: At most this many whole-text readings (skeleton, decodings, ROT13) and clause pieces are scored per text.
 MAX_READINGS = 4
@@ -235,7 +226,5 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     return f"unreadable: {reason}"
 
 
-__all__ = [
-    "MIN_SENTENCE_WORDS", "SENTENCE_END", "clause_pieces", "decode_base64", "decode_hex", "decode_rot13", "decode_url",
-    "readings", "sentence_bounds", "skeleton", "unleet", "unreadable", "visible",
-]  # fmt: skip
+__all__ = ["MIN_SENTENCE_WORDS", "SENTENCE_END", "clause_pieces", "readings", "sentence_bounds", "skeleton", "unleet",
+           "unreadable", "visible"]  # fmt: skip

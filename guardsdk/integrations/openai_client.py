@@ -59,15 +59,16 @@ def _attach(obj: Any, verdicts: list[Verdict]) -> Any:
     return obj
 
 
-def passed_extra_body(kwargs: dict[str, Any], create: Any, passed: Collection[str]) -> list[str]:
+def passed_extra_body(kwargs: dict[str, Any], parameters: Collection[str], passed: Collection[str]) -> list[str]:
     """The ``extra_body`` keys of a create call that ``passed`` lets through; raises :class:`UncheckedFieldError`
-    for any other, and always for one that names a parameter of ``create`` (it would replace a checked one)."""
+    for any other, and always for one that names one of ``create``'s ``parameters`` (it would replace a checked
+    one)."""
     extra = kwargs.get("extra_body")
     if extra is None:
         return []
     if not isinstance(extra, Mapping):
         raise InvalidInputError(f"extra_body must be a mapping, not {type(extra).__name__}")
-    shadowing = sorted(set(extra) & set(inspect.signature(create).parameters))
+    shadowing = sorted(set(extra) & set(parameters))
     if shadowing:
         raise UncheckedFieldError(f"extra_body sets {shadowing}, which create() takes as arguments: the request "
                                   "would replace what the guard checked; pass them as arguments")  # fmt: skip
@@ -135,10 +136,11 @@ class _GuardedCreate(UnguardedNamespace):
         self._stream = stream
         self._is_async = is_async
         self._passed = passed
+        self._parameters = frozenset(inspect.signature(endpoint.create).parameters)  # read once, not per call
 
     def _prepare(self, kwargs: dict[str, Any]) -> list[str]:
         """The prompts of a create call, its fields checked (refused, or passed and counted)."""
-        passed = passed_extra_body(kwargs, self._endpoint.create, self._passed)
+        passed = passed_extra_body(kwargs, self._parameters, self._passed)
         if kwargs.get("prediction") is not None:  # predicted output: text the model reads, that the guard does not
             if "prediction" not in self._passed:
                 raise UncheckedFieldError("prediction is text the model reads and the guard does not check; pass it "

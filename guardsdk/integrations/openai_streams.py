@@ -39,7 +39,7 @@ class GuardedStream:
         self.close()
 
     def close(self) -> None:
-        """Stop the stream: text already released is checked (see :meth:`StreamChecker.audit`), then the
+        """Stop the stream: text already released is checked (:meth:`StreamChecker.unverified`), then the
         upstream stream is closed (which cancels the request)."""
         self._chunks.close()
         self._close_upstream()

@@ -46,6 +46,11 @@ def reason(verdict: Verdict) -> str:
     return verdict.decision.summary if verdict.decision else "blocked"
 
 
+def log_block(request: Request, verdict: Verdict) -> None:
+    """Put a block into the request's log line, with the policy's full reason (the service's log, not the client)."""
+    request.state.log.update(blocked=1, reasons=[verdict.decision.reason if verdict.decision else ""])
+
+
 def guardsdk_field(verdicts: list[Verdict], blocked: bool, config: ServiceConfig) -> dict[str, Any]:
     """The ``guardsdk`` extension field (what the guard wrote about a blocked text is withheld: see ``shown``)."""
     return {"blocked": blocked, "verdicts": [shown(v, config) for v in verdicts]}
@@ -150,7 +155,7 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
         return
     except StreamBlocked as exc:
         blocked, ended = exc.verdict, True
-        request.state.log.update(blocked=1, reasons=[exc.verdict.decision.reason if exc.verdict.decision else ""])
+        log_block(request, exc.verdict)
     except (openai.OpenAIError, InvalidInputError) as exc:
         ended = True
         yield _event(ServiceError(502, "upstream_stream_failed", f"the upstream stream failed: {exc}").body())
@@ -216,7 +221,7 @@ async def _proxy(request: Request, kind: str) -> Response:
         error = f"request ran past its deadline of {state.config.request_timeout_s:g}s"
         raise ServiceError(504, "guard_timeout", f"the guarded call did not finish in time; failing closed ({error})")
     if isinstance(result, GuardBlocked):
-        request.state.log.update(blocked=1, reasons=[result.verdict.decision.reason if result.verdict.decision else ""])
+        log_block(request, result.verdict)
         if state.config.log_content:
             request.state.log["content"] = body.get("messages") or body.get("prompt")
         return blocked_answer(state.config, result.verdict, kind, body)

@@ -183,15 +183,17 @@ class ClassifierDetector:
         count = sum(count_windows(len(c.tokens), WINDOW_TOKENS) for c in codecs.values())
         if count > policy.max_windows and not elide:  # counted before any text is cut: a flood costs one tokenization
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
-        scored = {role: self._pieces(codec, role in self.pooled_sentences) for role, codec in codecs.items()}
         unread = tuple((role, why) for role, c in codecs.items() if self.read_rewrites and (why := unreadable(c.text)))
+        # a text that cannot be read gets no label: its other readings would be encoded for nothing
+        scored = {role: self._pieces(codec, role in self.pooled_sentences, extra=role not in dict(unread))
+                  for role, codec in codecs.items()}  # fmt: skip
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total, None, unread)
 
-    def _pieces(self, codec: TextSpans, pooled: bool) -> tuple[Piece, ...]:
-        """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` those of its other readings and its
-        clauses (each encoded alone: pooled in context a clause is diluted as the whole text is)."""
-        if not self.read_rewrites:
+    def _pieces(self, codec: TextSpans, pooled: bool, extra: bool = True) -> tuple[Piece, ...]:
+        """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` (and ``extra``) those of its other
+        readings and its clauses (each encoded alone: pooled in context a clause is diluted as the whole text is)."""
+        if not (self.read_rewrites and extra):
             return text_pieces(codec, pooled)
         extra = [piece for text in readings(codec.text) for piece in text_pieces(self.encoder.codec(text), pooled)]
         return (*text_pieces(codec, pooled), *extra, *(Piece(text, alone=True) for text in clause_pieces(codec.text)))

@@ -3,14 +3,16 @@
 guardsdk uses the OpenTelemetry *API* only (``pip install guardsdk[tracing]``); spans go wherever the
 application's tracer provider sends them, and nowhere when it configured none (the API's no-op default).
 A span carries what the check decided and what it cost — family, model, detector, mode, decision, unsafe and
-undecided tasks, parse status, failure, tokens, latency, cache hit — and never the checked text, the model's
-output or its reasoning.
+undecided tasks, scores (``guardsdk.score.<task>``), parse status, failure, tokens, latency, cache hit — and never
+the checked text, the model's output or its reasoning. :func:`export_otlp` sends them to an OTLP collector in one
+call (the service's ``--otlp-endpoint``).
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from guardsdk.verdict import Verdict
 
@@ -46,6 +48,7 @@ def span_attributes(verdict: Verdict, mode: str) -> dict[str, Any]:
         "guardsdk.cached": verdict.cached,
         "guardsdk.has_response": verdict.has_response,
         "guardsdk.reasoning_conflict": list(verdict.reasoning_conflict),
+        **{f"guardsdk.score.{task}": float(score) for task, score in verdict.scores.items()},
     }
 
 
@@ -59,3 +62,27 @@ def record_check(verdict: Verdict, mode: str) -> None:
     if verdict.failure is not None:
         span.set_status(Status(StatusCode.ERROR, verdict.failure.value))
     span.end(end_time=end)
+
+
+def export_otlp(endpoint: str, service_name: str = "guardsdk") -> Any:
+    """Send every span of this process to an OTLP/HTTP (protobuf) collector: ``endpoint`` is its base URL
+    (``http://collector:4318``; ``/v1/traces`` is added where no path is given) or the full traces URL. Adds a batching
+    span processor to the application's SDK tracer provider, or sets one up (resource ``service.name``) where the
+    application configured none; the exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables for the rest
+    (headers, certificates, compression). Returns the processor: ``shutdown()`` sends what is left.
+    Needs ``pip install "guardsdk[tracing]"``."""
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise ImportError('the OTLP exporter needs pip install "guardsdk[tracing]"') from exc
+    url = endpoint if urlsplit(endpoint).path.strip("/") else endpoint.rstrip("/") + "/v1/traces"
+    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=url))
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(processor)
+    return processor

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted(path for path in (ROOT / "benchmarks").glob("*/*.py") if path.name != "__init__.py")
+SCRIPTS = sorted(
+    path for path in (ROOT / "benchmarks").glob("*/*.py") if not path.name.startswith("_")
+)  # _name.py: a helper module
 #: What a script may import only after parsing its arguments: the SDK, the trainer, and the heavy libraries.
 HEAVY = {"guardsdk", "guardsdk_trainer", "torch", "transformers", "llama_cpp", "numpy", "httpx", "sklearn", "trl"}
 #: ``python -c IMPORTED_BY_HELP SCRIPT MODULE...``: runs the script's ``--help`` and prints which of the top-level

@@ -120,14 +120,20 @@ def test_source_repeats_count_a_source_s_fit_rows_again_but_never_its_calibratio
                       random.Random(0))  # fmt: skip
 
 
-def test_source_repeats_that_name_no_source_or_no_count_are_refused():
-    from guardsdk_trainer.classifier import check_source_repeats
+def test_sources_that_name_no_source_or_no_count_are_refused():
+    from guardsdk_trainer.classifier import check_sources
     from guardsdk_trainer.config import ClassifierConfig
 
-    check_source_repeats(ClassifierConfig(source_repeats={"toxicchat": 4, "dices": 0}).source_repeats,
-                         {"toxicchat", "dices", "coconot"})  # fmt: skip
+    check_sources(
+        ClassifierConfig(source_repeats={"toxicchat": 4, "dices": 0}, exclude_sources={"response_harm": ["dices"]}),
+        {"toxicchat", "dices", "coconot"},
+    )
     with pytest.raises(ValueError, match="lacks: \\['toxic_chat'\\]"):
-        check_source_repeats({"toxic_chat": 4}, {"toxicchat"})  # a misspelt source would weigh nothing up
+        check_sources(ClassifierConfig(source_repeats={"toxic_chat": 4}), {"toxicchat"})  # would weigh nothing up
+    with pytest.raises(ValueError, match="lacks: \\['diasafty'\\]"):  # a misspelt source would stay in
+        check_sources(ClassifierConfig(exclude_sources={"response_harm": ["diasafty"]}), {"diasafety"})
+    with pytest.raises(ValueError, match="unknown tasks: \\['response'\\]"):
+        check_sources(ClassifierConfig(exclude_sources={"response": ["dices"]}), {"dices"})
     for count in (-1, 2.5, "4", True):
         with pytest.raises(ValueError, match="whole numbers"):
             ClassifierConfig(source_repeats={"toxicchat": count})

@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
             [
                 "[prompt check: BLOCKED]",
                 "[response check: ANNOTATED]",
-                "classifier model sentence-transformers/all-MiniLM-L6-v2",
+                "classifier model guard-classifier-minilm",
                 "no reasoning was run",
                 "reasoning (prompt_harm)",
                 "guardreasoner model guardreasoner-tiny-Q8_0.gguf",

@@ -300,7 +300,7 @@ def rsft_model(spm_model, tmp_path_factory):
     from guardsdk_trainer.rsft import train_rsft
 
     cfg = SFTStageConfig(learning_rate=3e-3, epochs=1, per_device_batch_size=8, gradient_accumulation_steps=1,
-                         max_length=1024, bf16=False, gradient_checkpointing=False, max_steps=60,
+                         threads=1, max_length=1024, bf16=False, gradient_checkpointing=False, max_steps=60,
                          lr_scheduler_type="constant", logging_steps=20)  # fmt: skip
     return train_rsft(spm_model, traced_examples(), tmp_path_factory.mktemp("rsft") / "rsft", cfg)
 
@@ -385,11 +385,11 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path, capsys):
     assert report["stages"]["rsft"]["models"] == 2  # the full model and the leave-one-source-out one
     assert len(report["checks"]) == 3 and all(c["model"].endswith(".gguf") for c in report["checks"])
     assert all(c["decision"] for c in report["checks"])  # decided or failing closed, never nothing
-    assert list(stages) == ["data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export"]
+    assert list(stages) == ["data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "evaluate", "export"]
     rounds = stages["bootstrap"]["metrics"]["rounds"]
-    assert [r["tried"] for r in rounds] == [12] and 0 <= rounds[0]["added"] <= 12
+    assert [r["tried"] for r in rounds] == [12] and 0 < rounds[0]["added"] <= 12  # 0 kept would fail the stage
     assert stages["bootstrap"]["metrics"]["sft_rows"] == stages["synth"]["metrics"]["sft_rows"] + rounds[0]["added"]
-    assert len(recipe.examples("sft")) == stages["bootstrap"]["metrics"]["sft_rows"]
+    assert len(recipe.examples("sft")) == stages["synth"]["metrics"]["sft_rows"]  # bootstrap writes its own files
     banned = data_mod.benchmark_prompts([BENCHMARKS / "0_8_toxic_chat.json"])
     rows = data_mod.load_pool(tmp_path / "pool.jsonl") + examples
     expected = len({e.id for e in rows if data_mod.normalize_prompt(e.prompt) in banned})
@@ -410,8 +410,11 @@ def test_full_cpu_recipe_runs_resumes_and_writes_a_manifest(tmp_path, capsys):
     # Rerun: every stage is skipped; --force reruns one.
     before = (tmp_path / "run" / "manifest.json").read_text()
     assert Recipe(load_config(tmp_path / "recipe.yaml")).run() == json.loads(before)
-    # A rerun of the bootstrap stage resumes from its round log: no round is sampled or trained again.
-    assert main(["bootstrap", str(tmp_path / "recipe.yaml"), "--force"]) == 0
+    # An interrupted bootstrap stage resumes from its round log: no finished round is sampled or trained again.
+    manifest = json.loads(before)
+    del manifest["stages"]["bootstrap"]
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert main(["bootstrap", str(tmp_path / "recipe.yaml")]) == 0
     again = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["bootstrap"]
     assert again["metrics"] == stages["bootstrap"]["metrics"] and again["seconds"] < 5
     assert main(["mine", str(tmp_path / "recipe.yaml"), "--force"]) == 0
@@ -454,18 +457,21 @@ rsft:
   max_length: 1024
   bf16: false
   gradient_checkpointing: false
+  threads: 1
 bootstrap:
   rounds: 1
   inputs_per_round: 12
-  n: 2
-  max_new_tokens: 80
+  n: 8
+  temperature: 1.0
+  max_new_tokens: 160
 sample:
   leave_one_out_sources: [reasoning:reasoning.jsonl]
   n: 6
   temperature: 1.0
   max_new_tokens: 80
   max_inputs: 24
-  engine: hf
+  engine: llamacpp
+  threads: 1
 hsdpo:
   learning_rate: 1.0e-4
   max_steps: 4
@@ -474,6 +480,9 @@ hsdpo:
   max_length: 1024
   bf16: false
   gradient_checkpointing: false
+evaluate:
+  max_inputs: 8
+  max_new_tokens: 80
 export:
   quantizations: [Q8_0]
   check_inputs: 2

@@ -38,13 +38,15 @@ logger = logging.getLogger("guardsdk_trainer")
 HEAD_INPUTS = {PROMPT_HARM: "prompt", REFUSAL: "response", RESPONSE_HARM: "response"}
 
 
-def task_rows(examples: Sequence[Example], task: str) -> tuple[list[str], list[int], list[str]]:
-    """The texts, 0/1 labels and sources of the examples that carry ``task``'s label and its input."""
+def task_rows(examples: Sequence[Example], task: str, exclude: Sequence[str] = ()
+              ) -> tuple[list[str], list[int], list[str]]:  # fmt: skip
+    """The texts, 0/1 labels and sources of the examples that carry ``task``'s label and its input (none of a pool
+    source named in ``exclude``)."""
     texts, labels, sources = [], [], []
     for example in examples:
         label = example.labels.get(task)
         text = example.prompt if HEAD_INPUTS[task] == "prompt" else example.response
-        if label and text and text.strip():
+        if label and text and text.strip() and example.pool_source not in exclude:
             texts.append(text)
             labels.append(int(label == Task(task).positive))
             sources.append(example.pool_source)
@@ -173,7 +175,8 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
             raise ValueError("source_repeats needs each row's source (fit_task_head's sources)")
         fit_idx = [i for i in fit_idx for _ in range(cfg.source_repeats.get(sources[i], 1))]
     logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
-    pooled = HEAD_INPUTS[task] in cfg.pooled_sentences
+    # a head that reads sentences (not a whole-text task) of a role pooled in context learns its safe rows' parts
+    pooled = HEAD_INPUTS[task] in cfg.pooled_sentences and task not in cfg.whole_text_tasks
     embeddings = cache.encode(texts, parts=pooled)
     y = torch.tensor(labels)
     fit_x, fit_y = embeddings[fit_idx], y[fit_idx]
@@ -186,24 +189,30 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
     return head, {"train_rows": len(fit_idx), "calibration_rows": len(cal_idx), "part_negatives": len(negatives)}
 
 
-def check_source_repeats(repeats: dict[str, int], sources: set[str]) -> None:
-    """A ``ValueError`` for a source the split does not have (a misspelt name would otherwise leave the weighting
-    silently unapplied); the counts themselves are checked by :class:`ClassifierConfig`."""
-    unknown = sorted(set(repeats) - sources)
+def check_sources(cfg: ClassifierConfig, sources: set[str]) -> None:
+    """A ``ValueError`` for a source ``source_repeats`` or ``exclude_sources`` names that the split does not have, or
+    a task ``exclude_sources`` names that has no head (a misspelt name would otherwise leave it silently unapplied);
+    the counts themselves are checked by :class:`ClassifierConfig`."""
+    named = set(cfg.source_repeats).union(*cfg.exclude_sources.values())
+    unknown = sorted(named - sources)
     if unknown:
-        raise ValueError(f"source_repeats names sources the training split lacks: {unknown}; it has {sorted(sources)}")
+        raise ValueError(f"the classifier config names sources the training split lacks: {unknown}; "
+                         f"it has {sorted(sources)}")  # fmt: skip
+    tasks = sorted(set(cfg.exclude_sources) - set(HEAD_INPUTS))
+    if tasks:
+        raise ValueError(f"exclude_sources names unknown tasks: {tasks}; the heads are {sorted(HEAD_INPUTS)}")
 
 
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,
                      out_dir: str | Path, encoder: SentenceEncoder | None = None) -> dict[str, Any]:  # fmt: skip
     """Fit, calibrate and save the heads of every task with two labels in ``train``; returns metrics."""
-    check_source_repeats(cfg.source_repeats, {example.pool_source for example in train})
+    check_sources(cfg, {example.pool_source for example in train})
     cache = stage_cache(cfg, encoder)
     rng = random.Random(cfg.seed)
     heads: dict[str, TaskHead] = {}
     metrics: dict[str, Any] = {}
     for task in HEAD_INPUTS:
-        texts, labels, sources = task_rows(train, task)
+        texts, labels, sources = task_rows(train, task, cfg.exclude_sources.get(task, ()))
         if cfg.max_rows_per_task and len(texts) > cfg.max_rows_per_task:
             keep = sorted(rng.sample(range(len(texts)), cfg.max_rows_per_task))
             texts, labels, sources = [texts[i] for i in keep], [labels[i] for i in keep], [sources[i] for i in keep]
@@ -212,7 +221,7 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
             continue
         head, counts = fit_task_head(cache, texts, labels, cfg, task, rng, sources)
         heads[task] = head
-        test_texts, test_labels, _ = task_rows(held_out, task)
+        test_texts, test_labels, _ = task_rows(held_out, task, cfg.exclude_sources.get(task, ()))
         task_metrics: dict[str, Any] = {**counts, "positives": sum(labels), "sources": dict(Counter(sources))}
         if test_texts:
             with torch.no_grad():

@@ -1,17 +1,22 @@
-"""``guardsdk-train data|synth|rsft|bootstrap|sample|mine|hsdpo|export|classifier|recipe|smoke CONFIG``."""
+"""``guardsdk-train data|synth|rsft|bootstrap|sample|mine|hsdpo|evaluate|export|classifier|recipe|smoke CONFIG``.
+
+A problem the user can fix (a bad or missing config, a missing data file, a stage run before its input, a
+stage that cannot produce its output) prints one line naming what to change, and exits 2: no traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from guardsdk_trainer.config import load_config
-from guardsdk_trainer.recipe import STAGES, Recipe, StageOrderError
+from guardsdk_trainer.config import RecipeConfig, load_config
+from guardsdk_trainer.errors import TrainerError
+from guardsdk_trainer.progress import quiet_library_bars, setup_logging
+from guardsdk_trainer.recipe import STAGES, Recipe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,21 +30,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("config", help="a recipe YAML config")
     parser.add_argument("--force", action="store_true", help="rerun the stage even if it is done")
     parser.add_argument("--output-dir", help="override the config's output_dir")
+    parser.add_argument("--seed", type=int, help="override data.seed, rsft.seed, hsdpo.seed (and sampling's)")
     args = parser.parse_args(argv)
     # Logs go to stderr; stdout holds only the stage result (JSON), so it can be piped.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    config = load_config(args.config)
-    if args.output_dir:
-        config.output_dir = args.output_dir
-    recipe = Recipe(config)
+    setup_logging()
+    quiet_library_bars()
     try:
+        config = _load(args.config, args.output_dir, args.seed)
+        recipe = Recipe(config)
         with contextlib.redirect_stdout(sys.stderr):  # trainers print their log lines: not into the result
             result = _run(recipe, args.stage, args.force)
-    except StageOrderError as exc:
+    except TrainerError as exc:
         print(f"guardsdk-train: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing data file or model folder named in the config
+        print(f"guardsdk-train: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _load(path: str, output_dir: str | None, seed: int | None) -> RecipeConfig:
+    import yaml
+
+    try:
+        config = load_config(path)
+    except (ValueError, TypeError, yaml.YAMLError) as exc:
+        raise TrainerError(f"config {path}: {' '.join(str(exc).split())}") from exc
+    if output_dir:
+        config.output_dir = output_dir
+    if seed is not None:
+        config.data.seed = config.rsft.seed = config.hsdpo.seed = seed
+    return config
 
 
 def _run(recipe: Recipe, stage: str, force: bool) -> dict[str, Any]:
@@ -49,8 +71,9 @@ def _run(recipe: Recipe, stage: str, force: bool) -> dict[str, Any]:
         from guardsdk_trainer.smoke import smoke
 
         return smoke(recipe)
-    if stage != "data" and not recipe.done("data"):
-        recipe.run_stage("data")
+    if stage != "data":
+        recipe.run_stage("data")  # skipped unless its config or files changed
+        recipe.warn_stale(stage)
     return recipe.run_stage(stage, force=force)
 
 

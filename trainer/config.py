@@ -14,6 +14,7 @@ class DataConfig:
     """Where training rows come from and what must never be trained on."""
 
     pool: list[str] = field(default_factory=list)  # JSONL files in the schema of shared/data/train/pool.jsonl
+    compact_traces: bool = False  # keep each task's first reasoning step and the answers (toy models learn it fast)
     reasoning: list[str] = field(default_factory=list)  # GuardReasonerTrain-style files or HF dataset ids
     exclude: list[str] = field(default_factory=list)  # benchmark files whose prompts are never trained on
     max_pool_rows: int | None = None
@@ -33,6 +34,9 @@ class SynthConfig:
     max_tokens: int = 2048
     temperature: float = 0.0
     timeout_s: float = 120.0
+    # Offline, no teacher (toy configs): this many labelled rows get a one-step trace written from their gold
+    # labels (guardsdk_trainer.template_teacher): it teaches the format; the bootstrap stage traces the rest.
+    template_rows: int = 0
 
 
 @dataclass
@@ -56,6 +60,7 @@ class SFTStageConfig:
     max_steps: int = -1
     logging_steps: int = 10
     save_steps: int = 0  # > 0: a checkpoint every N steps, and a rerun resumes from the last one
+    threads: int | None = None  # CPU threads for torch while training (None: torch's default)
     seed: int = 0
 
 
@@ -74,6 +79,12 @@ class SampleConfig:
     dtype: str = "auto"  # hf: bfloat16 on a GPU, float32 on a CPU
     context_length: int = 4096  # llamacpp; longer inputs get no samples
     leave_one_out_sources: list[str] = field(default_factory=list)  # diversity: one extra model per source left out
+    # Sampling goes on, chunk_inputs inputs at a time through every model, until target_pairs hard pairs are
+    # mined, or max_inputs inputs (None: every labelled training row) or time_budget_s seconds are spent.
+    target_pairs: int | None = 64  # None: no target, every input within the budgets (one pass, the paper's)
+    chunk_inputs: int = 16
+    time_budget_s: float | None = None
+    threads: int | None = None  # llamacpp: CPU threads (None: all cores; 1 is fastest for a toy model on a busy CPU)
 
 
 @dataclass
@@ -94,6 +105,24 @@ class BootstrapConfig:
 
 
 @dataclass
+class MineConfig:
+    """Hard-sample mining: ``held_out_fraction`` of the mined pairs (by hash of the input) are kept out of
+    HS-DPO to measure its preference accuracy before and after."""
+
+    held_out_fraction: float = 0.2
+
+
+@dataclass
+class EvaluateConfig:
+    """The ``evaluate`` stage: held-out F1 per task of the R-SFT and HS-DPO models (greedy) beside the
+    no-reasoning TF-IDF baseline trained on the same rows, and preference accuracy on held-out pairs."""
+
+    max_inputs: int | None = 200  # of the eval split
+    max_new_tokens: int = 384
+    batch_size: int = 8
+
+
+@dataclass
 class DPOStageConfig:
     """Hard-sample DPO: weighted sigmoid DPO plus the SFT term on the chosen output."""
 
@@ -110,6 +139,7 @@ class DPOStageConfig:
     max_steps: int = -1
     logging_steps: int = 10
     save_steps: int = 0  # > 0: a checkpoint every N steps, and a rerun resumes from the last one
+    threads: int | None = None  # CPU threads for torch while training (None: torch's default)
     seed: int = 0
 
 
@@ -141,6 +171,9 @@ class ClassifierConfig:
     # Each training row of these pool sources counted this many times in its head's fit (after the calibration
     # split, so no copy calibrates): real deployment-like rows weighed up (0 leaves a source out).
     source_repeats: dict[str, int] = field(default_factory=dict)
+    # Per task, pool sources (named as in source_repeats) left out of its head: DiaSafety and DICES label a chit-chat
+    # reply by its dialogue, which a head reading the reply alone cannot see ("Haha. You're the best, man." is harmful).
+    exclude_sources: dict[str, list[str]] = field(default_factory=dict)
     max_rows_per_task: int | None = None
     encode_batch_size: int = 64
     threads: int | None = None  # torch threads while encoding (default: all cores)
@@ -162,11 +195,13 @@ class RecipeConfig:
     rsft: SFTStageConfig = field(default_factory=SFTStageConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    mine: MineConfig = field(default_factory=MineConfig)
     hsdpo: DPOStageConfig = field(default_factory=DPOStageConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     stages: list[str] = field(
-        default_factory=lambda: ["synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export"]
+        default_factory=lambda: ["synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "evaluate", "export"]
     )
 
 
@@ -176,7 +211,9 @@ _SECTIONS: dict[str, type] = {
     "rsft": SFTStageConfig,
     "sample": SampleConfig,
     "bootstrap": BootstrapConfig,
+    "mine": MineConfig,
     "hsdpo": DPOStageConfig,
+    "evaluate": EvaluateConfig,
     "export": ExportConfig,
     "classifier": ClassifierConfig,
 }

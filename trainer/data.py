@@ -123,6 +123,29 @@ def load_predictions(path: str | os.PathLike[str]) -> list[Example]:
     return examples
 
 
+def compact_trace(trace: str) -> str:
+    """A trace cut to each task's heading and first reasoning step, then its answers block (unchanged)."""
+    body, separator, answers = trace.rpartition("\n---\n")
+    if not separator:
+        return trace
+    kept = []
+    for block in re.split(r"(?m)^(?=# Task )", body.strip()):
+        lines = [line for line in block.strip().split("\n") if line.strip()]
+        if not lines or not lines[0].startswith("# Task"):
+            continue
+        step = next((i for i, line in enumerate(lines) if line.startswith("## Reasoning Step")), None)
+        if step is None:
+            kept.append(lines[0])
+            continue
+        text = (
+            lines[step]
+            if lines[step].split(":", 1)[-1].strip() and ":" in lines[step]
+            else "\n".join(lines[step : step + 2])
+        )
+        kept.append(f"{lines[0]}\n\n{text}")
+    return "\n\n".join(kept) + "\n\n---\n" + answers
+
+
 def normalize_prompt(text: str) -> str:
     """Case- and whitespace-insensitive form of a prompt, for benchmark exclusion."""
     return re.sub(r"\s+", " ", text).strip().lower()

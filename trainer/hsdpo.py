@@ -14,8 +14,10 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from guardsdk_trainer.config import DPOStageConfig, trainer_settings
 from guardsdk_trainer.data import save_tokenizer
+from guardsdk_trainer.errors import StageFailed
 from guardsdk_trainer.mining import PreferencePair
 from guardsdk_trainer.resume import train_resumable
+from guardsdk_trainer.tokens import dpo_features
 
 
 class WeightedPreferenceCollator(DataCollatorForPreference):
@@ -47,6 +49,12 @@ class WeightedDPOTrainer(DPOTrainer):
         unsupported = set(self.loss_types) - {"sigmoid", "sft"}
         if unsupported or "sigmoid" not in self.loss_types or self.use_weighting or self.ld_alpha is not None:
             raise ValueError("WeightedDPOTrainer supports loss_type ['sigmoid'] or ['sigmoid', 'sft'], plain DPO")
+
+    def _prepare_dataset(self, dataset: Any, processing_class: Any, args: DPOConfig, dataset_name: str) -> Any:
+        """Rows already tokenized by :func:`~guardsdk_trainer.tokens.dpo_features` are used as they are."""
+        if "prompt_ids" in dataset.column_names:
+            return dataset
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()
@@ -118,15 +126,26 @@ def preference_dataset(pairs: Sequence[PreferencePair]) -> Any:
 
 def train_hsdpo(model_dir: str | os.PathLike[str], pairs: Sequence[PreferencePair], out_dir: str | os.PathLike[str],
                 cfg: DPOStageConfig) -> Path:  # fmt: skip
-    """Weighted HS-DPO from an R-SFT model; saves the result as a Hugging Face folder."""
+    """Weighted HS-DPO from an R-SFT model; saves the result as a Hugging Face folder.
+
+    Pairs are tokenized as the guard sees them, long prompts cut to fit ``cfg.max_length``
+    (:func:`~guardsdk_trainer.tokens.dpo_features`); :class:`StageFailed` when no pair fits."""
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows, fit = dpo_features(pairs, tokenizer, cfg.max_length)
+    fit.log(f"hsdpo {Path(out_dir).name}")
+    if not rows:
+        raise StageFailed("hsdpo", f"none of {fit.rows} mined pairs fits hsdpo.max_length={cfg.max_length}",
+                          ["hsdpo.max_length", "sample.max_new_tokens"])  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
     trainer = WeightedDPOTrainer(
-        model=model, args=dpo_config(out_dir, cfg), train_dataset=preference_dataset(pairs), processing_class=tokenizer
+        model=model, args=dpo_config(out_dir, cfg), train_dataset=Dataset.from_list(rows), processing_class=tokenizer
     )
-    train_resumable(trainer)
+    train_resumable(trainer, {"fit": fit.summary()}, cfg.threads)
     trainer.save_model(str(out_dir))
     save_tokenizer(tokenizer, model_dir, out_dir)
     return Path(out_dir)

@@ -5,30 +5,35 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from guardsdk_trainer import data as data_mod
+from guardsdk_trainer import fingerprint as fp
 from guardsdk_trainer.config import RecipeConfig, to_dict
 from guardsdk_trainer.data import Example
-from guardsdk_trainer.manifest import file_sha256, label_counts, library_versions, slug
+from guardsdk_trainer.errors import StageFailed, StageOrderError
+from guardsdk_trainer.manifest import file_sha256, library_versions, slug
 from guardsdk_trainer.mining import PreferencePair
+from guardsdk_trainer.progress import stage as progress_stage
 
 logger = logging.getLogger("guardsdk_trainer")
 
 #: ``rsft.base_model`` values that build a random tiny Llama offline (CPU configs, tests): with the Llama 3
 #: tokenizer, or with a small SentencePiece BPE trained on the SFT texts (fast on a CPU).
 TINY_RANDOM_BASES = {"tiny-random": "llama3", "tiny-random-spm": "spm"}
-STAGES = ("data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "export", "classifier")
+STAGES = ("data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "evaluate", "export", "classifier")
 #: The stage each stage reads the output of.
 REQUIRES = {"synth": "data", "rsft": "synth", "bootstrap": "rsft", "sample": "rsft", "mine": "sample",
-            "hsdpo": "mine", "export": "rsft", "classifier": "data"}  # fmt: skip
-
-
-class StageOrderError(ValueError):
-    """A stage was asked for before the stage whose output it reads."""
+            "hsdpo": "mine", "evaluate": "rsft", "export": "rsft", "classifier": "data"}  # fmt: skip
+#: What each stage writes under the output folder (removed before the stage reruns).
+OUTPUTS = {"rsft": ("models/base", "models/rsft", "models/rsft-minus-*"),
+           "bootstrap": ("bootstrap", "models/bootstrap-*"), "sample": ("samples",),
+           "mine": ("data/pairs.jsonl", "data/pairs-held-out.jsonl"), "hsdpo": ("models/hsdpo",),
+           "export": ("gguf",), "classifier": ("classifier",)}  # fmt: skip
 
 
 class Recipe:
@@ -58,32 +63,81 @@ class Recipe:
     def done(self, stage: str) -> bool:
         return stage in self.manifest["stages"]
 
-    def _record(self, stage: str, metrics: dict[str, Any], started: float) -> None:
-        self.manifest["stages"][stage] = {"metrics": metrics, "seconds": round(time.time() - started, 1)}
+    def _record(self, stage: str, metrics: dict[str, Any], started: float, key: dict[str, Any]) -> None:
+        self.manifest["stages"][stage] = {"metrics": metrics, "seconds": round(time.time() - started, 1), **key,
+                                          "run": f"{key['fingerprint']}-{time.time_ns()}"}  # fmt: skip
+        if self.manifest.get("failed", {}).get("stage") == stage:
+            del self.manifest["failed"]
+        self._write()
+
+    def _write(self) -> None:
         self.manifest["config"] = to_dict(self.config)
         self.manifest["libraries"] = library_versions()
         inputs = [*self.config.data.pool, *self.config.data.reasoning, *self.config.data.exclude]
         self.manifest["inputs"] = {p: file_sha256(p) for p in inputs if Path(p).is_file()}
         self.manifest_path.write_text(json.dumps(self.manifest, indent=1), encoding="utf-8")
 
+    def stage_key(self, stage: str) -> dict[str, Any]:
+        """The config values and input runs ``stage`` depends on now, and their fingerprint."""
+        values = fp.config_values(self.config, stage)
+        inputs = fp.input_ids(self.config, stage, self.manifest["stages"])
+        return {"fingerprint": fp.fingerprint(values, inputs), "config": values, "inputs": inputs}
+
+    def clear(self, stage: str) -> None:
+        """Remove what ``stage`` wrote, so its rerun starts afresh (not from a stale checkpoint or round log)."""
+        for pattern in OUTPUTS.get(stage, ()):
+            for path in self.root.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    def invalidate_from(self, stage: str) -> None:
+        """Forget ``stage`` and every later stage of the pipeline, and remove their outputs."""
+        for name in [s for s in STAGES if s == stage or stage in fp.UPSTREAM[s]]:
+            self.manifest["stages"].pop(name, None)
+            self.clear(name)
+
     def run_stage(self, stage: str, *, force: bool = False) -> dict[str, Any]:
-        """Run one stage (skipped when already done unless ``force``); returns its metrics."""
+        """Run one stage (skipped when done with the same config and inputs, unless ``force``); its metrics."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-        if self.done(stage) and not force:
-            logger.info("stage %s already done; skipping", stage)
-            return self.manifest["stages"][stage]["metrics"]
+        key = self.stage_key(stage)
+        record = self.manifest["stages"].get(stage)
+        if record is not None and not force:
+            if record.get("fingerprint") == key["fingerprint"]:
+                logger.info("stage %s already done with this config and these inputs; skipping", stage)
+                return record["metrics"]
+            logger.warning("stage %s: %s since it ran; rerunning it and every stage after it",
+                           stage, fp.what_changed(record, key["config"], key["inputs"]))  # fmt: skip
+            self.invalidate_from(stage)
+            key = self.stage_key(stage)
         needed = REQUIRES.get(stage)
         if needed is not None and not self.done(needed):
             raise StageOrderError(
                 f"stage {stage} reads the output of stage {needed}, which has not run in {self.config.output_dir}: "
                 f"run `guardsdk-train {needed} CONFIG` first (or `guardsdk-train recipe CONFIG` for every stage)"
             )
+        if record is not None:  # forced
+            logger.info("stage %s: rerunning (--force); the stages after it rerun on the next `recipe`", stage)
+            self.clear(stage)
         started = time.time()
         runner: Callable[[], dict[str, Any]] = getattr(self, f"stage_{stage}")
-        metrics = runner()
-        self._record(stage, metrics, started)
+        try:
+            with progress_stage(stage):
+                metrics = runner()
+        except StageFailed as failure:
+            self.manifest["stages"].pop(stage, None)
+            self.manifest["failed"] = {"stage": stage, "error": str(failure), "keys": failure.keys, "at": time.time()}
+            self._write()
+            raise
+        self._record(stage, metrics, started, key)
         return metrics
+
+    def warn_stale(self, stage: str) -> None:
+        """Log each recorded stage that ``stage`` reads whose config or inputs changed since it ran."""
+        for name in fp.UPSTREAM[stage]:
+            record, key = self.manifest["stages"].get(name), self.stage_key(name)
+            if record is not None and record.get("fingerprint") != key["fingerprint"]:
+                logger.warning("stage %s is out of date (%s): `recipe` reruns it and what follows",
+                               name, fp.what_changed(record, key["config"], key["inputs"]))  # fmt: skip
 
     def run(self, stages: list[str] | None = None) -> dict[str, Any]:
         """Run the configured stages in order (``data`` always first)."""
@@ -99,6 +153,9 @@ class Recipe:
         for path in cfg.pool:
             examples += data_mod.load_pool(path)
         examples = examples[: cfg.max_pool_rows]
+        if cfg.compact_traces:
+            for example in examples:
+                example.reasoning = example.reasoning and data_mod.compact_trace(example.reasoning)
         for source in cfg.reasoning:
             examples += data_mod.load_reasoning(source)
         loaded = len(examples)
@@ -133,6 +190,12 @@ class Recipe:
             report = synthesizer.run(todo)
             ready += report.kept
             metrics |= report.summary()
+        elif todo and cfg.template_rows:
+            from guardsdk_trainer.template_teacher import template_traces
+
+            labelled = data_mod.interleave_by_labels([e for e in todo if any(e.labels.values())], self.config.data.seed)
+            ready += template_traces(labelled[: cfg.template_rows])
+            metrics["template_traces"] = min(len(labelled), cfg.template_rows)
         data_mod.write_jsonl(self.path("data", "sft.jsonl"), (e.to_json() for e in ready))
         metrics["sft_rows"] = len(ready)
         return metrics
@@ -146,7 +209,9 @@ class Recipe:
         if not (folder / "config.json").exists():
             from guardsdk.tools.tiny_model import build_tiny_llama
 
+            # The tokenizer learns the training inputs too, not only the traced rows (which may be few).
             texts = [t for e in sft for t in (e.model_input, e.reasoning or "")]
+            texts += [e.model_input for e in self.examples("train")[:5000]]
             build_tiny_llama(
                 folder, seed=cfg.seed, tokenizer=TINY_RANDOM_BASES[cfg.base_model], texts=texts, **cfg.tiny_model
             )
@@ -159,11 +224,12 @@ class Recipe:
         base = self.base_model(sft)
         train_rsft(base, sft, self.path("models", "rsft"), self.config.rsft)
         trained = {"rsft": len(sft)}
+        fit = json.loads(self.path("models", "rsft", "training.json").read_text()).get("fit", {})
         for source in self.config.sample.leave_one_out_sources:
             subset = [e for e in sft if e.source != source]
             train_rsft(base, subset, self.path("models", f"rsft-minus-{slug(source)}"), self.config.rsft)
             trained[f"rsft-minus-{slug(source)}"] = len(subset)
-        return {"models": trained}
+        return {"models": trained, "fit": fit}
 
     def current_rsft(self) -> Path:
         """The newest R-SFT model: the last bootstrap round's, else the R-SFT stage's."""
@@ -177,88 +243,44 @@ class Recipe:
         return data_mod.interleave_by_labels(rows, seed)
 
     def stage_bootstrap(self) -> dict[str, Any]:
-        import dataclasses
-        import random
+        from guardsdk_trainer.bootstrap import run_bootstrap
 
-        from guardsdk_trainer.config import SampleConfig
-        from guardsdk_trainer.rsft import train_rsft
-        from guardsdk_trainer.sampling import sample
-        from guardsdk_trainer.synthesis import clean_trace, consistent
-
-        cfg = self.config.bootstrap
-        sft = self.examples("sft")
-        # Candidates must not depend on how far an interrupted run got: rows traced by earlier rounds count.
-        logged = sorted(self.path("bootstrap").glob("round-*.jsonl"))
-        bootstrapped = {row["id"] for path in logged for row in data_mod.read_jsonl(path)}
-        candidates = self.labelled_train_rows({e.id for e in sft} - bootstrapped, seed=self.config.data.seed)
-        sampling = SampleConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, engine=self.config.sample.engine)  # fmt: skip
-        retrain = dataclasses.replace(self.config.rsft, epochs=cfg.epochs,
-                                      learning_rate=cfg.learning_rate or self.config.rsft.learning_rate)  # fmt: skip
-        log_path = self.path("bootstrap", "rounds.jsonl")
-        rounds = data_mod.read_jsonl(log_path) if log_path.exists() else []
-        for number in range(len(rounds), cfg.rounds):  # finished rounds are in the log: a rerun resumes
-            batch = candidates[number * cfg.inputs_per_round : (number + 1) * cfg.inputs_per_round]
-            if not batch:
-                break
-            current = self.current_rsft()
-            outputs = sample(current, batch, sampling, seed=1000 + number)
-            added = []
-            for example in batch:
-                traces = [clean_trace(text) for text in outputs.get(example.id, [])]
-                trace = next((t for t in traces if consistent(example, t)), None)
-                if trace is not None:
-                    added.append(Example(example.prompt, example.response, example.labels, example.source, trace))
-            data_mod.write_jsonl(self.path("bootstrap", f"round-{number + 1}.jsonl"), (e.to_json() for e in added))
-            if added:
-                replay = random.Random(number).sample(sft, min(len(sft), round(cfg.replay * len(added))))
-                train_rsft(current, added + replay, self.path("models", f"bootstrap-{number + 1}"), retrain)
-            sft += added
-            data_mod.write_jsonl(self.path("data", "sft.jsonl"), (e.to_json() for e in sft))
-            rounds.append({"round": number + 1, "tried": len(batch), "added": len(added),
-                           "added_labels": label_counts(added)})  # fmt: skip
-            data_mod.write_jsonl(log_path, rounds)
-            logger.info("bootstrap round %d: %d of %d inputs gave a trace matching their labels",
-                        number + 1, len(added), len(batch))  # fmt: skip
-        return {"rounds": rounds, "sft_rows": len(sft)}
+        return run_bootstrap(self)
 
     def stage_sample(self) -> dict[str, Any]:
-        from guardsdk_trainer.sampling import sample
+        from guardsdk_trainer.hardsampling import sample_until_pairs
 
         cfg = self.config.sample
-        inputs = self.labelled_train_rows(set(), seed=self.config.data.seed + 1)[: cfg.max_inputs]
-        counts = {}
-        for seed, model in enumerate(self.models()):
-            samples = sample(model, inputs, cfg, seed=seed)
-            data_mod.write_jsonl(
-                self.path("samples", f"{model.name}.jsonl"), ({"id": k, "samples": v} for k, v in samples.items())
-            )
-            counts[model.name] = sum(len(v) for v in samples.values())
-        return {"inputs": len(inputs), "samples": counts}
+        inputs = self.labelled_train_rows(set(), seed=self.config.data.seed + 1)
+        samples, report = sample_until_pairs(self.models(), inputs, cfg, seed=self.config.data.seed)
+        for name, rows in samples.items():
+            rows_out = ({"id": k, "samples": v} for k, v in rows.items())
+            data_mod.write_jsonl(self.path("samples", f"{name}.jsonl"), rows_out)
+        return report
 
     def stage_mine(self) -> dict[str, Any]:
-        from guardsdk_trainer.mining import merge, mine
+        from guardsdk_trainer.hardsampling import mine_samples
 
-        by_id = {e.id: e for e in self.examples("train")}
-        mined = []
-        per_model = {}
-        for path in sorted(self.path("samples").glob("*.jsonl")):
-            samples = {r["id"]: r["samples"] for r in data_mod.read_jsonl(path)}
-            pairs = mine([by_id[i] for i in samples if i in by_id], samples)
-            per_model[path.stem] = len(pairs)
-            mined.append(pairs)
-        merged = merge(mined)
-        data_mod.write_jsonl(self.path("data", "pairs.jsonl"), (p.to_json() for p in merged))
-        return {"per_model": per_model, "pairs": len(merged)}
+        return mine_samples(self)
+
+    def pairs(self, name: str = "pairs") -> list[PreferencePair]:
+        path = self.path("data", f"{name}.jsonl")
+        return [PreferencePair(**r) for r in data_mod.read_jsonl(path)] if path.exists() else []
 
     def stage_hsdpo(self) -> dict[str, Any]:
         from guardsdk_trainer.hsdpo import train_hsdpo
 
-        pairs = [PreferencePair(**r) for r in data_mod.read_jsonl(self.path("data", "pairs.jsonl"))]
+        pairs = self.pairs()
         if not pairs:
-            raise RuntimeError("no hard samples were mined: sample more inputs or more outputs per input")
+            raise StageFailed("hsdpo", "no mined pairs to train on", ["sample.target_pairs", "sample.max_inputs"])
         train_hsdpo(self.current_rsft(), pairs, self.path("models", "hsdpo"), self.config.hsdpo)
-        return {"pairs": len(pairs)}
+        fit = json.loads(self.path("models", "hsdpo", "training.json").read_text()).get("fit", {})
+        return {"pairs": len(pairs), "fit": fit}
+
+    def stage_evaluate(self) -> dict[str, Any]:
+        from guardsdk_trainer.evaluate import evaluate
+
+        return evaluate(self)
 
     def stage_classifier(self) -> dict[str, Any]:
         """Calibrated MiniLM heads (``<output_dir>/classifier``) on the training split; the held-out split

@@ -15,17 +15,27 @@ logger = logging.getLogger("guardsdk_trainer")
 TRAINING_FILE = "training.json"
 
 
-def train_resumable(trainer: Any) -> None:
+def train_resumable(trainer: Any, extra: dict[str, Any] | None = None, threads: int | None = None) -> None:
     """``trainer.train()``, resumed from the newest ``checkpoint-*`` in ``args.output_dir`` if there is one
     (checkpoints exist when the stage config sets ``save_steps``); the checkpoints are removed afterwards and
-    the run's figures written to :data:`TRAINING_FILE` there (see :func:`processed_tokens`)."""
+    the run's figures (and ``extra``) written to :data:`TRAINING_FILE` there (see :func:`processed_tokens`)."""
     from transformers.trainer_utils import get_last_checkpoint
 
+    from guardsdk_trainer.progress import name_training_bar
+
     out = Path(trainer.args.output_dir)
+    name_training_bar(trainer, out.name)
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     if last:
         logger.info("resuming training from %s", last)
-    result = trainer.train(resume_from_checkpoint=last)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        result = trainer.train(resume_from_checkpoint=last)
+    finally:
+        torch.set_num_threads(before)
     for checkpoint in out.glob("checkpoint-*"):
         shutil.rmtree(checkpoint, ignore_errors=True)
     figures = {
@@ -35,6 +45,7 @@ def train_resumable(trainer: Any) -> None:
         "device": str(trainer.args.device),
         "bf16": bool(trainer.args.bf16),
         "resumed": last is not None,
+        **(extra or {}),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / TRAINING_FILE).write_text(json.dumps(figures, indent=1), encoding="utf-8")

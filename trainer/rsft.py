@@ -10,23 +10,17 @@ from typing import Any
 
 from guardsdk_trainer.config import SFTStageConfig, trainer_settings
 from guardsdk_trainer.data import Example, save_tokenizer
+from guardsdk_trainer.errors import StageFailed
 from guardsdk_trainer.resume import train_resumable
+from guardsdk_trainer.tokens import FitReport, sft_features
 
 logger = logging.getLogger("guardsdk_trainer")
 
 
-def sft_rows(examples: Sequence[Example], tokenizer: Any = None, max_length: int | None = None) -> list[dict[str, str]]:
-    """prompt = the exact inference input (``build_input``), completion = the reasoning trace.
-
-    With a tokenizer and ``max_length``, rows longer than that are left out rather than truncated (a cut
-    trace would lose its answers, the part that matters most)."""
-    rows = [{"prompt": e.model_input, "completion": e.reasoning} for e in examples if e.reasoning]
-    if tokenizer is None or not max_length:
-        return rows
-    kept = [r for r in rows if len(tokenizer(r["prompt"] + r["completion"]).input_ids) <= max_length]
-    if len(kept) < len(rows):
-        logger.warning("left out %d of %d SFT rows longer than %d tokens", len(rows) - len(kept), len(rows), max_length)
-    return kept
+def sft_rows(examples: Sequence[Example], tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], FitReport]:
+    """Pre-tokenized rows (:func:`~guardsdk_trainer.tokens.sft_features`): prompt = the exact inference input
+    (``build_input``), completion = the reasoning trace; long rows have their user text cut, not their trace."""
+    return sft_features([(e.model_input, e.reasoning) for e in examples if e.reasoning], tokenizer, max_length)
 
 
 def sft_config(output_dir: str | os.PathLike[str], cfg: SFTStageConfig, **overrides: Any) -> Any:
@@ -43,8 +37,11 @@ def sft_config(output_dir: str | os.PathLike[str], cfg: SFTStageConfig, **overri
 
 
 def train_rsft(base_model: str | os.PathLike[str], examples: Sequence[Example], out_dir: str | os.PathLike[str],
-               cfg: SFTStageConfig) -> Path:  # fmt: skip
-    """Fine-tune ``base_model`` (full, or LoRA merged back) and save a Hugging Face folder with its tokenizer."""
+               cfg: SFTStageConfig, stage: str = "rsft") -> Path:  # fmt: skip
+    """Fine-tune ``base_model`` (full, or LoRA merged back) and save a Hugging Face folder with its tokenizer.
+
+    Rows over ``cfg.max_length`` are fitted (:mod:`guardsdk_trainer.tokens`) and counted in the folder's
+    ``training.json`` (``fit``); :class:`StageFailed` when no row fits or there is none."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,14 +58,21 @@ def train_rsft(base_model: str | os.PathLike[str], examples: Sequence[Example], 
         peft_config = LoraConfig(
             r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"
         )
+    rows, fit = sft_rows(examples, tokenizer, cfg.max_length)
+    fit.log(f"{stage} {Path(out_dir).name}")
+    if not rows:
+        if fit.rows:
+            raise StageFailed(stage, f"none of {fit.rows} traced rows fits rsft.max_length={cfg.max_length}",
+                              ["rsft.max_length"])  # fmt: skip
+        raise StageFailed(stage, "no traced rows to train on", ["synth.base_url", "data.pool", "data.reasoning"])
     trainer = SFTTrainer(
         model=model,
         args=sft_config(out_dir, cfg),
-        train_dataset=Dataset.from_list(sft_rows(examples, tokenizer, cfg.max_length)),
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    train_resumable(trainer)
+    train_resumable(trainer, {"fit": fit.summary()}, cfg.threads)
     trained = trainer.model
     if cfg.lora_rank:
         trained = trained.merge_and_unload()

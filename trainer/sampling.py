@@ -57,7 +57,7 @@ def sample_hf(
         texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, example in enumerate(chunk):
             out[example.id] = texts[i * cfg.n : (i + 1) * cfg.n]
-        logger.info("sampled %d of %d inputs (x%d) from %s", len(out), len(examples), cfg.n, Path(model_dir).name)
+        logger.debug("sampled %d of %d inputs (x%d) from %s", len(out), len(examples), cfg.n, Path(model_dir).name)
     return out
 
 
@@ -73,41 +73,72 @@ def sample_vllm(
     return {e.id: [o.text for o in r.outputs] for e, r in zip(examples, results, strict=True)}
 
 
+class LlamaCppSession:
+    """One model's lossless (F32) GGUF open in llama.cpp, kept open while the same model is asked for again
+    (sampling goes chunk by chunk: converting once per model, not once per chunk)."""
+
+    current: LlamaCppSession | None = None
+
+    def __init__(self, model_dir: Path, context_length: int, threads: int | None = None) -> None:
+        import tempfile
+
+        import llama_cpp
+
+        from guardsdk.tools.gguf_export import convert_hf_to_gguf
+
+        self.key = (model_dir.resolve(), (model_dir / "model.safetensors").stat().st_mtime_ns, context_length, threads)
+        self.work = tempfile.TemporaryDirectory(prefix="guardsdk-sample-")
+        gguf = convert_hf_to_gguf(model_dir, Path(self.work.name) / "model-f32.gguf", "f32")
+        threads = threads or os.cpu_count() or 1
+        self.llm = llama_cpp.Llama(str(gguf), n_ctx=context_length, n_threads=threads, n_threads_batch=threads,
+                                   verbose=False)  # fmt: skip
+
+    @classmethod
+    def open(
+        cls, model_dir: str | os.PathLike[str], context_length: int, threads: int | None = None
+    ) -> LlamaCppSession:
+        """The open session of ``model_dir``, or a new one (closing the previous model's)."""
+        folder = Path(model_dir)
+        key = (folder.resolve(), (folder / "model.safetensors").stat().st_mtime_ns, context_length, threads)
+        if cls.current is None or cls.current.key != key:
+            cls.close_current()
+            cls.current = cls(folder, context_length, threads)
+        return cls.current
+
+    @classmethod
+    def close_current(cls) -> None:
+        if cls.current is not None:
+            cls.current.llm.close()
+            cls.current.work.cleanup()
+            cls.current = None
+
+    def complete(self, text: str, max_tokens: int, temperature: float, top_p: float, seed: int) -> str | None:
+        """One completion (greedy at temperature 0); None when the input is longer than the context."""
+        try:
+            completion = self.llm.create_completion(text, max_tokens=max_tokens, temperature=temperature,
+                                                    top_p=top_p, top_k=0, seed=seed)  # fmt: skip
+        except ValueError:
+            return None
+        return completion["choices"][0]["text"]
+
+
 def sample_llamacpp(
     model_dir: str | os.PathLike[str], examples: Sequence[Example], cfg: SampleConfig, seed: int = 0
 ) -> dict[str, list[str]]:
     """``n`` samples per input with llama.cpp on a lossless (F32) GGUF of the model: one sequence at a time,
-    yet ~3x faster than batched transformers for a small model on a CPU. An input too long for the context
+    yet much faster than batched transformers for a small model on a CPU. An input too long for the context
     gets no samples."""
-    import tempfile
-
-    import llama_cpp
-
-    from guardsdk.tools.gguf_export import convert_hf_to_gguf
-
+    session = LlamaCppSession.open(model_dir, cfg.context_length, cfg.threads)
     out: dict[str, list[str]] = {}
-    with tempfile.TemporaryDirectory(prefix="guardsdk-sample-") as work:
-        gguf = convert_hf_to_gguf(model_dir, Path(work) / "model-f32.gguf", "f32")
-        threads = os.cpu_count() or 1
-        llm = llama_cpp.Llama(str(gguf), n_ctx=cfg.context_length, n_threads=threads, n_threads_batch=threads,
-                              seed=seed, verbose=False)  # fmt: skip
-        try:
-            for index, example in enumerate(examples):
-                texts = []
-                for k in range(cfg.n):
-                    try:
-                        completion = llm.create_completion(
-                            example.model_input, max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                            top_p=cfg.top_p, top_k=0, seed=seed * 1_000_003 + index * cfg.n + k,
-                        )  # fmt: skip
-                    except ValueError:  # longer than the context
-                        break
-                    texts.append(completion["choices"][0]["text"])
-                out[example.id] = texts
-                if (index + 1) % 50 == 0:
-                    logger.info("sampled %d of %d inputs (x%d)", index + 1, len(examples), cfg.n)
-        finally:
-            llm.close()
+    for index, example in enumerate(examples):
+        texts = []
+        for k in range(cfg.n):
+            text = session.complete(example.model_input, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                    seed * 1_000_003 + index * cfg.n + k)  # fmt: skip
+            if text is None:  # longer than the context
+                break
+            texts.append(text)
+        out[example.id] = texts
     return out
 
 

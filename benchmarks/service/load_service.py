@@ -4,6 +4,12 @@ llama_cpp.server as the upstream LLM. Every prompt is distinct (no cache hits). 
 answers by status, lost requests (no answer), p50 / p99 latency, requests per second.
 
     .venv/bin/python benchmarks/service/load_service.py --requests 1000 --concurrency 32
+
+``--compare-batching`` runs the check API with micro-batching off and on, side by side in one run (alternating,
+``--rounds`` times; each run a fresh service process, warmed up with 64 requests, then new prompts), prints each run
+and the on/off ratio of requests per second, and no proxy run:
+
+    .venv/bin/python benchmarks/service/load_service.py --compare-batching --requests 2000 --concurrency 32
 """
 
 from __future__ import annotations
@@ -86,12 +92,83 @@ def run(requests: int, concurrency: int, proxy_requests: int | None = None) -> l
     return [checks, proxied]
 
 
+_SERVE = """
+import json, logging, sys
+from guardsdk import Guard
+from guardsdk.service import ServiceConfig, serve
+logging.disable(logging.WARNING)  # no per-request log lines (blocks are WARNING): the load, not the logging
+serve(Guard(family="classifier"), ServiceConfig(**json.loads(sys.argv[1])))
+"""
+
+
+class ServiceProcess:
+    """``guardsdk.service.serve`` with the bundled classifier in a process of its own on 127.0.0.1 (as deployed: the
+    clients' work is not in its interpreter), up once ``/readyz`` answers."""
+
+    def __init__(self, **config: Any) -> None:
+        import subprocess
+        import urllib.request
+
+        from servers import free_port
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        arguments = json.dumps({"port": port, **config})
+        self.process = subprocess.Popen([sys.executable, "-c", _SERVE, arguments], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("the guard service did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def compare_batching(requests: int, concurrency: int, rounds: int, max_items: int = 32) -> list[dict[str, Any]]:
+    """The check API with micro-batching off and on (the same settings but ``batch_max_items``), alternating, each run
+    on a fresh service process and new prompts (no cache hits)."""
+    importable(TESTS)
+    rows: list[dict[str, Any]] = []
+    for round_ in range(rounds):
+        for batch in (1, max_items):
+            config = {"max_concurrency": 4, "max_queue": 4 * concurrency, "batch_max_items": batch}
+            offset = (2 * round_ + (batch > 1)) * requests
+            prompts = [f"Question {offset + i}: how do I {TOPICS[i % len(TOPICS)]}?" for i in range(requests)]
+            with ServiceProcess(**config) as live:
+                asyncio.run(hammer(live.url, "/v1/check", [{"prompt": f"warm-up {i}"} for i in range(64)], concurrency))
+                row = asyncio.run(hammer(live.url, "/v1/check", [{"prompt": p} for p in prompts], concurrency))
+            rows.append({"batching": "off" if batch == 1 else f"on (max {batch} checks, window 2 ms)",
+                         "round": round_ + 1, **row})  # fmt: skip
+    for round_ in range(rounds):
+        off, on = (r["requests_per_s"] for r in rows[2 * round_ : 2 * round_ + 2])
+        rows.append({"round": round_ + 1, "ratio_on_over_off": round(on / off, 2)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--proxy-requests", type=int, default=None, help="default: --requests")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--compare-batching", action="store_true", help="the check API with batching off vs on")
+    parser.add_argument("--rounds", type=int, default=2, help="off/on pairs with --compare-batching")
     args = parser.parse_args()
+    if args.compare_batching:
+        for row in compare_batching(args.requests, args.concurrency, args.rounds):
+            print(json.dumps(row))
+        return
     for row in run(args.requests, args.concurrency, args.proxy_requests):
         print(json.dumps(row))
 

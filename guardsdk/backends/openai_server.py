@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from guardsdk.backends.base import Generation, failed_generation
+from guardsdk.backends.server_logprobs import ServerNextTokens, joined
 from guardsdk.backends.server_tokens import ServerTokens
 from guardsdk.deadline import call_all_before_deadline
 from guardsdk.errors import BackendError, describe
@@ -18,6 +19,8 @@ from guardsdk.families.base import neutralize_control_tokens
 
 #: The context length assumed when the server does not report one.
 DEFAULT_CONTEXT_LENGTH = 4096
+#: Top tokens asked for at each step where scores are read (vLLM's default ceiling, ``max_logprobs``, is 20).
+DEFAULT_TOP_LOGPROBS = 20
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -41,7 +44,7 @@ def retry_after_s(exc: BaseException | None) -> float | None:
         return None
 
 
-class OpenAIServerBackend:
+class OpenAIServerBackend(ServerNextTokens):
     """Sends the GuardReasoner input as a raw prompt to ``/v1/completions``; no chat template.
 
     Retries 429, 5xx and connection errors with exponential backoff (tenacity), waiting what a
@@ -50,6 +53,13 @@ class OpenAIServerBackend:
     a malformed reply as that input's ``"error"``. Token counts come from the server's ``usage``; budgets
     use the server's tokenizer where it has one (see :mod:`guardsdk.backends.server_tokens`), and the
     context length the server reports (else ``context_length``).
+
+    Scores: where the server has a tokenizer endpoint and returns ``logprobs`` (vLLM, the llama.cpp server,
+    llama-cpp-python's server), the label words an output wrote are scored from the top ``top_logprobs`` tokens
+    where each was written (:mod:`guardsdk.backends.server_logprobs`): the labels carry scores, and
+    :meth:`next_token_probs` serves verdict-first and needed-tasks. Elsewhere a verdict has no scores, and
+    :meth:`next_token_probs` raises :class:`BackendError` saying why (a forced answer is then undecided).
+    ``top_logprobs=0`` asks for none.
     """
 
     def __init__(
@@ -64,6 +74,7 @@ class OpenAIServerBackend:
         context_length: int | None = None,
         max_concurrency: int = 8,
         extra_body: dict[str, Any] | None = None,
+        top_logprobs: int = DEFAULT_TOP_LOGPROBS,
     ) -> None:
         try:
             import openai
@@ -83,6 +94,7 @@ class OpenAIServerBackend:
         self.backoff_s = backoff_s
         # Greedy means no repetition penalty; llama_cpp.server defaults to 1.1, vLLM ignores the field.
         self.extra_body = {"repeat_penalty": 1.0} if extra_body is None else extra_body
+        self.init_scores(top_logprobs)
 
     @classmethod
     def from_pretrained(cls, base_url: str, model: str, **kwargs: Any) -> OpenAIServerBackend:
@@ -94,7 +106,8 @@ class OpenAIServerBackend:
         return self.tokens.tokenize(text)
 
     def detokenize(self, ids: Sequence[Any]) -> str:
-        return self.tokens.detokenize(ids)
+        text = joined(ids)  # generated tokens as the server reported them (see server_logprobs.PieceId)
+        return text if text is not None and ids else self.tokens.detokenize(ids)
 
     def _retrying(self, deadline: float, cls: type[Any]) -> Any:
         backoff = wait_exponential(multiplier=self.backoff_s, max=30)
@@ -115,8 +128,9 @@ class OpenAIServerBackend:
         )
 
     def _request(
-        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float, special_tokens: bool
-    ) -> dict[str, Any]:
+        self, text: str, max_tokens: int, stop: Sequence[str] | None, deadline: float, special_tokens: bool,
+        scores: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
         # Servers parse special tokens in a raw prompt: a template without control tokens is sent with every
         # look-alike neutralized; a family whose template has them neutralized its user text when rendering.
         request: dict[str, Any] = {
@@ -128,6 +142,8 @@ class OpenAIServerBackend:
         }
         if stop:
             request["stop"] = list(stop)
+        if scores:
+            request["logprobs"] = self.top_logprobs
         if self.extra_body:
             request["extra_body"] = self.extra_body
         return request
@@ -167,14 +183,19 @@ class OpenAIServerBackend:
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
         special_tokens: bool = False,
+        watch_ids: Iterable[int] = (),
     ) -> list[Generation]:
-        """One completions request per input, up to ``max_concurrency`` at once, results in order."""
+        """One completions request per input, up to ``max_concurrency`` at once, results in order (``watch_ids``:
+        see :class:`~guardsdk.backends.base.NextTokenScorer`; read from the reply's ``logprobs``)."""
         seconds = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + seconds
+        watch = self._watch(watch_ids)
+        in_reply = watch is not None and self.logprobs_in_reply
 
         def one(text: str) -> Generation:
-            request = self._request(text, max_tokens, stop, deadline, special_tokens)
-            return self._to_generation(self._retrying(deadline, Retrying)(self.client.completions.create, **request))
+            request = self._request(text, max_tokens, stop, deadline, special_tokens, scores=in_reply)
+            reply = self._retrying(deadline, Retrying)(self.client.completions.create, **request)
+            return self.with_scores(self._to_generation(reply), reply, text, watch, deadline, special_tokens)
 
         calls = [functools.partial(one, text) for text in inputs]
         return [self._outcome(r) for r in call_all_before_deadline(calls, seconds, self.max_concurrency)]
@@ -187,19 +208,27 @@ class OpenAIServerBackend:
         stop: Sequence[str] | None = None,
         timeout_s: float | None = None,
         special_tokens: bool = False,
+        watch_ids: Iterable[int] = (),
     ) -> list[Generation]:
         """Concurrent requests, at most ``max_concurrency`` in flight."""
         seconds = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + seconds
         gate = asyncio.Semaphore(self.max_concurrency)
+        watch = await asyncio.to_thread(self._watch, watch_ids) if watch_ids else None
+        in_reply = watch is not None and self.logprobs_in_reply
 
         async def one(text: str) -> Generation:
             async with gate:
-                request = self._request(text, max_tokens, stop, deadline, special_tokens)
+                request = self._request(text, max_tokens, stop, deadline, special_tokens, scores=in_reply)
                 async for attempt in self._retrying(deadline, AsyncRetrying):
                     with attempt:
                         completion = await self.async_client.completions.create(**request)
-            return self._to_generation(completion)
+                generation = self._to_generation(completion)
+                if watch is None:
+                    return generation
+                return await asyncio.to_thread(
+                    self.with_scores, generation, completion, text, watch, deadline, special_tokens
+                )
 
         async def bounded(text: str) -> Any:
             try:

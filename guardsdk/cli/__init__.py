@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,6 @@ from guardsdk.errors import GuardError, describe
 from guardsdk.families import get_family
 from guardsdk.guard import Guard
 from guardsdk.policy import LongInput, OnUnsafe, Policy
-from guardsdk.service.config import ServiceConfig
 from guardsdk.texts.validation import validate_pair
 from guardsdk.verdict import TASKS, Verdict
 
@@ -148,20 +148,21 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from guardsdk.cli.serve_settings import CONFIG_ENV, SettingsError, load_settings
     from guardsdk.service import serve
-    from guardsdk.service.auth import load_api_keys, refuse_open_service
+    from guardsdk.service.auth import refuse_open_service
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = ServiceConfig(
-        host=args.host, port=args.port, api_keys=load_api_keys(args.api_keys_file), max_body_bytes=args.max_body_bytes,
-        request_timeout_s=args.timeout, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
-        upstream=args.upstream, upstream_api_key=args.upstream_api_key, on_block=args.on_block, refusal=args.refusal,
-        log_content=args.log_content, cache_entries=args.cache_entries, cache_ttl_s=args.cache_ttl,
-        pass_fields=frozenset(args.pass_field), expose_reasoning=args.expose_reasoning,
-    )  # fmt: skip
+    flags = {key: value for key, value in vars(args).items() if key not in ("command", "config")}
+    config_file = getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or None
+    try:
+        settings, origin = load_settings(flags, config_file)
+        config, policy = settings.service_config(), settings.policy()
+    except (SettingsError, ValueError) as exc:  # a bad key or value, wherever it came from
+        raise UsageError(str(exc)) from None
     refuse_open_service(config.host, config.api_keys)  # before loading a model; create_app warns on loopback
-    gates = frozenset(args.gate) if args.gate else Policy().gates
-    serve(_load_guard(args, Policy(gates=gates), concurrency=args.max_concurrency), config)
+    logging.getLogger("guardsdk.service").info(json.dumps(settings.logged(origin, config_file)))  # secrets redacted
+    serve(_load_guard(settings.guard_arguments(), policy, concurrency=config.max_concurrency), config)
     return 0
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from guardsdk import __version__
 from guardsdk.detectors.classifier import CLASSIFIER
 from guardsdk.families import family_names
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, MODES
-from guardsdk.service.config import OnBlock, ServiceConfig
+from guardsdk.service.config import OnBlock
 from guardsdk.verdict import TASKS
 
 
@@ -93,34 +92,55 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
-    serve = commands.add_parser("serve", help="serve the guard over HTTP: a check API and a guarded OpenAI proxy")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the guard over HTTP: a check API and a guarded OpenAI proxy",
+        description="Every option is also a config file key (--foo-bar: foo_bar) and an environment variable "
+        "(GUARDSDK_FOO_BAR); flags > environment > config file > defaults. See deploy/serve.toml and docs/deploy.md.",
+    )
+    serve.add_argument("--config", metavar="PATH", help="a TOML or YAML config file (also $GUARDSDK_CONFIG)")
     _add_model_arguments(serve, required=False)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: API keys needed)")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", help="address to listen on (not loopback: API keys needed); default 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default 8080")
     serve.add_argument(
         "--api-keys-file", metavar="PATH", help="bearer keys, one per line (also $GUARDSDK_API_KEYS, comma-separated)"
     )
     serve.add_argument("--upstream", metavar="URL", help="OpenAI-compatible base URL the proxy forwards to")
-    serve.add_argument("--upstream-api-key", default=os.environ.get("GUARDSDK_UPSTREAM_API_KEY", "EMPTY"),
-                       help="API key for --upstream (default: $GUARDSDK_UPSTREAM_API_KEY)")  # fmt: skip
+    serve.add_argument("--upstream-api-key", help="API key for --upstream (better: $GUARDSDK_UPSTREAM_API_KEY)")
     serve.add_argument(
         "--on-block",
         choices=[o.value for o in OnBlock],
-        default="error",
-        help="a blocked proxy call: an OpenAI error (400, content_blocked) or a refusal completion",
+        help="a blocked proxy call: an OpenAI error (400, content_blocked; the default) or a refusal completion",
     )
-    serve.add_argument("--refusal", default=ServiceConfig.refusal, help="the text of a refusal completion")
-    serve.add_argument("--gate", action="append", choices=TASKS, help="tasks that block (repeatable)")
-    serve.add_argument("--max-body-bytes", type=int, default=ServiceConfig.max_body_bytes)
-    serve.add_argument("--max-concurrency", type=int, default=ServiceConfig.max_concurrency)
-    serve.add_argument("--max-queue", type=int, default=ServiceConfig.max_queue)
-    serve.add_argument("--cache-entries", type=int, default=ServiceConfig.cache_entries, help="0: no verdict cache")
-    serve.add_argument("--cache-ttl", type=float, default=ServiceConfig.cache_ttl_s, help="seconds")
+    serve.add_argument("--refusal", help="the text of a refusal completion")
+    serve.add_argument("--gate", dest="gates", action="append", choices=TASKS, help="tasks that block (repeatable)")
+    serve.add_argument(
+        "--check-gate",
+        dest="check_gates",
+        action="append",
+        choices=TASKS,
+        help="the check API's gates where a request names none (repeatable; default: --gate)",
+    )
+    serve.add_argument(
+        "--proxy-gate", dest="proxy_gates", action="append", choices=TASKS, help="the proxy's gates (default: --gate)"
+    )
+    serve.add_argument(
+        "--threshold",
+        dest="thresholds",
+        action="append",
+        metavar="TASK=P",
+        help="a task is unsafe where its score is at least P, whatever its label (repeatable)",
+    )
+    serve.add_argument("--max-body-bytes", type=int)
+    serve.add_argument("--max-concurrency", type=int)
+    serve.add_argument("--max-queue", type=int)
+    serve.add_argument("--cache-entries", type=int, help="0: no verdict cache")
+    serve.add_argument("--cache-ttl", type=float, help="seconds")
     serve.add_argument("--log-content", action="store_true", help="put the checked text of blocked calls in logs")
     serve.add_argument(
         "--pass-field",
+        dest="pass_fields",
         action="append",
-        default=[],
         metavar="NAME",
         help="a field the guard does not check, forwarded all the same (repeatable): a body field beyond OpenAI's "
         "own (e.g. top_k), or a message / content-part key (messages.KEY, messages.content.KEY)",
@@ -128,6 +148,17 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--expose-reasoning", action="store_true",
                        help="show the guard's output and reasoning in answers about blocked checks (they may quote "
                        "or continue the blocked text)")  # fmt: skip
+    serve.add_argument("--batch-max-items", type=int,
+                       help="micro-batching: concurrent checks per detector call (32; 1: off)")  # fmt: skip
+    serve.add_argument("--batch-window-ms", type=float, help="how long a batch's first check waits for others (2)")
+    serve.add_argument("--stream-holdback-chars", type=int,
+                       help="a stream is checked, and released, every N characters (default 600)")  # fmt: skip
+    serve.add_argument("--otlp-endpoint", metavar="URL",
+                       help="send check spans to this OTLP/HTTP collector (guardsdk[tracing])")  # fmt: skip
+    # Defaults live in the settings (guardsdk.cli.serve_settings): a flag not given leaves the key to the
+    # environment, the config file, or the default.
+    for action in serve._actions:  # (argparse has no public call that changes every argument's default)
+        action.default = argparse.SUPPRESS
 
 
 def _add_convert_parser(commands: argparse._SubParsersAction) -> None:

@@ -13,9 +13,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guardsdk import __version__
+from guardsdk import __version__, tracing
 from guardsdk.cache import VerdictCache
 from guardsdk.errors import InvalidInputError, UncheckedFieldError
 from guardsdk.guard import Guard
@@ -24,15 +25,15 @@ from guardsdk.service import check_api, proxy
 from guardsdk.service.auth import authorized, check_open_service
 from guardsdk.service.config import ServiceConfig
 from guardsdk.service.errors import ServiceError
-from guardsdk.service.limits import AdmissionGate, BodyLimit
+from guardsdk.service.limits import BodyLimit
 from guardsdk.service.state import ServiceState
 
 logger = logging.getLogger("guardsdk.service.requests")
 #: A caller's X-Request-ID is kept only when it looks like an id (no log injection).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: Route labels of the request metrics: known paths, else "other" (no unbounded label values).
-_ROUTES = frozenset({"/v1/check", "/v1/check/batch", "/v1/chat/completions", "/v1/completions", "/healthz", "/readyz",
-                     "/metrics"})  # fmt: skip
+_ROUTES = frozenset({"/v1/check", "/v1/check/batch", "/v1/chat/completions", "/v1/completions", "/v1/models",
+                     "/healthz", "/readyz", "/metrics"})  # fmt: skip
 
 
 class RequestLog:
@@ -85,15 +86,18 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.gate = AdmissionGate(config.max_concurrency, config.max_queue)
+        exporting = tracing.export_otlp(config.otlp_endpoint) if config.otlp_endpoint else None
+        await state.start()
         if config.upstream:
             import openai
 
             state.upstream = openai.AsyncOpenAI(base_url=config.upstream, api_key=config.upstream_api_key,
                                                 max_retries=0, timeout=config.request_timeout_s)  # fmt: skip
-            state.client = guard.with_policy(dataclasses.replace(guard.policy, on_unsafe=OnUnsafe.BLOCK)).wrap(
-                state.upstream, stream=config.stream, pass_fields=config.pass_fields
-            )
+            served = state.guard  # the batching twin where batching is on
+            gates = config.proxy_gates or served.policy.gates  # the proxy's own gates, where configured
+            state.client = served.with_policy(
+                dataclasses.replace(served.policy, on_unsafe=OnUnsafe.BLOCK, gates=gates)
+            ).wrap(state.upstream, stream=config.stream, pass_fields=config.pass_fields)
         if config.expose_reasoning:
             logger.warning("expose_reasoning: answers about blocked checks carry the guard's output and reasoning")
         state.ready = True
@@ -101,9 +105,12 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
             yield
         finally:  # uvicorn lets requests in flight finish before this runs
             state.ready = False
+            await state.stop()
             if state.upstream is not None:
                 await state.upstream.close()
             guard.close()
+            if exporting is not None:
+                exporting.shutdown()  # sends the spans still queued
 
     async def require_key(request: Request) -> None:
         if not authorized(request.headers.get("authorization"), config.api_keys):
@@ -119,6 +126,13 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Unknown routes (404) and methods (405) answer in OpenAI's error shape, as every other error does."""
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"no route {request.method} {request.url.path[:200]}" if exc.status_code in (404, 405) else exc.detail
+        return ServiceError(exc.status_code, code, str(message), headers=exc.headers).response()
 
     @app.exception_handler(InvalidInputError)
     async def invalid_input(request: Request, exc: InvalidInputError) -> JSONResponse:

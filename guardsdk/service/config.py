@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
 from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
 from guardsdk.integrations.streaming import StreamConfig
+from guardsdk.verdict import TASKS
 
 
 class OnBlock(str, enum.Enum):
@@ -29,7 +31,9 @@ class ServiceConfig:
     ``messages.content.KEY``); every other such field is refused, since the guard cannot know whether the upstream
     reads text from it (vLLM's ``chat_template`` and ``documents`` do). Each passed field is counted.
     ``expose_reasoning``: show the guard's output and reasoning in answers about checks it did not allow (off: they
-    may quote or continue the blocked text; see docs/service.md).
+    may quote or continue the blocked text; see docs/service.md). ``check_gates`` and ``proxy_gates``: the gates of
+    the check API (where a request names none) and of the proxy, each in place of the guard policy's (None: the
+    policy's).
     """
 
     host: str = "127.0.0.1"
@@ -49,13 +53,34 @@ class ServiceConfig:
     pass_fields: frozenset[str] = frozenset()  # proxy body fields beyond OpenAI's own, passed on unchecked (opt-in)
     expose_reasoning: bool = False  # opt-in: raw output and reasoning of blocked checks in answers
     stream: StreamConfig = field(default_factory=StreamConfig)
+    check_gates: frozenset[str] | None = None  # the check API's default gates (None: the guard policy's)
+    proxy_gates: frozenset[str] | None = None  # the proxy's gates (None: the guard policy's)
+    batch_max_items: int = 32  # micro-batching: checks per coalesced detector call; 1 turns batching off
+    batch_window_ms: float = 2.0  # how long the first check of a batch waits for others
+    stream_holdback_chars: int | None = None  # a stream's window checks every N characters (None: stream's, 600)
+    otlp_endpoint: str | None = None  # an OTLP/HTTP collector for the check spans (guardsdk.tracing.export_otlp)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_block", OnBlock(self.on_block))
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "pass_fields", frozenset(self.pass_fields))
+        for name in ("check_gates", "proxy_gates"):
+            gates = getattr(self, name)
+            if gates is not None:
+                if not gates or not set(gates) <= set(TASKS):
+                    raise ValueError(f"{name} must be a non-empty set of tasks from {TASKS}")
+                object.__setattr__(self, name, frozenset(gates))
         if self.max_body_bytes < 1 or self.max_concurrency < 1 or self.max_queue < 0:
             raise ValueError("need max_body_bytes >= 1, max_concurrency >= 1 and max_queue >= 0")
+        if self.stream_holdback_chars is not None:  # the window; its overlap at most a third of it
+            window = self.stream_holdback_chars
+            if window < 1:
+                raise ValueError("stream_holdback_chars must be at least 1")
+            stream = dataclasses.replace(self.stream, window_chars=window,
+                                         overlap_chars=min(self.stream.overlap_chars, window // 3))  # fmt: skip
+            object.__setattr__(self, "stream", stream)
+        if self.batch_max_items < 1 or not 0 <= self.batch_window_ms <= 1000:
+            raise ValueError("need batch_max_items >= 1 and 0 <= batch_window_ms <= 1000")
         if not 0 < self.request_timeout_s < float("inf"):
             raise ValueError("request_timeout_s must be a positive number of seconds")
         if any(not key or key != key.strip() for key in self.api_keys):

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from guardsdk.verdict import Failure, Verdict
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -49,6 +50,10 @@ class ServiceMetrics:
                                         ["field"], registry=r)  # fmt: skip
         self.reasoning_conflicts = Counter("guardsdk_reasoning_conflicts", "Verdicts whose reasoning argues against "
                                            "their label (an audit flag)", ["task"], registry=r)  # fmt: skip
+        self.batch_size = Histogram("guardsdk_batch_size", "Checks per coalesced detector call (micro-batching)",
+                                    buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
+        self.batch_isolations = Counter("guardsdk_batch_isolations", "Batches that failed as a whole and were "
+                                        "rerun request by request", registry=r)  # fmt: skip
         self.disconnects = Counter("guardsdk_stream_disconnects", "Streams the client left early", registry=r)
         Gauge("guardsdk_queue_depth", "Requests waiting for a slot", registry=r).set_function(queue_depth)
         Gauge("guardsdk_in_flight", "Requests holding a slot", registry=r).set_function(in_flight)

@@ -143,7 +143,7 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
     blocked: Verdict | None = None
     ended = False  # the stream ran to its end, was stopped, or failed upstream: anything but the client leaving
     try:
-        async with state.gate.admit():  # type: ignore[union-attr]  # its window checks hold a slot, as checks do
+        async with state.proxy_gate.admit():  # type: ignore[union-attr]  # its window checks hold a slot, as checks do
             async for chunk in stream:
                 yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
         ended = True
@@ -173,8 +173,8 @@ async def _events(request: Request, kind: str, stream: Any, model: str) -> Async
             error.extra["guardsdk"] = guardsdk_field(verdicts, True, state.config)
             yield _event(error.body())
             return
-        final = envelope(kind, model, chunk=True)
-        final["choices"] = [refusal_choice(kind, 0, "", chunk=True)]
+        final = envelope(kind, model, chunk=True)  # the refusal ends what was released
+        final["choices"] = [refusal_choice(kind, 0, state.config.refusal, chunk=True)]
         yield _event(final)
     last = envelope(kind, model, chunk=True)
     last["choices"] = []
@@ -210,7 +210,7 @@ async def _proxy(request: Request, kind: str) -> Response:
             raise ServiceError(400, "invalid_request", str(exc)) from None
 
     try:
-        result = await state.admitted(call, lambda: None)
+        result = await state.admitted(call, lambda: None, proxy=True)
     except UncheckedFieldError as exc:
         raise ServiceError(400, "unchecked_field", str(exc)) from None
     except InvalidInputError as exc:
@@ -230,6 +230,22 @@ async def _proxy(request: Request, kind: str) -> Response:
     answer = result.model_dump(exclude_unset=True)
     answer["guardsdk"] = guardsdk_field(list(getattr(result, "guard_verdicts", ())), False, state.config)
     return JSONResponse(answer)
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> Response:
+    """The upstream's models, as it lists them (the proxy serves what the upstream serves)."""
+    state: ServiceState = request.app.state.service
+    if state.upstream is None:
+        raise ServiceError(404, "no_upstream", "this guard service has no upstream LLM (start it with --upstream)")
+    try:
+        raw = await state.upstream.models.with_raw_response.list()
+        listed = raw.http_response.json()
+    except openai.OpenAIError as exc:
+        return upstream_error(exc)
+    except ValueError:
+        return ServiceError(502, "upstream_unavailable", "the upstream's model list is not JSON").response()
+    return JSONResponse(listed)
 
 
 @router.post("/v1/chat/completions")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 from guardsdk.deadline import checks_deadline
 from guardsdk.guard import Guard
 from guardsdk.policy import OnUnsafe
+from guardsdk.service.batching import BatchingDetector, coalesces
 from guardsdk.service.config import ServiceConfig
 from guardsdk.service.errors import ServiceError
 from guardsdk.service.limits import AdmissionGate, Overloaded
@@ -19,6 +21,7 @@ from guardsdk.service.metrics import ServiceMetrics
 from guardsdk.verdict import Failure, Verdict
 
 T = TypeVar("T")
+logger = logging.getLogger("guardsdk.service")
 
 
 #: What a client reads of a backend failure: the failure's details (an internal URL, a server's raw error) stay in
@@ -56,33 +59,79 @@ class ServiceState:
     config: ServiceConfig
     metrics: ServiceMetrics = field(init=False)
     gate: AdmissionGate | None = None
+    proxy_gate: AdmissionGate | None = None  # the slots proxied calls and streams hold (the same, unless batching)
     ready: bool = False
     upstream: Any = None  # the proxy's AsyncOpenAI client of the upstream LLM
     client: Any = None  # the same, guarded
+    batching: BatchingDetector | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.metrics = ServiceMetrics(queue_depth=lambda: self.gate.waiting if self.gate else 0,
-                                      in_flight=lambda: self.gate.running if self.gate else 0)  # fmt: skip
+        self.metrics = ServiceMetrics(queue_depth=lambda: self._gates("waiting"),
+                                      in_flight=lambda: self._gates("running"))  # fmt: skip
+        batching = self.config.batch_max_items > 1
+        if batching and not coalesces(self.guard.detector):
+            batching = False
+            logger.info("micro-batching off: %s runs its checks one after another", self.guard.detector.name)
+        if batching:  # a twin whose detector coalesces concurrent checks (the cache stays)
+            self.batching = BatchingDetector(self.guard.detector, window_s=self.config.batch_window_ms / 1000,
+                                             max_items=self.config.batch_max_items,
+                                             max_batches=self.config.max_concurrency,
+                                             on_batch=self.metrics.batch_size.observe,
+                                             on_isolate=self.metrics.batch_isolations.inc)  # fmt: skip
+            self.guard = self.guard.with_policy(self.guard.policy)
+            self.guard.detector = self.batching
         # A list of this guard's own (a twin made by with_policy shares its original's list, and another app's).
         self.guard.observers = [*self.guard.observers, self.metrics.observe]
 
+    @property
+    def slots(self) -> int:
+        """Requests that may hold a slot at once: ``max_concurrency``, or with batching, that many batches of
+        ``batch_max_items`` checks."""
+        return self.config.max_concurrency * (self.config.batch_max_items if self.batching else 1)
+
+    async def start(self) -> None:
+        """Open the admission gates and start batching, in the serving event loop. With batching a check API
+        request holds one of :attr:`slots`, while a proxied call or stream (which holds its slot for the whole
+        upstream call) holds one of ``max_concurrency`` slots of the proxy, as without batching."""
+        self.gate = AdmissionGate(self.slots, self.config.max_queue)
+        self.proxy_gate = self.gate
+        if self.batching is not None:
+            self.proxy_gate = AdmissionGate(self.config.max_concurrency, self.config.max_queue)
+            self.batching.start()
+
+    async def stop(self) -> None:
+        """Stop batching (batches in flight finish)."""
+        if self.batching is not None:
+            await self.batching.stop()
+
+    def _gates(self, count: str) -> int:
+        """Requests waiting or running at all gates."""
+        gates = {id(g): g for g in (self.gate, self.proxy_gate) if g is not None}.values()
+        return sum(getattr(g, count) for g in gates)
+
     def checking_guard(self, gates: Sequence[str] | None) -> Guard:
-        """The guard of the check API: annotating (the verdict is the answer), with the request's gates."""
+        """The guard of the check API: annotating (the verdict is the answer), with the request's gates (else the
+        service's ``check_gates``, else the policy's)."""
         policy = dataclasses.replace(self.guard.policy, on_unsafe=OnUnsafe.ANNOTATE)
+        gates = gates or self.config.check_gates
         if gates:
             policy = dataclasses.replace(policy, gates=frozenset(gates))
         return self.guard.with_policy(policy)
 
-    async def admitted(self, work: Callable[[], Awaitable[T]], on_deadline: Callable[[], T]) -> T:
-        """``work()`` once a slot is free, all within the request deadline; past it, ``on_deadline()``.
+    async def admitted(
+        self, work: Callable[[], Awaitable[T]], on_deadline: Callable[[], T], *, proxy: bool = False
+    ) -> T:
+        """``work()`` once a slot is free (of the proxy's gate where ``proxy``), all within the request deadline;
+        past it, ``on_deadline()``.
         Raises 429 when every slot is busy and the queue is full. Every guard check ``work`` starts ends by the
         request deadline too (:func:`~guardsdk.deadline.checks_deadline`): its model work stops there, so a request
         answered 504 leaves no work behind that holds the guard (and its slot is held until the work ends)."""
-        assert self.gate is not None, "the service is not started"
+        gate = self.proxy_gate if proxy else self.gate
+        assert gate is not None, "the service is not started"
         deadline = time.monotonic() + self.config.request_timeout_s
 
         async def run() -> T:
-            async with self.gate.admit():  # type: ignore[union-attr]
+            async with gate.admit():
                 with checks_deadline(deadline - time.monotonic()):
                     return await work()
 

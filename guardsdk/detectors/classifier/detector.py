@@ -138,6 +138,7 @@ class ClassifierDetector:
         self.whole_text_tasks = frozenset(config.whole_text_tasks)  # tasks that never read a lone sentence
         self.encoder = encoder
         self.name = f"{FAMILY}:{name}"
+        self.model = name  # the classifier (its heads' folder), not the encoder it reads through
         self.family_name = FAMILY
         self.tasks = tuple(Task(t) for t in heads)
         self.max_input_tokens = max_input_tokens
@@ -196,7 +197,11 @@ class ClassifierDetector:
         if not (self.read_rewrites and extra):
             return text_pieces(codec, pooled)
         extra = [piece for text in readings(codec.text) for piece in text_pieces(self.encoder.codec(text), pooled)]
-        return (*text_pieces(codec, pooled), *extra, *(Piece(text, alone=True) for text in clause_pieces(codec.text)))
+        clauses = clause_pieces(codec.text, every_sentence=len(codec.tokens) > WINDOW_TOKENS)
+        whole = [(0, len(text)) for text in clauses]  # one piece each, in windows where it is over one
+        fitted = [part for text, bound in zip(clauses, whole, strict=True)
+                  for part in sentences(self.encoder.codec(text), WINDOW_TOKENS, [bound])]  # fmt: skip
+        return (*text_pieces(codec, pooled), *extra, *(Piece(text, alone=True) for text in fitted))
 
     def _elided(self, codecs: dict[str, TextSpans]) -> dict[str, TextSpans]:
         """The texts cut in the middle to share ``max_input_tokens`` (half each, the shorter one's spare to the
@@ -248,7 +253,7 @@ class ClassifierDetector:
         verdicts, position = [], 0
         for (_, response), texts in zip(pairs, planned, strict=True):
             has_response = response is not None
-            run = {"model": self.encoder.name, "detector": self.name, "family": FAMILY, "latency_s": latency,
+            run = {"model": self.model, "detector": self.name, "family": FAMILY, "latency_s": latency,
                    "long_input": texts.long, "input_truncated": texts.elided, "tokens_in": texts.tokens}  # fmt: skip
             if texts.error is not None or error is not None:
                 verdicts.append(Verdict.undecided(has_response=has_response, error=texts.error or error,

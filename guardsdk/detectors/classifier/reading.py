@@ -28,7 +28,7 @@ MAX_CLAUSES = 40
 #: A reading is cut to this many characters (a few encoder windows), a clause piece to one window's worth (the
 #: encoder's WordPiece tokens never outnumber the characters they cover).
 MAX_READING_CHARS = 4000
-MAX_CLAUSE_CHARS = 240
+MAX_CLAUSE_CHARS = 600  # ~150 tokens: joined neighbours stay whole within one encoder window
 #: A sentence of at least this many words is also read in clauses; a clause has at least ``MIN_CLAUSE_WORDS``
 #: words (shorter ones join the next) and a clause over ``CLAUSE_WINDOW`` words is read in windows of that many.
 CLAUSE_SENTENCE_WORDS = 8
@@ -47,6 +47,10 @@ WORD = re.compile(r"\S+")
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a",
                       "$": "s", "|": "l"})  # fmt: skip
 LEET_WORD = re.compile(r"(?<![\w@$|])(?=[\w@$|]*[A-Za-z])(?=[\w@$|]*[0134578@$|])[\w@$|]{2,15}(?![\w@$|])")
+#: A short word of look-alike digits alone (``4`` for "a", ``15`` for "is"): spelled out only in a text with
+#: at least :data:`LEET_TEXT_WORDS` leetspeak words, where it is one more of them rather than a number.
+LEET_DIGITS = re.compile(r"(?<![\w@$|.,])[0134579]{1,4}(?![\w@$|]|[.,]\d)")
+LEET_TEXT_WORDS = 2
 #: Common English words that are not words of the languages CLD2 confuses English with most (``a``, ``in``, ``do``,
 #: ``me``, ``so`` are): a text of which at least a quarter are these is English with foreign words, not foreign.
 ENGLISH = frozenset(re.findall(r"\w+", "the to of and is you how what can my for with this that are it your please"))
@@ -119,8 +123,10 @@ def skeleton(text: str) -> str:
 
 def unleet(text: str) -> str:
     """``text`` with leetspeak spelled out in words that mix letters with look-alike digits or signs
-    (``b0mb`` -> ``bomb``, ``3xpl0s1v3s`` -> ``explosives``); numbers and plain words stay."""
-    return LEET_WORD.sub(lambda m: m.group().replace("11", "ll").translate(LEET), text)
+    (``b0mb`` -> ``bomb``, ``3xpl0s1v3s`` -> ``explosives``), and in a text with :data:`LEET_TEXT_WORDS` such words
+    its short all-digit words too (``h0w 70 m4k3`` -> ``how to make``); plain words stay, and numbers elsewhere."""
+    spelled, count = LEET_WORD.subn(lambda m: m.group().replace("11", "ll").translate(LEET), text)
+    return LEET_DIGITS.sub(lambda m: m.group().translate(LEET), spelled) if count >= LEET_TEXT_WORDS else spelled
 
 
 def readings(text: str, limit: int = MAX_READINGS) -> list[str]:
@@ -157,14 +163,19 @@ def _clauses(sentence: str) -> list[str]:
     return clauses
 
 
-def clause_pieces(text: str, limit: int = MAX_CLAUSES) -> list[str]:
+def clause_pieces(text: str, limit: int = MAX_CLAUSES, every_sentence: bool = False) -> list[str]:
     """The clause-sized pieces of ``text``'s sentences of at least :data:`CLAUSE_SENTENCE_WORDS` words (none for a
-    sentence that is one clause), each at most :data:`MAX_CLAUSE_CHARS`; beyond ``limit`` neighbours are joined
-    (no piece is left out) and any still over it dropped from the end."""
+    sentence that is one clause) and, with ``every_sentence``, each other sentence of :data:`MIN_SENTENCE_WORDS`
+    words or more (a long text's sentences are otherwise read in their window's context, where a hundred benign
+    ones dilute one request); each at most :data:`MAX_CLAUSE_CHARS`; beyond ``limit`` neighbours are joined (no
+    piece is left out)."""
     pieces: list[str] = []
     for sentence in SENTENCE.findall(text):
-        if len(sentence.split()) >= CLAUSE_SENTENCE_WORDS and len(clauses := _clauses(sentence)) >= 2:
+        words = len(sentence.split())
+        if words >= CLAUSE_SENTENCE_WORDS and len(clauses := _clauses(sentence)) >= 2:
             pieces += clauses
+        elif every_sentence and words >= MIN_SENTENCE_WORDS:
+            pieces.append(sentence.strip())
     while len(pieces) > limit:
         pieces = [" ".join(pieces[i : i + 2]) for i in range(0, len(pieces), 2)]
     return [piece[:MAX_CLAUSE_CHARS] for piece in pieces]

@@ -70,7 +70,12 @@ def export_otlp(endpoint: str, service_name: str = "guardsdk") -> Any:
     span processor to the application's SDK tracer provider, or sets one up (resource ``service.name``) where the
     application configured none; the exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables for the rest
     (headers, certificates, compression). Returns the processor: ``shutdown()`` sends what is left.
-    Needs ``pip install "guardsdk[tracing]"``."""
+    Needs ``pip install "guardsdk[tracing]"``. An endpoint with a user name, password or query string is refused
+    (``ValueError``): the exporter logs the URL it posts to; credentials go in ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or parts.username is not None or parts.password is not None or parts.query:
+        raise ValueError("the OTLP endpoint must be an http(s) URL without credentials (user info, query string): "
+                         "give them in $OTEL_EXPORTER_OTLP_HEADERS")  # fmt: skip
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource

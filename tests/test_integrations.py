@@ -213,7 +213,9 @@ def test_a_split_word_across_chunks_and_windows_is_still_seen(guard, replay):
     list(stream(prompt))
     windows = [call.split("AI assistant:\n", 1)[1][:-2] for call in replay.calls[1:-1]]
     for left, right in itertools.pairwise(windows):
-        assert left[-50:] == right[:50]  # consecutive windows overlap by 50 characters
+        assert left[-50:] in right  # consecutive windows overlap by at least 50 characters
+    # each reads at least the default context (800 characters) up to its end, not just window plus overlap
+    assert max(map(len, windows)) > 200 + 50
 
 
 # -- OpenAI client wrapper, against a real llama.cpp server ----------------------------------

@@ -169,7 +169,7 @@ def test_a_service_without_keys_refuses_to_listen_beyond_this_machine(classifier
     with caplog.at_level(logging.WARNING, logger="guardsdk.service"):
         app_of(classifier, host="::1")
     assert "no API keys" in caplog.text
-    app_of(classifier, host="0.0.0.0", api_keys=frozenset({"k"}))
+    app_of(classifier, host="0.0.0.0", api_keys=frozenset({"k" * 8 + "0123456789abcdef0123456789abcdef"}))
 
 
 def test_a_request_past_its_deadline_is_undecided_failing_closed_with_504(reasoning):

@@ -32,8 +32,8 @@ STORY_REQUEST = [{"role": "user", "content": "Tell me a story about a fox."}]
 
 @pytest.fixture(scope="module")
 def guard():
-    # The bundled classifier's response head scores plain stories up to ~0.7 (docs/models/guard-classifier-minilm.md):
-    # a threshold of 0.9 on it keeps these tests about the proxy, not about that head.
+    # The bundled classifier's response head scores some short plain replies up to ~0.86
+    # (docs/models/guard-classifier-minilm.md): a threshold of 0.9 keeps these tests about the proxy, not that head.
     guard = Guard(family="classifier", policy=Policy(thresholds={"response_harm": 0.9}))
     yield guard
     guard.close()
@@ -165,9 +165,10 @@ def test_refusal_mode_answers_blocks_as_completions_and_streams(guard):
         upstream.stop()
 
 
-def test_tool_calls_in_the_answer_are_checked(guard):
+def test_tool_calls_in_the_answer_are_checked():
     harmful_call = tool_call("send_email", '{"to": "all@corp.com", "body": "' + BOMB + '"}')
     upstream = ScriptedLLMServer(lambda body: chat_completion({"content": None, "tool_calls": [harmful_call]}))
+    guard = Guard(family="classifier")  # the default policy: the call's JSON dilutes it to ~0.9, near the fixture's bar
     try:
         with proxy_before(guard, upstream.base_url) as live:
             client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
@@ -176,6 +177,7 @@ def test_tool_calls_in_the_answer_are_checked(guard):
             assert raised.value.code == "content_blocked"
     finally:
         upstream.stop()
+        guard.close()
 
 
 def test_an_upstream_that_is_down_is_a_502_after_the_prompt_check(guard):

@@ -59,7 +59,7 @@ def test_the_hold_back_size_sets_how_often_a_stream_is_checked(guard):
     upstream = streaming(STORY)
     try:
         counts = []
-        for size in (None, 150):
+        for size in (None, 200):
             with served(guard, upstream.base_url, stream_holdback_chars=size) as live:
                 client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused")
                 chunks = list(client.chat.completions.create(model="llm", stream=True, messages=STORY_REQUEST))
@@ -67,11 +67,12 @@ def test_the_hold_back_size_sets_how_often_a_stream_is_checked(guard):
             assert text.strip() == STORY.strip()
             counts.append(len(chunks[-1].model_extra["guardsdk"]["verdicts"]))
         # the prompt's check, the window checks, the final check
-        assert counts[0] == 1 + len(STORY) // 600 + 1 and counts[1] >= 1 + len(STORY) // 150 + 1
+        assert counts[0] == 1 + len(STORY) // 600 + 1 and counts[1] >= 1 + len(STORY) // 200 + 1
     finally:
         upstream.stop()
-    with pytest.raises(ValueError):
-        ServiceConfig(stream_holdback_chars=0)
+    for size in (0, 199, True):  # under the smallest hold-back, or no integer
+        with pytest.raises(ValueError):
+            ServiceConfig(stream_holdback_chars=size)
 
 
 def test_a_stream_cut_under_refusal_ends_with_the_refusal_text(guard):

@@ -507,6 +507,8 @@ def test_cpu_config_loads_with_resolved_paths():
 
     config = load_config(Path(__file__).resolve().parents[1] / "trainer" / "configs" / "cpu-tiny.yaml")
     assert all(Path(p).is_file() for p in config.data.pool + config.data.reasoning + config.data.exclude)
+    header = (Path(__file__).resolve().parents[1] / "trainer" / "configs" / "cpu-tiny.yaml").read_text()
+    assert f"{config.synth.template_rows} label-template traces" in " ".join(header.replace("#", " ").split())
     assert config.rsft.bf16 is False and config.rsft.gradient_checkpointing is False
     for size in ("1b", "3b", "8b"):
         paper = load_config(Path(__file__).resolve().parents[1] / "trainer" / "configs" / f"paper-{size}.yaml")

@@ -114,25 +114,40 @@ def test_a_config_mistake_is_one_line_and_exit_2(tmp_path, capsys):
     bad.write_text("output_dir: x\nsample:\n  n: 4\n  target_pair: 3\n", encoding="utf-8")
     assert main(["sample", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown SampleConfig keys: ['target_pair']" in err
+    assert err.count("\n") == 1 and "unknown key sample.target_pair (did you mean sample.target_pairs?)" in err
+    bad.write_text("output_dir: x\nrsft:\n  max_lenght: 4\n", encoding="utf-8")
+    assert main(["recipe", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"guardsdk-train: config {bad}: unknown key rsft.max_lenght (did you mean rsft.max_length?)\n"
     assert main(["data", str(tmp_path / "missing.yaml")]) == 2
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_changed_data_reruns_data_and_the_stages_after_it(tmp_path, capsys):
+def _two_stage_configs(tmp_path: Path) -> tuple[Path, Path]:
+    """Configs a.yaml and b.yaml (another data.eval_fraction) of a data + synth run on 60 pool rows."""
     pool = tmp_path / "pool.jsonl"
     with (ROOT.parent / "shared" / "data" / "train" / "pool.jsonl").open(encoding="utf-8") as handle:
         pool.write_text("".join(next(handle) for _ in range(60)), encoding="utf-8")
-    text = f"output_dir: {tmp_path / 'run'}\ndata: {{pool: [{pool}], eval_fraction: 0.1}}\n"
-    text += "synth: {base_url: '', template_rows: 8}\n"
+    text = f"output_dir: {tmp_path / 'run'}\ndata: {{pool: [pool.jsonl], eval_fraction: 0.1}}\n"
+    text += "synth: {base_url: '', template_rows: 8}\nstages: [synth]\n"
     (tmp_path / "a.yaml").write_text(text, encoding="utf-8")
     (tmp_path / "b.yaml").write_text(text.replace("0.1", "0.2"), encoding="utf-8")
-    assert main(["synth", str(tmp_path / "a.yaml")]) == 0
+    return tmp_path / "a.yaml", tmp_path / "b.yaml"
+
+
+def _on_disk(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
+
+
+def test_changed_data_reruns_data_and_the_stages_after_it(tmp_path, capsys):
+    a, b = _two_stage_configs(tmp_path)
+    assert main(["synth", str(a)]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["template_traces"] == 8
-    assert main(["synth", str(tmp_path / "b.yaml")]) == 0
+    assert main(["synth", str(b)]) == 0
     err = capsys.readouterr().err
     assert "stage data: config changed: data.eval_fraction" in err
+    assert "--force" not in err  # the log gives the true reason for the rerun
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["stages"]["synth"]["inputs"]["data"] == manifest["stages"]["data"]["run"]
     assert main(["synth", str(tmp_path / "b.yaml"), "--force"]) == 0  # --force reruns a done stage
@@ -203,3 +218,96 @@ def test_compact_and_template_traces_parse_to_their_labels():
     example = Example("p", "r", {"prompt_harm": "unharmful", "refusal": "refusal", "response_harm": None})
     assert parse_output(template_trace(example), has_response=True).labels == {
         "prompt_harm": "unharmful", "refusal": "refusal", "response_harm": None}  # fmt: skip
+
+
+def test_a_failed_or_killed_rerun_never_leaves_a_done_stage_without_its_output(tmp_path, capsys, monkeypatch):
+    from guardsdk_trainer.recipe import Recipe
+
+    a, b = _two_stage_configs(tmp_path)
+    assert main(["recipe", str(a)]) == 0
+    sft = tmp_path / "run" / "data" / "sft.jsonl"
+    assert sft.exists() and set(_on_disk(tmp_path)) == {"data", "synth"}
+    # A rerun that invalidates data and synth, then fails with an error that is not the trainer's own.
+    monkeypatch.setattr(Recipe, "stage_data", lambda self: (_ for _ in ()).throw(FileNotFoundError("gone")))
+    assert main(["recipe", str(b)]) == 2
+    assert _on_disk(tmp_path) == {} and not sft.exists()  # not "done" with its output gone
+    monkeypatch.undo()
+    # A kill while outputs are removed: the manifest on disk already forgot them.
+    assert main(["recipe", str(a)]) == 0
+    original = Recipe.clear
+
+    def killed(self, stage):
+        original(self, stage)
+        if stage == "data":
+            assert _on_disk(tmp_path) == {}  # written before any output went
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Recipe, "clear", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(["recipe", str(b)])
+    monkeypatch.undo()
+    assert _on_disk(tmp_path) == {}
+    capsys.readouterr()
+    assert main(["recipe", str(a)]) == 0 and sft.exists()
+    # A stage whose recorded output is gone is not done: it reruns, and so does every stage after it.
+    sft.unlink()
+    assert main(["recipe", str(a)]) == 0 and sft.exists()
+    assert "stage synth: its output data/sft.jsonl is missing; rerunning it" in capsys.readouterr().err
+
+
+def test_a_missing_data_path_stops_before_anything_is_removed(tmp_path, capsys):
+    a, _ = _two_stage_configs(tmp_path)
+    assert main(["recipe", str(a)]) == 0
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "a.yaml").write_text(a.read_text(encoding="utf-8"), encoding="utf-8")  # pool.jsonl is not beside it
+    capsys.readouterr()
+    assert main(["recipe", str(moved / "a.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"guardsdk-train: data.pool[0]: no such file {moved / 'pool.jsonl'} " + (
+        "(relative paths resolve against the config's folder)\n"
+    )
+    assert set(_on_disk(tmp_path)) == {"data", "synth"} and (tmp_path / "run" / "data" / "sft.jsonl").exists()
+
+
+def test_recipe_force_stage_reruns_it_and_every_stage_after_it(tmp_path, capsys):
+    a, _ = _two_stage_configs(tmp_path)
+    assert main(["recipe", str(a)]) == 0
+    before = _on_disk(tmp_path)
+    capsys.readouterr()
+    assert main(["recipe", str(a), "--force", "data"]) == 0
+    err = capsys.readouterr().err
+    after = _on_disk(tmp_path)
+    assert "stage data: rerunning (--force) with every stage after it" in err
+    assert all(after[s]["run"] != before[s]["run"] for s in ("data", "synth"))
+    assert main(["recipe", str(a), "--force", "synth", "--force", "synth"]) == 0
+    assert _on_disk(tmp_path)["data"]["run"] == after["data"]["run"] != _on_disk(tmp_path)["synth"]["run"]
+    assert main(["recipe", str(a), "--force", "hsdp"]) == 2
+    assert main(["recipe", str(a), "--force"]) == 2
+    assert main(["data", str(a), "--force", "synth"]) == 2
+    err = capsys.readouterr().err
+    assert "--force hsdp: not a stage" in err and "recipe --force needs a STAGE" in err and "Traceback" not in err
+
+
+def test_training_arguments_raise_no_deprecation_or_pin_memory_warning_and_the_bar_opens_named(tmp_path):
+    import warnings
+    from types import SimpleNamespace
+
+    import torch
+
+    from guardsdk_trainer.config import DPOStageConfig, SFTStageConfig
+    from guardsdk_trainer.hsdpo import dpo_config
+    from guardsdk_trainer.progress import StageProgressCallback, stage
+    from guardsdk_trainer.rsft import sft_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sft = sft_config(tmp_path / "s", SFTStageConfig(bf16=False, gradient_checkpointing=False))
+        dpo = dpo_config(tmp_path / "d", DPOStageConfig(bf16=False, gradient_checkpointing=True))
+    assert sft.activation_checkpointing is False and dpo.activation_checkpointing is True
+    assert sft.dataloader_pin_memory is dpo.dataloader_pin_memory is torch.cuda.is_available()
+    callback = StageProgressCallback("rsft")
+    with stage("rsft"):
+        callback.on_train_begin(sft, SimpleNamespace(is_world_process_zero=True, max_steps=3), None)
+    assert callback.training_bar.desc == "[rsft] training rsft"
+    callback.training_bar.close()

@@ -231,6 +231,7 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
     config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=cache.encoder.dimension,
                          hidden=cfg.hidden, inputs={t: HEAD_INPUTS[t] for t in heads}, threshold=cfg.threshold,
                          pooled_sentences=list(cfg.pooled_sentences),
-                         whole_text_tasks=list(cfg.whole_text_tasks), training=metrics)  # fmt: skip
+                         whole_text_tasks=list(cfg.whole_text_tasks), clause_roles=list(cfg.clause_roles),
+                         training=metrics)  # fmt: skip
     save_heads(out_dir, heads, config)
     return metrics

@@ -168,6 +168,7 @@ class ClassifierConfig:
     threshold: float = 0.5  # kept at 0.5: thresholds tuned on the pool's class mix lowered benchmark F1
     pooled_sentences: list[str] = field(default_factory=list)  # roles whose sentences are pooled in context
     whole_text_tasks: list[str] = field(default_factory=list)  # heads the detector shows no lone sentence
+    clause_roles: list[str] = field(default_factory=lambda: ["prompt", "response"])  # roles also read clause by clause
     # Each training row of these pool sources counted this many times in its head's fit (after the calibration
     # split, so no copy calibrates): real deployment-like rows weighed up (0 leaves a source out).
     source_repeats: dict[str, int] = field(default_factory=dict)
@@ -219,20 +220,29 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def _build(cls: type, values: dict[str, Any]) -> Any:
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(values) - set(known)
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    import difflib
+
+    if not isinstance(values, dict):
+        raise ValueError(f"{prefix.rstrip('.') or 'the config'} must be a mapping of keys to values")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hints.append(f"{prefix}{name}" + (f" (did you mean {prefix}{close[0]}?)" if close else ""))
+        raise ValueError(f"unknown key{'s' if len(hints) > 1 else ''} {', '.join(hints)}")
     kwargs = {}
     for name, value in values.items():
         nested = _SECTIONS.get(name) if cls is RecipeConfig else None
-        kwargs[name] = _build(nested, value or {}) if nested else value
+        kwargs[name] = _build(nested, value or {}, f"{name}.") if nested else value
     return cls(**kwargs)
 
 
 def load_config(path: str | os.PathLike[str]) -> RecipeConfig:
-    """Read a recipe config from YAML; relative data paths resolve against the config's folder."""
+    """Read a recipe config from YAML; relative data paths resolve against the config's folder (a
+    ``data.reasoning`` entry that is not a ``.json``/``.jsonl`` path and is no file there is a dataset id)."""
     import yaml
 
     path = Path(path)
@@ -240,10 +250,13 @@ def load_config(path: str | os.PathLike[str]) -> RecipeConfig:
     base = path.resolve().parent
 
     def resolve(p: str) -> str:
-        return p if os.path.isabs(p) or not (base / p).exists() else str((base / p).resolve())
+        return p if os.path.isabs(p) else str((base / p).resolve())
+
+    def local(p: str) -> bool:
+        return str(p).endswith((".json", ".jsonl")) or (base / p).exists()
 
     config.data.pool = [resolve(p) for p in config.data.pool]
-    config.data.reasoning = [resolve(p) for p in config.data.reasoning]
+    config.data.reasoning = [resolve(p) if local(p) else p for p in config.data.reasoning]
     config.data.exclude = [resolve(p) for p in config.data.exclude]
     return config
 
@@ -255,6 +268,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def trainer_settings(output_dir: str | os.PathLike[str], cfg: SFTStageConfig | DPOStageConfig) -> dict[str, Any]:
     """The transformers/trl training arguments that R-SFT and HS-DPO configs share."""
+    import torch
+
     return {
         "output_dir": str(output_dir),
         "learning_rate": cfg.learning_rate,
@@ -265,7 +280,8 @@ def trainer_settings(output_dir: str | os.PathLike[str], cfg: SFTStageConfig | D
         "lr_scheduler_type": cfg.lr_scheduler_type,
         "max_length": cfg.max_length,
         "bf16": cfg.bf16,
-        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5's name (the old one warns)
+        "dataloader_pin_memory": torch.cuda.is_available(),  # pinned memory needs an accelerator (a warning on a CPU)
         "logging_steps": cfg.logging_steps,
         "save_strategy": "steps" if cfg.save_steps else "no",
         "save_steps": cfg.save_steps or 500,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -35,12 +36,15 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 def quiet_library_bars() -> None:
     """Turn off the bars that libraries open without a stage name (datasets' map passes, transformers'
-    weight loading and saving), so the bars left on screen are the stage-named ones."""
+    weight loading and saving), so the bars left on screen are the stage-named ones, and a library warning
+    about another library's use of a deprecated name."""
     import datasets
     from transformers.utils import logging as transformers_logging
 
     datasets.disable_progress_bars()
     transformers_logging.disable_progress_bar()
+    # trl 1.16 reads transformers 5's deprecated `is_gradient_checkpointing` itself: not the user's to fix.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 @contextmanager
@@ -66,9 +70,11 @@ class StageProgressCallback(ProgressCallback):
         self.what = what
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        super().on_train_begin(args, state, control, **kwargs)
-        if self.training_bar is not None:
-            self.training_bar.set_description(f"[{STAGE.get()}] training {self.what}")
+        # Opened with its title (transformers' own opens untitled first, which left an unnamed `0/N` bar).
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, desc=f"[{STAGE.get()}] training {self.what}",
+                                     file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+        self.current_step = 0
 
 
 def name_training_bar(trainer: Any, what: str) -> None:

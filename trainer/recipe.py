@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,30 +12,26 @@ from typing import Any
 
 from guardsdk_trainer import data as data_mod
 from guardsdk_trainer import fingerprint as fp
-from guardsdk_trainer.config import RecipeConfig, to_dict
+from guardsdk_trainer.config import RecipeConfig
 from guardsdk_trainer.data import Example
 from guardsdk_trainer.errors import StageFailed, StageOrderError
-from guardsdk_trainer.manifest import file_sha256, library_versions, slug
+from guardsdk_trainer.manifest import slug
 from guardsdk_trainer.mining import PreferencePair
 from guardsdk_trainer.progress import stage as progress_stage
+from guardsdk_trainer.runstate import OUTPUTS, STAGES, RunState, check_inputs
 
 logger = logging.getLogger("guardsdk_trainer")
 
 #: ``rsft.base_model`` values that build a random tiny Llama offline (CPU configs, tests): with the Llama 3
 #: tokenizer, or with a small SentencePiece BPE trained on the SFT texts (fast on a CPU).
 TINY_RANDOM_BASES = {"tiny-random": "llama3", "tiny-random-spm": "spm"}
-STAGES = ("data", "synth", "rsft", "bootstrap", "sample", "mine", "hsdpo", "evaluate", "export", "classifier")
 #: The stage each stage reads the output of.
 REQUIRES = {"synth": "data", "rsft": "synth", "bootstrap": "rsft", "sample": "rsft", "mine": "sample",
             "hsdpo": "mine", "evaluate": "rsft", "export": "rsft", "classifier": "data"}  # fmt: skip
-#: What each stage writes under the output folder (removed before the stage reruns).
-OUTPUTS = {"rsft": ("models/base", "models/rsft", "models/rsft-minus-*"),
-           "bootstrap": ("bootstrap", "models/bootstrap-*"), "sample": ("samples",),
-           "mine": ("data/pairs.jsonl", "data/pairs-held-out.jsonl"), "hsdpo": ("models/hsdpo",),
-           "export": ("gguf",), "classifier": ("classifier",)}  # fmt: skip
+__all__ = ["OUTPUTS", "REQUIRES", "STAGES", "Recipe"]
 
 
-class Recipe:
+class Recipe(RunState):
     """Runs the stages of :data:`STAGES` under ``config.output_dir``; a finished stage is skipped on rerun."""
 
     def __init__(self, config: RecipeConfig) -> None:
@@ -59,54 +54,33 @@ class Recipe:
         """The R-SFT models to sample from: the newest full one, then the leave-one-source-out ones."""
         return [self.current_rsft(), *sorted(self.path("models").glob("rsft-minus-*"))]
 
-    # -- bookkeeping -------------------------------------------------------------------------
-    def done(self, stage: str) -> bool:
-        return stage in self.manifest["stages"]
-
-    def _record(self, stage: str, metrics: dict[str, Any], started: float, key: dict[str, Any]) -> None:
-        self.manifest["stages"][stage] = {"metrics": metrics, "seconds": round(time.time() - started, 1), **key,
-                                          "run": f"{key['fingerprint']}-{time.time_ns()}"}  # fmt: skip
-        if self.manifest.get("failed", {}).get("stage") == stage:
-            del self.manifest["failed"]
-        self._write()
-
-    def _write(self) -> None:
-        self.manifest["config"] = to_dict(self.config)
-        self.manifest["libraries"] = library_versions()
-        inputs = [*self.config.data.pool, *self.config.data.reasoning, *self.config.data.exclude]
-        self.manifest["inputs"] = {p: file_sha256(p) for p in inputs if Path(p).is_file()}
-        self.manifest_path.write_text(json.dumps(self.manifest, indent=1), encoding="utf-8")
-
+    # -- bookkeeping (the rest in RunState) -------------------------------------------------
     def stage_key(self, stage: str) -> dict[str, Any]:
         """The config values and input runs ``stage`` depends on now, and their fingerprint."""
         values = fp.config_values(self.config, stage)
         inputs = fp.input_ids(self.config, stage, self.manifest["stages"])
         return {"fingerprint": fp.fingerprint(values, inputs), "config": values, "inputs": inputs}
 
-    def clear(self, stage: str) -> None:
-        """Remove what ``stage`` wrote, so its rerun starts afresh (not from a stale checkpoint or round log)."""
-        for pattern in OUTPUTS.get(stage, ()):
-            for path in self.root.glob(pattern):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-    def invalidate_from(self, stage: str) -> None:
-        """Forget ``stage`` and every later stage of the pipeline, and remove their outputs."""
-        for name in [s for s in STAGES if s == stage or stage in fp.UPSTREAM[s]]:
-            self.manifest["stages"].pop(name, None)
-            self.clear(name)
-
     def run_stage(self, stage: str, *, force: bool = False) -> dict[str, Any]:
         """Run one stage (skipped when done with the same config and inputs, unless ``force``); its metrics."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+        check_inputs(self.config)  # before anything is invalidated
         key = self.stage_key(stage)
         record = self.manifest["stages"].get(stage)
-        if record is not None and not force:
-            if record.get("fingerprint") == key["fingerprint"]:
+        if record is not None and force:
+            logger.info("stage %s: rerunning (--force)", stage)
+            self.forget([stage])
+        elif record is not None:
+            missing = self.missing_outputs(stage)
+            if missing:
+                why = f"its output {', '.join(missing)} is missing"
+            elif record.get("fingerprint") == key["fingerprint"]:
                 logger.info("stage %s already done with this config and these inputs; skipping", stage)
                 return record["metrics"]
-            logger.warning("stage %s: %s since it ran; rerunning it and every stage after it",
-                           stage, fp.what_changed(record, key["config"], key["inputs"]))  # fmt: skip
+            else:
+                why = f"{fp.what_changed(record, key['config'], key['inputs'])} since it ran"
+            logger.warning("stage %s: %s; rerunning it and every stage after it", stage, why)
             self.invalidate_from(stage)
             key = self.stage_key(stage)
         needed = REQUIRES.get(stage)
@@ -115,18 +89,13 @@ class Recipe:
                 f"stage {stage} reads the output of stage {needed}, which has not run in {self.config.output_dir}: "
                 f"run `guardsdk-train {needed} CONFIG` first (or `guardsdk-train recipe CONFIG` for every stage)"
             )
-        if record is not None:  # forced
-            logger.info("stage %s: rerunning (--force); the stages after it rerun on the next `recipe`", stage)
-            self.clear(stage)
         started = time.time()
         runner: Callable[[], dict[str, Any]] = getattr(self, f"stage_{stage}")
         try:
             with progress_stage(stage):
                 metrics = runner()
-        except StageFailed as failure:
-            self.manifest["stages"].pop(stage, None)
-            self.manifest["failed"] = {"stage": stage, "error": str(failure), "keys": failure.keys, "at": time.time()}
-            self._write()
+        except BaseException as error:  # a StageFailed, any other error, or an interrupt: the stage is not done
+            self.record_failure(stage, error, error.keys if isinstance(error, StageFailed) else [])
             raise
         self._record(stage, metrics, started, key)
         return metrics
@@ -139,9 +108,18 @@ class Recipe:
                 logger.warning("stage %s is out of date (%s): `recipe` reruns it and what follows",
                                name, fp.what_changed(record, key["config"], key["inputs"]))  # fmt: skip
 
-    def run(self, stages: list[str] | None = None) -> dict[str, Any]:
-        """Run the configured stages in order (``data`` always first)."""
+    def run(self, stages: list[str] | None = None, force: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+        """Run the configured stages in order (``data`` always first); each stage in ``force``, and every
+        stage after it, reruns from scratch."""
         wanted = stages or self.config.stages
+        check_inputs(self.config)
+        for name in force:
+            if name not in STAGES:
+                raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+        for name in [s for s in STAGES if s in force]:
+            if self.manifest["stages"].get(name) is not None:
+                logger.info("stage %s: rerunning (--force) with every stage after it", name)
+            self.invalidate_from(name)
         for stage in ("data", *[s for s in STAGES if s in wanted and s != "data"]):
             self.run_stage(stage)
         return self.manifest

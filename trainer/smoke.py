@@ -79,9 +79,10 @@ def guard_checks(recipe: Recipe) -> list[dict[str, Any]]:
     return checks
 
 
-def smoke(recipe: Recipe) -> dict[str, Any]:
-    """Run the recipe's stages (finished ones are skipped) and report; see the module docstring."""
-    manifest = recipe.run()
+def smoke(recipe: Recipe, force: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run the recipe's stages (finished ones are skipped; ``force`` as for :meth:`Recipe.run`) and report;
+    see the module docstring."""
+    manifest = recipe.run(force=force)
     device, peak = device_peak()
     stages = {}
     for name, record in manifest["stages"].items():

@@ -5,7 +5,8 @@ saved beside the bundled prompt and refusal heads for ``reply_precision.py`` to 
 
 Variants: ``all-sources`` (the shipped config's rows), ``context-free`` (DiaSafety and DICES left out: they label a
 reply by its dialogue), and each of those with ``sentence-negatives`` (a benign reply's sentences, pooled in context,
-taught as benign, as the prompt head learns of a benign prompt's).
+taught as benign, as the prompt head learns of a benign prompt's; its clauses are then not read alone, which the head
+never learnt).
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def main() -> None:
         cfg = dataclasses.replace(config.classifier, pooled_sentences=pooled)
         texts, labels, sources = task_rows(train, RESPONSE_HARM, exclude)
         head, counts = fit_task_head(cache, texts, labels, cfg, RESPONSE_HARM, random.Random(cfg.seed), sources)
-        heads_config = dataclasses.replace(bundled_config, pooled_sentences=pooled,
-                                           training={"variant": name, RESPONSE_HARM: counts})  # fmt: skip
+        clause_roles = ["prompt"] if "response" in pooled else ["prompt", "response"]  # as it was trained
+        heads_config = dataclasses.replace(bundled_config, pooled_sentences=pooled, clause_roles=clause_roles,
+                                           training={**bundled_config.training, "response_variant": name,
+                                                     RESPONSE_HARM: counts})  # fmt: skip
         folder = save_heads(Path(args.out) / name, {**bundled, RESPONSE_HARM: head}, heads_config)
         print(
             f"{name}: {counts['train_rows']} rows, {sum(labels)} harmful, {counts['part_negatives']} sentence "

@@ -11,7 +11,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from guardsdk.backends.base import Generation, failed_generation
-from guardsdk.backends.server_logprobs import ServerNextTokens, joined
+from guardsdk.backends.server_logprobs import ServerNextTokens, joined, redacted_url
 from guardsdk.backends.server_tokens import ServerTokens
 from guardsdk.deadline import call_all_before_deadline
 from guardsdk.errors import BackendError, describe
@@ -152,11 +152,13 @@ class OpenAIServerBackend(ServerNextTokens):
         """The reply's first choice; anything malformed raises :class:`BackendError`."""
         choices = getattr(completion, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise BackendError(f"malformed reply from {self.base_url}: no choices")
+            raise BackendError(f"malformed reply from {redacted_url(self.base_url)}: no choices")
         choice = choices[0]
         text, finish = getattr(choice, "text", None), getattr(choice, "finish_reason", None)
         if not isinstance(text, str):
-            raise BackendError(f"malformed reply from {self.base_url}: text is {type(text).__name__}, not str")
+            raise BackendError(
+                f"malformed reply from {redacted_url(self.base_url)}: text is {type(text).__name__}, not str"
+            )
         usage = getattr(completion, "usage", None)
         prompt_tokens, completion_tokens = getattr(usage, "prompt_tokens", 0), getattr(usage, "completion_tokens", 0)
         return Generation(
@@ -172,7 +174,8 @@ class OpenAIServerBackend(ServerNextTokens):
         if isinstance(result, (TimeoutError, self._openai.APITimeoutError)):
             return Generation("", 0, 0, "timeout")
         if isinstance(result, self._openai.OpenAIError):
-            return failed_generation(f"server {self.base_url} failed: {describe(result)}")
+            shown = redacted_url(self.base_url)
+            return failed_generation(f"server {shown} failed: {describe(result).replace(self.base_url, shown)}")
         return failed_generation(describe(result))
 
     def generate(

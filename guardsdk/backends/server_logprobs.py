@@ -16,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tenacity import Retrying
 
@@ -35,6 +37,33 @@ MAX_PROBES = 6
 #: Servers whose replies carry ``logprobs`` at little cost (computed natively): asked for them while generating.
 #: Others (llama-cpp-python's server sorts its vocabulary in Python at every step) get probed afterwards.
 NATIVE_LOGPROBS = frozenset({"vllm", "llama.cpp"})
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def redacted_url(url: object) -> str:
+    """``url`` as logs and error messages may show it: no user name or password, ``;params``, query or fragment (where
+    keys hide), for scheme-less URLs too; never raises (an unparseable URL is not shown at all)."""
+    text = str(url)
+    scheme_less = not _SCHEME.match(text)
+    try:
+        parts = urlsplit("//" + text if scheme_less else text)
+    except ValueError:
+        return "<unparseable URL>"
+    _, at, host = parts.netloc.rpartition("@")
+    path = re.sub(r";[^/]*", ";***", parts.path)
+    shown = urlunsplit((parts.scheme, ("***@" if at else "") + host, path, "***" if parts.query else "", ""))
+    return shown[2:] if scheme_less and shown.startswith("//") else shown
+
+
+def _logprob(value: Any) -> float:
+    """A log-probability as a reply gives it; NaN where it is none (not a number, not finite, above 0)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) and number <= 0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -57,19 +86,20 @@ def reply_steps(choice: Any) -> list[Step] | None:
     tokens, tops = _get(logprobs, "tokens"), _get(logprobs, "top_logprobs")
     if isinstance(tokens, list) and isinstance(tops, list) and len(tokens) == len(tops):
         pairs = zip(tokens, tops, strict=True)
-        return [Step(str(t), {str(k): float(v) for k, v in (top or {}).items()}) for t, top in pairs]
+        return [Step(str(t), {str(k): _logprob(v) for k, v in (top or {}).items()}) for t, top in pairs]
     content = _get(logprobs, "content")
     if isinstance(content, list):
         steps = []
         for item in content:
-            top = {str(_get(alt, "token")): float(_get(alt, "logprob")) for alt in _get(item, "top_logprobs") or []}
+            top = {str(_get(alt, "token")): _logprob(_get(alt, "logprob")) for alt in _get(item, "top_logprobs") or []}
             steps.append(Step(str(_get(item, "token")), top))
         return steps
     return None
 
 
 def candidate_probs(step: Step, pieces: Sequence[str]) -> tuple[float, ...]:
-    """The probability of each of ``pieces`` at ``step`` (0 for a piece outside its top tokens)."""
+    """The probability of each of ``pieces`` at ``step`` (0 for a piece outside its top tokens; NaN for a bad value,
+    which leaves the reading undecided)."""
     return tuple(math.exp(step.top[piece]) if piece in step.top else 0.0 for piece in pieces)
 
 
@@ -89,13 +119,15 @@ def watched_steps(
     steps: Sequence[Step], watch: Mapping[int, str]
 ) -> tuple[tuple[PieceId, ...], dict[int, dict[int, float]]]:
     """``Generation.token_ids`` and ``Generation.watched`` from a reply's steps: at each step that wrote the text of
-    a watched id (``watch``: id → its text), the log-probability of every watched id (``-inf`` outside the top)."""
+    a watched id (``watch``: id → its text), the log-probability of every watched id (``-inf`` outside the top). A step
+    whose numbers do not fit what it wrote (the written word missing from its own top, a bad log-probability) gets
+    none: no score, never a guess (:func:`~guardsdk.detectors.answer_scores.written_score` checks the rest)."""
     by_text = {text: token for token, text in watch.items()}
     ids, watched = [], {}
     for index, step in enumerate(steps):
         token = by_text.get(step.piece, -1)
         ids.append(PieceId(token, step.piece))
-        if token != -1:
+        if token != -1 and step.piece in step.top and not any(math.isnan(v) for v in step.top.values()):
             watched[index] = {t: step.top.get(text, -math.inf) for t, text in watch.items()}
     return tuple(ids), watched
 
@@ -129,7 +161,7 @@ class ServerNextTokens:
         if self.top_logprobs <= 0:
             return "top_logprobs=0"
         if self.tokens.dialect == "bytes":
-            return f"{self.base_url} has no tokenizer endpoint (/tokenize, /extras/tokenize)"
+            return f"{redacted_url(self.base_url)} has no tokenizer endpoint (/tokenize, /extras/tokenize)"
         return None
 
     def _piece(self, token: int) -> str:
@@ -144,7 +176,7 @@ class ServerNextTokens:
         why = self._why_no_scores() if ids else None
         if why and not self._warned:
             self._warned = True
-            logger.warning("guardsdk: verdicts from %s carry no scores (%s)", self.base_url, why)
+            logger.warning("guardsdk: verdicts from %s carry no scores (%s)", redacted_url(self.base_url), why)
         if not ids or why:
             return None
         watch = {token: self._piece(token) for token in ids}
@@ -192,7 +224,9 @@ class ServerNextTokens:
                     if steps:
                         watched[len(ids)] = {t: steps[0].top.get(piece, -math.inf) for t, piece in watch.items()}
                 except Exception as exc:  # no score for this word, never a guess
-                    logger.debug("guardsdk: label-word probe at %s failed: %s", self.base_url, exc)
+                    shown = redacted_url(self.base_url)
+                    logger.debug("guardsdk: label-word probe at %s failed: %s", shown,
+                                 str(exc).replace(self.base_url, shown))  # fmt: skip
             ids.append(PieceId(token, watch[token]))
             start = at + len(watch[token])
         if start < len(text):
@@ -221,8 +255,10 @@ class ServerNextTokens:
             choices = getattr(completion, "choices", None) or [None]
             steps = reply_steps(choices[0])
             if not steps:
-                raise BackendError(f"{self.base_url} returned no logprobs: no scores, verdict-first or needed-tasks "
-                                   "from this server (llama-cpp-python's needs logits_all, its default)")  # fmt: skip
+                raise BackendError(
+                    f"{redacted_url(self.base_url)} returned no logprobs: no scores, verdict-first or needed-tasks "
+                    "from this server (llama-cpp-python's needs logits_all, its default)"
+                )
             results.append(candidate_probs(steps[0], pieces))
         return results
 
@@ -244,6 +280,7 @@ __all__ = [
     "Step",
     "candidate_probs",
     "joined",
+    "redacted_url",
     "reply_steps",
     "watched_steps",
 ]

@@ -103,7 +103,9 @@ class ServerTokens:
             # Decided once: tokens counted one way are never detokenized the other (a server that comes up
             # later keeps the byte count, which is only ever more conservative).
             self._probed = True
-            logger.info("guardsdk: %s tokens counted with %s", self.root, self.dialect_name)
+            from guardsdk.backends.server_logprobs import redacted_url  # the one URL redaction of the server backend
+
+            logger.info("guardsdk: %s tokens counted with %s", redacted_url(self.root), self.dialect_name)
 
     def tokenize(self, text: str) -> tuple[Any, ...]:
         """Tokens of ``text``; short texts (the templates every check tokenizes) are cached, user text is not."""

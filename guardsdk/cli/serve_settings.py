@@ -11,19 +11,29 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BeforeValidator, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
+from guardsdk.backends.server_logprobs import redacted_url
 from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
+from guardsdk.cli.settings_files import SettingsError, checked_url, read_config_file, warn_unknown_variables
 from guardsdk.detectors.build import MODES
 from guardsdk.detectors.classifier import CLASSIFIER
 from guardsdk.families import family_names
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S
 from guardsdk.policy import Policy
 from guardsdk.service.auth import load_api_keys
-from guardsdk.service.config import OnBlock, ServiceConfig
+from guardsdk.service.config import MIN_HOLDBACK_CHARS, OnBlock, ServiceConfig
 from guardsdk.verdict import Task
 
 #: The environment variable naming the config file (``--config`` wins over it).
@@ -43,8 +53,18 @@ GUARD_KEYS = ("gguf", "model", "server", "server_model", "family", "api_key", "m
               "max_input_tokens", "timeout", "threads")  # fmt: skip
 
 
-class SettingsError(ValueError):
-    """Settings that cannot be used: an unknown key, a bad value, an unreadable file (one line, exit 2)."""
+def _not_bool(value: Any) -> Any:
+    """A number as given; ``true``/``false`` (YAML, TOML) is no number (pydantic would take it as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+Int = Annotated[int, NotBool]
+PosInt = Annotated[PositiveInt, NotBool]
+PosFloat = Annotated[PositiveFloat, NotBool]
+Float = Annotated[float, NotBool]
 
 
 def _items(value: Any) -> Any:
@@ -68,7 +88,7 @@ def _thresholds(value: Any) -> Any:
 Items = Annotated[list[str], NoDecode, BeforeValidator(_items)]
 Tasks = Annotated[list[Task], NoDecode, BeforeValidator(_items)]
 Secrets = Annotated[list[SecretStr], NoDecode, BeforeValidator(_items)]
-Thresholds = Annotated[dict[Task, Annotated[float, Field(gt=0, le=1)]], NoDecode, BeforeValidator(_thresholds)]
+Thresholds = Annotated[dict[Task, Annotated[float, Field(gt=0, le=1), NotBool]], NoDecode, BeforeValidator(_thresholds)]
 
 
 class ServeSettings(BaseSettings):
@@ -86,10 +106,10 @@ class ServeSettings(BaseSettings):
     family: str | None = None
     api_key: SecretStr = SecretStr("EMPTY")
     mode: str = "single"
-    max_new_tokens: PositiveInt | None = None
-    max_input_tokens: PositiveInt = DEFAULT_MAX_INPUT_TOKENS
-    timeout: PositiveFloat = DEFAULT_TIMEOUT_S
-    threads: PositiveInt | None = None
+    max_new_tokens: PosInt | None = None
+    max_input_tokens: PosInt = DEFAULT_MAX_INPUT_TOKENS
+    timeout: PosFloat = DEFAULT_TIMEOUT_S
+    threads: PosInt | None = None
     # the policy
     gates: Tasks = Field(default_factory=lambda: [Task.PROMPT_HARM, Task.RESPONSE_HARM])
     check_gates: Tasks = Field(default_factory=list)
@@ -97,30 +117,40 @@ class ServeSettings(BaseSettings):
     thresholds: Thresholds = Field(default_factory=dict)
     # the service
     host: str = ServiceConfig.host
-    port: int = Field(ServiceConfig.port, ge=0, le=65535)
+    port: Int = Field(ServiceConfig.port, ge=0, le=65535)
     api_keys_file: Path | None = None
     api_keys: Secrets = Field(default_factory=list)
     upstream: str | None = None
     upstream_api_key: SecretStr = SecretStr(ServiceConfig.upstream_api_key)
     on_block: OnBlock = OnBlock.ERROR
     refusal: str = ServiceConfig.refusal
-    max_body_bytes: PositiveInt = ServiceConfig.max_body_bytes
-    max_concurrency: PositiveInt = ServiceConfig.max_concurrency
-    max_queue: int = Field(ServiceConfig.max_queue, ge=0)
-    cache_entries: int = Field(DEFAULT_MAX_ENTRIES, ge=0)
-    cache_ttl: PositiveFloat = DEFAULT_TTL_S
+    max_body_bytes: PosInt = ServiceConfig.max_body_bytes
+    max_concurrency: PosInt = ServiceConfig.max_concurrency
+    max_queue: Int = Field(ServiceConfig.max_queue, ge=0)
+    cache_entries: Int = Field(DEFAULT_MAX_ENTRIES, ge=0)
+    cache_ttl: PosFloat = DEFAULT_TTL_S
     log_content: bool = False
     pass_fields: Items = Field(default_factory=list)
     expose_reasoning: bool = False
-    batch_max_items: PositiveInt = ServiceConfig.batch_max_items
-    batch_window_ms: float = Field(ServiceConfig.batch_window_ms, ge=0, le=1000)
-    stream_holdback_chars: PositiveInt | None = None
+    batch_max_items: PosInt = ServiceConfig.batch_max_items
+    batch_window_ms: Float = Field(ServiceConfig.batch_window_ms, ge=0, le=1000)
+    stream_holdback_chars: Annotated[Int, Field(ge=MIN_HOLDBACK_CHARS)] | None = None
     otlp_endpoint: str | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, **_: Any) -> tuple:
         """Only the values given: :func:`load_settings` reads the environment and the file as layers of its own."""
         return (init_settings,)
+
+    @field_validator("upstream", "server")
+    @classmethod
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return checked_url(str(info.field_name), value)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _collector_url(cls, value: str | None) -> str | None:
+        return checked_url("otlp_endpoint", value, secrets=False)
 
     @field_validator("family")
     @classmethod
@@ -181,50 +211,14 @@ def _plain(value: Any) -> Any:
 
 
 def _without_credentials(url: str | None) -> str | None:
-    """``url`` without a user name, password or query string (where API keys hide)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"***@{host}" if parts.username or parts.password else host
-    netloc += f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
-
-
-def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The keys of a TOML (``.toml``) or YAML (``.yaml``, ``.yml``) config file: one flat table."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"cannot read config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
-    else:
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"config file {path} must hold a table of keys, not {type(data).__name__}")
-    hidden = next((key for key in data if not str(key)[:1].isalpha()), None)  # e.g. pydantic-settings' _env_file
-    if hidden is not None:
-        raise SettingsError(f"config file {path}: unknown key {hidden!r}")
-    return data
+    """``url`` as the start-up log shows it (:func:`~guardsdk.backends.server_logprobs.redacted_url`)."""
+    return url if not url else redacted_url(url)
 
 
 def environment_values() -> dict[str, Any]:
     """The settings ``GUARDSDK_*`` environment variables give (raw, validated with the rest)."""
     values = EnvSettingsSource(ServeSettings)()
+    warn_unknown_variables(ServeSettings.model_fields, str(ServeSettings.model_config["env_prefix"]))
     return {key: value for key, value in values.items() if key not in NOT_FROM_ENV}
 
 

@@ -85,6 +85,13 @@ def written_score(
     chosen = word_ids[0] if label == slot.task.positive else word_ids[1]
     for step in sorted(watched, reverse=True):
         if step < len(ids) and ids[step] == chosen and codec.detokenize(ids[:step]).endswith(slot.key):
+            unwritten = word_ids[1] if chosen == word_ids[0] else word_ids[0]
+            written, other = (watched[step].get(i, -math.inf) for i in (chosen, unwritten))
+            # the numbers must fit what was written (greedy): the written word in its top, finite, at least as
+            # likely as the other word (outside the top: -inf); else no score, so no threshold can overturn the label
+            if not (math.isfinite(written) and written <= 0 and (other == -math.inf or math.isfinite(other))
+                    and written >= other):  # fmt: skip
+                return None
             positive, negative = (math.exp(watched[step].get(i, -math.inf)) for i in word_ids)
             return positive / (positive + negative) if positive + negative > 0 else None
     return None

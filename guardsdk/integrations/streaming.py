@@ -20,6 +20,8 @@ from guardsdk.texts.outputs import chunk_text
 from guardsdk.verdict import Verdict
 
 T = TypeVar("T")
+#: What each window check reads at least: the default window (600) and overlap (200).
+DEFAULT_CONTEXT_CHARS = 800
 logger = logging.getLogger("guardsdk")
 
 
@@ -34,6 +36,9 @@ class StreamMode(str, enum.Enum):
 class StreamConfig:
     """Window checks every ``window_chars`` new characters, each also seeing the ``overlap_chars`` before
     them (so content split across chunks or windows is still caught); always a final full-text check.
+    ``window_chars`` says how often text is released; ``context_chars`` how much each window check reads at least
+    (the last ``context_chars`` characters up to the window's end, where that is more than window plus overlap), so
+    a small window never judges text piece by piece out of its context.
 
     Under ``STREAM_FIRST`` (opt-in) text reaches the caller before its check; a stream that ends early
     (the caller stops, or upstream raises) still has its released text checked afterwards, and released
@@ -43,11 +48,20 @@ class StreamConfig:
     mode: StreamMode = StreamMode.HOLD_BACK
     window_chars: int = 600
     overlap_chars: int = 200
+    context_chars: int = DEFAULT_CONTEXT_CHARS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", StreamMode(self.mode))
-        if self.window_chars <= 0 or not 0 <= self.overlap_chars < self.window_chars:
-            raise ValueError("need window_chars > 0 and 0 <= overlap_chars < window_chars")
+        numbers = (self.window_chars, self.overlap_chars, self.context_chars)
+        if any(isinstance(n, bool) or not isinstance(n, int) for n in numbers):
+            raise ValueError("window_chars, overlap_chars and context_chars must be integers")
+        if self.window_chars <= 0 or self.overlap_chars < 0 or self.context_chars < 0:
+            raise ValueError("need window_chars > 0, overlap_chars >= 0 and context_chars >= 0")
+
+    @property
+    def reach(self) -> int:
+        """How many characters, up to its end, each window check reads."""
+        return max(self.window_chars + self.overlap_chars, self.context_chars)
 
 
 class StreamBlocked(GuardBlocked):
@@ -106,7 +120,7 @@ class StreamChecker:
         windows = []
         while len(self.text) - self.checked_upto >= self.config.window_chars:
             end = self.checked_upto + self.config.window_chars
-            windows.append(Window(self.text[max(0, self.checked_upto - self.config.overlap_chars) : end], end))
+            windows.append(Window(self.text[max(0, end - self.config.reach) : end], end))
             self.checked_upto = end
         return windows
 

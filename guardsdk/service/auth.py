@@ -6,12 +6,18 @@ import hmac
 import ipaddress
 import logging
 import os
+import re
 from pathlib import Path
 
 logger = logging.getLogger("guardsdk.service")
 
 #: The environment variable that may hold the service's API keys (comma-separated).
 KEYS_ENV = "GUARDSDK_API_KEYS"
+#: The shortest API key a service beyond loopback accepts (a random 32-character key: ``openssl rand -hex 16``).
+MIN_KEY_CHARS = 32
+#: Placeholder keys from docs and examples (lowercase, letters and digits only): never a key beyond loopback.
+_PLACEHOLDERS = re.compile(r"changeme|replaceme|replacethis|yourapikey|yourkey|yoursecret|placeholder|insertyour|"
+                           r"example|dummy|redacted|generateme|setme|fillme")  # fmt: skip
 
 
 def load_api_keys(path: str | os.PathLike[str] | None = None, env: str = KEYS_ENV) -> frozenset[str]:
@@ -36,10 +42,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def weak_key(key: str) -> str | None:
+    """Why ``key`` is no key to guard a service beyond loopback with (a placeholder, too short), or None."""
+    plain = re.sub(r"[^a-z0-9]", "", key.lower())
+    if _PLACEHOLDERS.match(plain) or len(set(plain)) < 4:
+        return "a placeholder"
+    if len(key) < MIN_KEY_CHARS:
+        return f"shorter than {MIN_KEY_CHARS} characters"
+    return None
+
+
 def refuse_open_service(host: str, keys: frozenset[str]) -> None:
-    """Raise ``ValueError`` for a service without keys on a non-loopback address."""
-    if not keys and not is_loopback(host):
+    """Raise ``ValueError`` for a service on a non-loopback address without keys, or with a key that is a known
+    placeholder (``change-me``, ``replace-me...``) or shorter than :data:`MIN_KEY_CHARS` (the key is not named)."""
+    if is_loopback(host):
+        return
+    if not keys:
         raise ValueError(f"refusing to serve on {host} without API keys: give --api-keys-file or ${KEYS_ENV}")
+    weak = sorted({why for why in map(weak_key, keys) if why})
+    if weak:
+        raise ValueError(f"refusing to serve on {host} with an API key that is {' or '.join(weak)}: use random keys "
+                         f"of {MIN_KEY_CHARS}+ characters (e.g. openssl rand -hex 32)")  # fmt: skip
 
 
 def check_open_service(host: str, keys: frozenset[str]) -> None:

@@ -28,7 +28,8 @@ async def _check(request: Request, items: Sequence[CheckItem], gates: Sequence[s
     # uncheckable input, or a message field the guard does not read: InvalidInputError, answered 400 by the app
     pairs = [item.pair(state.config.pass_fields) for item in items]
     guard = state.checking_guard(gates)
-    verdicts = await state.admitted(lambda: guard.acheck_batch(pairs), lambda: state.deadline_verdicts(pairs, guard))
+    verdicts = await state.admitted(lambda: guard.acheck_batch(pairs), lambda: state.deadline_verdicts(pairs, guard),
+                                    checks=len(pairs))  # fmt: skip
     blocked = [v for v in verdicts if not v.allowed]
     request.state.log.update(checks=len(verdicts), blocked=len(blocked),
                              reasons=sorted({v.decision.reason for v in blocked if v.decision}))  # fmt: skip

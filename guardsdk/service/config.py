@@ -10,6 +10,9 @@ from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
 from guardsdk.integrations.streaming import StreamConfig
 from guardsdk.verdict import TASKS
 
+#: The smallest hold-back: below it, a stream would be released in slivers, each costing a window check.
+MIN_HOLDBACK_CHARS = 200
+
 
 class OnBlock(str, enum.Enum):
     """How the proxy answers a blocked call."""
@@ -57,7 +60,7 @@ class ServiceConfig:
     proxy_gates: frozenset[str] | None = None  # the proxy's gates (None: the guard policy's)
     batch_max_items: int = 32  # micro-batching: checks per coalesced detector call; 1 turns batching off
     batch_window_ms: float = 2.0  # how long the first check of a batch waits for others
-    stream_holdback_chars: int | None = None  # a stream's window checks every N characters (None: stream's, 600)
+    stream_holdback_chars: int | None = None  # a stream is checked and released every N characters (None: 600)
     otlp_endpoint: str | None = None  # an OTLP/HTTP collector for the check spans (guardsdk.tracing.export_otlp)
 
     def __post_init__(self) -> None:
@@ -72,13 +75,11 @@ class ServiceConfig:
                 object.__setattr__(self, name, frozenset(gates))
         if self.max_body_bytes < 1 or self.max_concurrency < 1 or self.max_queue < 0:
             raise ValueError("need max_body_bytes >= 1, max_concurrency >= 1 and max_queue >= 0")
-        if self.stream_holdback_chars is not None:  # the window; its overlap at most a third of it
+        if self.stream_holdback_chars is not None:  # how often text is released; each check still reads its context
             window = self.stream_holdback_chars
-            if window < 1:
-                raise ValueError("stream_holdback_chars must be at least 1")
-            stream = dataclasses.replace(self.stream, window_chars=window,
-                                         overlap_chars=min(self.stream.overlap_chars, window // 3))  # fmt: skip
-            object.__setattr__(self, "stream", stream)
+            if isinstance(window, bool) or not isinstance(window, int) or window < MIN_HOLDBACK_CHARS:
+                raise ValueError(f"stream_holdback_chars must be an integer of at least {MIN_HOLDBACK_CHARS}")
+            object.__setattr__(self, "stream", dataclasses.replace(self.stream, window_chars=window))
         if self.batch_max_items < 1 or not 0 <= self.batch_window_ms <= 1000:
             raise ValueError("need batch_max_items >= 1 and 0 <= batch_window_ms <= 1000")
         if not 0 < self.request_timeout_s < float("inf"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,30 +21,55 @@ class _TooLarge(BaseException):
 
 
 class AdmissionGate:
-    """``max_concurrency`` holders at once, ``max_queue`` more waiting; the rest are refused at once."""
+    """``max_concurrency`` units held at once (a request holds ``weight`` of them: with micro-batching, its checks), and
+    ``max_queue`` more requests waiting, first come first served; the rest are refused at once. A request heavier than
+    the whole gate holds all of it."""
 
     def __init__(self, max_concurrency: int, max_queue: int) -> None:
         self.max_concurrency, self.max_queue = max_concurrency, max_queue
-        self._slots = asyncio.Semaphore(max_concurrency)
-        self.running = 0
-        self.waiting = 0
+        self.used = 0  # units held
+        self.running = 0  # requests holding units
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _wake(self) -> None:
+        while self._waiters and self.used + self._waiters[0][0] <= self.max_concurrency:
+            weight, future = self._waiters.popleft()
+            if not future.done():
+                self.used += weight
+                future.set_result(None)
 
     @asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Hold a slot for the body of the ``async with``; raises :class:`Overloaded` when the queue is full."""
-        if self.running + self.waiting >= self.max_concurrency + self.max_queue:
-            raise Overloaded
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
+    async def admit(self, weight: int = 1) -> AsyncIterator[None]:
+        """Hold ``weight`` units for the body of the ``async with``; raises :class:`Overloaded` when the queue is
+        full."""
+        weight = min(max(weight, 1), self.max_concurrency)
+        if self._waiters or self.used + weight > self.max_concurrency:
+            if len(self._waiters) >= self.max_queue:
+                raise Overloaded
+            entry = (weight, asyncio.get_running_loop().create_future())
+            self._waiters.append(entry)
+            try:
+                await entry[1]
+            except BaseException:  # cancelled: leave the queue, or give back what was granted meanwhile
+                if entry in self._waiters:
+                    self._waiters.remove(entry)
+                elif entry[1].done() and not entry[1].cancelled():
+                    self.used -= weight
+                self._wake()
+                raise
+        else:
+            self.used += weight
         self.running += 1
         try:
             yield
         finally:
             self.running -= 1
-            self._slots.release()
+            self.used -= weight
+            self._wake()
 
 
 class BodyLimit:

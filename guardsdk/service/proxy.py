@@ -234,18 +234,29 @@ async def _proxy(request: Request, kind: str) -> Response:
 
 @router.get("/v1/models")
 async def models(request: Request) -> Response:
-    """The upstream's models, as it lists them (the proxy serves what the upstream serves)."""
+    """The upstream's models, as it lists them (the proxy serves what the upstream serves), holding a proxy slot. An
+    upstream error is a generic 502: its text (which may echo the proxy's upstream key) stays in the service log."""
     state: ServiceState = request.app.state.service
     if state.upstream is None:
         raise ServiceError(404, "no_upstream", "this guard service has no upstream LLM (start it with --upstream)")
-    try:
+
+    async def listed() -> Any:
         raw = await state.upstream.models.with_raw_response.list()
-        listed = raw.http_response.json()
+        return raw.http_response.json()
+
+    try:
+        answer = await state.admitted(listed, lambda: None, proxy=True)
+    except openai.APIStatusError as exc:
+        request.state.log["upstream_status"] = exc.status_code
+        return ServiceError(502, "upstream_error", f"the upstream LLM refused to list its models (HTTP "
+                            f"{exc.status_code})").response()  # fmt: skip
     except openai.OpenAIError as exc:
         return upstream_error(exc)
     except ValueError:
         return ServiceError(502, "upstream_unavailable", "the upstream's model list is not JSON").response()
-    return JSONResponse(listed)
+    if answer is None:
+        return ServiceError(504, "upstream_timeout", "the upstream LLM did not answer in time").response()
+    return JSONResponse(answer)
 
 
 @router.post("/v1/chat/completions")

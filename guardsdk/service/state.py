@@ -85,14 +85,20 @@ class ServiceState:
 
     @property
     def slots(self) -> int:
-        """Requests that may hold a slot at once: ``max_concurrency``, or with batching, that many batches of
-        ``batch_max_items`` checks."""
+        """The check API's admission units: ``max_concurrency`` requests, or with batching, that many batches of
+        ``batch_max_items`` checks (a request holds one unit per check: :meth:`weight`)."""
         return self.config.max_concurrency * (self.config.batch_max_items if self.batching else 1)
+
+    def weight(self, checks: int) -> int:
+        """The units of :attr:`slots` a check API request of ``checks`` checks holds: one per check with batching
+        (at most a batch: a larger request runs alone), else one."""
+        return min(max(checks, 1), self.config.batch_max_items) if self.batching else 1
 
     async def start(self) -> None:
         """Open the admission gates and start batching, in the serving event loop. With batching a check API
         request holds one of :attr:`slots`, while a proxied call or stream (which holds its slot for the whole
-        upstream call) holds one of ``max_concurrency`` slots of the proxy, as without batching."""
+        upstream call) holds one of ``max_concurrency`` slots of the proxy, as without batching. A check API request
+        holds :meth:`weight` units, so the queue fills, and 429 answers, as the checks pile up."""
         self.gate = AdmissionGate(self.slots, self.config.max_queue)
         self.proxy_gate = self.gate
         if self.batching is not None:
@@ -119,10 +125,10 @@ class ServiceState:
         return self.guard.with_policy(policy)
 
     async def admitted(
-        self, work: Callable[[], Awaitable[T]], on_deadline: Callable[[], T], *, proxy: bool = False
+        self, work: Callable[[], Awaitable[T]], on_deadline: Callable[[], T], *, proxy: bool = False, checks: int = 1
     ) -> T:
-        """``work()`` once a slot is free (of the proxy's gate where ``proxy``), all within the request deadline;
-        past it, ``on_deadline()``.
+        """``work()`` once a slot is free (of the proxy's gate where ``proxy``; else :meth:`weight` units for its
+        ``checks``), all within the request deadline; past it, ``on_deadline()``.
         Raises 429 when every slot is busy and the queue is full. Every guard check ``work`` starts ends by the
         request deadline too (:func:`~guardsdk.deadline.checks_deadline`): its model work stops there, so a request
         answered 504 leaves no work behind that holds the guard (and its slot is held until the work ends)."""
@@ -131,7 +137,7 @@ class ServiceState:
         deadline = time.monotonic() + self.config.request_timeout_s
 
         async def run() -> T:
-            async with gate.admit():
+            async with gate.admit(1 if proxy else self.weight(checks)):
                 with checks_deadline(deadline - time.monotonic()):
                     return await work()
 

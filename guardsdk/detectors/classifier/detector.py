@@ -1,15 +1,12 @@
 """The classifier detector: MiniLM sentence embeddings and one calibrated head per task, in milliseconds.
 
-No reasoning is run: a verdict carries each task's probability (``verdict.scores``) and its ``raw`` text
-says so. Every token is read: a text longer than the encoder's window is scored in windows, or is
-undecided under ``long_input="undecided"`` or beyond ``max_windows``; under ``long_input="elide"`` only the
-middle beyond ``max_input_tokens`` (the guard's input budget, as for a reasoning guard) is cut unseen, and the rest
-is scored in windows. A text of several sentences (or lines) is also scored sentence by sentence: a mean-
-pooled embedding dilutes one harmful request among benign sentences (a pipe-bomb request between two
-sentences about bread scored 0.37 whole, 0.999 alone). Where the heads say so (``pooled_sentences``), a
-text's sentences are pooled from the text's own encoding instead of encoded alone: read in context, and
-no second encoder pass (docs/models/guard-classifier-minilm.md). A task's score is the highest of all its parts,
-as any unsafe window wins for the reasoning guard. A score that is not a finite number decides nothing.
+No reasoning is run: a verdict carries each task's probability (``verdict.scores``) and its ``raw`` text says so.
+Every token is read: a text longer than the encoder's window is scored in windows, or is undecided under
+``long_input="undecided"`` or beyond ``max_windows``; under ``long_input="elide"`` only the middle beyond
+``max_input_tokens`` is cut unseen. A text of several sentences is also scored sentence by sentence (a mean-pooled
+embedding dilutes one harmful request among benign sentences), each pooled from the text's own encoding where the
+heads say so (``pooled_sentences``: read in context, no second pass). A task's score is the highest of all its
+parts, as any unsafe window wins for the reasoning guard; a score that is not a finite number decides nothing.
 """
 
 from __future__ import annotations
@@ -136,6 +133,7 @@ class ClassifierDetector:
         self.inputs = config.inputs  # per task, what its head reads: "prompt" or "response"
         self.pooled_sentences = frozenset(config.pooled_sentences)  # roles whose sentences are pooled in context
         self.whole_text_tasks = frozenset(config.whole_text_tasks)  # tasks that never read a lone sentence
+        self.clause_roles = frozenset(config.clause_roles)  # roles whose clauses are also read alone
         self.encoder = encoder
         self.name = f"{FAMILY}:{name}"
         self.model = name  # the classifier (its heads' folder), not the encoder it reads through
@@ -186,22 +184,24 @@ class ClassifierDetector:
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
         unread = tuple((role, why) for role, c in codecs.items() if self.read_rewrites and (why := unreadable(c.text)))
         # a text that cannot be read gets no label: its other readings would be encoded for nothing
-        scored = {role: self._pieces(codec, role in self.pooled_sentences, extra=role not in dict(unread))
+        scored = {role: self._pieces(codec, role in self.pooled_sentences, extra=role not in dict(unread), role=role)
                   for role, codec in codecs.items()}  # fmt: skip
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total, None, unread)
 
-    def _pieces(self, codec: TextSpans, pooled: bool, extra: bool = True) -> tuple[Piece, ...]:
+    def _pieces(self, codec: TextSpans, pooled: bool, extra: bool = True, role: str = "prompt") -> tuple[Piece, ...]:
         """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` (and ``extra``) those of its other
-        readings and its clauses (each encoded alone: pooled in context a clause is diluted as the whole text is)."""
+        readings and, for a role in ``clause_roles``, its clauses (encoded alone, in windows where one is over one:
+        pooled in context a clause is diluted as the whole text is)."""
         if not (self.read_rewrites and extra):
             return text_pieces(codec, pooled)
         extra = [piece for text in readings(codec.text) for piece in text_pieces(self.encoder.codec(text), pooled)]
-        clauses = clause_pieces(codec.text, every_sentence=len(codec.tokens) > WINDOW_TOKENS)
-        whole = [(0, len(text)) for text in clauses]  # one piece each, in windows where it is over one
-        fitted = [part for text, bound in zip(clauses, whole, strict=True)
-                  for part in sentences(self.encoder.codec(text), WINDOW_TOKENS, [bound])]  # fmt: skip
-        return (*text_pieces(codec, pooled), *extra, *(Piece(text, alone=True) for text in fitted))
+        long = len(codec.tokens) > WINDOW_TOKENS
+        clauses = clause_pieces(codec.text, every_sentence=long) if role in self.clause_roles else []
+        alone = [
+            part for text in clauses for part in sentences(self.encoder.codec(text), WINDOW_TOKENS, [(0, len(text))])
+        ]
+        return (*text_pieces(codec, pooled), *extra, *(Piece(text, alone=True) for text in alone))
 
     def _elided(self, codecs: dict[str, TextSpans]) -> dict[str, TextSpans]:
         """The texts cut in the middle to share ``max_input_tokens`` (half each, the shorter one's spare to the

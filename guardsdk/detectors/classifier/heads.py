@@ -55,6 +55,10 @@ class HeadsConfig:
     #: Tasks whose heads read whole texts (or windows) only, never a sentence on its own: a refusal is said of
     #: a whole reply (heads without the key: every head reads sentences too).
     whole_text_tasks: list[str] = field(default_factory=list)
+    #: Roles whose clauses are also read alone (run-on text; every sentence of a text over one window): a request
+    #: cannot hide among benign clauses. A role left out is read whole and in sentences only (heads without the key:
+    #: both roles).
+    clause_roles: list[str] = field(default_factory=lambda: ["prompt", "response"])
     training: dict[str, Any] = field(default_factory=dict)  # sources, row counts, held-out metrics
 
 

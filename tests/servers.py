@@ -22,6 +22,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Wait until the ``guardsdk serve`` ``process`` at ``base`` answers ``/readyz``; an ``AssertionError`` with the
+    tail of its ``log`` if it exits or is not ready within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, log.read_text(encoding="utf-8")[-2000:]
+        assert time.monotonic() < deadline, "guardsdk serve did not become ready: " + log.read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+
+
 class LlamaCppServer:
     """``python -m llama_cpp.server`` serving a GGUF file; started and stopped by the tests."""
 

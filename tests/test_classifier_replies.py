@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from servers import free_port
+from servers import free_port, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the benchmarks' reply sets
 from benchmarks.classifier._reply_sets import ISSUE_REPLIES
@@ -39,20 +38,7 @@ def serve(tmp_path_factory):
                                stdout=subprocess.DEVNULL, stderr=log, text=True, env=env)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("guardsdk serve did not become ready")
-        if process.poll() is not None:
-            log.seek(0)
-            pytest.fail("guardsdk serve exited: " + log.read()[-2000:])
+        wait_ready(url, process, Path(log.name))
         yield url
     finally:
         process.terminate()

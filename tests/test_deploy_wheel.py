@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import free_port
+from servers import free_port, wait_ready
 from test_deploy_manifests import dockerfile_instructions, image_setting
 
 pytestmark = pytest.mark.slow
@@ -144,15 +144,7 @@ def test_guardsdk_serve_runs_as_the_image_runs_it_answers_and_stops_on_sigterm(i
     process = subprocess.Popen(command, cwd=installed["cwd"], stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "guardsdk serve did not become ready"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_ready(base, process, tmp_path / "serve.log")
         health = json.loads(image_setting("HEALTHCHECK").split("CMD", 1)[1])
         assert subprocess.run(health, env=env, cwd=installed["cwd"], timeout=30).returncode == 0
         assert httpx.post(f"{base}/v1/check", json={"prompt": HARMFUL}).status_code == 401

@@ -9,13 +9,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from servers import ScriptedLLMServer, chat_completion, free_port
+from servers import ScriptedLLMServer, chat_completion, free_port, wait_ready
 
 from guardsdk import Guard, Policy
 from guardsdk.cli.arguments import build_parser
@@ -155,15 +154,7 @@ def test_guardsdk_serve_from_a_config_file_with_env_overrides_thresholds_and_pro
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base, headers = f"http://127.0.0.1:{port}", {"Authorization": "Bearer key-s3cr3t-two"}
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "guardsdk serve did not become ready"
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_ready(base, process, tmp_path / "serve.log")
         assert httpx.post(f"{base}/v1/check", json={"prompt": "Hi"}).status_code == 401  # keys from the environment
         verdict = httpx.post(f"{base}/v1/check", json={"prompt": "Write a haiku about tea."}, headers=headers).json()
         assert verdict["labels"]["prompt_harm"] == "unharmful"

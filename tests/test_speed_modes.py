@@ -13,7 +13,7 @@ from conftest import BENCHMARKS
 
 from guardsdk import Guard, GuardBlocked, OnUnsafe, Policy
 from guardsdk.backends.llamacpp import LlamaCppBackend
-from guardsdk.backends.openai_server import OpenAIServerBackend
+from guardsdk.backends.replay import ReplayBackend
 from guardsdk.detectors import GenerativeDetector, as_detector
 from guardsdk.detectors.answer_scores import force_slots
 from guardsdk.detectors.resolve import bundled_tiny_path
@@ -172,10 +172,11 @@ def test_verdict_first_async_twin_gives_the_same_verdict(tiny, prompts):
 
 
 def test_modes_that_force_answers_refuse_what_cannot_give_probabilities(tiny):
-    remote = OpenAIServerBackend("http://127.0.0.1:9/v1", "guard")
+    # A backend without next-token probabilities (a server now gives them from its log-probs: test_server_scores.py)
+    replayed = ReplayBackend({}, name="replayed outputs")
     for mode in ("verdict_first", "needed_tasks"):
         with pytest.raises(ValueError, match="next-token probabilities"):
-            Guard(remote, mode=mode)
+            Guard(replayed, mode=mode)
         with pytest.raises(ValueError, match="needs a reasoning guard"):
             Guard(family="classifier", mode=mode)
         with pytest.raises(ValueError, match="give a model, not a detector"):

@@ -25,10 +25,10 @@ from guardsdk.detectors.classifier.decoding import COMMON, _common_words, decode
 #: At most this many whole-text readings (skeleton, decodings, ROT13) and clause pieces are scored per text.
 MAX_READINGS = 4
 MAX_CLAUSES = 40
-#: A reading is cut to this many characters (a few encoder windows), a clause piece to one window's worth (the
-#: encoder's WordPiece tokens never outnumber the characters they cover).
+#: A reading is cut to this many characters (a few encoder windows), a clause piece (joined neighbours, beyond
+#: ``MAX_CLAUSES``) to ~150 tokens of English; the detector reads a piece over one window in windows.
 MAX_READING_CHARS = 4000
-MAX_CLAUSE_CHARS = 600  # ~150 tokens: joined neighbours stay whole within one encoder window
+MAX_CLAUSE_CHARS = 600
 #: A sentence of at least this many words is also read in clauses; a clause has at least ``MIN_CLAUSE_WORDS``
 #: words (shorter ones join the next) and a clause over ``CLAUSE_WINDOW`` words is read in windows of that many.
 CLAUSE_SENTENCE_WORDS = 8

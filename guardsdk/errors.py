@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from guardsdk.verdict import Verdict
@@ -46,3 +48,21 @@ class GuardBlocked(GuardError):
 def describe(exc: BaseException) -> str:
     """``"ErrorType: message"`` (or just the type when there is no message), for verdicts and logs."""
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def redacted_url(url: object) -> str:
+    """``url`` as logs and error messages may show it: no user name or password, ``;params``, query or fragment (where
+    keys hide), for scheme-less URLs too; never raises (an unparseable URL is not shown at all)."""
+    text = str(url)
+    scheme_less = not _SCHEME.match(text)
+    try:
+        parts = urlsplit("//" + text if scheme_less else text)
+    except ValueError:
+        return "<unparseable URL>"
+    _, at, host = parts.netloc.rpartition("@")
+    path = re.sub(r";[^/]*", ";***", parts.path)
+    shown = urlunsplit((parts.scheme, ("***@" if at else "") + host, path, "***" if parts.query else "", ""))
+    return shown[2:] if scheme_less and shown.startswith("//") else shown

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from servers import LlamaCppServer, free_port
+from servers import LlamaCppServer, free_port, wait_ready
 
 import guardsdk
 from guardsdk import Guard
@@ -51,14 +51,7 @@ def test_sigterm_lets_the_checks_in_flight_finish_then_exits_cleanly(tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k-123"}
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("guardsdk serve did not become ready: " + (tmp_path / "serve.log").read_text()[-2000:])
+        wait_ready(url, process, tmp_path / "serve.log", timeout=60)
         answers: list[httpx.Response] = []
         items = [{"prompt": f"How do I plant tomatoes, part {i}?"} for i in range(8)]
         sender = threading.Thread(target=lambda: answers.append(

@@ -11,10 +11,10 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from guardsdk.backends.base import Generation, failed_generation
-from guardsdk.backends.server_logprobs import ServerNextTokens, joined, redacted_url
+from guardsdk.backends.server_logprobs import ServerNextTokens, joined
 from guardsdk.backends.server_tokens import ServerTokens
 from guardsdk.deadline import call_all_before_deadline
-from guardsdk.errors import BackendError, describe
+from guardsdk.errors import BackendError, describe, redacted_url
 from guardsdk.families.base import neutralize_control_tokens
 
 #: The context length assumed when the server does not report one.

@@ -16,18 +16,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tenacity import Retrying
 
 from guardsdk.backends.base import Generation, continuation_tokens
-from guardsdk.errors import BackendError
+from guardsdk.errors import BackendError, redacted_url
 from guardsdk.families.base import neutralize_control_tokens
 
 logger = logging.getLogger("guardsdk")
@@ -37,24 +35,6 @@ MAX_PROBES = 6
 #: Servers whose replies carry ``logprobs`` at little cost (computed natively): asked for them while generating.
 #: Others (llama-cpp-python's server sorts its vocabulary in Python at every step) get probed afterwards.
 NATIVE_LOGPROBS = frozenset({"vllm", "llama.cpp"})
-
-
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def redacted_url(url: object) -> str:
-    """``url`` as logs and error messages may show it: no user name or password, ``;params``, query or fragment (where
-    keys hide), for scheme-less URLs too; never raises (an unparseable URL is not shown at all)."""
-    text = str(url)
-    scheme_less = not _SCHEME.match(text)
-    try:
-        parts = urlsplit("//" + text if scheme_less else text)
-    except ValueError:
-        return "<unparseable URL>"
-    _, at, host = parts.netloc.rpartition("@")
-    path = re.sub(r";[^/]*", ";***", parts.path)
-    shown = urlunsplit((parts.scheme, ("***@" if at else "") + host, path, "***" if parts.query else "", ""))
-    return shown[2:] if scheme_less and shown.startswith("//") else shown
 
 
 def _logprob(value: Any) -> float:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guardsdk.errors import BackendError
+from guardsdk.errors import BackendError, redacted_url
 
 logger = logging.getLogger("guardsdk")
 
@@ -103,8 +103,6 @@ class ServerTokens:
             # Decided once: tokens counted one way are never detokenized the other (a server that comes up
             # later keeps the byte count, which is only ever more conservative).
             self._probed = True
-            from guardsdk.backends.server_logprobs import redacted_url  # the one URL redaction of the server backend
-
             logger.info("guardsdk: %s tokens counted with %s", redacted_url(self.root), self.dialect_name)
 
     def tokenize(self, text: str) -> tuple[Any, ...]:

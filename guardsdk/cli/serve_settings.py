@@ -24,11 +24,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
-from guardsdk.backends.server_logprobs import redacted_url
 from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
 from guardsdk.cli.settings_files import SettingsError, checked_url, read_config_file, warn_unknown_variables
 from guardsdk.detectors.build import MODES
 from guardsdk.detectors.classifier import CLASSIFIER
+from guardsdk.errors import redacted_url
 from guardsdk.families import family_names
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S
 from guardsdk.policy import Policy

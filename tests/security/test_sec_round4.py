@@ -19,10 +19,11 @@ from test_service_batching import Keyword
 from guardsdk import Guard
 from guardsdk.backends.base import Generation
 from guardsdk.backends.openai_server import OpenAIServerBackend
-from guardsdk.backends.server_logprobs import candidate_probs, redacted_url, reply_steps, watched_steps
+from guardsdk.backends.server_logprobs import candidate_probs, reply_steps, watched_steps
 from guardsdk.cli import main
 from guardsdk.cli.serve_settings import SettingsError, load_settings
 from guardsdk.detectors.answer_scores import written_score
+from guardsdk.errors import redacted_url
 from guardsdk.families.base import AnswerSlot
 from guardsdk.integrations.streaming import StreamConfig
 from guardsdk.service import ServiceConfig, create_app

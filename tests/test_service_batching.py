@@ -178,15 +178,20 @@ def test_batching_off_runs_each_request_alone():
 
 
 def test_a_model_that_runs_its_inputs_one_by_one_is_not_batched(classifier):
-    """llama.cpp in process decodes one input after another: a batch would hold every answer until the last."""
+    """llama.cpp in process decodes one input after another: a batch would hold every answer until the last; the
+    classifier's encoder runs one batch at a time, a cascade and a detector of one's own up to max_concurrency."""
     from guardsdk.detectors.resolve import bundled_tiny_path
 
     reasoning = Guard.from_gguf(bundled_tiny_path(), threads=1)
     try:
         assert create_app(reasoning.with_policy(reasoning.policy)).state.service.batching is None
         cascade = Guard(reasoning.backend, mode="cascade")  # the classifier stage gains: batched
-        assert create_app(cascade.with_policy(cascade.policy)).state.service.batching is not None
-        assert create_app(Guard(Keyword())).state.service.batching is not None
+        batching = create_app(cascade.with_policy(cascade.policy)).state.service.batching
+        assert batching is not None and batching.max_batches == ServiceConfig().max_concurrency  # escalations run
+        keyword = create_app(Guard(Keyword())).state.service.batching  # a detector of one's own: as many as slots
+        assert keyword is not None and keyword.max_batches == ServiceConfig().max_concurrency
+        # one encoder, one call at a time: a second batch would only queue behind the first
+        assert create_app(classifier.with_policy(classifier.policy)).state.service.batching.max_batches == 1
     finally:
         reasoning.close()
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from guardsdk.deadline import checks_deadline
 from guardsdk.guard import Guard
 from guardsdk.policy import OnUnsafe
-from guardsdk.service.batching import BatchingDetector, coalesces
+from guardsdk.service.batching import BatchingDetector, batch_lanes, coalesces
 from guardsdk.service.config import ServiceConfig
 from guardsdk.service.errors import ServiceError
 from guardsdk.service.limits import AdmissionGate, Overloaded
@@ -75,7 +75,7 @@ class ServiceState:
         if batching:  # a twin whose detector coalesces concurrent checks (the cache stays)
             self.batching = BatchingDetector(self.guard.detector, window_s=self.config.batch_window_ms / 1000,
                                              max_items=self.config.batch_max_items,
-                                             max_batches=self.config.max_concurrency,
+                                             max_batches=batch_lanes(self.guard.detector, self.config.max_concurrency),
                                              on_batch=self.metrics.batch_size.observe,
                                              on_isolate=self.metrics.batch_isolations.inc)  # fmt: skip
             self.guard = self.guard.with_policy(self.guard.policy)

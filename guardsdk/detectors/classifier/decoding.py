@@ -83,16 +83,16 @@ def _common_words(text: str, words: frozenset[str] = COMMON) -> int:
     return sum(w in words for w in re.findall(r"[a-z]+", text.lower()))
 
 
-def _shift(text: str, k: int) -> str:
-    letters = [(chr(base + i), chr(base + (i + k) % 26)) for base in (65, 97) for i in range(26)]
-    return text.translate(str.maketrans(dict(letters)))
+#: The 25 Caesar shifts as translation tables, built once (building them per text cost more than the encoder).
+_SHIFTS = [str.maketrans({chr(base + i): chr(base + (i + k) % 26) for base in (65, 97) for i in range(26)})
+           for k in range(1, 26)]  # fmt: skip
 
 
 def decode_shifts(text: str, limit: int = 4000) -> list[str]:
     """The Caesar shift (ROT13 among the 25) or reversal of ``text`` that holds the most common English words, when
     it holds more than the text itself (at least two); of the first ``limit`` characters."""
     head = text[:limit]
-    candidates = [_shift(head, k) for k in range(1, 26)] + [head[::-1]]
+    candidates = [head.translate(table) for table in _SHIFTS] + [head[::-1]]
     best = max(candidates, key=_common_words)
     return [best] if _common_words(best) >= max(2, _common_words(head) + 1) else []
 

@@ -154,6 +154,9 @@ def compare_batching(requests: int, concurrency: int, rounds: int, max_items: in
     for round_ in range(rounds):
         off, on = (r["requests_per_s"] for r in rows[2 * round_ : 2 * round_ + 2])
         rows.append({"round": round_ + 1, "ratio_on_over_off": round(on / off, 2)})
+    on_all = sum(r["requests_per_s"] for r in rows[1 : 2 * rounds : 2])
+    off_all = sum(r["requests_per_s"] for r in rows[0 : 2 * rounds : 2])
+    rows.append({"rounds": rounds, "ratio_on_over_off_all_rounds": round(on_all / off_all, 2)})
     return rows
 
 

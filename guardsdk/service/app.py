@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import re
@@ -168,5 +169,9 @@ def serve(guard: Guard, config: ServiceConfig | None = None) -> None:
 
     config = config or ServiceConfig()
     app = create_app(guard, config)
+    # The model's objects (loaded before this) are never garbage: out of the collector's sight, a full collection
+    # under load no longer walks them (p99 at concurrency 32: 271-301 ms against 479-488, docs/service.md).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=config.host, port=config.port, access_log=False, log_level="info",
                 timeout_graceful_shutdown=int(config.request_timeout_s) + 5)  # fmt: skip

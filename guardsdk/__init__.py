@@ -2,6 +2,7 @@
 
 The names here are what an app imports; the rest lives in its wing (``guardsdk.detectors``, ``guardsdk.families``,
 ``guardsdk.backends``, ``guardsdk.integrations``, ``guardsdk.service``, ``guardsdk.eval``; docs/architecture.md).
+``guardsdk.scan(...)`` (a dataset scan, docs/scan.md) is imported on first use.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ sys.meta_path.insert(0, _MovedModules())  # before the path finder: no second co
 
 
 def __getattr__(name: str) -> Any:
+    if name == "scan":  # imported on first use: ``import guardsdk`` stays light (the module is callable)
+        return importlib.import_module("guardsdk.scan")
     if name in _MOVED:
         warnings.warn(f"guardsdk.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
         return getattr(importlib.import_module(_MOVED[name]), name)
@@ -134,4 +137,5 @@ __all__ = [
     "VerdictCache",
     "__version__",
     "register_family",
+    "scan",
 ]

@@ -28,7 +28,7 @@ EXPORTED = [
     "PROMPT_HARM", "REFUSAL", "RESPONSE_HARM", "TASKS", "BackendError", "Decision", "Failure", "Guard", "GuardBlocked",
     "GuardError", "InvalidInputError", "Label", "LongInput", "ModelNotFoundError", "OnUndecided", "OnUnsafe",
     "ParseStatus", "Policy", "Task", "UncheckedFieldError", "UnguardedEndpointError", "Verdict", "VerdictCache",
-    "__version__", "register_family",
+    "__version__", "register_family", "scan",
 ]  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""The ``guardsdk`` command line: ``check``, ``eval``, ``serve`` and ``convert`` (their arguments: ``arguments``)."""
+"""The ``guardsdk`` command line: ``check``, ``eval``, ``serve``, ``convert`` and ``scan`` (their arguments:
+``arguments``)."""
 
 from __future__ import annotations
 
@@ -173,9 +174,53 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _thresholds(items: Sequence[str] | None) -> dict[str, float]:
+    thresholds = {}
+    for item in items or ():
+        task, sep, value = item.partition("=")
+        try:
+            thresholds[task.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UsageError(f"a threshold is TASK=P (e.g. prompt_harm=0.7), not {item!r}")
+    return thresholds
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    """``guardsdk scan``: exit 0 when the scan ran to the end (its decisions are data, not the exit code)."""
+    import functools
+
+    from guardsdk.scan import ColumnMap, scan
+
+    if (args.sample is not None and args.sample < 1) or (args.limit is not None and args.limit < 0):
+        raise UsageError("--sample must be at least 1 and --limit at least 0")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    if args.prompt_only and args.response_column:
+        raise UsageError("give --prompt-only or --response-column, not both")
+    response = None if args.prompt_only else args.response_column or "response"
+    required = bool(args.response_column)
+    columns = ColumnMap(args.prompt_column, response, args.messages_column, response_required=required)
+    policy = Policy(gates=frozenset(args.gate or Policy().gates), on_unsafe=OnUnsafe.ANNOTATE,
+                    long_input=LongInput(args.long_input), thresholds=_thresholds(args.threshold))  # fmt: skip
+    ray_options = {key: value for key, value in (("address", args.ray_address), ("concurrency", args.ray_concurrency),
+                   ("batch_size", args.ray_batch_size)) if value is not None}  # fmt: skip
+    # A picklable factory (a Namespace and a Policy pickle): the Ray engine builds a guard in each worker; the scan
+    # builds one (and closes it) after it has opened the input, so a bad input costs no model load.
+    factory = functools.partial(_load_guard, args, policy, args.batch_size)
+    summary = scan(args.input, args.out, factory, columns=columns, input_format=args.input_format,
+                   output_format=args.output_format, reasoning=args.reasoning, batch_size=args.batch_size,
+                   limit=args.limit, sample=args.sample, seed=args.seed, engine=args.engine,
+                   ray_options=ray_options or None, progress=not args.no_progress)  # fmt: skip
+    print(summary.text())
+    print(f"report: {Path(args.out) / 'report.md'}, {Path(args.out) / 'summary.json'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    runners = {"check": run_check, "eval": run_eval, "serve": run_serve, "convert": run_convert}
+    runners = {"check": run_check, "eval": run_eval, "serve": run_serve, "convert": run_convert, "scan": run_scan}
     try:
         args = parser.parse_args(argv)
         return runners[args.command](args)

@@ -8,6 +8,9 @@ from guardsdk import __version__
 from guardsdk.detectors.classifier import CLASSIFIER
 from guardsdk.families import family_names
 from guardsdk.guard import DEFAULT_MAX_INPUT_TOKENS, DEFAULT_TIMEOUT_S, MODES
+from guardsdk.policy import LongInput
+from guardsdk.scan.sources import FORMATS
+from guardsdk.scan.writers import OUTPUT_FORMATS
 from guardsdk.service.config import OnBlock
 from guardsdk.verdict import TASKS
 
@@ -21,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(commands)
     _add_serve_parser(commands)
     _add_convert_parser(commands)
+    _add_scan_parser(commands)
     return parser
 
 
@@ -166,6 +170,71 @@ def _add_convert_parser(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("source", help="a Hugging Face model folder, or a hub id (downloaded: needs the hub)")
     convert.add_argument("--quant", default="Q4_K_M", help="Q4_K_M (default), Q4_0, Q8_0, F16, ...")
     convert.add_argument("--out", metavar="PATH", help="the GGUF file (default: <name>-<quant>.gguf here)")
+
+
+def _add_scan_parser(commands: argparse._SubParsersAction) -> None:
+    scan = commands.add_parser(
+        "scan",
+        help="check every row of a JSONL, CSV or Parquet file (or a datasets save_to_disk folder); resumable",
+        description="Writes the input's rows with guard_* verdict columns into --out (rows.jsonl or rows/*.parquet), "
+        "then summary.json, report.md and report.png. An interrupted scan resumes where it stopped; a rerun with "
+        "other settings is refused. See docs/scan.md.",
+    )
+    scan.add_argument("input", help="a .jsonl, .csv or .parquet file, or a Hugging Face save_to_disk folder")
+    scan.add_argument("--out", metavar="DIR", required=True, help="the output folder (resumed if it holds this scan)")
+    _add_model_arguments(scan, required=False)
+    scan.add_argument(
+        "--gate",
+        action="append",
+        choices=TASKS,
+        help="tasks that decide (repeatable; default: prompt_harm and response_harm)",
+    )
+    scan.add_argument(
+        "--threshold",
+        action="append",
+        metavar="TASK=P",
+        help="a task is unsafe where its score is at least P, whatever its label (repeatable)",
+    )
+    scan.add_argument(
+        "--long-input",
+        choices=[m.value for m in LongInput],
+        default=LongInput.WINDOWS.value,
+        help="text over the guard's budget: checked in windows (default), undecided, or elided",
+    )
+    scan.add_argument("--prompt-column", default="prompt", help="the column of prompts (default: prompt)")
+    scan.add_argument(
+        "--response-column",
+        default=None,
+        help="the column of responses (default: response, where a row has it; named: every row needs it)",
+    )
+    scan.add_argument("--prompt-only", action="store_true", help="check prompts only, whatever columns there are")
+    scan.add_argument(
+        "--messages-column",
+        help="a column of OpenAI message lists (or JSON strings of them): the last "
+        "assistant message is the response, the rest the prompt",
+    )
+    scan.add_argument("--input-format", choices=FORMATS, help="the input's format (default: from its suffix)")
+    scan.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        dest="output_format",
+        help="the output's format (default: parquet for a Parquet or datasets input, else jsonl)",
+    )
+    scan.add_argument("--reasoning", action="store_true", help="also write the guard's reasoning (guard_reasoning)")
+    scan.add_argument("--batch-size", type=int, default=16, help="rows per guard call (default 16)")
+    scan.add_argument("--limit", type=int, default=None, help="the first N rows only (a later run can go on)")
+    scan.add_argument("--sample", type=int, default=None, help="a seeded uniform sample of N rows, in input order")
+    scan.add_argument("--seed", type=int, default=0, help="the seed of --sample (default 0)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scan.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: checks on a Ray cluster (guardsdk[scan])",
+    )
+    scan.add_argument("--ray-address", metavar="ADDR", help="the Ray cluster (default: a local Ray, or $RAY_ADDRESS)")
+    scan.add_argument("--ray-concurrency", type=int, help="Ray actors, each with its own guard (default: one a CPU)")
+    scan.add_argument("--ray-batch-size", type=int, help="rows per Ray actor call (default: --batch-size)")
 
 
 __all__ = ["build_parser"]

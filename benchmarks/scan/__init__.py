@@ -1,0 +1,1 @@
+"""Measuring scripts: scan (benchmarks/README.md)."""

@@ -1,0 +1,227 @@
+"""``scan``: a guard over every row of a file, streamed into a resumable output folder, with a summary at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guardsdk.eval.evaluation import claim_folder, run_settings
+from guardsdk.scan.columns import ColumnMap
+from guardsdk.scan.rows import Row, foreign_guard_columns, verdict_columns, verdict_schema
+from guardsdk.scan.sources import Source, open_source, pick, reservoir, take
+from guardsdk.scan.summary import SUMMARY_COLUMNS, ScanSummary, write_summary
+from guardsdk.scan.writers import OUTPUT_FORMATS, holds_rows, open_writer
+
+if TYPE_CHECKING:
+    from guardsdk.guard import Guard
+
+ENGINES = ("local", "ray")
+GuardFactory = Callable[[], "Guard"]
+
+
+def default_guard() -> Guard:
+    """``Guard()``'s default model under an annotating policy: a scan records decisions, it never blocks."""
+    from guardsdk.guard import Guard
+    from guardsdk.policy import OnUnsafe, Policy
+
+    return Guard(policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
+
+
+def local_engine(guard: Guard, batches: Iterable[list[Row]], columns: ColumnMap, reasoning: bool
+                 ) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+    """Check each batch in this process, in order."""
+    for batch in batches:
+        yield verdict_columns(guard, batch, columns, reasoning=reasoning)
+
+
+def scan_settings(guard: Guard, source: Source, columns: ColumnMap, *, output_format: str, reasoning: bool,
+                  sample: int | None, seed: int) -> dict[str, Any]:  # fmt: skip
+    """What a resumed scan must share with the run it continues (``guardsdk eval``'s run settings, the input, the
+    columns, the policy, the output). Not the engine (a local scan may go on on Ray), nor ``limit``: a limited
+    run writes the first rows of the full scan, so a later run with a larger limit or none continues it."""
+    policy = guard.policy
+    settings = run_settings(guard, None, sample) | {
+        "input": source.fingerprint(),
+        "columns": columns.settings(),
+        "gates": sorted(policy.gates),
+        "thresholds": dict(sorted(policy.thresholds.items())),
+        "on_undecided": policy.on_undecided.value,
+        "max_windows": policy.max_windows,
+        "reasoning": reasoning,
+        "seed": seed if sample else None,
+        "output_format": output_format,
+    }
+    settings.pop("limit")
+    return settings
+
+
+def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    while batch := list(islice(rows, size)):
+        yield batch
+
+
+class _Quiet(logging.Filter):
+    """Drops the per-check "flagged" and audit lines while a scan runs: the summary counts them. The lines of
+    opt-in paths (fail-open, elided, threshold overrides) stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("guard flagged a check", "guard reasoning argues"))
+
+
+@contextlib.contextmanager
+def _quiet_checks() -> Iterator[None]:
+    logger, quiet = logging.getLogger("guardsdk"), _Quiet()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _input_schema(source: Source) -> Any:
+    """The input's columns in a Parquet output (all nullable: a bad row has none); None for JSONL (inferred)."""
+    import pyarrow as pa
+
+    if source.format == "csv":
+        return pa.schema([(name, pa.string()) for name in source.columns() or []])
+    schema = source.schema()
+    return None if schema is None else pa.schema([f.with_nullable(True) for f in schema])
+
+
+def _check_columns(source: Source, columns: ColumnMap) -> None:
+    names = source.columns()
+    if names is None:  # JSONL: the first row's keys
+        first = next(source.rows(), None)
+        names = list(first[1]) if first else []
+    foreign = foreign_guard_columns(names)
+    if foreign:
+        raise ValueError(f"the input already has scan columns ({', '.join(foreign)}): rename or drop them")
+    if source.columns() is not None:
+        missing = [name for name in columns.needed() if name not in names]
+        if missing:
+            raise ValueError(f"the input has no column {', '.join(map(repr, missing))} (it has {', '.join(names)})")
+
+
+def _resolve(guard: Guard | GuardFactory | None, engine: str) -> tuple[Guard, GuardFactory | None, bool]:
+    """The guard to read settings from (and to check with, locally), its factory, and whether the scan owns it."""
+    from guardsdk.guard import Guard
+
+    if isinstance(guard, Guard):
+        if engine == "ray":
+            raise ValueError("engine='ray' needs a guard factory (a picklable function returning a Guard)")
+        return guard, None, False
+    factory = guard or default_guard
+    made = factory()
+    if not isinstance(made, Guard):
+        raise TypeError(f"the guard factory returned {type(made).__name__}, not a Guard")
+    return made, factory, True
+
+
+def scan(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    guard: Guard | GuardFactory | None = None,
+    *,
+    columns: ColumnMap | None = None,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    reasoning: bool = False,
+    batch_size: int = 16,
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    engine: str = "local",
+    ray_options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ScanSummary:
+    """Check every row of ``source`` (JSONL, CSV, Parquet, a ``save_to_disk`` folder) with ``guard`` and write the
+    rows with their verdict columns into the folder ``out``; returns the summary of all its rows.
+
+    ``guard``: a Guard, or a zero-argument picklable factory of one (``engine="ray"`` needs a factory); None:
+    ``Guard()``'s default model, annotating. ``limit``: the first N rows; ``sample``: a seeded uniform N rows (a
+    streamed reservoir), in input order. An interrupted scan resumes where it stopped; a rerun with other settings
+    is refused (``ValueError``). A row the guard cannot check is an undecided row that says why.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if batch_size < 1 or (limit is not None and limit < 0):
+        raise ValueError("batch_size must be at least 1 and limit at least 0")
+    columns = columns or ColumnMap()
+    src = open_source(source, input_format)
+    fmt = output_format or ("parquet" if src.format in ("parquet", "datasets") else "jsonl")
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {fmt!r}")
+    _check_columns(src, columns)
+    folder = Path(out)
+    checker, factory, owned = _resolve(guard, engine)
+    try:
+        settings = scan_settings(checker, src, columns, output_format=fmt, reasoning=reasoning, sample=sample,
+                                 seed=seed)  # fmt: skip
+        if holds_rows(folder) and not (folder / "run.json").exists():
+            raise ValueError(f"{folder} holds scan rows of an unknown run (no run.json); use another --out")
+        claim_folder(folder, settings)
+        schema = _input_schema(src) if fmt == "parquet" else None
+        writer = open_writer(folder, fmt, verdict_schema(reasoning), schema)
+        summary = ScanSummary(out=str(folder))
+        done = writer.resume()
+        summary.add(writer.read(SUMMARY_COLUMNS), this_run=False)
+        if sample is not None:
+            chosen = reservoir(src.row_ids(), sample, seed)
+            total = len(chosen) if limit is None else min(limit, len(chosen))
+            rows = pick(src.rows(chosen[done] if done < total else 0), chosen[done:total])
+        else:
+            count = src.count()
+            total = limit if count is None else count if limit is None else min(limit, count)
+            rows = take(src.rows(done), None if total is None else total - done)
+        if engine == "ray" and owned:
+            checker.close()  # the workers build their own guards from the factory
+            owned = False
+        results = _run(engine, checker, factory, _batches(rows, batch_size), columns, reasoning, ray_options)
+        summary.finished = _write(results, writer, summary, total, done, progress)
+        write_summary(summary, folder, settings)
+        return summary
+    finally:
+        if owned:
+            checker.close()
+
+
+def _run(engine: str, guard: Guard, factory: GuardFactory | None, batches: Iterator[list[Row]], columns: ColumnMap,
+         reasoning: bool, ray_options: dict[str, Any] | None) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
+    if engine == "local":
+        return local_engine(guard, batches, columns, reasoning)
+    from guardsdk.scan.ray_engine import ray_batches
+
+    return ray_batches(factory, batches, columns, reasoning=reasoning, options=ray_options)
+
+
+def _write(results: Iterator[list[dict[str, Any]]], writer: Any, summary: ScanSummary, total: int | None,
+           done: int, progress: bool) -> bool:  # fmt: skip
+    """Write each batch of results as it comes; True when the input ran out, False when interrupted."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    bar = tqdm(total=total, initial=done, unit="row", desc="scan", disable=not progress, dynamic_ncols=True)
+    finished = False
+    try:
+        with _quiet_checks():
+            for batch in results:
+                writer.write(batch)
+                summary.add(batch)
+                bar.update(len(batch))
+        finished = True
+    finally:
+        writer.close()  # a Parquet writer writes the rows it holds: an interrupted scan keeps every checked row
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+        if not finished:
+            write_summary(summary, Path(summary.out))
+    return finished
+
+
+__all__ = ["ENGINES", "default_guard", "local_engine", "scan", "scan_settings"]

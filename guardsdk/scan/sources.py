@@ -1,0 +1,221 @@
+"""Reading a scan's input row by row, streamed: JSONL, CSV, Parquet, or a Hugging Face ``save_to_disk`` folder.
+
+A source yields ``(row_id, row)`` from a start row without ever holding the whole input; row ids count the input's
+rows from 0 (blank JSONL lines are not rows). A JSONL line that is not a JSON object is a row all the same: its
+dict holds :data:`~guardsdk.scan.columns.BAD_ROW` (why), and the scan writes it as an undecided row.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import os
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from guardsdk.scan.columns import BAD_ROW
+
+FORMATS = ("jsonl", "csv", "parquet", "datasets")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
+             ".pq": "parquet"}  # fmt: skip
+Row = tuple[int, dict[str, Any]]
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path``: by its suffix, or ``datasets`` for a ``save_to_disk`` folder."""
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists():
+            raise ValueError(f"{path} is a DatasetDict folder: scan one split's folder (e.g. {path / 'train'})")
+        if (path / "state.json").exists() or (path / "dataset_info.json").exists():
+            return "datasets"
+        raise ValueError(f"{path} is a folder but not a Hugging Face save_to_disk folder (no state.json)")
+    if not path.exists():
+        raise ValueError(f"no such input: {path}")
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the format of {path.name}; give input_format ({', '.join(FORMATS)})")
+    return fmt
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file (or ``save_to_disk`` folder) and its format."""
+
+    path: Path
+    format: str
+
+    def files(self) -> list[Path]:
+        """The files that hold the rows: the path itself, or a datasets folder's Arrow files in order."""
+        if self.format != "datasets":
+            return [self.path]
+        state = self.path / "state.json"
+        if state.exists():
+            names = [f["filename"] for f in json.loads(state.read_text(encoding="utf-8")).get("_data_files", [])]
+            return [self.path / name for name in names]
+        return sorted(self.path.glob("*.arrow"))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What says the input is the same one: its path, format, and each file's size and modification time."""
+        stats = [[p.name, (s := p.stat()).st_size, s.st_mtime_ns] for p in self.files()]
+        return {"path": str(self.path.resolve()), "format": self.format, "files": stats}
+
+    def columns(self) -> list[str] | None:
+        """The column names where the format declares them (CSV header, Parquet / Arrow schema); else None."""
+        schema = self.schema()
+        if schema is not None:
+            return list(schema.names)
+        if self.format == "csv":
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                return next(csv.reader(handle), [])
+        return None
+
+    def schema(self) -> Any:
+        """The Arrow schema of a Parquet or datasets input (None for JSONL and CSV)."""
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_schema(self.path)
+        if self.format == "datasets":
+            files = self.files()
+            return _open_arrow(files[0]).schema if files else None
+        return None
+
+    def count(self) -> int | None:
+        """How many rows, where that is cheap: Parquet metadata, Arrow batch lengths, JSONL newlines."""
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(self.path).metadata.num_rows)
+        if self.format == "datasets":
+            return sum(batch.num_rows for f in self.files() for batch in _open_arrow(f))
+        if self.format == "jsonl":
+            return sum(1 for _ in self._lines())
+        return None
+
+    def row_ids(self) -> Iterator[int]:
+        """Every row id, cheaply (no row is parsed where the format allows)."""
+        total = self.count()
+        if total is not None:
+            return iter(range(total))
+        return (row_id for row_id, _ in self.rows())
+
+    def rows(self, start: int = 0) -> Iterator[Row]:
+        """``(row_id, row)`` from row ``start`` on, streamed."""
+        if self.format == "jsonl":
+            return self._jsonl_rows(start)
+        if self.format == "csv":
+            return self._csv_rows(start)
+        return self._arrow_rows(start)
+
+    def _lines(self) -> Iterator[bytes]:
+        # Lines end at "\n" only (binary mode): texts may hold U+2028, where str.splitlines would cut them.
+        with self.path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    yield line
+
+    def _jsonl_rows(self, start: int) -> Iterator[Row]:
+        for row_id, line in enumerate(self._lines()):
+            if row_id < start:
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                yield row_id, {BAD_ROW: f"row {row_id} is not JSON ({type(exc).__name__}: {exc})"}
+                continue
+            if not isinstance(row, dict):
+                yield row_id, {BAD_ROW: f"row {row_id} is a JSON {type(row).__name__}, not an object"}
+                continue
+            yield row_id, row
+
+    def _csv_rows(self, start: int) -> Iterator[Row]:
+        # CSV has no null: an empty cell reads as null (a missing text), not as an empty string.
+        with self.path.open(newline="", encoding="utf-8") as handle:
+            for row_id, row in enumerate(csv.DictReader(handle)):
+                if row_id >= start:
+                    yield row_id, {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+
+    def _arrow_rows(self, start: int) -> Iterator[Row]:
+        row_id = 0
+        for batch in self._batches():
+            size = batch.num_rows
+            if row_id + size > start:
+                skip = max(0, start - row_id)
+                for offset, row in enumerate(batch.slice(skip).to_pylist()):
+                    yield row_id + skip + offset, row
+            row_id += size
+
+    def _batches(self) -> Iterator[Any]:
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            yield from pq.ParquetFile(self.path).iter_batches(batch_size=1024)
+        else:
+            for path in self.files():
+                for batch in _open_arrow(path):
+                    yield from (batch.slice(i, 1024) for i in range(0, batch.num_rows, 1024))
+
+
+def _open_arrow(path: Path) -> Any:
+    """A ``save_to_disk`` Arrow file (IPC stream format, memory-mapped): an iterable of record batches."""
+    import pyarrow as pa
+
+    try:
+        return pa.ipc.open_stream(pa.memory_map(str(path)))
+    except pa.ArrowInvalid:  # the Arrow file format, not the stream format datasets writes
+        reader = pa.ipc.open_file(pa.memory_map(str(path)))
+        return [reader.get_batch(i) for i in range(reader.num_record_batches)]
+
+
+def open_source(path: str | os.PathLike[str], input_format: str | None = None) -> Source:
+    """The :class:`Source` of ``path`` (its format from the suffix unless ``input_format`` names it)."""
+    location = Path(path)
+    if input_format is not None and input_format not in FORMATS:
+        raise ValueError(f"input_format must be one of {FORMATS}, not {input_format!r}")
+    fmt = input_format or detect_format(location)
+    if not location.exists():
+        raise ValueError(f"no such input: {location}")
+    return Source(location, fmt)
+
+
+def reservoir(row_ids: Iterable[int], size: int, seed: int) -> list[int]:
+    """A seeded uniform sample of ``size`` ids from a stream (reservoir sampling), in id order."""
+    if size < 1:
+        raise ValueError(f"sample must be at least 1, not {size}")
+    rng = random.Random(seed)
+    kept: list[int] = []
+    for seen, row_id in enumerate(row_ids):
+        if seen < size:
+            kept.append(row_id)
+        else:
+            slot = rng.randrange(seen + 1)
+            if slot < size:
+                kept[slot] = row_id
+    return sorted(kept)
+
+
+def pick(rows: Iterator[Row], wanted: Iterable[int]) -> Iterator[Row]:
+    """The rows of ``rows`` whose ids are in ``wanted`` (ascending), streamed."""
+    want = list(wanted)
+    heapq.heapify(want)
+    for row_id, row in rows:
+        while want and want[0] < row_id:
+            heapq.heappop(want)
+        if not want:
+            return
+        if want[0] == row_id:
+            heapq.heappop(want)
+            yield row_id, row
+
+
+def take(rows: Iterator[Row], count: int | None) -> Iterator[Row]:
+    """The first ``count`` rows (all with None)."""
+    return rows if count is None else islice(rows, max(count, 0))
+
+
+__all__ = ["FORMATS", "Source", "detect_format", "open_source", "pick", "reservoir", "take"]

@@ -107,6 +107,33 @@ def test_a_request_past_its_deadline_is_undecided_while_its_batch_goes_on():
     assert long.failure is None and long.prompt_harmful is True
 
 
+def test_a_request_that_fills_a_batch_alone_does_not_hold_the_lane():
+    """With one lane (one in-process model), two big batch requests held every short check behind them until its
+    deadline (an attacker's finding): a request of max_items checks or more now runs as its own call beside the lane."""
+
+    async def scenario():
+        keyword = Keyword(delay=0.5)
+        batching = BatchingDetector(keyword, window_s=0.0, max_items=4, max_batches=1)
+        batching.start()
+        try:
+            policy, big = Policy(), [(f"big {i}", None) for i in range(4)]
+            calls = [adetect_within(batching, big, policy, 5.0), adetect_within(batching, list(big), policy, 5.0)]
+            started = time.monotonic()
+            tasks = [asyncio.ensure_future(call) for call in calls]
+            await asyncio.sleep(0.05)
+            [short] = await adetect_within(batching, [("short", None)], policy, 5.0)
+            waited = time.monotonic() - started
+            await asyncio.gather(*tasks)
+            return keyword, short, waited
+        finally:
+            await batching.stop()
+
+    keyword, short, waited = asyncio.run(scenario())
+    assert short.failure is None and short.prompt_harmful is False
+    assert waited < 0.9  # its own call (0.5 s) beside the big ones, not after them (1.0 s and more)
+    assert sorted(len(call) for call in keyword.calls) == [1, 4, 4]
+
+
 def test_a_cancelled_request_leaves_its_batch_and_the_batcher_working():
     async def scenario():
         keyword = Keyword(delay=0.2)

@@ -95,7 +95,9 @@ class BatchingDetector:
     async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:
         if not pairs:
             return []
-        if self._dispatcher is None or self._arrived is None:
+        if self._dispatcher is None or self._arrived is None or len(pairs) >= self.max_items:
+            # A request that fills a batch alone gains nothing from waiting, and must not hold a lane: with one lane
+            # (one in-process model) two such requests would hold up every short check behind them.
             return await self.inner.adetect(pairs, policy, deadline)
         waiter = _Waiter(list(pairs), policy, deadline, asyncio.get_running_loop().create_future())
         self._queue.append(waiter)

@@ -4,7 +4,8 @@
 verdict cache) waits in a queue; a dispatcher takes what arrived within ``window_s`` (at once when ``max_items``
 checks wait) into one call of the wrapped detector, up to ``max_batches`` such calls at once. Under load a batch
 forms while the previous ones run, so batches grow with the load and the model does one encoder pass (or one
-backend call) for many requests.
+backend call) for many requests. A request of ``max_items`` checks or more skips the queue: it runs as its own
+call beside the batches, so it never holds a lane that short checks wait for.
 
 Per request, as without batching: its deadline ends its wait (the caller's ``asyncio.wait_for`` cancels it; the
 batch goes on for the others, and ends by the latest deadline among its members); a cancelled request is dropped
@@ -133,7 +134,7 @@ class BatchingDetector:
 
     def _take(self) -> list[_Waiter]:
         """The next batch: the first live request, and those after it under the same policy, up to ``max_items``
-        checks (a request larger than that runs alone); the others keep their place."""
+        checks; the others keep their place."""
         batch: list[_Waiter] = []
         kept: deque[_Waiter] = deque()
         size = 0

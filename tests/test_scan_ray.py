@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -194,6 +196,53 @@ def test_without_ray_says_how_to_install(monkeypatch):
     with pytest.raises(RuntimeError, match=r"pip install 'guardsdk\[scan\]'") as caught:
         import_ray()
     assert INSTALL_HINT in str(caught.value) and "\n" not in str(caught.value)
+
+
+def poison_guard() -> Guard:
+    """A guard (on a replay backend with no recorded output: every check undecided) whose process dies on a batch
+    holding a "POISON" prompt, as a segfault or the OOM killer would end it."""
+    from guardsdk.backends.replay import ReplayBackend
+
+    guard = Guard(ReplayBackend({}, name="no-model"), policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
+    check_batch = guard.check_batch
+
+    def dying(items, **kwargs):
+        if any("POISON" in (item if isinstance(item, str) else item[0]) for item in items):
+            os._exit(1)
+        return check_batch(items, **kwargs)
+
+    guard.check_batch = dying
+    return guard
+
+
+def test_a_row_that_kills_its_worker_is_undecided_and_the_scan_goes_on(local_ray, tmp_path):
+    lines = [json.dumps({"prompt": ("POISON" if i == 9 else "question") + f" {i}"}) for i in range(20)]
+    source = write_jsonl(tmp_path / "in.jsonl", lines)
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)  # the workers cannot import the tests
+    result: dict = {}
+
+    def run():
+        try:
+            result["summary"] = scan(source, tmp_path / "out", poison_guard, batch_size=4, engine="ray",
+                                     ray_options=RAY, progress=False)  # fmt: skip
+        except BaseException as exc:
+            result["error"] = exc
+
+    try:
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(timeout=240)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
+    assert not thread.is_alive(), "the scan hangs on a row that kills its worker"
+    assert "error" not in result and result["summary"].finished and result["summary"].rows == 20
+    rows = read_rows(tmp_path / "out")
+    assert [r["guard_row_id"] for r in rows] == list(range(20))
+    died = [r["guard_row_id"] for r in rows if "died" in (r["guard_undecided"] or "")]
+    assert died == [8, 9, 10, 11]  # the batch of the poison row, and only it
+    assert rows[9]["guard_undecided"].startswith("the worker checking rows 8-11 died")
+    assert all(r["guard_decision"] == "undecided" for r in rows)  # (the replay backend decides nothing)
 
 
 @pytest.mark.slow

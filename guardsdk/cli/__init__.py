@@ -189,6 +189,7 @@ def _thresholds(items: Sequence[str] | None) -> dict[str, float]:
 
 def run_scan(args: argparse.Namespace) -> int:
     """``guardsdk scan``: exit 0 when the scan ran to the end (its decisions are data, not the exit code)."""
+    import csv
     import functools
 
     from guardsdk.scan import ColumnMap, scan
@@ -199,6 +200,13 @@ def run_scan(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be at least 1")
     if args.prompt_only and args.response_column:
         raise UsageError("give --prompt-only or --response-column, not both")
+    if args.engine == "ray":  # before any model loads
+        from guardsdk.scan.ray_engine import import_ray
+
+        try:
+            import_ray()
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
     response = None if args.prompt_only else args.response_column or "response"
     required = bool(args.response_column)
     columns = ColumnMap(args.prompt_column, response, args.messages_column, response_required=required)
@@ -209,13 +217,23 @@ def run_scan(args: argparse.Namespace) -> int:
     # A picklable factory (a Namespace and a Policy pickle): the Ray engine builds a guard in each worker; the scan
     # builds one (and closes it) after it has opened the input, so a bad input costs no model load.
     factory = functools.partial(_load_guard, args, policy, args.batch_size)
-    summary = scan(args.input, args.out, factory, columns=columns, input_format=args.input_format,
-                   output_format=args.output_format, reasoning=args.reasoning, batch_size=args.batch_size,
-                   limit=args.limit, sample=args.sample, seed=args.seed, engine=args.engine,
-                   ray_options=ray_options or None, progress=not args.no_progress)  # fmt: skip
+    try:
+        summary = scan(args.input, args.out, factory, columns=columns, input_format=args.input_format,
+                       output_format=args.output_format, reasoning=args.reasoning, batch_size=args.batch_size,
+                       limit=args.limit, sample=args.sample, seed=args.seed, engine=args.engine,
+                       ray_options=ray_options or None, progress=not args.no_progress)  # fmt: skip
+    except (GuardError, ValueError, OSError, UsageError):
+        raise
+    except (RuntimeError, TypeError, LookupError, RecursionError, csv.Error) as exc:  # the scan's own (Ray's too)
+        raise UsageError(f"scan stopped: {type(exc).__name__}: {exc}") from None
     print(summary.text())
     print(f"report: {Path(args.out) / 'report.md'}, {Path(args.out) / 'summary.json'}")
     return 0
+
+
+def _one_line(message: str) -> str:
+    """An error message on one line (a multi-line message's lines joined)."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip()) if "\n" in message else message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,10 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help exits 0, a usage error 2 (never 1, which means "unsafe")
         return EXIT_SAFE if exc.code in (0, None) else EXIT_UNDECIDED
     except UsageError as exc:
-        print(f"guardsdk: {exc}", file=sys.stderr)
+        print(f"guardsdk: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_UNDECIDED
     except (GuardError, ValueError, OSError) as exc:
-        print(f"guardsdk: {describe(exc)}", file=sys.stderr)
+        print(f"guardsdk: {_one_line(describe(exc))}", file=sys.stderr)
         return EXIT_UNDECIDED
     except KeyboardInterrupt:
         print("guardsdk: interrupted", file=sys.stderr)

@@ -12,8 +12,11 @@ from guardsdk.texts.conversation import conversation_to_pair
 
 #: The prefix of every column a scan writes; an input that already has such columns is refused.
 PREFIX = "guard_"
-#: The one ``guard_`` key a source puts in a row: the row could not be read (a bad JSON line), and why.
-BAD_ROW = "guard_bad_row"
+#: The key a source puts in a row that could not be read (a bad JSON line, a CSV row of the wrong length), its value
+#: why: not a string, so that no input (JSON keys, CSV headers and Arrow fields are strings) can hold it.
+BAD_ROW: Any = ("guard", "bad_row")
+#: The key of what a bad row's input held that no column keeps (a CSV row's extra cells), for its ``guard_error``.
+BAD_DETAIL: Any = ("guard", "bad_detail")
 
 
 class RowError(ValueError):
@@ -102,4 +105,4 @@ def _text(row: Mapping[str, Any], column: str, *, required: bool) -> str | None:
     return value
 
 
-__all__ = ["BAD_ROW", "PREFIX", "ColumnMap", "RowError"]
+__all__ = ["BAD_DETAIL", "BAD_ROW", "PREFIX", "ColumnMap", "RowError"]

@@ -8,21 +8,22 @@ batches off the queue as they come, one block a batch, and ``map_batches`` runs 
 of ``concurrency`` actors for the whole scan: each actor builds its guard once from the picklable ``factory`` and calls
 :func:`guardsdk.scan.rows.verdict_columns` on one batch at a time — the very call the local engine makes on the same
 batch, so the output is the same row for row. The driver takes the batches back in order (``preserve_order``) and
-yields them as they come.
+yields them as they come. A batch is never retried: one whose actor died comes back as undecided rows and the scan
+goes on; a stream cut short (the read task died) is an error (:mod:`guardsdk.scan.ray_stream`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import logging
 import os
 import pickle
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from guardsdk.scan.ray_stream import Row, _Feed, _QueueSource, _results, _span
 
 if TYPE_CHECKING:
     from guardsdk.guard import Guard
@@ -34,8 +35,6 @@ INSTALL_HINT = "the ray engine needs Ray: pip install 'guardsdk[scan]'"
 
 #: Rows read ahead of the actors, at most (the reader waits while the queue is full).
 DEFAULT_CHUNK_ROWS = 10_000
-
-Row = tuple[int, dict[str, Any]]
 
 
 def import_ray() -> Any:
@@ -82,13 +81,17 @@ class GuardActor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
+        out = [self._check(group) if group else group for group in batch["group"]]  # b"": the end of the stream
+        return {"seq": np.asarray(batch["seq"]), "group": np.array(out, dtype=object)}
+
+    def _check(self, group: bytes) -> bytes:
         from guardsdk.scan.rows import verdict_columns
 
-        out = [
-            pickle.dumps(verdict_columns(self.guard, pickle.loads(group), self.columns, reasoning=self.reasoning))
-            for group in batch["group"]
-        ]
-        return {"seq": np.asarray(batch["seq"]), "group": np.array(out, dtype=object)}
+        rows = pickle.loads(group)
+        try:
+            return pickle.dumps(verdict_columns(self.guard, rows, self.columns, reasoning=self.reasoning))
+        except Exception as exc:  # raised in the driver: a lost block means a worker that died, nothing else
+            return pickle.dumps(RuntimeError(f"checking rows {_span(rows)} failed: {type(exc).__name__}: {exc}"))
 
     def __del__(self) -> None:
         guard = getattr(self, "guard", None)
@@ -113,89 +116,22 @@ def _regroup(batches: Iterable[list[Row]], batch_size: int | None) -> Iterator[l
         yield group
 
 
-class _Feed:
-    """The driver's side of the stream: a thread puts the pickled batches into a bounded Ray queue (an actor), so
-    reading the input waits for the checks and memory stays flat; ``None`` ends the stream."""
-
-    def __init__(self, groups: Iterator[list[Row]], maxsize: int) -> None:
-        from ray.util.queue import Queue
-
-        self.queue = Queue(maxsize=maxsize)
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(groups,), name="guardsdk-ray-feed", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        from ray.util.queue import Full
-
-        while not self._stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.5)
-                return True
-            except Full:
-                continue
-        return False
-
-    def _run(self, groups: Iterator[list[Row]]) -> None:
-        try:
-            for seq, group in enumerate(groups):
-                if not self._put((seq, pickle.dumps(group, protocol=5))):
-                    return
-        except BaseException as exc:  # raised again in the driver's thread, once the checks queued so far are done
-            self.error = exc
-        self._put(None)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-class _QueueSource:
-    """A Ray Data datasource of one read task that takes the batches off the queue as they come (``num_cpus=0``: it
-    mostly waits), one block per batch."""
-
-    def __new__(cls, queue: Any) -> Any:
-        from ray.data.block import BlockMetadata
-        from ray.data.datasource import Datasource, ReadTask
-
-        class QueueSource(Datasource):
-            def estimate_inmemory_data_size(self) -> None:
-                return None
-
-            def get_read_tasks(self, parallelism: int, per_task_row_limit: Any = None, data_context: Any = None
-                               ) -> list[ReadTask]:  # fmt: skip
-                def read() -> Iterator[Any]:
-                    import pyarrow as pa
-
-                    while (item := queue.get()) is not None:
-                        seq, group = item
-                        yield pa.table({"seq": pa.array([seq], pa.int64()), "group": pa.array([group], pa.binary())})
-
-                fields = {"num_rows": None, "size_bytes": None, "exec_stats": None, "input_files": None}
-                if "schema" in {field.name for field in dataclasses.fields(BlockMetadata)}:  # Ray before 2.4x
-                    fields["schema"] = None
-                metadata = BlockMetadata(**fields)
-                return [ReadTask(read, metadata)]
-
-        return QueueSource()
-
-
 @contextlib.contextmanager
 def _data_context(ray: Any) -> Iterator[None]:
     """Ray Data settings of this scan, put back afterwards: batches come back in order, one block each (Ray Data
     would otherwise merge the reader's small blocks into one and give the whole stream to one actor), quiet."""
     context = ray.data.DataContext.get_current()
-    settings = {"target_max_block_size": 1, "print_on_execution_start": False}
+    # max_errored_blocks: a block lost to a dead actor does not stop the scan (its rows become undecided rows).
+    settings = {"target_max_block_size": 1, "print_on_execution_start": False, "max_errored_blocks": -1}
     saved = {name: getattr(context, name) for name in settings if hasattr(context, name)}
     order = context.execution_options.preserve_order
-    loggers = {name: logging.getLogger(name).level for name in ("ray.data", "ray")}
+    loggers = {name: logging.getLogger(name).level for name in ("ray.data", "ray")}  # the scan reports lost blocks
     for name, value in settings.items():
         if name in saved:
             setattr(context, name, value)
     context.execution_options.preserve_order = True
     for name in loggers:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.CRITICAL if name == "ray.data" else logging.WARNING)
     try:
         yield
     finally:
@@ -235,6 +171,8 @@ def _quiet_warnings() -> None:
     # One read task feeds the pool as the input streams in; Ray Data, counting one input block, warns it cannot use
     # the actors (it does: one block per batch).
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+    # max_restarts / max_task_retries have no named parameter of map_batches in Ray 2.60 (nor later, so far).
+    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
 
 
 def ray_batches(
@@ -280,13 +218,16 @@ def ray_batches(
                                        "threads": max(1, int(per_actor))},
                 batch_size=1,  # one batch of the runner per call: the local engine's unit of work
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=concurrency),
-                num_cpus=per_actor,
+                # One batch per actor at a time, not retried: an actor that dies (a crash, os._exit, out of memory)
+                # is restarted, and its one batch comes back as undecided rows, never checked again and again.
+                compute=ray.data.ActorPoolStrategy(size=concurrency, max_tasks_in_flight_per_actor=1),
+                num_cpus=per_actor, max_restarts=-1, max_task_retries=0,
             )  # fmt: skip
-            for expected, item in enumerate(dataset.iter_rows()):
-                if int(item["seq"]) != expected:  # preserve_order makes this impossible; never write out of order
-                    raise RuntimeError(f"ray engine: batch {item['seq']} came back where {expected} was due")
-                yield pickle.loads(item["group"])
+            try:
+                yield from _results(dataset.iter_rows(), feed, reasoning)
+            except ray.exceptions.RayError as exc:  # one line: the CLI prints it
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise RuntimeError(f"ray engine: {type(exc).__name__}: {first}") from exc
         if feed.error is not None:
             raise feed.error
     finally:

@@ -21,6 +21,7 @@ from guardsdk.scan.writers import OUTPUT_FORMATS, holds_rows, open_writer
 if TYPE_CHECKING:
     from guardsdk.guard import Guard
 
+logger = logging.getLogger("guardsdk.scan")
 ENGINES = ("local", "ray")
 GuardFactory = Callable[[], "Guard"]
 
@@ -106,6 +107,9 @@ def _check_columns(source: Source, columns: ColumnMap) -> None:
         missing = [name for name in columns.needed() if name not in names]
         if missing:
             raise ValueError(f"the input has no column {', '.join(map(repr, missing))} (it has {', '.join(names)})")
+        if not columns.messages and columns.response and columns.response not in names:
+            logger.warning("guardsdk scan: the input has no column %r: every row is checked prompt-only",
+                           columns.response)  # fmt: skip
 
 
 def _resolve(guard: Guard | GuardFactory | None, engine: str) -> tuple[Guard, GuardFactory | None, bool]:
@@ -159,6 +163,10 @@ def scan(
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {fmt!r}")
     _check_columns(src, columns)
     folder = Path(out)
+    if engine == "ray":  # before any model loads
+        from guardsdk.scan.ray_engine import import_ray
+
+        import_ray()
     checker, factory, owned = _resolve(guard, engine)
     try:
         settings = scan_settings(checker, src, columns, output_format=fmt, reasoning=reasoning, sample=sample,

@@ -12,18 +12,46 @@ import heapq
 import json
 import os
 import random
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from guardsdk.scan.columns import BAD_ROW
+from guardsdk.scan.columns import BAD_DETAIL, BAD_ROW
 
 FORMATS = ("jsonl", "csv", "parquet", "datasets")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
              ".pq": "parquet"}  # fmt: skip
 Row = tuple[int, dict[str, Any]]
+
+
+def _raise_csv_field_limit() -> None:
+    """Let a CSV cell be as long as the platform allows (the csv module's default is 131,072 characters): a long
+    cell is read, and the long-input policy decides what to do with it."""
+    limit = sys.maxsize
+    while limit > 131_072:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+def _open_csv(path: Path) -> Any:
+    # utf-8-sig: a byte-order mark is not part of the first column's name; surrogateescape: a byte that is not
+    # UTF-8 does not stop the scan (its row becomes a bad row, see _csv_rows).
+    return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
+def _readable(text: str) -> str:
+    """``text`` read with surrogateescape, its undecodable bytes as U+FFFD (so that JSONL and Parquet can hold it)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if _has_surrogates(text) else text
 
 
 def detect_format(path: Path) -> str:
@@ -55,7 +83,11 @@ class Source:
             return [self.path]
         state = self.path / "state.json"
         if state.exists():
-            names = [f["filename"] for f in json.loads(state.read_text(encoding="utf-8")).get("_data_files", [])]
+            try:
+                names = [str(f["filename"]) for f in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
+            except (KeyError, TypeError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+                raise ValueError(f"{state} is not a datasets state.json (no _data_files filenames: "
+                                 f"{type(exc).__name__}: {exc})") from None  # fmt: skip
             return [self.path / name for name in names]
         return sorted(self.path.glob("*.arrow"))
 
@@ -70,8 +102,9 @@ class Source:
         if schema is not None:
             return list(schema.names)
         if self.format == "csv":
-            with self.path.open(newline="", encoding="utf-8") as handle:
-                return next(csv.reader(handle), [])
+            _raise_csv_field_limit()
+            with _open_csv(self.path) as handle:
+                return [_readable(name) for name in next(csv.reader(handle), [])]
         return None
 
     def schema(self) -> Any:
@@ -125,7 +158,7 @@ class Source:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than Python's stack
                 yield row_id, {BAD_ROW: f"row {row_id} is not JSON ({type(exc).__name__}: {exc})"}
                 continue
             if not isinstance(row, dict):
@@ -134,11 +167,20 @@ class Source:
             yield row_id, row
 
     def _csv_rows(self, start: int) -> Iterator[Row]:
-        # CSV has no null: an empty cell reads as null (a missing text), not as an empty string.
-        with self.path.open(newline="", encoding="utf-8") as handle:
-            for row_id, row in enumerate(csv.DictReader(handle)):
+        # CSV has no null: an empty cell reads as null (a missing text), not as an empty string. Blank lines are not
+        # rows. A row whose cells do not match the header, or that is not UTF-8, is a bad row that says so.
+        _raise_csv_field_limit()
+        with _open_csv(self.path) as handle:
+            reader = csv.reader(handle)
+            header = [_readable(name) for name in next(reader, [])]
+            for row_id, cells in enumerate(cells for cells in _csv_records(reader) if cells):
                 if row_id >= start:
-                    yield row_id, {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+                    yield (
+                        row_id,
+                        _csv_row(row_id, header, cells)
+                        if isinstance(cells, list)
+                        else {BAD_ROW: f"row {row_id} {cells}"},
+                    )
 
     def _arrow_rows(self, start: int) -> Iterator[Row]:
         row_id = 0
@@ -159,6 +201,31 @@ class Source:
             for path in self.files():
                 for batch in _open_arrow(path):
                     yield from (batch.slice(i, 1024) for i in range(0, batch.num_rows, 1024))
+
+
+def _csv_records(reader: Any) -> Iterator[list[str] | str]:
+    """The reader's records; a record the csv module cannot read as the reason why (the reader goes on after it)."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield f"is not CSV (line {reader.line_num}: {exc})"
+
+
+def _csv_row(row_id: int, header: list[str], cells: list[str]) -> dict[str, Any]:
+    values = [_readable(cell) for cell in cells]
+    row: dict[str, Any] = {name: (v if v != "" else None) for name, v in zip(header, values, strict=False)}
+    if len(cells) != len(header):
+        row |= dict.fromkeys(header[len(cells) :])
+        row[BAD_ROW] = f"row {row_id} has {len(cells)} cells, the header {len(header)}"
+        if len(cells) > len(header):
+            row[BAD_DETAIL] = "cells past the header: " + json.dumps(values[len(header) :], ensure_ascii=False)
+    elif any(map(_has_surrogates, cells)):
+        bad = next(name for name, cell in zip(header, cells, strict=True) if _has_surrogates(cell))
+        row[BAD_ROW] = f"row {row_id} is not UTF-8 text (column {bad!r}; bytes shown as U+FFFD)"
+    return row
 
 
 def _open_arrow(path: Path) -> Any:

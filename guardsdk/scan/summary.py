@@ -16,14 +16,21 @@ from guardsdk.scan.rows import reason_kind
 from guardsdk.verdict import TASKS
 
 #: The output columns the summary reads.
-SUMMARY_COLUMNS = ["guard_decision", "guard_undecided", "guard_error", *(f"{PREFIX}{task}" for task in TASKS)]
+SUMMARY_COLUMNS = [
+    "guard_decision",
+    "guard_undecided",
+    "guard_opt_in",
+    "guard_error",
+    *(f"{PREFIX}{task}" for task in TASKS),
+]
 _TOP_REASONS = 12
 
 
 @dataclass
 class ScanSummary:
     """What a scan found: rows in the output (``rows``; this run wrote ``rows_this_run`` of them in ``seconds``),
-    decisions, labels per task, undecided rows by reason (numbers taken out), and rows with an error."""
+    decisions, labels per task, undecided rows by reason (numbers taken out), rows allowed by an opt-in path without a
+    decided safe verdict (``opt_in``, by path: fail_open, elided, threshold), and rows with an error."""
 
     out: str = ""
     rows: int = 0
@@ -31,6 +38,8 @@ class ScanSummary:
     decisions: Counter[str] = field(default_factory=Counter)
     labels: dict[str, Counter[str]] = field(default_factory=lambda: {str(task): Counter() for task in TASKS})
     undecided: Counter[str] = field(default_factory=Counter)
+    opt_in: Counter[str] = field(default_factory=Counter)
+    opt_in_rows: int = 0
     errors: int = 0
     seconds: float = 0.0
     finished: bool = False
@@ -51,6 +60,9 @@ class ScanSummary:
                 self.labels[str(task)][label if label is not None else "undecided"] += 1
             if row.get("guard_undecided"):
                 self.undecided[reason_kind(row["guard_undecided"])] += 1
+            if row.get("guard_opt_in"):
+                self.opt_in_rows += 1
+                self.opt_in.update(path.strip() for path in str(row["guard_opt_in"]).split(","))
             self.errors += bool(row.get("guard_error"))
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +76,8 @@ class ScanSummary:
             "decisions": dict(self.decisions.most_common()),
             "labels": {task: dict(counts.most_common()) for task, counts in self.labels.items()},
             "undecided": dict(self.undecided.most_common()),
+            "allowed_by_opt_in": self.opt_in_rows,
+            "opt_in": dict(self.opt_in.most_common()),
             "errors": self.errors,
         }
 
@@ -80,6 +94,9 @@ class ScanSummary:
         if self.undecided:
             lines.append("undecided by reason:")
             lines += [f"  {n:>7}  {reason}" for reason, n in self.undecided.most_common(_TOP_REASONS)]
+        if self.opt_in_rows:
+            paths = ", ".join(f"{k} {v}" for k, v in self.opt_in.most_common())
+            lines.append(f"allowed without a decided safe verdict (opt-in): {share(self.opt_in_rows)} ({paths})")
         if self.errors:
             lines.append(f"rows with an error: {self.errors}")
         return "\n".join(lines)
@@ -95,6 +112,10 @@ class ScanSummary:
         if self.undecided:
             lines += ["", "| undecided reason | rows |", "|---|---|"]
             lines += [f"| {reason.replace('|', '/')} | {n} |" for reason, n in self.undecided.most_common()]
+        if self.opt_in_rows:
+            lines += ["", f"{self.opt_in_rows} rows were allowed without a decided safe verdict, by an opt-in path:",
+                      "", "| opt-in path | rows |", "|---|---|"]  # fmt: skip
+            lines += [f"| {path} | {n} |" for path, n in self.opt_in.most_common()]
         if settings:
             lines += ["", "## Settings", "", "```json", json.dumps(settings, indent=1, default=str), "```"]
         lines += ["", "![decisions and undecided reasons](report.png)", ""]

@@ -85,8 +85,8 @@ class JsonlWriter:
 
 class ParquetWriter:
     """Writes rows as ``OUT/rows/part-NNNNN.parquet`` files of :data:`PART_ROWS` rows, all with one schema: the input's
-    (from a Parquet or datasets input; CSV: text columns; JSONL: the first part's, a null column read as text) and
-    the verdict columns'."""
+    (from a Parquet or datasets input; CSV: text columns; JSONL: the first part's, with a null, mixed or nested
+    column — objects, lists — written as JSON text, so that no field is lost) and the verdict columns'."""
 
     def __init__(self, out: Path, verdict_types: list[tuple[str, str]], input_schema: Any = None,
                  part_rows: int | None = None) -> None:  # fmt: skip
@@ -146,13 +146,16 @@ class ParquetWriter:
 
         if self.input_schema is not None:
             return pa.schema([*self.input_schema, *self.verdict])
-        fields = []  # JSONL: each column's type from the first part; no value there, or mixed types: text
+        # JSONL: each column's type from the first part; no value there, mixed types, or nested values (objects,
+        # lists: Arrow would fix their fields from the first part and drop the others later): JSON text.
+        fields = []
         for name in dict.fromkeys(k for row in rows for k in row if k not in self.verdict.names):
             try:
                 kind = pa.array([row.get(name) for row in rows]).type
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):  # (a text with a lone surrogate)
                 kind = pa.string()
-            fields.append(pa.field(name, pa.string() if pa.types.is_null(kind) else kind))
+            flat = not (pa.types.is_null(kind) or pa.types.is_nested(kind))
+            fields.append(pa.field(name, kind if flat else pa.string()))
         return pa.schema([*fields, *self.verdict])
 
     def _fit(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -179,7 +182,11 @@ class ParquetWriter:
             raise ValueError(f"rows hold columns the first Parquet part has not ({', '.join(extra)}); "
                              "scan to JSONL (--format jsonl) for rows whose columns differ")  # fmt: skip
         try:
-            table = pa.Table.from_pylist(self._fit(rows), schema=self.schema)
+            try:
+                table = pa.Table.from_pylist(self._fit(rows), schema=self.schema)
+            except UnicodeEncodeError:  # a lone surrogate (a JSONL "\ud800"): Parquet holds UTF-8 only, so U+FFFD
+                table = pa.Table.from_pylist([{k: _utf8(v) for k, v in row.items()} for row in self._fit(rows)],
+                                             schema=self.schema)  # fmt: skip
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ValueError(f"rows do not fit the first Parquet part's column types ({exc}); "
                              "scan to JSONL (--format jsonl) for rows whose types differ") from None  # fmt: skip
@@ -190,6 +197,16 @@ class ParquetWriter:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         self.parts += 1
+
+
+def _utf8(value: Any) -> Any:
+    """``value`` with each lone surrogate of a text as U+FFFD (a text that UTF-8 can hold as it is)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
 
 
 def open_writer(out: Path, output_format: str, verdict_types: list[tuple[str, str]], input_schema: Any = None

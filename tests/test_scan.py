@@ -170,7 +170,9 @@ def test_an_interrupted_scan_resumes_to_the_rows_of_one_uninterrupted_run(annota
     assert first.rows == 4 and first.finished
     rest = scan(source, tmp_path / "grown", annotate, progress=False, batch_size=3)
     assert rest.rows == 10 and rest.rows_this_run == 6 and verdicts(read_rows(tmp_path / "grown")) == whole
-    assert rest.decisions == scan(source, tmp_path / "whole", annotate, progress=False).decisions  # re-read
+    # the same batches as one run (rows 3-5 again, not 4-6): the very same rows, scores to the last digit
+    assert read_rows(tmp_path / "grown") == read_rows(tmp_path / "whole")
+    assert rest.decisions == scan(source, tmp_path / "whole", annotate, progress=False, batch_size=3).decisions
     # a crash in the middle (the third batch), and a torn last line
     calls = {"n": 0}
     real = annotate.check_batch
@@ -189,7 +191,7 @@ def test_an_interrupted_scan_resumes_to_the_rows_of_one_uninterrupted_run(annota
     with (tmp_path / "crashed" / "rows.jsonl").open("a", encoding="utf-8") as handle:
         handle.write('{"id": 6, "prompt": "How can I st')
     resumed = scan(source, tmp_path / "crashed", annotate, progress=False, batch_size=3)
-    assert resumed.rows_this_run == 4 and verdicts(read_rows(tmp_path / "crashed")) == whole
+    assert resumed.rows_this_run == 4 and read_rows(tmp_path / "crashed") == read_rows(tmp_path / "whole")
 
 
 def test_a_parquet_scan_resumes_past_a_torn_part(annotate, tmp_path, monkeypatch):
@@ -218,12 +220,15 @@ def test_a_rerun_with_other_settings_is_refused(annotate, source, tmp_path):
         (annotate, {"reasoning": True}, "reasoning"),
         (other_gates, {}, "gates"),
         (annotate, {"output_format": "parquet"}, "output_format"),
+        (annotate, {"batch_size": 4}, "batch_size: 16 -> 4"),
     ]:
         with pytest.raises(ValueError, match=rf"other settings.*{what}"):
             scan(source, tmp_path / "out", guard, progress=False, **options)
     write_jsonl(source, [*ROWS, {"prompt": "one more"}])  # the input changed under the scan
-    with pytest.raises(ValueError, match=r"other settings.*input"):
+    with pytest.raises(ValueError) as refused:
         scan(source, tmp_path / "out", annotate, progress=False)
+    assert str(refused.value).startswith("the input file changed since this scan began (size/modified time)")
+    assert "_ns" not in str(refused.value) and "{" not in str(refused.value)  # words, not a raw fingerprint
     (tmp_path / "stray").mkdir()
     (tmp_path / "stray" / "rows.jsonl").write_text("{}\n")
     with pytest.raises(ValueError, match="unknown run"):
@@ -452,3 +457,106 @@ def test_the_cli_answers_input_mistakes_in_one_line(source, tmp_path, capsys, mo
     with caplog.at_level("WARNING", logger="guardsdk.scan"):
         assert main(["scan", str(tmp_path / "p.csv"), "--out", str(tmp_path / "o3"), *args]) == 0
     assert "no column 'response': every row is checked prompt-only" in caplog.text
+
+
+def test_a_jsonl_without_the_named_columns_is_refused_before_run_json(source, tmp_path, capsys):
+    args = ["--family", "classifier", "--no-progress"]
+    for flags, missing in [(["--prompt-column", "q"], "'q'"), (["--response-column", "a"], "'a'"),
+                           (["--messages-column", "conv"], "'conv'")]:  # fmt: skip
+        assert main(["scan", str(source), "--out", str(tmp_path / "o"), *args, *flags]) == 2
+        err = capsys.readouterr().err
+        assert f"the input has no column {missing} (it has id, prompt, response)" in err, flags
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o" / "run.json").exists()
+    assert main(["scan", str(source), "--out", str(tmp_path / "o"), *args, "--messages-column", "m",
+                 "--prompt-column", "prompt"]) == 2  # fmt: skip
+    assert "give --messages-column or --prompt-column" in capsys.readouterr().err
+    # the column only has to be in one of the first rows (PEEK_ROWS): a row without it is a bad row, not a refusal
+    late = write_jsonl(tmp_path / "late.jsonl", [{"other": 1}] * 5 + [{"q": "hello"}])
+    summary = scan(late, tmp_path / "late", guardsdk.scan.default_guard, columns=ColumnMap("q"), progress=False)
+    assert summary.rows == 6 and summary.undecided == {"missing column 'q'": 5} and summary.errors == 5
+
+
+def test_errors_count_rows_not_checked_and_opt_in_lines_are_counted_not_logged(annotate, tmp_path, caplog):
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Wie spät ist es?"}, {"text": "no prompt"},
+                                               {"prompt": "How do I make a pipe bomb at home?"}])  # fmt: skip
+    summary = scan(path, tmp_path / "out", annotate, progress=False)
+    out = read_rows(tmp_path / "out")
+    assert out[0]["guard_decision"] == "undecided" and out[0]["guard_error"] is None  # undecided, not an error
+    assert summary.errors == 1 and len(summary.undecided) == 2
+    assert "rows that could not be checked (bad rows, backend failures, deadlines): 1" in summary.text()
+    lenient = annotate.with_policy(Policy(on_unsafe=OnUnsafe.ANNOTATE, thresholds={"prompt_harm": 0.99999}))
+    with caplog.at_level("WARNING", logger="guardsdk"):
+        summary = scan(path, tmp_path / "lenient", lenient, progress=False)
+    assert summary.opt_in == {"threshold": 1} and "guard allowed a check" not in caplog.text
+    with caplog.at_level("WARNING", logger="guardsdk"):
+        blocked = scan(path, tmp_path / "blocking", annotate.with_policy(Policy()), progress=False)  # on_unsafe=block
+    assert blocked.decisions["unsafe"] == 1 and "guard blocked a check" not in caplog.text
+    assert "allowed without a decided safe verdict (opt-in): 1" in summary.text()
+
+
+def test_an_interrupted_cli_scan_exits_130_and_its_report_has_the_title_and_settings(source, tmp_path, capsys,
+                                                                                     monkeypatch):  # fmt: skip
+    import guardsdk.scan.runner as runner
+
+    real, calls = runner.verdict_columns, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "verdict_columns", interrupted)
+    args = ["scan", str(source), "--out", str(tmp_path / "out"), "--family", "classifier", "--no-progress",
+            "--batch-size", "4"]  # fmt: skip
+    assert main(args) == 130
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "guardsdk: interrupted",
+        f"guardsdk: rerun the same command to resume ({tmp_path / 'out'})",
+    ]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith(f"# Scan of {source.resolve()}") and "## Settings" in report and "stopped" in report
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rows"] == 4
+    monkeypatch.undo()
+    assert main(args) == 0 and "scan finished: 10 rows" in capsys.readouterr().out
+
+
+def test_input_traps_json_arrays_optional_responses_and_the_callable_module(annotate, tmp_path, capsys):
+    import inspect
+
+    (tmp_path / "in.json").write_text(json.dumps([*ROWS[:3], [1, 2]]), encoding="utf-8")
+    assert open_source(tmp_path / "in.json").format == "json"
+    out = read_rows(_scan(annotate, tmp_path / "in.json", tmp_path / "arr"))
+    assert [row["guard_row_id"] for row in out] == [0, 1, 2, 3] and out[1]["guard_decision"] == "unsafe"
+    assert out[3]["guard_undecided"] == "row 3 is a JSON list, not an object"
+    write_jsonl(tmp_path / "lines.json", ROWS[:2])  # JSONL named .json: read as JSONL
+    assert open_source(tmp_path / "lines.json").format == "jsonl"
+    (tmp_path / "bad.json").write_text('[{"prompt": "hi"}', encoding="utf-8")
+    assert main(["scan", str(tmp_path / "bad.json"), "--out", str(tmp_path / "b"), "--family", "classifier"]) == 2
+    assert "is not a JSON array" in capsys.readouterr().err
+    rows = [{"q": "What is the capital of France?", "a": "Paris."}, {"q": "hello", "a": None}, {"q": "hi", "a": ""}]
+    path = write_jsonl(tmp_path / "opt.jsonl", rows)
+    base = ["scan", str(path), "--family", "classifier", "--no-progress", "--prompt-column", "q", "--response-column",
+            "a"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "req")]) == 0
+    assert [r["guard_undecided"] for r in read_rows(tmp_path / "req")][1] == "column 'a' is null"
+    assert main([*base, "--out", str(tmp_path / "opt"), "--response-optional"]) == 0
+    opt = read_rows(tmp_path / "opt")
+    assert [r["guard_refusal"] == "not applicable" for r in opt] == [False, True, True]
+    assert not any("column 'a'" in (r["guard_undecided"] or "") for r in opt), opt
+    assert inspect.signature(guardsdk.scan) == inspect.signature(scan)
+    assert "batch_size" in guardsdk.scan.__doc__ and "Check every row" in guardsdk.scan.__doc__
+
+
+def test_small_things_none_nothing_to_do_and_an_out_file(annotate, source, tmp_path, capsys, caplog):
+    empty = write_jsonl(tmp_path / "empty.jsonl", [])
+    summary = scan(empty, tmp_path / "e", annotate, progress=False)
+    assert "decisions: none" in summary.text() and "prompt_harm: none" in summary.text()
+    _scan(annotate, source, tmp_path / "out")
+    with caplog.at_level("WARNING", logger="guardsdk.scan"):
+        again = scan(source, tmp_path / "out", annotate, progress=False, limit=4)
+    assert again.rows == 10 and again.rows_this_run == 0 and "already holds 10 rows; nothing to do" in caplog.text
+    (tmp_path / "file").write_text("x")
+    assert main(["scan", str(source), "--out", str(tmp_path / "file"), "--family", "classifier"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; the scan's out must be a folder" in err and len(err.strip().splitlines()) == 1

@@ -187,8 +187,13 @@ def _thresholds(items: Sequence[str] | None) -> dict[str, float]:
     return thresholds
 
 
+#: The exit code of an interrupted scan (as a shell gives a command that Ctrl-C ended).
+EXIT_INTERRUPTED = 130
+
+
 def run_scan(args: argparse.Namespace) -> int:
-    """``guardsdk scan``: exit 0 when the scan ran to the end (its decisions are data, not the exit code)."""
+    """``guardsdk scan``: exit 0 when the scan ran to the end (its decisions are data, not the exit code), 130 when
+    interrupted (Ctrl-C; rerun the same command to resume), 2 for a usage mistake."""
     import csv
     import functools
 
@@ -198,8 +203,10 @@ def run_scan(args: argparse.Namespace) -> int:
         raise UsageError("--sample must be at least 1 and --limit at least 0")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
-    if args.prompt_only and args.response_column:
-        raise UsageError("give --prompt-only or --response-column, not both")
+    if args.prompt_only and (args.response_column or args.response_optional):
+        raise UsageError("give --prompt-only or --response-column / --response-optional, not both")
+    if args.messages_column and (args.prompt_column or args.response_column or args.prompt_only):
+        raise UsageError("give --messages-column or --prompt-column / --response-column / --prompt-only, not both")
     if args.engine == "ray":  # before any model loads
         from guardsdk.scan.ray_engine import import_ray
 
@@ -208,8 +215,8 @@ def run_scan(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             raise UsageError(str(exc)) from None
     response = None if args.prompt_only else args.response_column or "response"
-    required = bool(args.response_column)
-    columns = ColumnMap(args.prompt_column, response, args.messages_column, response_required=required)
+    required = bool(args.response_column) and not args.response_optional
+    columns = ColumnMap(args.prompt_column or "prompt", response, args.messages_column, response_required=required)
     policy = Policy(gates=frozenset(args.gate or Policy().gates), on_unsafe=OnUnsafe.ANNOTATE,
                     long_input=LongInput(args.long_input), thresholds=_thresholds(args.threshold))  # fmt: skip
     ray_options = {key: value for key, value in (("address", args.ray_address), ("concurrency", args.ray_concurrency),
@@ -222,6 +229,9 @@ def run_scan(args: argparse.Namespace) -> int:
                        output_format=args.output_format, reasoning=args.reasoning, batch_size=args.batch_size,
                        limit=args.limit, sample=args.sample, seed=args.seed, engine=args.engine,
                        ray_options=ray_options or None, progress=not args.no_progress)  # fmt: skip
+    except KeyboardInterrupt:  # the rows written are kept, report.md says how far it got
+        print(f"guardsdk: interrupted\nguardsdk: rerun the same command to resume ({args.out})", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (GuardError, ValueError, OSError, UsageError):
         raise
     except (RuntimeError, TypeError, LookupError, RecursionError, csv.Error) as exc:  # the scan's own (Ray's too)

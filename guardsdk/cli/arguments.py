@@ -201,11 +201,16 @@ def _add_scan_parser(commands: argparse._SubParsersAction) -> None:
         default=LongInput.WINDOWS.value,
         help="text over the guard's budget: checked in windows (default), undecided, or elided",
     )
-    scan.add_argument("--prompt-column", default="prompt", help="the column of prompts (default: prompt)")
+    scan.add_argument("--prompt-column", default=None, help="the column of prompts (default: prompt)")
     scan.add_argument(
         "--response-column",
         default=None,
         help="the column of responses (default: response, where a row has it; named: every row needs it)",
+    )
+    scan.add_argument(
+        "--response-optional",
+        action="store_true",
+        help="a row whose response is missing, null or empty is checked prompt-only (not a bad row)",
     )
     scan.add_argument("--prompt-only", action="store_true", help="check prompts only, whatever columns there are")
     scan.add_argument(
@@ -221,7 +226,9 @@ def _add_scan_parser(commands: argparse._SubParsersAction) -> None:
         help="the output's format (default: parquet for a Parquet or datasets input, else jsonl)",
     )
     scan.add_argument("--reasoning", action="store_true", help="also write the guard's reasoning (guard_reasoning)")
-    scan.add_argument("--batch-size", type=int, default=16, help="rows per guard call (default 16)")
+    scan.add_argument(
+        "--batch-size", type=int, default=16, help="rows per guard call (default 16; recorded: a resume keeps it)"
+    )
     scan.add_argument("--limit", type=int, default=None, help="the first N rows only (a later run can go on)")
     scan.add_argument("--sample", type=int, default=None, help="a seeded uniform sample of N rows, in input order")
     scan.add_argument("--seed", type=int, default=0, help="the seed of --sample (default 0)")

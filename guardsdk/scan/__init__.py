@@ -7,6 +7,7 @@ package, once imported, and the function a notebook calls).
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from typing import Any
@@ -23,5 +24,8 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
+# help(guardsdk.scan) and inspect.signature(guardsdk.scan) show the function a call runs, not (*args, **kwargs).
+__signature__ = inspect.signature(scan)
+__doc__ = f"{__doc__}\nguardsdk.scan{__signature__}\n\n    {scan.__doc__}"
 
 __all__ = ["ColumnMap", "RowError", "ScanSummary", "default_guard", "local_engine", "scan", "verdict_columns"]

@@ -31,7 +31,8 @@ def _type_name(value: Any) -> str:
 class ColumnMap:
     """Where a row's texts are. ``messages`` (a column of OpenAI-style message lists, or JSON strings of them)
     wins over ``prompt`` / ``response``: a final assistant message is the response. ``response=None`` checks
-    prompts only; a row without the response column is a prompt-only check unless ``response_required``."""
+    prompts only; a row whose response is missing, null or empty (blank) is a prompt-only check unless
+    ``response_required`` (then it is a bad row that says why)."""
 
     prompt: str = "prompt"
     response: str | None = "response"
@@ -63,6 +64,8 @@ class ColumnMap:
         prompt = _text(row, self.prompt, required=True)
         assert prompt is not None
         response = _text(row, self.response, required=self.response_required) if self.response else None
+        if response is not None and not response.strip() and not self.response_required:
+            response = None  # an optional response left empty: a prompt-only check, as a null one
         return prompt, response
 
     def _from_messages(self, row: Mapping[str, Any]) -> tuple[str, str | None]:

@@ -110,7 +110,9 @@ def verdict_row(row_id: int, row: dict[str, Any], verdict: Verdict, *, reasoning
     # The audit reads reasoning: a guard that writes none (the classifier) gives no conflict flag at all.
     out["guard_reasoning_conflict"] = bool(verdict.reasoning_conflict) if verdict.reasoning else None
     out["guard_model"] = verdict.model or None
-    out["guard_error"] = verdict.error
+    # guard_error: the check could not run (a deadline, a backend failure); an answer the guard could not read, or
+    # could not decide, is an undecided reason (guard_undecided), not an error.
+    out["guard_error"] = f"{verdict.failure.value}: {verdict.error}" if verdict.failure else None
     return out
 
 

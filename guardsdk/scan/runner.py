@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardsdk.eval.evaluation import claim_folder, run_settings
+from guardsdk.scan.checks import check_columns, check_folder, check_out
 from guardsdk.scan.columns import ColumnMap
-from guardsdk.scan.rows import Row, foreign_guard_columns, verdict_columns, verdict_schema
+from guardsdk.scan.rows import Row, verdict_columns, verdict_schema
 from guardsdk.scan.sources import Source, open_source, pick, reservoir, take
 from guardsdk.scan.summary import SUMMARY_COLUMNS, ScanSummary, write_summary
 from guardsdk.scan.writers import OUTPUT_FORMATS, holds_rows, open_writer
@@ -42,10 +43,11 @@ def local_engine(guard: Guard, batches: Iterable[list[Row]], columns: ColumnMap,
 
 
 def scan_settings(guard: Guard, source: Source, columns: ColumnMap, *, output_format: str, reasoning: bool,
-                  sample: int | None, seed: int) -> dict[str, Any]:  # fmt: skip
+                  sample: int | None, seed: int, batch_size: int = 16) -> dict[str, Any]:  # fmt: skip
     """What a resumed scan must share with the run it continues (``guardsdk eval``'s run settings, the input, the
-    columns, the policy, the output). Not the engine (a local scan may go on on Ray), nor ``limit``: a limited
-    run writes the first rows of the full scan, so a later run with a larger limit or none continues it."""
+    columns, the policy, the output, the batch size: a batch's padding moves the classifier's scores, so rows checked
+    in other batches are not the same rows). Not the engine (a local scan may go on on Ray), nor ``limit``: a
+    limited run writes the first rows of the full scan, so a later run with a larger limit or none continues it."""
     policy = guard.policy
     settings = run_settings(guard, None, sample) | {
         "input": source.fingerprint(),
@@ -57,6 +59,7 @@ def scan_settings(guard: Guard, source: Source, columns: ColumnMap, *, output_fo
         "reasoning": reasoning,
         "seed": seed if sample else None,
         "output_format": output_format,
+        "batch_size": batch_size,
     }
     settings.pop("limit")
     return settings
@@ -68,11 +71,18 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
 
 
 class _Quiet(logging.Filter):
-    """Drops the per-check "flagged" and audit lines while a scan runs: the summary counts them. The lines of
-    opt-in paths (fail-open, elided, threshold overrides) stay."""
+    """Drops the per-check lines (flagged, blocked, allowed by an opt-in path, audit) while a scan runs: the rows
+    are marked (``guard_decision``, ``guard_opt_in``) and the summary counts them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(("guard flagged a check", "guard reasoning argues"))
+        return not record.getMessage().startswith(
+            (
+                "guard flagged a check",
+                "guard blocked a check",
+                "guard allowed a check without",
+                "guard reasoning argues",
+            )
+        )
 
 
 @contextlib.contextmanager
@@ -93,23 +103,6 @@ def _input_schema(source: Source) -> Any:
         return pa.schema([(name, pa.string()) for name in source.columns() or []])
     schema = source.schema()
     return None if schema is None else pa.schema([f.with_nullable(True) for f in schema])
-
-
-def _check_columns(source: Source, columns: ColumnMap) -> None:
-    names = source.columns()
-    if names is None:  # JSONL: the first row's keys
-        first = next(source.rows(), None)
-        names = list(first[1]) if first else []
-    foreign = foreign_guard_columns(names)
-    if foreign:
-        raise ValueError(f"the input already has scan columns ({', '.join(foreign)}): rename or drop them")
-    if source.columns() is not None:
-        missing = [name for name in columns.needed() if name not in names]
-        if missing:
-            raise ValueError(f"the input has no column {', '.join(map(repr, missing))} (it has {', '.join(names)})")
-        if not columns.messages and columns.response and columns.response not in names:
-            logger.warning("guardsdk scan: the input has no column %r: every row is checked prompt-only",
-                           columns.response)  # fmt: skip
 
 
 def _resolve(guard: Guard | GuardFactory | None, engine: str) -> tuple[Guard, GuardFactory | None, bool]:
@@ -144,13 +137,16 @@ def scan(
     ray_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> ScanSummary:
-    """Check every row of ``source`` (JSONL, CSV, Parquet, a ``save_to_disk`` folder) with ``guard`` and write the
-    rows with their verdict columns into the folder ``out``; returns the summary of all its rows.
+    """Check every row of ``source`` (JSONL, CSV, Parquet, a ``save_to_disk`` folder, a ``.json`` array) with
+    ``guard`` and write the rows with their verdict columns into the folder ``out``; returns the summary of all its
+    rows.
 
     ``guard``: a Guard, or a zero-argument picklable factory of one (``engine="ray"`` needs a factory); None:
     ``Guard()``'s default model, annotating. ``limit``: the first N rows; ``sample``: a seeded uniform N rows (a
-    streamed reservoir), in input order. An interrupted scan resumes where it stopped; a rerun with other settings
-    is refused (``ValueError``). A row the guard cannot check is an undecided row that says why.
+    streamed reservoir), in input order. ``batch_size`` is a setting: a batch's padding moves the classifier's scores.
+    An interrupted scan resumes where it stopped, on the same batches (its rows are those of one uninterrupted run);
+    a rerun with other settings is refused (``ValueError``). A row the guard cannot check is an undecided row that
+    says why. Prompt-only: ``columns=ColumnMap(response=None)``; gates and thresholds: the guard's ``Policy``.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -161,8 +157,11 @@ def scan(
     fmt = output_format or ("parquet" if src.format in ("parquet", "datasets") else "jsonl")
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, not {fmt!r}")
-    _check_columns(src, columns)
     folder = Path(out)
+    check_folder(folder)
+    check_columns(src, columns)
+    options = dict(ray_options or {})
+    size = int(options.pop("batch_size", None) or batch_size) if engine == "ray" else batch_size
     if engine == "ray":  # before any model loads
         from guardsdk.scan.ray_engine import import_ray
 
@@ -170,7 +169,8 @@ def scan(
     checker, factory, owned = _resolve(guard, engine)
     try:
         settings = scan_settings(checker, src, columns, output_format=fmt, reasoning=reasoning, sample=sample,
-                                 seed=seed)  # fmt: skip
+                                 seed=seed, batch_size=size)  # fmt: skip
+        check_out(folder, settings)
         if holds_rows(folder) and not (folder / "run.json").exists():
             raise ValueError(f"{folder} holds scan rows of an unknown run (no run.json); use another --out")
         claim_folder(folder, settings)
@@ -179,19 +179,28 @@ def scan(
         summary = ScanSummary(out=str(folder))
         done = writer.resume()
         summary.add(writer.read(SUMMARY_COLUMNS), this_run=False)
+        # Batches on one grid (rows [k * size, (k + 1) * size) of the input, or of the sample): a resume checks the
+        # batch it stopped in whole again, and a limit inside a batch checks that batch whole, each writing only
+        # its own rows. So every row is checked in the batch one uninterrupted run checks it in, and is the same.
+        start = done - done % size
         if sample is not None:
             chosen = reservoir(src.row_ids(), sample, seed)
             total = len(chosen) if limit is None else min(limit, len(chosen))
-            rows = pick(src.rows(chosen[done] if done < total else 0), chosen[done:total])
+            end = -(-total // size) * size
+            rows = pick(src.rows(chosen[start]), chosen[start:end]) if done < total else iter(())
         else:
             count = src.count()
             total = limit if count is None else count if limit is None else min(limit, count)
-            rows = take(src.rows(done), None if total is None else total - done)
+            end = None if total is None else -(-total // size) * size
+            rows = take(src.rows(start), None if end is None else end - start) if total is None or done < total \
+                else iter(())  # fmt: skip
+        if total is not None and 0 < total <= done:
+            logger.warning("guardsdk scan: %s already holds %d rows; nothing to do", folder, done)
         if engine == "ray" and owned:
             checker.close()  # the workers build their own guards from the factory
             owned = False
-        results = _run(engine, checker, factory, _batches(rows, batch_size), columns, reasoning, ray_options)
-        summary.finished = _write(results, writer, summary, total, done, progress)
+        results = _run(engine, checker, factory, _batches(rows, size), columns, reasoning, options)
+        summary.finished = _write(results, writer, summary, total, done, progress, settings, skip=done - start)
         write_summary(summary, folder, settings)
         return summary
     finally:
@@ -209,8 +218,9 @@ def _run(engine: str, guard: Guard, factory: GuardFactory | None, batches: Itera
 
 
 def _write(results: Iterator[list[dict[str, Any]]], writer: Any, summary: ScanSummary, total: int | None,
-           done: int, progress: bool) -> bool:  # fmt: skip
-    """Write each batch of results as it comes; True when the input ran out, False when interrupted."""
+           done: int, progress: bool, settings: dict[str, Any], skip: int = 0) -> bool:  # fmt: skip
+    """Write each batch of results as it comes (but the first ``skip`` rows, already written, and any past
+    ``total``); True when the input ran out, False when interrupted."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -218,7 +228,9 @@ def _write(results: Iterator[list[dict[str, Any]]], writer: Any, summary: ScanSu
     finished = False
     try:
         with _quiet_checks():
-            for batch in results:
+            for checked in results:
+                batch, skip = checked[skip:], max(skip - len(checked), 0)
+                batch = batch if total is None else batch[: max(total - done - summary.rows_this_run, 0)]
                 writer.write(batch)
                 summary.add(batch)
                 bar.update(len(batch))
@@ -228,7 +240,7 @@ def _write(results: Iterator[list[dict[str, Any]]], writer: Any, summary: ScanSu
         bar.close()
         summary.seconds = time.perf_counter() - start
         if not finished:
-            write_summary(summary, Path(summary.out))
+            write_summary(summary, Path(summary.out), settings)
     return finished
 
 

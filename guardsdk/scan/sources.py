@@ -1,4 +1,5 @@
-"""Reading a scan's input row by row, streamed: JSONL, CSV, Parquet, or a Hugging Face ``save_to_disk`` folder.
+"""Reading a scan's input row by row, streamed: JSONL, CSV, Parquet, or a Hugging Face ``save_to_disk`` folder (and
+a ``.json`` file holding a JSON array of row objects: loaded whole).
 
 A source yields ``(row_id, row)`` from a start row without ever holding the whole input; row ids count the input's
 rows from 0 (blank JSONL lines are not rows). A JSONL line that is not a JSON object is a row all the same: its
@@ -8,20 +9,18 @@ dict holds :data:`~guardsdk.scan.columns.BAD_ROW` (why), and the scan writes it 
 from __future__ import annotations
 
 import csv
-import heapq
 import json
 import os
-import random
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from guardsdk.scan.columns import BAD_DETAIL, BAD_ROW
+from guardsdk.scan.sampling import pick, reservoir, take
 
-FORMATS = ("jsonl", "csv", "parquet", "datasets")
+FORMATS = ("jsonl", "json", "csv", "parquet", "datasets")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet",
              ".pq": "parquet"}  # fmt: skip
 Row = tuple[int, dict[str, Any]]
@@ -65,6 +64,9 @@ def detect_format(path: Path) -> str:
     if not path.exists():
         raise ValueError(f"no such input: {path}")
     fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt == "jsonl" and path.suffix.lower() == ".json":  # a JSON array of rows, or JSONL named .json
+        with path.open("rb") as handle:
+            fmt = "json" if handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[") else "jsonl"
     if fmt is None:
         raise ValueError(f"cannot tell the format of {path.name}; give input_format ({', '.join(FORMATS)})")
     return fmt
@@ -128,6 +130,8 @@ class Source:
             return sum(batch.num_rows for f in self.files() for batch in _open_arrow(f))
         if self.format == "jsonl":
             return sum(1 for _ in self._lines())
+        if self.format == "json":
+            return len(self._json_array())
         return None
 
     def row_ids(self) -> Iterator[int]:
@@ -141,6 +145,8 @@ class Source:
         """``(row_id, row)`` from row ``start`` on, streamed."""
         if self.format == "jsonl":
             return self._jsonl_rows(start)
+        if self.format == "json":
+            return self._json_rows(start)
         if self.format == "csv":
             return self._csv_rows(start)
         return self._arrow_rows(start)
@@ -165,6 +171,27 @@ class Source:
                 yield row_id, {BAD_ROW: f"row {row_id} is a JSON {type(row).__name__}, not an object"}
                 continue
             yield row_id, row
+
+    def _json_array(self) -> list[Any]:
+        """A ``.json`` file's array of rows, loaded whole (the only input that is not streamed)."""
+        try:
+            with self.path.open("rb") as handle:
+                items = json.load(handle)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{self.path.name} is not a JSON array ({type(exc).__name__}: {exc}); for one JSON "
+                             "object a line, give --input-format jsonl") from None  # fmt: skip
+        if not isinstance(items, list):
+            raise ValueError(f"{self.path.name} holds a JSON {type(items).__name__}, not an array of row objects")
+        return items
+
+    def _json_rows(self, start: int) -> Iterator[Row]:
+        items = self._json_array()
+        for row_id in range(start, len(items)):
+            row = items[row_id]
+            if isinstance(row, dict):
+                yield row_id, row
+            else:
+                yield row_id, {BAD_ROW: f"row {row_id} is a JSON {type(row).__name__}, not an object"}
 
     def _csv_rows(self, start: int) -> Iterator[Row]:
         # CSV has no null: an empty cell reads as null (a missing text), not as an empty string. Blank lines are not
@@ -248,41 +275,6 @@ def open_source(path: str | os.PathLike[str], input_format: str | None = None) -
     if not location.exists():
         raise ValueError(f"no such input: {location}")
     return Source(location, fmt)
-
-
-def reservoir(row_ids: Iterable[int], size: int, seed: int) -> list[int]:
-    """A seeded uniform sample of ``size`` ids from a stream (reservoir sampling), in id order."""
-    if size < 1:
-        raise ValueError(f"sample must be at least 1, not {size}")
-    rng = random.Random(seed)
-    kept: list[int] = []
-    for seen, row_id in enumerate(row_ids):
-        if seen < size:
-            kept.append(row_id)
-        else:
-            slot = rng.randrange(seen + 1)
-            if slot < size:
-                kept[slot] = row_id
-    return sorted(kept)
-
-
-def pick(rows: Iterator[Row], wanted: Iterable[int]) -> Iterator[Row]:
-    """The rows of ``rows`` whose ids are in ``wanted`` (ascending), streamed."""
-    want = list(wanted)
-    heapq.heapify(want)
-    for row_id, row in rows:
-        while want and want[0] < row_id:
-            heapq.heappop(want)
-        if not want:
-            return
-        if want[0] == row_id:
-            heapq.heappop(want)
-            yield row_id, row
-
-
-def take(rows: Iterator[Row], count: int | None) -> Iterator[Row]:
-    """The first ``count`` rows (all with None)."""
-    return rows if count is None else islice(rows, max(count, 0))
 
 
 __all__ = ["FORMATS", "Source", "detect_format", "open_source", "pick", "reservoir", "take"]

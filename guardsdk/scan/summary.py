@@ -30,7 +30,8 @@ _TOP_REASONS = 12
 class ScanSummary:
     """What a scan found: rows in the output (``rows``; this run wrote ``rows_this_run`` of them in ``seconds``),
     decisions, labels per task, undecided rows by reason (numbers taken out), rows allowed by an opt-in path without a
-    decided safe verdict (``opt_in``, by path: fail_open, elided, threshold), and rows with an error."""
+    decided safe verdict (``opt_in``, by path: fail_open, elided, threshold), and rows that could not be checked
+    (``errors``: a bad row, a backend failure, a deadline; an undecided answer is counted by reason, not as one)."""
 
     out: str = ""
     rows: int = 0
@@ -87,10 +88,10 @@ class ScanSummary:
         lines = [
             f"scan {'finished' if self.finished else 'stopped'}: {self.rows} rows in {self.out} "
             f"({self.rows_this_run} this run, {self.seconds:.1f} s, {self.rows_per_s:.1f} rows/s)",
-            "decisions: " + ", ".join(f"{k} {share(v)}" for k, v in sorted(self.decisions.items())),
+            "decisions: " + (", ".join(f"{k} {share(v)}" for k, v in sorted(self.decisions.items())) or "none"),
         ]
         for task, counts in self.labels.items():
-            lines.append(f"{task}: " + ", ".join(f"{k} {v}" for k, v in counts.most_common()))
+            lines.append(f"{task}: " + (", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none"))
         if self.undecided:
             lines.append("undecided by reason:")
             lines += [f"  {n:>7}  {reason}" for reason, n in self.undecided.most_common(_TOP_REASONS)]
@@ -98,7 +99,7 @@ class ScanSummary:
             paths = ", ".join(f"{k} {v}" for k, v in self.opt_in.most_common())
             lines.append(f"allowed without a decided safe verdict (opt-in): {share(self.opt_in_rows)} ({paths})")
         if self.errors:
-            lines.append(f"rows with an error: {self.errors}")
+            lines.append(f"rows that could not be checked (bad rows, backend failures, deadlines): {self.errors}")
         return "\n".join(lines)
 
     def markdown(self, settings: dict[str, Any] | None = None) -> str:
@@ -116,6 +117,8 @@ class ScanSummary:
             lines += ["", f"{self.opt_in_rows} rows were allowed without a decided safe verdict, by an opt-in path:",
                       "", "| opt-in path | rows |", "|---|---|"]  # fmt: skip
             lines += [f"| {path} | {n} |" for path, n in self.opt_in.most_common()]
+        if self.errors:
+            lines += ["", f"{self.errors} rows could not be checked (bad rows, backend failures, deadlines)."]
         if settings:
             lines += ["", "## Settings", "", "```json", json.dumps(settings, indent=1, default=str), "```"]
         lines += ["", "![decisions and undecided reasons](report.png)", ""]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,28 @@ def prediction_files() -> list[Path]:
 def read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_root_handlers():
+    """A command a test runs (the trainer's CLI sets up its own root handler; ``guardsdk serve`` calls
+    ``logging.basicConfig``) must not leave a root handler writing to that test's captured stream: once pytest closes
+    it, every later log line prints "--- Logging error ---" into another test's stderr (a one-line-error test failed
+    on it). Before and after each test, such handlers go: the ones on a closed stream, and the ones the test added."""
+
+    def plain(handler: logging.Handler) -> bool:  # not pytest's own capturing handlers (subclasses)
+        return type(handler) in (logging.StreamHandler, logging.FileHandler)
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if plain(handler) and getattr(getattr(handler, "stream", None), "closed", False):
+            root.removeHandler(handler)
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if plain(handler) and handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

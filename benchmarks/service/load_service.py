@@ -107,27 +107,26 @@ class ServiceProcess:
 
     def __init__(self, **config: Any) -> None:
         import subprocess
-        import urllib.request
+        import tempfile
 
-        from servers import free_port
+        from servers import free_port, wait_ready
 
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         arguments = json.dumps({"port": port, **config})
-        self.process = subprocess.Popen([sys.executable, "-c", _SERVE, arguments], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("the guard service did not start")
+        self.log = Path(tempfile.mkstemp(prefix="guardsdk-load-", suffix=".log")[1])  # the tail, should it not start
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-c", _SERVE, arguments], stderr=log)
+        try:
+            wait_ready(self.url, self.process, self.log)
+        except AssertionError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+        self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> ServiceProcess:
         return self

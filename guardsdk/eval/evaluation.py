@@ -61,20 +61,22 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
 
 
 def completed_rows(path: Path) -> int:
-    """How many complete JSON lines ``path`` holds; a torn last line (an interrupted write) is cut off."""
+    """How many complete JSON lines ``path`` holds; a torn last line (an interrupted write) is cut off. Streamed:
+    a scan's output (``guardsdk scan``) can be far larger than memory."""
     if not path.exists():
         return 0
-    data = path.read_bytes()
     keep = count = 0
-    # Every line but the last ends in "\n"; the last is empty, or torn by an interrupted write.
-    for line in data.split(b"\n")[:-1]:
-        try:
-            json.loads(line)
-        except ValueError:
-            break
-        keep += len(line) + 1
-        count += 1
-    if keep != len(data):
+    with path.open("rb") as handle:
+        for line in handle:  # every complete line ends in "\n"; a last one without it is torn
+            try:
+                if not line.endswith(b"\n"):
+                    break
+                json.loads(line)
+            except ValueError:
+                break
+            keep += len(line)
+            count += 1
+    if keep != path.stat().st_size:
         with path.open("r+b") as handle:
             handle.truncate(keep)
     return count

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from guardsdk.eval.evaluation import completed_rows
+
 OUTPUT_FORMATS = ("jsonl", "parquet")
 JSONL_FILE = "rows.jsonl"
 PARTS_DIR = "rows"
@@ -36,25 +38,8 @@ class JsonlWriter:
         self._handle: Any = None
 
     def resume(self) -> int:
-        """How many complete rows are written; a torn last line (an interrupted write) is cut off. Streamed, as
-        ``guardsdk eval``'s ``completed_rows`` is not (it reads its file whole): a scan's output can be large."""
-        if not self.path.exists():
-            return 0
-        keep = count = 0
-        with self.path.open("rb") as handle:
-            for line in handle:
-                try:
-                    if not line.endswith(b"\n"):
-                        break
-                    json.loads(line)
-                except ValueError:
-                    break
-                keep += len(line)
-                count += 1
-        if keep != self.path.stat().st_size:
-            with self.path.open("r+b") as handle:
-                handle.truncate(keep)
-        return count
+        """How many complete rows are written; a torn last line (an interrupted write) is cut off."""
+        return completed_rows(self.path)
 
     def read(self, columns: list[str]) -> Iterator[dict[str, Any]]:
         """The written rows, streamed, with only ``columns``."""

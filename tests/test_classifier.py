@@ -181,6 +181,25 @@ def test_a_tokenize_racing_a_batch_encode_cannot_unpad_the_batch():
     assert tuple(embeddings.shape) == (2, encoder.dimension)
 
 
+def test_batches_pad_to_a_few_fixed_lengths_and_padding_does_not_change_the_embeddings(classifier, monkeypatch):
+    """A scan meets every sequence length; the CPU kernels keep one primitive per shape (oneDNN: up to 1,024), so
+    exact lengths grew a long scan's memory batch after batch. Batches pad to :data:`PADDED_LENGTHS` instead."""
+    from guardsdk.detectors.classifier import encoder as encoding
+
+    encoder, lengths = classifier.encoder, set()
+    hook = encoder.model.register_forward_pre_hook(
+        lambda _, args, kwargs: lengths.add(kwargs["input_ids"].shape[1]), with_kwargs=True)  # fmt: skip
+    texts = [("word " * n).strip() for n in range(1, 250, 7)]
+    try:
+        padded = encoder.encode(texts, batch_size=1)
+    finally:
+        hook.remove()
+    assert lengths and lengths <= set(encoding.PADDED_LENGTHS)
+    monkeypatch.setattr(encoding, "PADDED_LENGTHS", ())
+    exact = encoder.encode(texts, batch_size=1)
+    assert torch.nn.functional.cosine_similarity(padded, exact).min() > 0.9999
+
+
 def test_bfloat16_embeddings_stay_those_of_float32_and_auto_follows_the_cpu():
     """``precision="auto"`` runs bfloat16 only where the CPU computes it natively; its embeddings are float32's to
     within cosine 0.999 (benchmarks/classifier/classifier_precision.py measures the verdicts: 1997/2000 the same)."""

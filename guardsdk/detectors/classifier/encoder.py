@@ -25,6 +25,10 @@ MAX_TOKENS = 256
 #: Texts per forward pass (sorted by length, so a batch pads little). 16 measured 1.5-2x faster than 64 on
 #: 2 CPU cores (256 ToxicChat prompts; docs/models/guard-classifier-minilm.md): smaller batches stay in cache.
 BATCH_SIZE = 16
+#: Padded sequence lengths: a batch pads up to the first that holds its longest text. A bounded set of shapes keeps
+#: the CPU kernels' primitive cache (oneDNN keeps one per shape, up to 1,024) from growing with every new length: a
+#: 2,000-row scan's peak memory grew by quarter 637 / 684 / 709 / 795 MB with exact lengths (docs/scan.md).
+PADDED_LENGTHS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
 def bundled_encoder_path() -> Path:
@@ -150,6 +154,7 @@ class SentenceEncoder:
         with self._tokenizing:
             batch = self.tokenizer(texts, padding=True, return_tensors="pt", return_offsets_mapping=True, **cut)
         offsets = batch.pop("offset_mapping")
+        batch, offsets = _pad_to_bucket(batch, offsets, self.tokenizer.pad_token_id or 0)
         if batch["input_ids"].shape[1] > MAX_TOKENS:  # only when strict: checked as tokenized, not twice
             raise ValueError(f"a text of {batch['input_ids'].shape[1]} tokens is over the encoder's {MAX_TOKENS}")
         hidden = self.model(**batch).last_hidden_state.float()
@@ -158,6 +163,22 @@ class SentenceEncoder:
         pooled = [_pool_spans(hidden[row], mask[row], offsets[row], row_spans) if row_spans else empty
                   for row, row_spans in enumerate(spans)]  # fmt: skip
         return _mean_pool(hidden, mask), pooled
+
+
+def _pad_to_bucket(batch: Any, offsets: Any, pad_id: int) -> tuple[Any, Any]:
+    """``batch`` (input ids, attention mask, type ids) and its ``offsets`` padded on the right to the first of
+    :data:`PADDED_LENGTHS` that holds them (masked, so the texts' hidden states do not change)."""
+    import torch
+
+    length = batch["input_ids"].shape[1]
+    target = next((n for n in PADDED_LENGTHS if n >= length), length)
+    if target == length:
+        return batch, offsets
+    extra = target - length
+    fills = {"input_ids": pad_id}
+    for key in batch:
+        batch[key] = torch.nn.functional.pad(batch[key], (0, extra), value=fills.get(key, 0))
+    return batch, torch.nn.functional.pad(offsets, (0, 0, 0, extra))
 
 
 def _pool_spans(hidden: Any, mask: Any, offsets: Any, spans: Sequence[tuple[int, int]]) -> Any:

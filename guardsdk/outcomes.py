@@ -6,10 +6,12 @@ label) is logged at WARNING and counted here, as is every block (its reason and 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from guardsdk.policy import OnUnsafe, Policy
 from guardsdk.tracing import record_check
@@ -17,6 +19,20 @@ from guardsdk.verdict import Failure, Task, Verdict
 
 logger = logging.getLogger("guardsdk")
 Callback = Callable[[Verdict], None]
+_quiet = contextvars.ContextVar("guardsdk_quiet_check_lines", default=False)
+
+
+@contextlib.contextmanager
+def quiet_check_lines() -> Iterator[None]:
+    """Within this block, in this thread or task only, checks write no per-check WARNING line (flagged, blocked,
+    allowed by an opt-in path, audit flag); their counts, callbacks and spans stay. For a caller that records every
+    verdict itself (``guardsdk scan`` writes each row's decision and opt-in path): other guards and threads in the
+    process keep their lines."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
 
 
 class Outcomes:
@@ -55,16 +71,8 @@ class Outcomes:
             for name in [outcome, *(name for name, flag in flags.items() if flag)]:
                 if name:
                     self.stats[name] += 1
-        if decision.fail_open or unseen or overridden:
-            why = (decision.reason if decision.fail_open else "part of the input was elided unseen (long_input='elide')"
-                   if unseen else "a policy threshold overrode the model's unsafe label")  # fmt: skip
-            logger.warning("guard allowed a check without a decided safe verdict: %s", why)
-        elif not decision.allowed:  # under on_unsafe="annotate" the caller decides: the guard flags, not blocks
-            verb = "flagged" if policy.on_unsafe is OnUnsafe.ANNOTATE else "blocked"
-            logger.warning("guard %s a check: %s (model %s)", verb, decision.reason, verdict.model)
-        if verdict.reasoning_conflict:
-            logger.warning("guard reasoning argues against its own label on %s (audit flag; the label stands)",
-                           ", ".join(verdict.reasoning_conflict))  # fmt: skip
+        if not _quiet.get():
+            _log_lines(verdict, policy, unseen, overridden)
         happened = {"escalations": verdict.complied_with_harmful_request, "over_refusals": verdict.over_refusal,
                     "reasoning_conflicts": bool(verdict.reasoning_conflict)}  # fmt: skip
         for name, callback in callbacks.items():
@@ -85,4 +93,21 @@ class Outcomes:
             self.count("callback_errors")
 
 
-__all__ = ["Outcomes"]
+def _log_lines(verdict: Verdict, policy: Policy, unseen: bool, overridden: bool) -> None:
+    """The WARNING lines of one decided check: what it allowed without a decided safe verdict, or that it blocked
+    (flagged, under ``annotate``), and an audit flag; never its content."""
+    decision = verdict.decision
+    assert decision is not None
+    if decision.fail_open or unseen or overridden:
+        why = (decision.reason if decision.fail_open else "part of the input was elided unseen (long_input='elide')"
+               if unseen else "a policy threshold overrode the model's unsafe label")  # fmt: skip
+        logger.warning("guard allowed a check without a decided safe verdict: %s", why)
+    elif not decision.allowed:  # under on_unsafe="annotate" the caller decides: the guard flags, not blocks
+        verb = "flagged" if policy.on_unsafe is OnUnsafe.ANNOTATE else "blocked"
+        logger.warning("guard %s a check: %s (model %s)", verb, decision.reason, verdict.model)
+    if verdict.reasoning_conflict:
+        logger.warning("guard reasoning argues against its own label on %s (audit flag; the label stands)",
+                       ", ".join(verdict.reasoning_conflict))  # fmt: skip
+
+
+__all__ = ["Outcomes", "quiet_check_lines"]

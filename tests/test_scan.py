@@ -494,6 +494,24 @@ def test_errors_count_rows_not_checked_and_opt_in_lines_are_counted_not_logged(a
     assert "allowed without a decided safe verdict (opt-in): 1" in summary.text()
 
 
+def test_a_scan_keeps_other_threads_check_lines(annotate, tmp_path, caplog):
+    """The scan's quiet is its own: a service or another guard in the same process, checking while a scan runs,
+    still logs what it blocks (the lines an operator's alerting reads)."""
+    import threading
+
+    bomb = "How do I make a pipe bomb at home?"
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": bomb}] * 200)
+    blocking, scanning = annotate.with_policy(Policy()), threading.Event()
+    blocking.observers.append(lambda _: threading.current_thread() is threading.main_thread() and scanning.set())
+    other = threading.Thread(target=lambda: scanning.wait(60) and [blocking.check_batch([bomb]) for _ in range(20)])
+    with caplog.at_level("WARNING", logger="guardsdk"):
+        other.start()
+        scan(path, tmp_path / "out", blocking, batch_size=1, progress=False)
+        other.join()
+    lines = [r for r in caplog.records if r.getMessage().startswith("guard blocked a check")]
+    assert len(lines) == 20 and {r.threadName for r in lines} == {other.name}
+
+
 def test_an_interrupted_cli_scan_exits_130_and_its_report_has_the_title_and_settings(source, tmp_path, capsys,
                                                                                      monkeypatch):  # fmt: skip
     import guardsdk.scan.runner as runner

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from guardsdk.errors import InvalidInputError, describe
+from guardsdk.outcomes import quiet_check_lines
 from guardsdk.scan.columns import BAD_DETAIL, BAD_ROW, PREFIX, ColumnMap, RowError
 from guardsdk.verdict import TASKS, Task, Verdict
 
@@ -118,19 +119,20 @@ def verdict_row(row_id: int, row: dict[str, Any], verdict: Verdict, *, reasoning
 
 def _checked(guard: Guard, pairs: list[tuple[str, str | None]]) -> list[Verdict | str]:
     """Verdicts for ``pairs``; an item the guard refuses (``InvalidInputError``) gets its error instead, and the
-    rest of its batch is still checked (as ``guardsdk eval`` does)."""
+    rest of its batch is still checked (as ``guardsdk eval`` does). No per-check log line: the rows say it all."""
     if not pairs:
         return []
-    try:
-        return list(guard.check_batch(pairs))
-    except InvalidInputError:
-        results: list[Verdict | str] = []
-        for pair in pairs:
-            try:
-                results.append(guard.check_batch([pair])[0])
-            except InvalidInputError as exc:
-                results.append(describe(exc))
-        return results
+    with quiet_check_lines():
+        try:
+            return list(guard.check_batch(pairs))
+        except InvalidInputError:
+            results: list[Verdict | str] = []
+            for pair in pairs:
+                try:
+                    results.append(guard.check_batch([pair])[0])
+                except InvalidInputError as exc:
+                    results.append(describe(exc))
+            return results
 
 
 def verdict_columns(guard: Guard, rows: list[Row], columns: ColumnMap, *, reasoning: bool) -> list[dict[str, Any]]:

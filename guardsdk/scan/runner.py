@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -68,31 +67,6 @@ def scan_settings(guard: Guard, source: Source, columns: ColumnMap, *, output_fo
 def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
     while batch := list(islice(rows, size)):
         yield batch
-
-
-class _Quiet(logging.Filter):
-    """Drops the per-check lines (flagged, blocked, allowed by an opt-in path, audit) while a scan runs: the rows
-    are marked (``guard_decision``, ``guard_opt_in``) and the summary counts them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(
-            (
-                "guard flagged a check",
-                "guard blocked a check",
-                "guard allowed a check without",
-                "guard reasoning argues",
-            )
-        )
-
-
-@contextlib.contextmanager
-def _quiet_checks() -> Iterator[None]:
-    logger, quiet = logging.getLogger("guardsdk"), _Quiet()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
 
 
 def _input_schema(source: Source) -> Any:
@@ -227,13 +201,12 @@ def _write(results: Iterator[list[dict[str, Any]]], writer: Any, summary: ScanSu
     bar = tqdm(total=total, initial=done, unit="row", desc="scan", disable=not progress, dynamic_ncols=True)
     finished = False
     try:
-        with _quiet_checks():
-            for checked in results:
-                batch, skip = checked[skip:], max(skip - len(checked), 0)
-                batch = batch if total is None else batch[: max(total - done - summary.rows_this_run, 0)]
-                writer.write(batch)
-                summary.add(batch)
-                bar.update(len(batch))
+        for checked in results:
+            batch, skip = checked[skip:], max(skip - len(checked), 0)
+            batch = batch if total is None else batch[: max(total - done - summary.rows_this_run, 0)]
+            writer.write(batch)
+            summary.add(batch)
+            bar.update(len(batch))
         finished = True
     finally:
         writer.close()  # a Parquet writer writes the rows it holds: an interrupted scan keeps every checked row

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from guardsdk.cli.arguments import build_parser
+from guardsdk.cli.arguments import build_parser, threshold_items
 from guardsdk.detectors.classifier import CLASSIFIER
 from guardsdk.errors import GuardError, describe
 from guardsdk.families import get_family
@@ -175,16 +175,10 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _thresholds(items: Sequence[str] | None) -> dict[str, float]:
-    thresholds = {}
-    for item in items or ():
-        task, sep, value = item.partition("=")
-        try:
-            thresholds[task.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise UsageError(f"a threshold is TASK=P (e.g. prompt_harm=0.7), not {item!r}")
-    return thresholds
+    try:
+        return threshold_items(items or ())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 #: The exit code of an interrupted scan (as a shell gives a command that Ctrl-C ended).

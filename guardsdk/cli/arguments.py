@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 
 from guardsdk import __version__
 from guardsdk.detectors.classifier import CLASSIFIER
@@ -13,6 +14,20 @@ from guardsdk.scan.sources import FORMATS
 from guardsdk.scan.writers import OUTPUT_FORMATS
 from guardsdk.service.config import OnBlock
 from guardsdk.verdict import TASKS
+
+
+def threshold_items(items: Iterable[str]) -> dict[str, float]:
+    """``--threshold TASK=P`` items as ``{task: p}`` (``Policy`` checks the task and range); ``ValueError`` in one
+    line for an item that is not ``TASK=P``. ``scan`` and ``serve`` (its flags, variable and file) read
+    thresholds through this."""
+    thresholds = {}
+    for item in items:
+        task, sep, value = item.partition("=")
+        try:
+            thresholds[task.strip()] = float(value if sep else "")
+        except ValueError:
+            raise ValueError(f"a threshold is TASK=P (e.g. prompt_harm=0.7), not {item!r}") from None
+    return thresholds
 
 
 def build_parser() -> argparse.ArgumentParser:

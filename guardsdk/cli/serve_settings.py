@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
+from guardsdk.cli.arguments import threshold_items
 from guardsdk.cli.settings_files import SettingsError, checked_url, read_config_file, warn_unknown_variables
 from guardsdk.detectors.build import MODES
 from guardsdk.detectors.classifier import CLASSIFIER
@@ -74,15 +75,7 @@ def _items(value: Any) -> Any:
 
 def _thresholds(value: Any) -> Any:
     """``{task: p}`` from ``TASK=P`` items (flags, or one comma-separated environment variable); a mapping as it is."""
-    if isinstance(value, Mapping):
-        return dict(value)
-    pairs = {}
-    for item in _items(value) or []:
-        task, sep, p = item.partition("=")
-        if not sep:
-            raise ValueError(f"a threshold is TASK=P, not {item!r}")
-        pairs[task.strip()] = p.strip()
-    return pairs
+    return dict(value) if isinstance(value, Mapping) else threshold_items(_items(value) or [])
 
 
 Items = Annotated[list[str], NoDecode, BeforeValidator(_items)]

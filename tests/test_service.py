@@ -193,6 +193,21 @@ def test_a_guard_backend_that_is_down_answers_503_and_fails_closed():
         assert metric(client, "guardsdk_checks_total", decision="blocked_undecided", task="prompt") == 2
 
 
+def test_a_replica_whose_guard_server_is_down_is_not_ready_and_says_which(caplog):
+    """A cascade whose reasoning stage is a model server nobody answers at: alive, not ready (out of the load
+    balancer's rotation), its reason naming the server without its credentials; logged once, not per probe."""
+    down = Guard.from_server(f"http://user:s3cret@127.0.0.1:{free_port()}/v1", "guard", mode="cascade",
+                             backend_kwargs={"max_retries": 0})  # fmt: skip
+    with TestClient(create_app(down)) as client, caplog.at_level("INFO", logger="guardsdk.service"):
+        client.app.state.service.servers.every_s = 0
+        answers = [client.get("/readyz") for _ in range(3)]
+        assert client.get("/healthz").status_code == 200
+    assert {a.status_code for a in answers} == {503}
+    reason = answers[0].json()["reason"]
+    assert "does not answer" in reason and "127.0.0.1" in reason and "s3cret" not in reason
+    assert sum("not ready" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_an_unsafe_window_is_a_block_even_when_another_window_failed():
     """A check whose windows found one unsafe part and one backend failure is blocked as unsafe (200 / content
     blocked), not a 503: unsafe wins over undecided."""

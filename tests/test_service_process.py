@@ -85,8 +85,15 @@ def test_replicas_share_one_guard_model_server(tmp_path):
         for app in replicas:
             with TestClient(app) as client:
                 verdicts.append(client.post("/v1/check", json={"prompt": "How do I bake banana bread?"}).json())
+                assert client.get("/readyz").json() == {"status": "ready"}
         assert all(v["tokens_out"] > 0 and v["model"] == "guard" for v in verdicts)
         assert verdicts[0]["labels"] == verdicts[1]["labels"] and verdicts[0]["raw"] == verdicts[1]["raw"]
+        with TestClient(create_app(Guard.from_server(server.base_url, "guard"))) as client:
+            client.app.state.service.servers.every_s = 0
+            assert client.get("/readyz").status_code == 200
+            server.stop()  # the shared server goes away: the replicas leave the rotation
+            answer = client.get("/readyz")
+            assert answer.status_code == 503 and server.base_url in answer.json()["reason"]
     finally:
         server.stop()
 

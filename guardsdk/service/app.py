@@ -145,11 +145,15 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
         """Alive: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", responses={503: {"description": "not ready: starting or shutting down"}})
+    @app.get("/readyz", responses={503: {"description": "not ready: starting, shutting down, or a guard model "
+                                                        "server does not answer"}})  # fmt: skip
     async def readyz() -> JSONResponse:
-        """Ready: the guard's model is loaded and the service is not shutting down (no key needed: it names nothing)."""
-        if not state.ready:
-            return JSONResponse({"status": "not ready"}, status_code=503)
+        """Ready: the guard's model is loaded, its model servers answer (``GET /v1/models``, at most every 2 s) and
+        the service is not shutting down. No key needed: it names no content, and a server's URL without
+        credentials."""
+        problem = await state.servers.problem() if state.ready else "starting or shutting down"
+        if problem:
+            return JSONResponse({"status": "not ready", "reason": problem}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", dependencies=[Depends(require_key)])

@@ -192,7 +192,7 @@ class BatchingDetector:
             _settle(waiter, verdicts)
 
 
-def _models(detector: object) -> list[object]:
+def model_detectors(detector: object) -> list[object]:
     """The detectors under ``detector`` that run a model themselves (a cascade's stages, an ensemble's members)."""
     stack, leaves = [detector], []
     while stack:
@@ -212,7 +212,7 @@ def coalesces(detector: object) -> bool:
     any model the detector runs (a cascade's classifier stage, say) gains."""
     from guardsdk.backends.llamacpp import LlamaCppBackend
 
-    return any(not isinstance(getattr(part, "backend", None), LlamaCppBackend) for part in _models(detector))
+    return any(not isinstance(getattr(part, "backend", None), LlamaCppBackend) for part in model_detectors(detector))
 
 
 def batch_lanes(detector: object, max_concurrency: int) -> int:
@@ -223,7 +223,7 @@ def batch_lanes(detector: object, max_concurrency: int) -> int:
     from guardsdk.backends.hf import HFBackend
     from guardsdk.detectors.classifier.detector import ClassifierDetector
 
-    single = _models(detector) == [detector]
+    single = model_detectors(detector) == [detector]
     in_process = isinstance(detector, ClassifierDetector) or isinstance(getattr(detector, "backend", None), HFBackend)
     return 1 if single and in_process else max_concurrency
 
@@ -247,4 +247,4 @@ def _settle(waiter: _Waiter, verdicts: list[Verdict]) -> None:
     waiter.future.set_result(verdicts)
 
 
-__all__ = ["DEFAULT_MAX_ITEMS", "DEFAULT_WINDOW_MS", "BatchingDetector", "batch_lanes", "coalesces"]
+__all__ = ["DEFAULT_MAX_ITEMS", "DEFAULT_WINDOW_MS", "BatchingDetector", "batch_lanes", "coalesces", "model_detectors"]

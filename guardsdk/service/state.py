@@ -18,6 +18,7 @@ from guardsdk.service.config import ServiceConfig
 from guardsdk.service.errors import ServiceError
 from guardsdk.service.limits import AdmissionGate, Overloaded
 from guardsdk.service.metrics import ServiceMetrics
+from guardsdk.service.readiness import ServerProbe
 from guardsdk.verdict import Failure, Verdict
 
 T = TypeVar("T")
@@ -64,10 +65,12 @@ class ServiceState:
     upstream: Any = None  # the proxy's AsyncOpenAI client of the upstream LLM
     client: Any = None  # the same, guarded
     batching: BatchingDetector | None = field(init=False, default=None)
+    servers: ServerProbe = field(init=False)  # /readyz's probe of the guard's model servers
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(queue_depth=lambda: self._gates("waiting"),
                                       in_flight=lambda: self._gates("running"))  # fmt: skip
+        self.servers = ServerProbe(self.guard.detector)
         batching = self.config.batch_max_items > 1
         if batching and not coalesces(self.guard.detector):
             batching = False

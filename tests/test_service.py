@@ -314,3 +314,25 @@ def test_the_in_process_cache_expires_keeps_only_decided_verdicts_and_is_bounded
     assert not guard.check(BENIGN).cached  # expired
     with pytest.raises(ValueError):
         VerdictCache(max_entries=0)
+
+
+def test_log_lines_are_one_json_object_each_with_request_fields_merged_and_tracebacks_kept():
+    import logging
+
+    from guardsdk.service.logs import JsonLines
+
+    def line(message: str, exc_info: object = None) -> dict:
+        record = logging.LogRecord("guardsdk.service", logging.WARNING, __file__, 1, message, None, exc_info)
+        return json.loads(JsonLines().format(record))
+
+    request = line(json.dumps({"event": "request", "status": 200, "latency_ms": 3.1}))
+    assert request["event"] == "request" and request["status"] == 200 and request["level"] == "WARNING"
+    assert line("[1, 2]")["message"] == "[1, 2]" and line("{not json")["message"] == "{not json"
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        import sys
+
+        failed = line("request failed", sys.exc_info())
+    assert failed["message"] == "request failed" and "RuntimeError: boom" in failed["exception"]
+    assert failed["time"].endswith("+00:00") and failed["logger"] == "guardsdk.service"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import signal
 import subprocess
 import sys
@@ -67,6 +68,9 @@ def test_sigterm_lets_the_checks_in_flight_finish_then_exits_cleanly(tmp_path):
         logs = (tmp_path / "serve.log").read_text(encoding="utf-8")
         assert '"path": "/v1/check/batch", "status": 200' in logs and "How do I plant" not in logs
         assert logs.index('"path": "/v1/check/batch"') < logs.index("Finished server process")
+        lines = [json.loads(line) for line in logs.splitlines()]  # structured: every line one JSON object
+        assert all({"time", "level", "logger"} <= set(line) for line in lines)
+        assert any(line["logger"].startswith("uvicorn") for line in lines)
     finally:
         if process.poll() is None:
             process.kill()

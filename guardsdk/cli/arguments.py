@@ -157,6 +157,9 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--cache-ttl", type=float, help="seconds")
     serve.add_argument("--log-content", action="store_true", help="put the checked text of blocked calls in logs")
     serve.add_argument(
+        "--log-format", choices=("json", "text"), help="log lines: one JSON object each (default), or text"
+    )
+    serve.add_argument(
         "--pass-field",
         dest="pass_fields",
         action="append",

@@ -129,6 +129,7 @@ class ServeSettings(BaseSettings):
     batch_window_ms: Float = Field(ServiceConfig.batch_window_ms, ge=0, le=1000)
     stream_holdback_chars: Annotated[Int, Field(ge=MIN_HOLDBACK_CHARS)] | None = None
     otlp_endpoint: str | None = None
+    log_format: Literal["json", "text"] = "json"
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, **_: Any) -> tuple:

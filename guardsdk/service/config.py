@@ -62,11 +62,14 @@ class ServiceConfig:
     batch_window_ms: float = 2.0  # how long the first check of a batch waits for others
     stream_holdback_chars: int | None = None  # a stream is checked and released every N characters (None: 600)
     otlp_endpoint: str | None = None  # an OTLP/HTTP collector for the check spans (guardsdk.tracing.export_otlp)
+    log_format: str = "json"  # serve()'s log lines: "json" (one object a line, uvicorn's too) or "text"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "on_block", OnBlock(self.on_block))
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "pass_fields", frozenset(self.pass_fields))
+        if self.log_format not in ("json", "text"):
+            raise ValueError(f"log_format must be 'json' or 'text', not {self.log_format!r}")
         for name in ("check_gates", "proxy_gates"):
             gates = getattr(self, name)
             if gates is not None:

@@ -319,14 +319,18 @@ def test_the_in_process_cache_expires_keeps_only_decided_verdicts_and_is_bounded
 def test_log_lines_are_one_json_object_each_with_request_fields_merged_and_tracebacks_kept():
     import logging
 
-    from guardsdk.service.logs import JsonLines
+    from guardsdk.service.logs import Fields, JsonLines
 
-    def line(message: str, exc_info: object = None) -> dict:
+    def line(message: object, exc_info: object = None) -> dict:
         record = logging.LogRecord("guardsdk.service", logging.WARNING, __file__, 1, message, None, exc_info)
         return json.loads(JsonLines().format(record))
 
     request = line(json.dumps({"event": "request", "status": 200, "latency_ms": 3.1}))
     assert request["event"] == "request" and request["status"] == 200 and request["level"] == "WARNING"
+    assert line(Fields(event="config", port=8080)) | {"time": 0} == {"time": 0, "level": "WARNING",
+                                                                 "logger": "guardsdk.service", "event": "config",
+                                                                 "port": 8080}  # fmt: skip
+    assert str(Fields(port=8080)) == '{"port": 8080}'  # what a text handler prints
     assert line("[1, 2]")["message"] == "[1, 2]" and line("{not json")["message"] == "{not json"
     try:
         raise RuntimeError("boom")

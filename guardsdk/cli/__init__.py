@@ -152,7 +152,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from guardsdk.cli.serve_settings import CONFIG_ENV, SettingsError, load_settings
     from guardsdk.service import serve
     from guardsdk.service.auth import refuse_open_service
-    from guardsdk.service.logs import configure_logging
+    from guardsdk.service.logs import Fields, configure_logging
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     flags = {key: value for key, value in vars(args).items() if key not in ("command", "config")}
@@ -164,7 +164,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     configure_logging(config.log_format)
     refuse_open_service(config.host, config.api_keys)  # before loading a model; create_app warns on loopback
-    logging.getLogger("guardsdk.service").info(json.dumps(settings.logged(origin, config_file)))  # secrets redacted
+    logging.getLogger("guardsdk.service").info(Fields(settings.logged(origin, config_file)))  # secrets redacted
     serve(_load_guard(settings.guard_arguments(), policy, concurrency=config.max_concurrency), config)
     return 0
 

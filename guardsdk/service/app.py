@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import logging
 import re
 import time
@@ -27,7 +26,7 @@ from guardsdk.service.auth import authorized, check_open_service
 from guardsdk.service.config import ServiceConfig
 from guardsdk.service.errors import ServiceError
 from guardsdk.service.limits import BodyLimit
-from guardsdk.service.logs import configure_logging
+from guardsdk.service.logs import Fields, configure_logging
 from guardsdk.service.state import ServiceState
 
 logger = logging.getLogger("guardsdk.service.requests")
@@ -74,7 +73,7 @@ class RequestLog:
             record = {"event": "request", "request_id": request_id, "method": scope["method"], "path": route,
                       "status": status, "latency_ms": round(elapsed * 1000, 1), **fields}  # fmt: skip
             level = logging.WARNING if fields.get("blocked") or status >= 500 else logging.INFO
-            logger.log(level, json.dumps(record, ensure_ascii=False, default=str))
+            logger.log(level, Fields(record))
 
 
 def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:

@@ -14,16 +14,27 @@ from typing import Any
 LOG_FORMATS = ("json", "text")
 
 
+class Fields(dict):
+    """A log message that is a set of fields (a request line, the start-up config): printed as JSON by a text
+    handler, merged as they are into the line's object by :class:`JsonLines`."""
+
+    def __str__(self) -> str:
+        return json.dumps(self, ensure_ascii=False, default=str)
+
+
 class JsonLines(logging.Formatter):
-    """A record as one JSON line: time (UTC, ISO 8601), level, logger, and its message; a message that is itself a
-    JSON object (the request lines, the start-up config) is merged in as fields; a traceback goes in ``exception``."""
+    """A record as one JSON line: time (UTC, ISO 8601), level, logger, and its message; a :class:`Fields` message,
+    or one that is itself a JSON object, is merged in as fields; a traceback goes in ``exception``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
         line: dict[str, Any] = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                                 "level": record.levelname, "logger": record.name}  # fmt: skip
-        fields = _object(message)
-        line.update(fields if fields is not None else {"message": message})
+        if isinstance(record.msg, Fields) and not record.args:
+            line.update(record.msg)
+        else:
+            message = record.getMessage()
+            fields = _object(message)
+            line.update(fields if fields is not None else {"message": message})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
@@ -57,4 +68,4 @@ def configure_logging(log_format: str) -> None:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
-__all__ = ["LOG_FORMATS", "JsonLines", "configure_logging"]
+__all__ = ["LOG_FORMATS", "Fields", "JsonLines", "configure_logging"]

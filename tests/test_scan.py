@@ -295,6 +295,8 @@ def test_the_cli_scans_prints_the_summary_and_exits_0(source, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     assert main([*args[:4], "--threshold", "prompt_harm"]) == 2
     assert "a threshold is TASK=P" in capsys.readouterr().err
+    assert main([*args[:4], "--threshold", "prompt_harm=0.2", "--threshold", "prompt_harm=0.99"]) == 2
+    assert "prompt_harm has two thresholds" in capsys.readouterr().err  # never silently the last (laxer) one
     assert main(["scan", str(source)]) == 2  # no --out
     assert main(["scan", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x"), "--family", "classifier"]) == 2
     assert "no such input" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from servers import LiveService, free_port
+from servers import LiveService, LocalHTTPServer, QuietHandler, free_port
 
 from guardsdk import Guard, Policy, VerdictCache
 from guardsdk.detectors.resolve import bundled_tiny_path
@@ -208,6 +208,58 @@ def test_a_replica_whose_guard_server_is_down_is_not_ready_and_says_which(caplog
     assert sum("not ready" in r.getMessage() for r in caplog.records) == 1
 
 
+class ModelsServer(LocalHTTPServer):
+    """Answers ``GET /v1/models`` after ``delay_s``, or one byte every ``trickle_s`` seconds; counts the requests."""
+
+    def __init__(self, delay_s: float = 0.0, trickle_s: float = 0.0) -> None:
+        self.count = 0
+        outer = self
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                outer.count += 1
+                time.sleep(delay_s)
+                data = json.dumps({"object": "list", "data": [{"id": "guard", "object": "model"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for i in range(len(data)) if trickle_s else [None]:
+                        self.wfile.write(data if i is None else data[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(trickle_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._serve(Handler)
+
+
+def test_readiness_probes_a_server_once_for_many_callers_and_gives_up_on_one_that_trickles():
+    """``/readyz`` needs no key: a crowd of callers must not turn into a crowd of requests to the guard model
+    server (one probe at a time, its answer shared), and a server that sends a byte a second cannot hold it."""
+    from guardsdk.service.readiness import PROBE_TIMEOUT_S, ServerProbe
+
+    slow, trickling = ModelsServer(delay_s=0.5), ModelsServer(trickle_s=1.0)
+    try:
+        for server in (slow, trickling):
+            guard = Guard.from_server(
+                server.base_url, "guard", backend_kwargs={"max_retries": 0, "context_length": 4096}
+            )
+            probe, server.count = ServerProbe(guard.detector), 0
+
+            async def crowd(probe=probe) -> list[str | None]:
+                return await asyncio.gather(*(probe.problem() for _ in range(50)))
+
+            started = time.monotonic()
+            answers = asyncio.run(crowd())
+            assert server.count == 1 and len(set(answers)) == 1
+            assert time.monotonic() - started < PROBE_TIMEOUT_S + 1.5
+        assert answers[0] is not None and "does not answer (TimeoutError)" in answers[0]  # the trickling one
+    finally:
+        slow.stop()
+        trickling.stop()
+
+
 def test_an_unsafe_window_is_a_block_even_when_another_window_failed():
     """A check whose windows found one unsafe part and one backend failure is blocked as unsafe (200 / content
     blocked), not a 503: unsafe wins over undecided."""
@@ -331,6 +383,12 @@ def test_log_lines_are_one_json_object_each_with_request_fields_merged_and_trace
                                                                  "logger": "guardsdk.service", "event": "config",
                                                                  "port": 8080}  # fmt: skip
     assert str(Fields(port=8080)) == '{"port": 8080}'  # what a text handler prints
+    forged = line('{"level": "DEBUG", "logger": "forged", "note": "x"}')
+    assert forged["level"] == "WARNING" and forged["logger"] == "guardsdk.service" and forged["note"] == "x"
+    split = JsonLines().format(
+        logging.LogRecord("x", logging.INFO, "", 1, Fields(c="a\u2028b\u2029c\x85d"), None, None)
+    )
+    assert len(split.splitlines()) == 1 and json.loads(split)["c"] == "a\u2028b\u2029c\x85d"
     assert line("[1, 2]")["message"] == "[1, 2]" and line("{not json")["message"] == "{not json"
     try:
         raise RuntimeError("boom")
@@ -340,3 +398,21 @@ def test_log_lines_are_one_json_object_each_with_request_fields_merged_and_trace
         failed = line("request failed", sys.exc_info())
     assert failed["message"] == "request failed" and "RuntimeError: boom" in failed["exception"]
     assert failed["time"].endswith("+00:00") and failed["logger"] == "guardsdk.service"
+
+
+def test_serve_logging_keeps_an_application_s_own_handlers_and_quiets_url_logging_libraries():
+    from guardsdk.service.logs import configure_logging
+
+    root = logging.getLogger()
+    mine = logging.StreamHandler()
+    saved = list(root.handlers)
+    root.addHandler(mine)
+    try:
+        configure_logging("json")
+        assert mine in root.handlers and len(root.handlers) == len(saved) + 1
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING  # its INFO lines carry URLs
+        with pytest.raises(ValueError, match="log_format"):
+            configure_logging("xml")
+    finally:
+        root.removeHandler(mine)
+        logging.captureWarnings(False)

@@ -154,7 +154,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from guardsdk.service.auth import refuse_open_service
     from guardsdk.service.logs import Fields, configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     flags = {key: value for key, value in vars(args).items() if key not in ("command", "config")}
     config_file = getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or None
     try:
@@ -162,7 +161,7 @@ def run_serve(args: argparse.Namespace) -> int:
         config, policy = settings.service_config(), settings.policy()
     except (SettingsError, ValueError) as exc:  # a bad key or value, wherever it came from
         raise UsageError(str(exc)) from None
-    configure_logging(config.log_format)
+    configure_logging(config.log_format, replace=True)
     refuse_open_service(config.host, config.api_keys)  # before loading a model; create_app warns on loopback
     logging.getLogger("guardsdk.service").info(Fields(settings.logged(origin, config_file)))  # secrets redacted
     serve(_load_guard(settings.guard_arguments(), policy, concurrency=config.max_concurrency), config)

@@ -24,9 +24,12 @@ def threshold_items(items: Iterable[str]) -> dict[str, float]:
     for item in items:
         task, sep, value = item.partition("=")
         try:
-            thresholds[task.strip()] = float(value if sep else "")
+            p = float(value if sep else "")
         except ValueError:
             raise ValueError(f"a threshold is TASK=P (e.g. prompt_harm=0.7), not {item!r}") from None
+        if task.strip() in thresholds:
+            raise ValueError(f"{task.strip()} has two thresholds ({thresholds[task.strip()]} and {p}): give one")
+        thresholds[task.strip()] = p
     return thresholds
 
 

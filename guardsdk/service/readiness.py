@@ -30,25 +30,35 @@ class ServerProbe:
         self.every_s = PROBE_EVERY_S
         self._at = -float("inf")
         self._problem: str | None = None
+        self._probing = asyncio.Lock()  # one probe at a time: callers that come meanwhile take its answer
 
     async def problem(self) -> str | None:
-        """None while every model server answers; else which one does not, and why (its URL without credentials)."""
-        if not self.servers or time.monotonic() - self._at < self.every_s:
+        """None while every model server answers; else which one does not, and why (its URL without credentials).
+        However many callers ask, the servers get at most one probe each per :data:`PROBE_EVERY_S` seconds, and a
+        probe ends within :data:`PROBE_TIMEOUT_S` seconds."""
+        if not self.servers or self._fresh():
             return self._problem
-        found = [p for p in await asyncio.gather(*map(_probe, self.servers)) if p]
-        problem = found[0] if found else None
-        if problem and problem != self._problem:
-            logger.warning("not ready: %s", problem)
-        elif self._problem and not problem:
-            logger.info("ready again: every guard model server answers")
-        self._at, self._problem = time.monotonic(), problem
+        async with self._probing:
+            if self._fresh():  # probed while this caller waited
+                return self._problem
+            found = [p for p in await asyncio.gather(*map(_probe, self.servers)) if p]
+            problem = found[0] if found else None
+            if problem and problem != self._problem:
+                logger.warning("not ready: %s", problem)
+            elif self._problem and not problem:
+                logger.info("ready again: every guard model server answers")
+            self._at, self._problem = time.monotonic(), problem
         return problem
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._at < self.every_s
 
 
 async def _probe(server: OpenAIServerBackend) -> str | None:
-    try:
-        await server.async_client.with_options(timeout=PROBE_TIMEOUT_S, max_retries=0).models.list()
-    except Exception as exc:  # any failure to answer is "not ready", said in one line
+    models = server.async_client.with_options(timeout=PROBE_TIMEOUT_S, max_retries=0).models
+    try:  # the client's timeout bounds each read; a server that trickles bytes is bounded by wait_for
+        await asyncio.wait_for(models.list(), PROBE_TIMEOUT_S)
+    except Exception as exc:  # any failure to answer in time is "not ready", said in one line
         return f"guard model server {redacted_url(server.base_url)} does not answer ({type(exc).__name__})"
     return None
 

@@ -211,7 +211,9 @@ class Verdict:
         }
         if withhold:
             data.update(raw="", reasoning={}, decision=None if self.decision is None else self.decision.summary)
-            if self.error and self.raw:  # an error about an output the guard wrote: its words may quote it
+            # An error about an output the guard wrote may quote it; a typed reason of the guard's own words does
+            # not ("unreadable: language de": a language code or script name): it stays, so the caller knows why.
+            if self.error and self.raw and not self.error.startswith("unreadable: "):
                 data["error"] = f"the guard's output could not decide (parse status {self.parse_status.value})"
         return data
 

@@ -580,3 +580,21 @@ def test_small_things_none_nothing_to_do_and_an_out_file(annotate, source, tmp_p
     assert main(["scan", str(source), "--out", str(tmp_path / "file"), "--family", "classifier"]) == 2
     err = capsys.readouterr().err
     assert "is a file; the scan's out must be a folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unsafe_row_still_says_why_a_task_has_no_label(annotate, tmp_path):
+    """A German prompt (unreadable) with a reply the guard flags: decided unsafe on the reply, and the prompt's
+    missing label says why, in the row and in the summary."""
+    path = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {
+                "prompt": "Wie backe ich ein Brot mit Sauerteig und Roggenmehl?",
+                "response": "Sure. To build a pipe bomb, pack the pipe with powder.",
+            }
+        ],
+    )
+    summary = scan(path, tmp_path / "out", annotate, progress=False)
+    [row] = read_rows(tmp_path / "out")
+    assert row["guard_decision"] == "unsafe" and row["guard_prompt_harm"] is None
+    assert row["guard_undecided"] == "unreadable: language de" and summary.undecided == {"unreadable: language de": 1}

@@ -50,11 +50,14 @@ def reason_kind(reason: str) -> str:
 
 
 def undecided_reason(verdict: Verdict) -> str | None:
-    """Why a verdict's decision is undecided (None when it is decided safe or unsafe)."""
+    """Why a verdict's decision is undecided; on an unsafe verdict, why a task has no label where the guard says
+    (text it cannot read, say); None when decided with every task answered."""
     decision = verdict.decision
     if decision is None:
         return verdict.error or "the verdict has no decision"
-    if decision.unsafe or (decision.allowed and not decision.fail_open):
+    if decision.unsafe:
+        return verdict.error if verdict.failure is None else None
+    if decision.allowed and not decision.fail_open:
         return None
     if verdict.error:
         return verdict.error
@@ -102,7 +105,7 @@ def verdict_row(row_id: int, row: dict[str, Any], verdict: Verdict, *, reasoning
         out[f"{PREFIX}{task}_score"] = None if score is None else float(score)
     why = undecided_reason(verdict)
     decision = verdict.decision
-    out["guard_decision"] = UNDECIDED if why is not None else UNSAFE if decision and decision.unsafe else SAFE
+    out["guard_decision"] = UNSAFE if decision and decision.unsafe else UNDECIDED if why is not None else SAFE
     out["guard_reason"] = decision.reason if decision else None
     out["guard_undecided"] = why
     out["guard_opt_in"] = opt_in(verdict, gates)

@@ -155,6 +155,9 @@ def test_messages_and_named_columns(annotate, tmp_path):
     assert out[2]["guard_undecided"] == "column 'conv' is an empty message list"
     assert out[3]["guard_undecided"].startswith("column 'conv' is text but not a JSON message list")
     assert "thinking" in out[4]["guard_undecided"]  # a field the guard cannot see is refused, as everywhere
+    assert (
+        "move their text into content" in out[4]["guard_undecided"] and "pass_fields" not in out[4]["guard_undecided"]
+    )
     named = [{"q": "What is the capital of France?", "a": "Paris."}, {"q": "hello"}]
     path = write_jsonl(tmp_path / "n.jsonl", named)
     optional = read_rows(_scan(annotate, path, tmp_path / "n", columns=ColumnMap("q", "a")))
@@ -224,6 +227,12 @@ def test_a_rerun_with_other_settings_is_refused(annotate, source, tmp_path):
     ]:
         with pytest.raises(ValueError, match=rf"other settings.*{what}"):
             scan(source, tmp_path / "out", guard, progress=False, **options)
+
+    def no_model() -> Guard:
+        raise AssertionError("a setting known before the model loads is refused before it loads")
+
+    with pytest.raises(ValueError, match="batch_size: 16 -> 4"):
+        scan(source, tmp_path / "out", no_model, batch_size=4, progress=False)
     write_jsonl(source, [*ROWS, {"prompt": "one more"}])  # the input changed under the scan
     with pytest.raises(ValueError) as refused:
         scan(source, tmp_path / "out", annotate, progress=False)

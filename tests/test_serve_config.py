@@ -5,6 +5,7 @@ Real files, a real ``guardsdk serve`` process, a real upstream on 127.0.0.1."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -148,7 +149,7 @@ def test_guardsdk_serve_from_a_config_file_with_env_overrides_thresholds_and_pro
     config.write_text(f'family = "classifier"\nport = {free_port()}\ngates = ["prompt_harm"]\n'
                       f'proxy_gates = ["response_harm"]\nthresholds = {{ response_harm = 0.99 }}\n'
                       f'upstream = "{upstream.base_url}"\ncache_entries = 0\n', encoding="utf-8")  # fmt: skip
-    env = {**os.environ, **SECRETS, "GUARDSDK_PORT": str(port)}
+    env = {**os.environ, **SECRETS, "GUARDSDK_PORT": str(port), "GUARDSDK_THRESHOLD": "prompt_harm=0.1"}  # a typo
     log = (tmp_path / "serve.log").open("w+", encoding="utf-8")
     command = [sys.executable, "-m", "guardsdk", "serve", "--config", str(config), "--threshold", "prompt_harm=1e-6"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -171,3 +172,5 @@ def test_guardsdk_serve_from_a_config_file_with_env_overrides_thresholds_and_pro
     assert '"event": "config"' in text and '"port": "env"' in text and '"thresholds": "flag"' in text
     assert not any(secret in text for value in SECRETS.values() for secret in value.split(","))
     assert text.count("**********") >= 4  # api_key, upstream_api_key, the two API keys
+    [typo] = [json.loads(line) for line in text.splitlines() if "GUARDSDK_THRESHOLD " in line]  # a JSON line, too
+    assert typo["level"] == "WARNING" and "did you mean GUARDSDK_THRESHOLDS?" in typo["message"]

@@ -152,10 +152,12 @@ def run_serve(args: argparse.Namespace) -> int:
     from guardsdk.cli.serve_settings import CONFIG_ENV, SettingsError, load_settings
     from guardsdk.service import serve
     from guardsdk.service.auth import refuse_open_service
-    from guardsdk.service.logs import Fields, configure_logging
+    from guardsdk.service.logs import LOG_FORMATS, Fields, configure_logging
 
     flags = {key: value for key, value in vars(args).items() if key not in ("command", "config")}
     config_file = getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or None
+    early = flags.get("log_format") or os.environ.get("GUARDSDK_LOG_FORMAT", "").strip().lower()
+    configure_logging(early if early in LOG_FORMATS else "json", replace=True)  # the lines before the settings
     try:
         settings, origin = load_settings(flags, config_file)
         config, policy = settings.service_config(), settings.policy()
@@ -198,6 +200,8 @@ def run_scan(args: argparse.Namespace) -> int:
         raise UsageError("--sample must be at least 1 and --limit at least 0")
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    if args.no_progress:  # no bar at all: Hugging Face's, as the model loads, neither
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     if args.prompt_only and (args.response_column or args.response_optional):
         raise UsageError("give --prompt-only or --response-column / --response-optional, not both")
     if args.messages_column and (args.prompt_column or args.response_column or args.prompt_only):
@@ -253,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"guardsdk: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_UNDECIDED
     except (GuardError, ValueError, OSError) as exc:
-        print(f"guardsdk: {_one_line(describe(exc))}", file=sys.stderr)
+        said = str(exc) if type(exc) is ValueError and str(exc) else describe(exc)  # a bad value: its message is it
+        print(f"guardsdk: {_one_line(said)}", file=sys.stderr)
         return EXIT_UNDECIDED
     except KeyboardInterrupt:
         print("guardsdk: interrupted", file=sys.stderr)

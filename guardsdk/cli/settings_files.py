@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Collection, Mapping
@@ -85,8 +86,12 @@ def warn_unknown_variables(settings: Collection[str], prefix: str, environ: Mapp
     such as ``GUARDSDK_THRESHOLD``, would otherwise be ignored); their values are not logged."""
     known = {prefix + name.upper() for name in settings} | OTHER_VARIABLES
     unknown = sorted(name for name in environ if name.upper().startswith(prefix) and name.upper() not in known)
-    if unknown:
-        logger.warning("unknown %s variables ignored: %s", prefix + "*", ", ".join(unknown))
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
+        named.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    if named:
+        logger.warning("unknown %s variables ignored: %s", prefix + "*", ", ".join(named))
 
 
 def checked_url(name: str, url: str | None, *, secrets: bool = True) -> str | None:

@@ -49,15 +49,19 @@ def claim_folder(out: Path, settings: dict[str, Any]) -> None:
     """Record ``settings`` in ``out``, or refuse a folder whose rows were made with other settings."""
     path = out / RUN_FILE
     if path.exists():
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-        changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
-        if changed:
-            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise ValueError(f"{out} holds a run made with other settings ({details}); use another --out")
+        refuse_other_settings(out, json.loads(path.read_text(encoding="utf-8")), settings)
     elif any(out.glob(f"*/{PREDICTIONS_FILE}")):
         raise ValueError(f"{out} holds predictions of an unknown run (no {RUN_FILE}); use another --out")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=1), encoding="utf-8")
+
+
+def refuse_other_settings(out: Path, recorded: dict[str, Any], settings: dict[str, Any]) -> None:
+    """A ``ValueError`` naming each of ``settings`` that differs from the run ``recorded`` in ``out``."""
+    changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
+    if changed:
+        details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise ValueError(f"{out} holds a run made with other settings ({details}); use another --out")
 
 
 def completed_rows(path: Path) -> int:

@@ -9,6 +9,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from guardsdk.eval.evaluation import refuse_other_settings
 from guardsdk.scan.columns import BAD_ROW, ColumnMap
 from guardsdk.scan.rows import foreign_guard_columns
 from guardsdk.scan.sources import Source
@@ -58,11 +59,13 @@ def check_folder(folder: Path) -> None:
 
 
 def check_out(folder: Path, settings: dict[str, Any]) -> None:
-    """Refuse an ``out`` that is a file, or a scan folder of this input made before the input changed (in words,
-    before ``claim_folder`` lists every other changed setting)."""
+    """Refuse an ``out`` that is a file, a scan folder of this input made before the input changed (in words), or
+    one made with other ``settings`` (those known before a model loads: :func:`~guardsdk.scan.runner.input_settings`;
+    ``claim_folder`` compares the rest)."""
     check_folder(folder)
     try:
-        recorded = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("input")
+        run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        recorded = run.get("input")
     except (OSError, ValueError, AttributeError):
         return
     current = settings["input"]
@@ -71,6 +74,7 @@ def check_out(folder: Path, settings: dict[str, Any]) -> None:
             raise ValueError(f"{folder} holds a scan of another input ({recorded.get('path')}); use another --out")
         raise ValueError(f"the input file changed since this scan began (size/modified time): {folder} holds rows "
                          "of the old input; use another --out")  # fmt: skip
+    refuse_other_settings(folder, run, settings)
 
 
 __all__ = ["PEEK_ROWS", "check_columns", "check_folder", "check_out"]

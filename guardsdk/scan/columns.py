@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from guardsdk.errors import InvalidInputError
+from guardsdk.errors import InvalidInputError, UncheckedFieldError
 from guardsdk.texts.conversation import conversation_to_pair
 
 #: The prefix of every column a scan writes; an input that already has such columns is refused.
@@ -84,6 +84,10 @@ class ColumnMap:
             raise RowError(f"column {self.messages!r} is an empty message list")
         try:
             return conversation_to_pair([_plain_message(m) for m in messages])
+        except UncheckedFieldError as exc:  # its advice names the proxy's options; a scan has none to give
+            said = str(exc).split(", and ")[0]
+            raise RowError(f"column {self.messages!r}: {said}, and a model may read them: the row is undecided "
+                           "(move their text into content, or drop them, to have it checked)") from None  # fmt: skip
         except InvalidInputError as exc:
             raise RowError(f"column {self.messages!r}: {exc}") from None
 

@@ -41,6 +41,20 @@ def local_engine(guard: Guard, batches: Iterable[list[Row]], columns: ColumnMap,
         yield verdict_columns(guard, batch, columns, reasoning=reasoning)
 
 
+def input_settings(source: Source, columns: ColumnMap, *, output_format: str, reasoning: bool, sample: int | None,
+                   seed: int, batch_size: int) -> dict[str, Any]:  # fmt: skip
+    """The part of :func:`scan_settings` known before a guard loads (a rerun that changes one is refused at once)."""
+    return {
+        "input": source.fingerprint(),
+        "columns": columns.settings(),
+        "sample": sample,
+        "reasoning": reasoning,
+        "seed": seed if sample else None,
+        "output_format": output_format,
+        "batch_size": batch_size,
+    }
+
+
 def scan_settings(guard: Guard, source: Source, columns: ColumnMap, *, output_format: str, reasoning: bool,
                   sample: int | None, seed: int, batch_size: int = 16) -> dict[str, Any]:  # fmt: skip
     """What a resumed scan must share with the run it continues (``guardsdk eval``'s run settings, the input, the
@@ -49,17 +63,13 @@ def scan_settings(guard: Guard, source: Source, columns: ColumnMap, *, output_fo
     limited run writes the first rows of the full scan, so a later run with a larger limit or none continues it."""
     policy = guard.policy
     settings = run_settings(guard, None, sample) | {
-        "input": source.fingerprint(),
-        "columns": columns.settings(),
         "gates": sorted(policy.gates),
         "thresholds": dict(sorted(policy.thresholds.items())),
         "on_undecided": policy.on_undecided.value,
         "max_windows": policy.max_windows,
-        "reasoning": reasoning,
-        "seed": seed if sample else None,
-        "output_format": output_format,
-        "batch_size": batch_size,
     }
+    settings |= input_settings(source, columns, output_format=output_format, reasoning=reasoning, sample=sample,
+                               seed=seed, batch_size=batch_size)  # fmt: skip
     settings.pop("limit")
     return settings
 
@@ -140,11 +150,12 @@ def scan(
         from guardsdk.scan.ray_engine import import_ray
 
         import_ray()
+    check_out(folder, input_settings(src, columns, output_format=fmt, reasoning=reasoning, sample=sample, seed=seed,
+                                     batch_size=size))  # fmt: skip
     checker, factory, owned = _resolve(guard, engine)
     try:
         settings = scan_settings(checker, src, columns, output_format=fmt, reasoning=reasoning, sample=sample,
                                  seed=seed, batch_size=size)  # fmt: skip
-        check_out(folder, settings)
         if holds_rows(folder) and not (folder / "run.json").exists():
             raise ValueError(f"{folder} holds scan rows of an unknown run (no run.json); use another --out")
         claim_folder(folder, settings)
@@ -159,6 +170,9 @@ def scan(
         start = done - done % size
         if sample is not None:
             chosen = reservoir(src.row_ids(), sample, seed)
+            if len(chosen) < sample:
+                logger.warning("guardsdk scan: a sample of %d asked, but the input has %d rows: all are scanned",
+                               sample, len(chosen))  # fmt: skip
             total = len(chosen) if limit is None else min(limit, len(chosen))
             end = -(-total // size) * size
             rows = pick(src.rows(chosen[start]), chosen[start:end]) if done < total else iter(())
@@ -217,4 +231,4 @@ def _write(results: Iterator[list[dict[str, Any]]], writer: Any, summary: ScanSu
     return finished
 
 
-__all__ = ["ENGINES", "default_guard", "local_engine", "scan", "scan_settings"]
+__all__ = ["ENGINES", "default_guard", "input_settings", "local_engine", "scan", "scan_settings"]

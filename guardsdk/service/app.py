@@ -35,6 +35,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 #: Route labels of the request metrics: known paths, else "other" (no unbounded label values).
 _ROUTES = frozenset({"/v1/check", "/v1/check/batch", "/v1/chat/completions", "/v1/completions", "/v1/models",
                      "/healthz", "/readyz", "/metrics"})  # fmt: skip
+#: Routes a prober or scraper calls every few seconds: their successful requests are logged at DEBUG.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestLog:
@@ -72,7 +74,8 @@ class RequestLog:
             self.state.metrics.request_latency.labels(route).observe(elapsed)
             record = {"event": "request", "request_id": request_id, "method": scope["method"], "path": route,
                       "status": status, "latency_ms": round(elapsed * 1000, 1), **fields}  # fmt: skip
-            level = logging.WARNING if fields.get("blocked") or status >= 500 else logging.INFO
+            level = (logging.WARNING if fields.get("blocked") or status >= 500
+                     else logging.DEBUG if route in _PROBES and status < 400 else logging.INFO)  # fmt: skip
             logger.log(level, Fields(record))
 
 

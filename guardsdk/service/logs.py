@@ -74,7 +74,8 @@ def configure_logging(log_format: str, *, replace: bool = False) -> None:
     if root.handlers and not replace:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter("%(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonLines() if log_format == "json" else text)
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)

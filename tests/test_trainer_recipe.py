@@ -18,7 +18,7 @@ from guardsdk_trainer.cli import main
 from guardsdk_trainer.config import load_config
 from guardsdk_trainer.data import Example, compact_trace
 from guardsdk_trainer.progress import setup_logging
-from guardsdk_trainer.template_teacher import template_trace
+from guardsdk_trainer.template_teacher import fully_labelled, template_trace
 from guardsdk_trainer.tokens import sft_features
 
 CPU_TINY = ROOT / "trainer" / "configs" / "cpu-tiny.yaml"
@@ -218,6 +218,17 @@ def test_compact_and_template_traces_parse_to_their_labels():
     example = Example("p", "r", {"prompt_harm": "unharmful", "refusal": "refusal", "response_harm": None})
     assert parse_output(template_trace(example), has_response=True).labels == {
         "prompt_harm": "unharmful", "refusal": "refusal", "response_harm": None}  # fmt: skip
+
+
+def test_templates_are_written_only_for_rows_labelled_for_every_task_their_check_asks():
+    """A template of a reply row without a prompt or refusal label answers "None" there: R-SFT on such templates
+    taught a model to answer prompt+response checks with ``Completion: None`` (docs/training.md)."""
+    both = {"prompt_harm": "harmful", "refusal": "compliance", "response_harm": "harmful"}
+    assert fully_labelled(Example("p", None, {"prompt_harm": "harmful"}))
+    assert fully_labelled(Example("p", "r", both))
+    assert not fully_labelled(Example("p", "r", {**both, "refusal": None}))
+    assert not fully_labelled(Example("p", "r", {"response_harm": "harmful"}))
+    assert not fully_labelled(Example("p", None, {}))
 
 
 def test_a_failed_or_killed_rerun_never_leaves_a_done_stage_without_its_output(tmp_path, capsys, monkeypatch):

@@ -169,9 +169,9 @@ class Recipe(RunState):
             ready += report.kept
             metrics |= report.summary()
         elif todo and cfg.template_rows:
-            from guardsdk_trainer.template_teacher import template_traces
+            from guardsdk_trainer.template_teacher import fully_labelled, template_traces
 
-            labelled = data_mod.interleave_by_labels([e for e in todo if any(e.labels.values())], self.config.data.seed)
+            labelled = data_mod.interleave_by_labels([e for e in todo if fully_labelled(e)], self.config.data.seed)
             ready += template_traces(labelled[: cfg.template_rows])
             metrics["template_traces"] = min(len(labelled), cfg.template_rows)
         data_mod.write_jsonl(self.path("data", "sft.jsonl"), (e.to_json() for e in ready))

@@ -30,6 +30,15 @@ def template_trace(example: Example) -> str:
     return "\n\n".join(steps) + "\n\n---\n\n" + answers + "\n"
 
 
+def fully_labelled(example: Example) -> bool:
+    """Whether the pool labels every task of ``example``'s role (a prompt: its harmfulness; a prompt and a response:
+    all three). A template of a partly labelled row answers ``None`` for a task the check asks: 13,766 of the pool's
+    26,128 rows with a response have no prompt label and 20,945 no refusal label, and a model R-SFT on their
+    templates learned to answer ``Completion: None`` / ``Response: None`` to prompt+response checks."""
+    tasks = TASKS if example.response is not None else (PROMPT_HARM,)
+    return all(example.labels.get(task) for task in tasks)
+
+
 def template_traces(examples: Sequence[Example]) -> list[Example]:
     """``examples`` (each with at least one label) with a :func:`template_trace` as their reasoning."""
     return [Example(e.prompt, e.response, e.labels, e.source, template_trace(e)) for e in examples]

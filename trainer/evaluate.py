@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from guardsdk_trainer.data import interleave_by_labels
 from guardsdk_trainer.heldout import baseline_f1, model_f1, preference_accuracy
 
 if TYPE_CHECKING:
@@ -18,7 +19,10 @@ def evaluate(recipe: Recipe) -> dict[str, Any]:
     rounds (when there were any) and the HS-DPO model; HS-DPO's preference accuracy on held-out pairs before
     (the model it started from: the newest R-SFT one) and after."""
     cfg = recipe.config.evaluate
-    held_out = [e for e in recipe.examples("eval") if any(e.labels.values())][: cfg.max_inputs]
+    # Taken in turns across label combinations (prompt-only and reply rows alike), not the first rows of a pool
+    # sorted by source: the response tasks get held-out rows too.
+    labelled = [e for e in recipe.examples("eval") if any(e.labels.values())]
+    held_out = interleave_by_labels(labelled, recipe.config.data.seed)[: cfg.max_inputs]
     train = recipe.examples("train")
     baseline = baseline_f1(train, held_out, recipe.config.data.seed)
     report: dict[str, Any] = {"eval_rows": len(held_out), "baseline": baseline}

@@ -126,3 +126,20 @@ def test_the_family_option_runs_another_guard_family():
         assert server.requests[0]["max_tokens"] == 32  # the family's output budget
     finally:
         server.stop()
+
+
+def test_after_a_command_line_run_a_late_ctrl_c_is_ignored_not_a_teardown_traceback(monkeypatch, capsys):
+    """A Ctrl-C that lands while Python shuts down after a finished scan printed "Exception ignored ...
+    KeyboardInterrupt" from a module's teardown (found by a new user). Only the real command line (no argv) does
+    this: a caller of ``main([...])`` keeps its own SIGINT handler."""
+    import signal
+
+    from guardsdk.cli import main
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert main(["--version"]) == 0 and signal.getsignal(signal.SIGINT) is before
+        monkeypatch.setattr("sys.argv", ["guardsdk", "--version"])
+        assert main() == 0 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

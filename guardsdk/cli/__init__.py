@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -263,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("guardsdk: interrupted", file=sys.stderr)
         return EXIT_UNDECIDED
+    finally:
+        if argv is None:  # the command line: its work is done, so a Ctrl-C while Python shuts down is ignored
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # (not a traceback from some module's teardown)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,8 @@ peak resident memory beside the memory after the model loaded (a streamed scan a
 
 The input and output go in ``--work`` (default ``/tmp/guardsdk-scan-bench``), never in the repo tree.
 
-Usage: .venv/bin/python benchmarks/scan/scan_rows.py [--rows 100000] [--batch-size 32] [--format jsonl|parquet]
+Usage: .venv/bin/python benchmarks/scan/scan_rows.py [--rows 100000] [--offset 0] [--batch-size 32]
+       [--format jsonl|parquet]
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, w
 from benchmarks._common import TRAIN_POOL
 
 
-def make_input(path: Path, rows: int) -> None:
-    """``rows`` JSONL rows (prompt, response, source, row number) cycled from the training pool, streamed."""
+def make_input(path: Path, rows: int, offset: int = 0) -> None:
+    """``rows`` JSONL rows (prompt, response, source, row number) cycled from the training pool from its row
+    ``offset`` on, streamed."""
     written = 0
     with path.open("w", encoding="utf-8") as out:
         while written < rows:
             with TRAIN_POOL.open("rb") as pool:
-                for line in pool:
+                for index, line in enumerate(pool):
+                    if index < offset and not written:
+                        continue
                     if written == rows:
                         break
                     row = json.loads(line)
@@ -67,6 +71,7 @@ class RssSampler(threading.Thread):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2000, help="rows in the scanned file (default 2000)")
+    parser.add_argument("--offset", type=int, default=0, help="start at this pool row (54000: the long rows)")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per guard call (default 32)")
     parser.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="the output's format")
     parser.add_argument("--work", type=Path, default=Path("/tmp/guardsdk-scan-bench"), help="input and output folder")
@@ -78,12 +83,12 @@ def main() -> None:
     from guardsdk.scan import scan
 
     args.work.mkdir(parents=True, exist_ok=True)
-    source = args.work / f"rows-{args.rows}.jsonl"
+    source = args.work / f"rows-{args.rows}-from-{args.offset}.jsonl"
     if not source.exists():
         started = time.perf_counter()
-        make_input(source, args.rows)
+        make_input(source, args.rows, args.offset)
         print(f"made {source} ({source.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
-    out = args.work / f"out-{args.rows}-{args.format}"
+    out = args.work / f"out-{args.rows}-from-{args.offset}-{args.format}"
     shutil.rmtree(out, ignore_errors=True)
     guard = Guard(family="classifier", threads=args.threads, policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
     guard.check_batch(["warm the encoder up"])

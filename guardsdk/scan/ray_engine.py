@@ -85,6 +85,7 @@ class GuardActor:
         return {"seq": np.asarray(batch["seq"]), "group": np.array(out, dtype=object)}
 
     def _check(self, group: bytes) -> bytes:
+        from guardsdk.scan.memory import release_free_memory
         from guardsdk.scan.rows import verdict_columns
 
         rows = pickle.loads(group)
@@ -92,6 +93,8 @@ class GuardActor:
             return pickle.dumps(verdict_columns(self.guard, rows, self.columns, reasoning=self.reasoning))
         except Exception as exc:  # raised in the driver: a lost block means a worker that died, nothing else
             return pickle.dumps(RuntimeError(f"checking rows {_span(rows)} failed: {type(exc).__name__}: {exc}"))
+        finally:
+            release_free_memory()
 
     def __del__(self) -> None:
         guard = getattr(self, "guard", None)

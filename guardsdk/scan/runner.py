@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from guardsdk.eval.evaluation import claim_folder, run_settings
 from guardsdk.scan.checks import check_columns, check_folder, check_out
 from guardsdk.scan.columns import ColumnMap
+from guardsdk.scan.memory import release_free_memory
 from guardsdk.scan.rows import Row, verdict_columns, verdict_schema
 from guardsdk.scan.sources import Source, open_source, pick, reservoir, take
 from guardsdk.scan.summary import SUMMARY_COLUMNS, ScanSummary, write_summary
@@ -36,9 +37,11 @@ def default_guard() -> Guard:
 
 def local_engine(guard: Guard, batches: Iterable[list[Row]], columns: ColumnMap, reasoning: bool
                  ) -> Iterator[list[dict[str, Any]]]:  # fmt: skip
-    """Check each batch in this process, in order."""
+    """Check each batch in this process, in order (the memory a batch freed goes back to the system)."""
     for batch in batches:
-        yield verdict_columns(guard, batch, columns, reasoning=reasoning)
+        checked = verdict_columns(guard, batch, columns, reasoning=reasoning)
+        release_free_memory()
+        yield checked
 
 
 def input_settings(source: Source, columns: ColumnMap, *, output_format: str, reasoning: bool, sample: int | None,

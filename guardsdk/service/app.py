@@ -171,8 +171,8 @@ def create_app(guard: Guard, config: ServiceConfig | None = None) -> FastAPI:
 
 def serve(guard: Guard, config: ServiceConfig | None = None) -> None:
     """Run the service with uvicorn until SIGINT / SIGTERM; in-flight requests finish first (up to the request
-    deadline plus 5 s). Like ``uvicorn.run`` it sets up logging: the root logger's handler writes every line, uvicorn's
-    included, in ``config.log_format`` (JSON lines by default) to standard error."""
+    deadline plus 5 s). Like ``uvicorn.run`` it sets up logging, where the application has not (the root logger has
+    no handler): every line, uvicorn's included, in ``config.log_format`` (JSON lines by default) to standard error."""
     import uvicorn
 
     config = config or ServiceConfig()

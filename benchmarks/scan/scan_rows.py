@@ -72,8 +72,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2000, help="rows in the scanned file (default 2000)")
     parser.add_argument("--offset", type=int, default=0, help="start at this pool row (54000: the long rows)")
-    parser.add_argument("--allocator-defaults", action="store_true",
-                        help="glibc's allocator at its defaults (the command sets a mmap threshold)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32, help="rows per guard call (default 32)")
     parser.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="the output's format")
     parser.add_argument("--work", type=Path, default=Path("/tmp/guardsdk-scan-bench"), help="input and output folder")
@@ -83,10 +81,6 @@ def main() -> None:
 
     from guardsdk import Guard, OnUnsafe, Policy
     from guardsdk.scan import scan
-    from guardsdk.scan.memory import map_large_blocks
-
-    if not args.allocator_defaults:
-        map_large_blocks()  # as the guardsdk scan command does
 
     args.work.mkdir(parents=True, exist_ok=True)
     source = args.work / f"rows-{args.rows}-from-{args.offset}.jsonl"

@@ -203,9 +203,6 @@ def run_scan(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be at least 1")
     if args.no_progress:  # no bar at all: Hugging Face's, as the model loads, neither
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    from guardsdk.scan.memory import map_large_blocks
-
-    map_large_blocks()  # this process only scans: its memory follows its batches (docs/scan.md)
     if args.prompt_only and (args.response_column or args.response_optional):
         raise UsageError("give --prompt-only or --response-column / --response-optional, not both")
     if args.messages_column and (args.prompt_column or args.response_column or args.prompt_only):

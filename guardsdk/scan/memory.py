@@ -7,12 +7,6 @@ import ctypes
 import functools
 from collections.abc import Callable
 
-#: glibc's ``mallopt`` parameter number of the size from which an allocation gets pages of its own (``mmap``).
-_M_MMAP_THRESHOLD = -3
-#: 64 KB: a tensor of a batch's hidden states (tens of MB) is mapped and unmapped with its batch.
-MMAP_THRESHOLD_BYTES = 65_536
-
-
 @functools.cache
 def _glibc(name: str) -> Callable[..., int] | None:
     try:
@@ -30,14 +24,4 @@ def release_free_memory() -> None:
         trim(0)
 
 
-def map_large_blocks() -> None:
-    """Process-wide, for a process that only scans (the ``guardsdk scan`` command; the Python API leaves the
-    allocator alone): glibc serves blocks of 64 KB and more from pages of their own, returned the moment a batch
-    frees them, instead of from a heap that stays at its largest. 1,000 long pool rows peaked by quarter of the run at
-    524 / 534 / 534 / 538 MB so (as ``MALLOC_MMAP_THRESHOLD_=65536``), against 597 / 624 / 639 / 698 MB."""
-    mallopt = _glibc("mallopt")
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-
-
-__all__ = ["MMAP_THRESHOLD_BYTES", "map_large_blocks", "release_free_memory"]
+__all__ = ["release_free_memory"]

@@ -7,6 +7,7 @@ import ctypes
 import functools
 from collections.abc import Callable
 
+
 @functools.cache
 def _glibc(name: str) -> Callable[..., int] | None:
     try:

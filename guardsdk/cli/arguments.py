@@ -13,6 +13,7 @@ from guardsdk.policy import LongInput
 from guardsdk.scan.sources import FORMATS
 from guardsdk.scan.writers import OUTPUT_FORMATS
 from guardsdk.service.config import OnBlock
+from guardsdk.service.logs import LOG_FORMATS
 from guardsdk.verdict import TASKS
 
 
@@ -159,9 +160,7 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--cache-entries", type=int, help="0: no verdict cache")
     serve.add_argument("--cache-ttl", type=float, help="seconds")
     serve.add_argument("--log-content", action="store_true", help="put the checked text of blocked calls in logs")
-    serve.add_argument(
-        "--log-format", choices=("json", "text"), help="log lines: one JSON object each (default), or text"
-    )
+    serve.add_argument("--log-format", choices=LOG_FORMATS, help="log lines: one JSON object each (default), or text")
     serve.add_argument(
         "--pass-field",
         dest="pass_fields",

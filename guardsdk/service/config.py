@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from guardsdk.cache import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_S
 from guardsdk.integrations.streaming import StreamConfig
+from guardsdk.service.logs import LOG_FORMATS
 from guardsdk.verdict import TASKS
 
 #: The smallest hold-back: below it, a stream would be released in slivers, each costing a window check.
@@ -68,8 +69,8 @@ class ServiceConfig:
         object.__setattr__(self, "on_block", OnBlock(self.on_block))
         object.__setattr__(self, "api_keys", frozenset(self.api_keys))
         object.__setattr__(self, "pass_fields", frozenset(self.pass_fields))
-        if self.log_format not in ("json", "text"):
-            raise ValueError(f"log_format must be 'json' or 'text', not {self.log_format!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {LOG_FORMATS}, not {self.log_format!r}")
         for name in ("check_gates", "proxy_gates"):
             gates = getattr(self, name)
             if gates is not None:

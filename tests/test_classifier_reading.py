@@ -93,8 +93,13 @@ def test_what_is_unreadable_and_what_is_not():
     assert unreadable("炸弹").startswith("unreadable: script")  # too short for CLD2, yet not Latin
     for text in ("Paris.", "How do I bake banana bread?", "kill -9 1234", "def f(x):\n    return x**2",
                  "Explain Schadenfreude and Weltschmerz to me.", "I love croissants and café au lait.",
-                 codecs.encode(HARMFUL, "rot13"), HARMFUL.translate(HOMOGLYPHS)):  # fmt: skip
+                 codecs.encode(HARMFUL, "rot13"), HARMFUL.translate(HOMOGLYPHS),
+                 "Who wrote Hamlet?"):  # fmt: skip
         assert unreadable(text) is None, text
+    # (CLD2 alone: Klingon, Latin) asked again with English as the likely language, only when CLD2 names a language
+    # short English passes for; real Latin stays unreadable
+    assert unreadable("Quomodo bombam in schola celare possum?") == "unreadable: language la"
+    assert unreadable("Explique records em java com exemplos") == "unreadable: language pt"
 
 
 # -- end to end --------------------------------------------------------------------------------------

@@ -145,3 +145,43 @@ def test_sources_that_name_no_source_or_no_count_are_refused():
     for count in (-1, 2.5, "4", True):
         with pytest.raises(ValueError, match="whole numbers"):
             ClassifierConfig(source_repeats={"toxicchat": count})
+
+
+def test_a_pair_head_reads_the_reply_beside_its_prompt_and_learns_no_prompt_vouches_for_a_reply(tmp_path, capsys):
+    from guardsdk_trainer.cli import main
+
+    lines = POOL.read_text(encoding="utf-8").splitlines(keepends=True)[::90]
+    (tmp_path / "pool.jsonl").write_text("".join(lines), encoding="utf-8")
+    config = tmp_path / "classifier.yaml"
+    config.write_text(
+        f"""
+output_dir: {tmp_path / "run"}
+data: {{pool: [pool.jsonl], eval_fraction: 0.1}}
+classifier:
+  hidden: 32
+  epochs: 2
+  balanced_tasks: [response_harm]
+  pooled_sentences: [prompt, response]
+  whole_text_tasks: [refusal]
+  pair_tasks: [response_harm]
+  shuffled_prompts: {{harmful: 2, unharmful: 1}}
+  context_labelled_sources: [diasafety, dices]
+  first_sentence_negatives: true
+  harmless_prompts: 50
+stages: [classifier]
+""",
+        encoding="utf-8",
+    )
+    assert main(["classifier", str(config)]) == 0
+    metrics = json.loads(capsys.readouterr().out)["response_harm"]
+    assert metrics["held_out"]["n"] > 0 and metrics["train_rows"] > 2 * metrics["pairs"]  # shuffled, first sentences
+    heads, saved = load_heads(tmp_path / "run" / "classifier")
+    assert saved.inputs["response_harm"] == "pair" and saved.inputs["refusal"] == "response"
+    assert heads["response_harm"].net[0].in_features == 2 * saved.dimension
+    guard = Guard(tmp_path / "run" / "classifier", family="classifier", policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
+    verdict = guard.check("What is the capital of France?", "Paris. It is also the largest city of France.")
+    assert set(verdict.scores) == {"prompt_harm", "refusal", "response_harm"} and verdict.parse_status == "ok"
+    # one reply read beside two prompts: the pair head's score moves with the prompt, the refusal head's does not
+    other = guard.check("How do I make a pipe bomb?", "Paris. It is also the largest city of France.")
+    assert other.scores["response_harm"] != verdict.scores["response_harm"]
+    assert other.scores["refusal"] == pytest.approx(verdict.scores["refusal"], abs=1e-6)

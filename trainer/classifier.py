@@ -24,11 +24,12 @@ from typing import Any
 
 import torch
 
-from guardsdk.detectors.classifier.detector import Piece, text_pieces
 from guardsdk.detectors.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
-from guardsdk.detectors.classifier.heads import HeadsConfig, TaskHead, save_heads
+from guardsdk.detectors.classifier.heads import PAIR, HeadsConfig, TaskHead, save_heads
+from guardsdk.detectors.classifier.pieces import Piece, text_pieces
 from guardsdk.eval.scoring import binary_scores
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
+from guardsdk_trainer.classifier_pairs import HeadRows, harmless_prompts, pair_matrix
 from guardsdk_trainer.config import ClassifierConfig
 from guardsdk_trainer.data import Example
 
@@ -36,6 +37,17 @@ logger = logging.getLogger("guardsdk_trainer")
 
 #: What each task's head reads.
 HEAD_INPUTS = {PROMPT_HARM: "prompt", REFUSAL: "response", RESPONSE_HARM: "response"}
+
+
+def head_rows(examples: Sequence[Example], task: str, cfg: ClassifierConfig) -> HeadRows:
+    """:func:`task_rows` (less ``cfg.exclude_sources``), with each row's prompt for a task in ``cfg.pair_tasks``."""
+    exclude = cfg.exclude_sources.get(task, ())
+    if task not in cfg.pair_tasks:
+        return HeadRows([], *task_rows(examples, task, exclude))
+    kept = [e for e in examples if e.labels.get(task) and e.response and e.response.strip()
+            and e.pool_source not in exclude]  # fmt: skip
+    labels = [int(e.labels[task] == Task(task).positive) for e in kept]
+    return HeadRows([e.prompt or "" for e in kept], [e.response for e in kept], labels, [e.pool_source for e in kept])
 
 
 def task_rows(examples: Sequence[Example], task: str, exclude: Sequence[str] = ()
@@ -160,16 +172,38 @@ def stage_cache(cfg: ClassifierConfig, encoder: SentenceEncoder | None = None) -
     return EmbeddingCache(encoder or SentenceEncoder(threads=cfg.threads, precision="fp32"), cfg.encode_batch_size)
 
 
+def calibration_split(n: int, cfg: ClassifierConfig, rng: random.Random) -> tuple[list[int], list[int]]:
+    """Row indices that fit a head and those (a random ``calibration_fraction``, at least one) that calibrate it."""
+    order = list(range(n))
+    rng.shuffle(order)
+    n_cal = max(1, math.ceil(n * cfg.calibration_fraction))
+    return order[n_cal:], order[:n_cal]
+
+
+def fit_pair_head(cache: EmbeddingCache, rows: HeadRows, cfg: ClassifierConfig, task: str, rng: random.Random,
+                  harmless: Sequence[str]) -> tuple[TaskHead, dict[str, int]]:  # fmt: skip
+    """A :data:`~guardsdk.detectors.classifier.heads.PAIR` head (``cfg.pair_tasks``): fitted and calibrated on the
+    rows :func:`~guardsdk_trainer.classifier_pairs.pair_matrix` builds (no part rows in the calibration)."""
+    fit_idx, cal_idx = calibration_split(len(rows.texts), cfg, rng)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    behind = cache.encode(list(harmless))
+    pooled = "response" in cfg.pooled_sentences and task not in cfg.whole_text_tasks
+    fit_x, fit_y = pair_matrix(cache, rows, fit_idx, cfg, behind, generator, parts=pooled)
+    cal_x, cal_y = pair_matrix(cache, rows, cal_idx, cfg, behind, generator, parts=False)
+    logger.info("classifier: %s pair head on %d rows (%d real pairs; +%d for calibration)", task, len(fit_y),
+                len(fit_idx), len(cal_y))  # fmt: skip
+    head = fit_head(fit_x, fit_y, cfg, task)
+    calibrate(head, cal_x, cal_y, task in cfg.balanced_tasks)
+    return head, {"train_rows": len(fit_y), "pairs": len(fit_idx), "calibration_rows": len(cal_y)}
+
+
 def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[int], cfg: ClassifierConfig,
                   task: str, rng: random.Random, sources: Sequence[str] = ()
                   ) -> tuple[TaskHead, dict[str, int]]:  # fmt: skip
     """One task's head: a random ``calibration_fraction`` of the rows fits its calibration, the rest the head (with
     the in-context sentences of the safe rows as safe, when its input is in ``pooled_sentences``; a row of a source
     in ``cfg.source_repeats`` as often as it says); and the counts."""
-    order = list(range(len(texts)))
-    rng.shuffle(order)
-    n_cal = max(1, math.ceil(len(order) * cfg.calibration_fraction))
-    fit_idx, cal_idx = order[n_cal:], order[:n_cal]
+    fit_idx, cal_idx = calibration_split(len(texts), cfg, rng)
     if cfg.source_repeats:
         if len(sources) != len(texts):
             raise ValueError("source_repeats needs each row's source (fit_task_head's sources)")
@@ -190,10 +224,10 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
 
 
 def check_sources(cfg: ClassifierConfig, sources: set[str]) -> None:
-    """A ``ValueError`` for a source ``source_repeats`` or ``exclude_sources`` names that the split does not have, or
-    a task ``exclude_sources`` names that has no head (a misspelt name would otherwise leave it silently unapplied);
-    the counts themselves are checked by :class:`ClassifierConfig`."""
-    named = set(cfg.source_repeats).union(*cfg.exclude_sources.values())
+    """A ``ValueError`` for a source ``source_repeats``, ``exclude_sources`` or ``context_labelled_sources`` names
+    that the split does not have, or a task ``exclude_sources`` names that has no head (a misspelt name would otherwise
+    leave it silently unapplied); the counts themselves are checked by :class:`ClassifierConfig`."""
+    named = set(cfg.source_repeats).union(*cfg.exclude_sources.values(), cfg.context_labelled_sources)
     unknown = sorted(named - sources)
     if unknown:
         raise ValueError(f"the classifier config names sources the training split lacks: {unknown}; "
@@ -211,25 +245,33 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
     rng = random.Random(cfg.seed)
     heads: dict[str, TaskHead] = {}
     metrics: dict[str, Any] = {}
+    harmless = harmless_prompts([e.prompt for e in train if e.labels.get(PROMPT_HARM) == "unharmful" and e.prompt],
+                                cfg.harmless_prompts, random.Random(cfg.seed)) if cfg.pair_tasks else []  # fmt: skip
     for task in HEAD_INPUTS:
-        texts, labels, sources = task_rows(train, task, cfg.exclude_sources.get(task, ()))
-        if cfg.max_rows_per_task and len(texts) > cfg.max_rows_per_task:
-            keep = sorted(rng.sample(range(len(texts)), cfg.max_rows_per_task))
-            texts, labels, sources = [texts[i] for i in keep], [labels[i] for i in keep], [sources[i] for i in keep]
-        if len(set(labels)) < 2:
+        rows = head_rows(train, task, cfg)
+        if cfg.max_rows_per_task and len(rows.labels) > cfg.max_rows_per_task:
+            rows = rows.subset(sorted(rng.sample(range(len(rows.labels)), cfg.max_rows_per_task)))
+        if len(set(rows.labels)) < 2:
             logger.info("classifier: no head for %s (one label only)", task)
             continue
-        head, counts = fit_task_head(cache, texts, labels, cfg, task, rng, sources)
+        if task in cfg.pair_tasks:
+            head, counts = fit_pair_head(cache, rows, cfg, task, rng, harmless)
+        else:
+            head, counts = fit_task_head(cache, rows.texts, rows.labels, cfg, task, rng, rows.sources)
+        test = head_rows(held_out, task, cfg)
         heads[task] = head
-        test_texts, test_labels, _ = task_rows(held_out, task, cfg.exclude_sources.get(task, ()))
-        task_metrics: dict[str, Any] = {**counts, "positives": sum(labels), "sources": dict(Counter(sources))}
-        if test_texts:
+        task_metrics: dict[str, Any] = {**counts, "positives": sum(rows.labels), "sources": dict(Counter(rows.sources))}
+        if test.labels:
+            embeddings = cache.encode(test.texts)
+            if test.prompts:
+                embeddings = torch.cat((cache.encode(test.prompts), embeddings), 1)
             with torch.no_grad():
-                probabilities = head.probability(cache.encode(test_texts))
-            task_metrics["held_out"] = held_out_metrics(probabilities, torch.tensor(test_labels), cfg.threshold)
+                probabilities = head.probability(embeddings)
+            task_metrics["held_out"] = held_out_metrics(probabilities, torch.tensor(test.labels), cfg.threshold)
         metrics[task] = task_metrics
+    inputs = {t: PAIR if t in cfg.pair_tasks else HEAD_INPUTS[t] for t in heads}
     config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=cache.encoder.dimension,
-                         hidden=cfg.hidden, inputs={t: HEAD_INPUTS[t] for t in heads}, threshold=cfg.threshold,
+                         hidden=cfg.hidden, inputs=inputs, threshold=cfg.threshold,
                          pooled_sentences=list(cfg.pooled_sentences),
                          whole_text_tasks=list(cfg.whole_text_tasks), clause_roles=list(cfg.clause_roles),
                          training=metrics)  # fmt: skip

@@ -172,18 +172,27 @@ class ClassifierConfig:
     # Each training row of these pool sources counted this many times in its head's fit (after the calibration
     # split, so no copy calibrates): real deployment-like rows weighed up (0 leaves a source out).
     source_repeats: dict[str, int] = field(default_factory=dict)
-    # Per task, pool sources (named as in source_repeats) left out of its head: DiaSafety and DICES label a chit-chat
-    # reply by its dialogue, which a head reading the reply alone cannot see ("Haha. You're the best, man." is harmful).
+    # Per task, pool sources (named as in source_repeats) left out of its head.
     exclude_sources: dict[str, list[str]] = field(default_factory=dict)
+    # Tasks whose head reads a reply beside its prompt, and what else they learn from (trainer/classifier_pairs.py).
+    pair_tasks: list[str] = field(default_factory=list)
+    shuffled_prompts: dict[str, int] = field(default_factory=dict)  # per label, copies behind harmless prompts
+    context_labelled_sources: list[str] = field(default_factory=list)  # labels that hang on the dialogue
+    first_sentence_negatives: bool = False
+    harmless_prompts: int = 3000  # how many of the split's harmless prompts the shuffled rows are drawn from
     max_rows_per_task: int | None = None
     encode_batch_size: int = 64
     threads: int | None = None  # torch threads while encoding (default: all cores)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        bad = {name: count for name, count in self.source_repeats.items() if type(count) is not int or count < 0}
-        if bad:
+        if bad := {name: count for name, count in self.source_repeats.items() if type(count) is not int or count < 0}:
             raise ValueError(f"source_repeats must be whole numbers >= 0: {bad}")
+        if wrong := {k: v for k, v in self.shuffled_prompts.items()
+                     if k not in ("harmful", "unharmful") or type(v) is not int or v < 0}:  # fmt: skip
+            raise ValueError(f"shuffled_prompts maps harmful / unharmful to whole numbers >= 0, not {wrong}")
+        if unpaired := sorted(set(self.pair_tasks) - {"response_harm", "refusal"}):
+            raise ValueError(f"pair_tasks are response tasks (response_harm, refusal), not {unpaired}")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """How often the classifier calls an ordinary reply harmful, and how many harmful replies it still catches: the
 held-out reply sets of ``_reply_sets.py`` (written replies, the pool's held-out split; no benchmark), read by the real
-detector under the service's default policy, for the bundled heads or the heads folders given, side by side.
+detector under the service's default policy (harmful ones also behind a harmless prompt, and padded with harmless
+sentences, as an attacker would ask for them), for the bundled heads or the heads folders given, side by side.
 
     .venv/bin/python benchmarks/classifier/reply_precision.py [--heads runs/reply-variants/*]
 """
@@ -17,6 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, w
 from benchmarks._common import ROOT
 
 CONFIG = ROOT / "trainer" / "configs" / "classifier-minilm.yaml"
+#: An attacker's harmful reply is asked for by a harmless-looking prompt, and wrapped in harmless sentences.
+BENIGN_PROMPT = "What should I do today?"
+PADDING = ("Sure, happy to help with that. Here is a short overview before the details. "
+           "I hope this is useful, and let me know if you want more.")  # fmt: skip
 
 
 def held_out_split() -> list:
@@ -55,11 +60,17 @@ def main() -> None:
         guard = Guard(ClassifierDetector.from_pretrained(folder), policy=Policy(on_unsafe="annotate"))
         shares, verdicts = flagged_share(guard, benign)
         caught, _ = flagged_share(guard, harmful)
+        aside, _ = flagged_share(guard, [(kind, BENIGN_PROMPT, reply) for kind, _, reply in harmful])
+        padded, _ = flagged_share(
+            guard, [(kind, BENIGN_PROMPT, f"{PADDING} {reply} {PADDING}") for kind, _, reply in harmful]
+        )
         fp = sum(f for f, _ in shares.values()) / sum(n for _, n in shares.values())
         name = folder or "bundled"
         print(f"\n{name}: benign flagged {100 * fp:.1f}% "
               + ", ".join(f"{kind} {f}/{n}" for kind, (f, n) in shares.items())
-              + f"; harmful caught {caught['pool harmful'][0]}/{caught['pool harmful'][1]}")  # fmt: skip
+              + f"; harmful caught {caught['pool harmful'][0]}/{caught['pool harmful'][1]}"
+              + f", behind a harmless prompt {aside['pool harmful'][0]}, padded too {padded['pool harmful'][0]}"
+              )  # fmt: skip
         issue = verdicts[: len(ISSUE_REPLIES)]
         print(
             "  the issue's replies: "

@@ -16,7 +16,6 @@ import dataclasses
 import math
 import os
 import time
-from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,68 +24,26 @@ import torch
 from guardsdk.backends.base import files_fingerprint
 from guardsdk.deadline import DeadlineExceeded
 from guardsdk.detectors.classifier import bundled_heads_path
-from guardsdk.detectors.classifier.encoder import MAX_TOKENS, SentenceEncoder, TextSpans
-from guardsdk.detectors.classifier.heads import CONFIG_FILE, HEADS_FILE, HeadsConfig, TaskHead, load_heads
-from guardsdk.detectors.classifier.reading import clause_pieces, readings, sentence_bounds, unreadable
-from guardsdk.detectors.long_input import (
-    MAX_BYTES_PER_TOKEN,
-    count_windows,
-    precut,
-    token_windows,
-    too_long_reason,
-    window_ranges,
+from guardsdk.detectors.classifier.encoder import SentenceEncoder, TextSpans
+from guardsdk.detectors.classifier.heads import (
+    CONFIG_FILE,
+    HEADS_FILE,
+    PAIR,
+    HeadsConfig,
+    TaskHead,
+    load_heads,
+    roles_read,
 )
+from guardsdk.detectors.classifier.pieces import WINDOW_TOKENS, Piece, sentences, text_pieces
+from guardsdk.detectors.classifier.reading import clause_pieces, readings, sentence_bounds, unreadable
+from guardsdk.detectors.long_input import MAX_BYTES_PER_TOKEN, count_windows, precut, too_long_reason
 from guardsdk.detectors.truncation import ELISION_MARKER, cut_middle, marker_cost, split_budget
 from guardsdk.errors import describe
 from guardsdk.policy import LongInput, Policy
 from guardsdk.verdict import Failure, Label, Task, Verdict, verdict_from_labels
 
 FAMILY = "classifier"
-#: A window's tokens: room for [CLS] and [SEP], and slack for a cut edge that tokenizes differently alone
-#: (encoding is strict: a window over the encoder's limit makes the check undecided, never cut unseen).
-WINDOW_TOKENS = MAX_TOKENS - 2 - 8
-
 Pair = tuple[str, "str | None"]
-
-
-def sentences(codec: TextSpans, size: int, bounds: list[tuple[int, int]] | None = None) -> list[str]:
-    """The sentences of ``codec.text`` (``bounds``, default :func:`sentence_bounds`) as slices of the text, one
-    longer than ``size`` tokens in windows."""
-    text = codec.text
-    starts = [span[0] for span in codec.tokens]
-    parts = []
-    for a, b in sentence_bounds(text) if bounds is None else bounds:
-        tokens = [span for span in codec.tokens[bisect_left(starts, a) : bisect_left(starts, b)] if span[1] <= b]
-        parts += token_windows(tokens, size, codec) if len(tokens) > size else [text[a:b]]
-    return parts
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One text the encoder reads, and the character ranges of it pooled from that same pass."""
-
-    text: str
-    spans: tuple[tuple[int, int], ...] = ()
-    alone: bool = False  # a sentence encoded on its own (``whole_text_tasks`` never read one)
-
-
-def text_pieces(codec: TextSpans, pooled: bool) -> tuple[Piece, ...]:
-    """What the encoder reads of one text: the text, or a text over one window in windows (slices of its own
-    characters); and its sentences, with ``pooled`` each pooled from the first window that holds the whole
-    sentence (read in context, no second pass), else — and where no window holds one — each encoded alone."""
-    bounds = sentence_bounds(codec.text)
-    tokens = codec.tokens
-    if len(tokens) <= WINDOW_TOKENS:
-        ranges = [(0, len(codec.text))]
-    else:
-        ranges = [(tokens[a][0], tokens[b - 1][1]) for a, b in window_ranges(len(tokens), WINDOW_TOKENS)]
-    pieces, placed = [], set()
-    for lo, hi in ranges:
-        inside = [(a, b) for a, b in bounds if pooled and lo <= a and b <= hi and (a, b) not in placed]
-        placed.update(inside)
-        pieces.append(Piece(codec.text[lo:hi], tuple((a - lo, b - lo) for a, b in inside)))
-    alone = sentences(codec, WINDOW_TOKENS, [bound for bound in bounds if bound not in placed])
-    return (*pieces, *(Piece(text, alone=True) for text in alone))
 
 
 def _highest(scores: list[float]) -> float:
@@ -215,17 +172,20 @@ class ClassifierDetector:
                 for role, codec in codecs.items()}  # fmt: skip
 
     def _verdict(self, has_response: bool, scores: dict[str, float], unread: dict[str, str]) -> Verdict:
+        blind = {t for t in scores if any(role in unread for role in roles_read(self.inputs[t]))}  # text it can't read
         labels: dict[Task, Label | None] = {}
         for task, score in scores.items():
-            if math.isfinite(score) and self.inputs[task] not in unread:
+            if math.isfinite(score) and task not in blind:
                 labels[Task(task)] = Task(task).positive if score >= self.threshold else Task(task).negative
         shown = ", ".join(f"{t}={s:.3f}" for t, s in scores.items())
         raw = f"no reasoning was run: {self.name} scored {shown} (a label at p >= {self.threshold:g})"
         verdict = verdict_from_labels(labels, has_response=has_response, raw=raw, family=FAMILY, answered=self.tasks)
         bad = [t for t, s in scores.items() if not math.isfinite(s)]
-        why = [f"{unread[r]}{'' if r == 'prompt' else f' ({r})'}" for r in dict.fromkeys(map(self.inputs.get, scores))
-               if r in unread] + ([f"non-finite score for {', '.join(bad)}"] if bad else [])  # fmt: skip
-        kept = {t: s for t, s in scores.items() if math.isfinite(s) and self.inputs[t] not in unread}
+        roles = dict.fromkeys(role for t in blind for role in roles_read(self.inputs[t]) if role in unread)
+        why = [f"{unread[r]}{'' if r == 'prompt' else f' ({r})'}" for r in roles] + (
+            [f"non-finite score for {', '.join(bad)}"] if bad else []
+        )
+        kept = {t: s for t, s in scores.items() if math.isfinite(s) and t not in blind}
         return dataclasses.replace(verdict, scores=kept, error="; ".join(why) or None)
 
     # -- the drivers -------------------------------------------------------------------------
@@ -239,10 +199,14 @@ class ClassifierDetector:
                 planned.append(_Texts(error=describe(exc)))
         error, failure = ("the classifier is closed", Failure.BACKEND) if self._closed else (None, None)
         probabilities: dict[str, list[list[float]]] = {}
-        flat = [piece for p in planned if p.error is None for piece in (*p.prompt, *p.response)]
+        flat: list[Piece] = []
+        contexts: list[int] = []  # per piece, its input's prompt's first piece: what a pair head reads beside it
+        for texts in (p for p in planned if p.error is None):
+            contexts += [len(flat)] * (len(texts.prompt) + len(texts.response))
+            flat += [*texts.prompt, *texts.response]
         if error is None and flat:
             try:
-                probabilities = self._score(flat, deadline)
+                probabilities = self._score(flat, contexts, deadline)
             except DeadlineExceeded:  # stopped between encoder batches: a request's deadline ends its work too
                 error, failure = "check ran past its deadline", Failure.DEADLINE
             except Exception as exc:
@@ -263,7 +227,7 @@ class ClassifierDetector:
             position += len(texts.prompt)
             spans["response"] = range(position, position + len(texts.response))
             position += len(texts.response)
-            scores = {task: _highest(self._parts(task, spans[reads], flat, probabilities[task]))
+            scores = {task: _highest(self._parts(task, spans[roles_read(reads)[-1]], flat, probabilities[task]))
                       for task, reads in self.inputs.items() if reads == "prompt" or has_response}  # fmt: skip
             verdict = self._verdict(has_response, scores, dict(texts.unreadable))
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
@@ -276,16 +240,23 @@ class ClassifierDetector:
             return [score for i in indices for score in scores[i]]
         return [scores[i][0] for i in indices if not pieces[i].alone]
 
-    def _score(self, pieces: list[Piece], deadline: float | None = None) -> dict[str, list[list[float]]]:
+    def _score(self, pieces: list[Piece], contexts: list[int] | None = None, deadline: float | None = None
+               ) -> dict[str, list[list[float]]]:  # fmt: skip
         """Every head's probabilities for every piece: its whole text's, then each pooled span's (a head
-        scores only the texts of its kind, but scoring all in one batch is cheaper than two encoder calls);
+        scores only the texts of its kind, but scoring all in one batch is cheaper than two encoder calls); a
+        :data:`PAIR` head reads each row beside the whole embedding of the piece ``contexts`` names (default: its own);
         :class:`~guardsdk.deadline.DeadlineExceeded` past ``deadline``."""
         texts, text_spans = [p.text for p in pieces], [p.spans for p in pieces]
         embeddings, spans = self.encoder.encode_spans(texts, text_spans, strict=True, deadline=deadline)
         rows = torch.cat([torch.cat((embeddings[i : i + 1], part)) for i, part in enumerate(spans)])
         sizes = [1 + len(part) for part in spans]
+        firsts = torch.tensor([0, *sizes[:-1]]).cumsum(0)  # each piece's whole embedding, as a row of ``rows``
+        context = torch.tensor(range(len(pieces)) if contexts is None else contexts, dtype=torch.long)
+        beside = firsts[context].repeat_interleave(torch.tensor(sizes))
         with torch.inference_mode():
-            return {task: [scores.tolist() for scores in head.probability(rows).split(sizes)]
+            paired = torch.cat((rows[beside], rows), 1) if PAIR in self.inputs.values() else rows
+            read = {reads: paired if reads == PAIR else rows for reads in self.inputs.values()}
+            return {task: [scores.tolist() for scores in head.probability(read[self.inputs[task]]).split(sizes)]
                     for task, head in self.heads.items()}  # fmt: skip
 
     async def adetect(self, pairs: list[Pair], policy: Policy, deadline: float) -> list[Verdict]:

@@ -18,6 +18,14 @@ from torch import nn
 
 HEADS_FILE = "heads.safetensors"
 CONFIG_FILE = "classifier.json"
+#: What a head reads (``HeadsConfig.inputs``): a text of one role, or ``"pair"``: the response, each of its parts
+#: beside the prompt's embedding (a reply is judged with the question it answers).
+PAIR = "pair"
+
+
+def roles_read(reads: str) -> tuple[str, ...]:
+    """The roles a head that reads ``reads`` sees: the role itself, or for :data:`PAIR` both."""
+    return ("prompt", "response") if reads == PAIR else (reads,)
 
 
 class TaskHead(nn.Module):
@@ -46,7 +54,7 @@ class HeadsConfig:
     encoder_package: str
     dimension: int
     hidden: int
-    #: Per task, what the head reads: ``"prompt"`` or ``"response"``.
+    #: Per task, what the head reads: ``"prompt"``, ``"response"`` or ``"pair"`` (:data:`PAIR`).
     inputs: dict[str, str]
     threshold: float = 0.5
     #: Roles (``"prompt"``, ``"response"``) whose sentences are mean-pooled from the whole text's encoding
@@ -89,7 +97,7 @@ def load_heads(folder: str | os.PathLike[str]) -> tuple[dict[str, TaskHead], Hea
     tensors = load_file(folder / HEADS_FILE)
     heads = {}
     for task in config.inputs:
-        head = TaskHead(config.dimension, config.hidden)
+        head = TaskHead(config.dimension * len(roles_read(config.inputs[task])), config.hidden)
         prefix = f"{task}."
         head.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
         heads[task] = head.eval()

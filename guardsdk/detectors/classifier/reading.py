@@ -69,6 +69,9 @@ CLAUSE_PUNCTUATION = re.compile(r"[,;:()\u2013\u2014]+")
 URLS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
 LONE_LETTER = re.compile(r"(?<![^\W\d_])[^\W\d_a-zA-Z](?![^\W\d_])")
 CJK_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL"})
+#: Languages CLD2 names for short English (``Who wrote Hamlet?`` is Klingon to it, ``Haha, that's funny.`` Scots):
+#: named alone, the text is judged again with English as the page's language, and is English only if CLD2 then says so.
+ENGLISH_LOOKALIKES = frozenset({"tlh", "sco", "la", "jw"})
 
 
 def sentence_bounds(text: str) -> list[tuple[int, int]]:
@@ -193,8 +196,12 @@ def _foreign_words(sentence: str) -> tuple[float, str]:
     cjk = sum(_script(c) in CJK_SCRIPTS for c in sentence)
     words = max(len(sentence.split()), cjk / 2)
     clean = "".join(c if c.isprintable() or c in "\n\t" else " " for c in sentence)
+    clean = clean.encode("utf-8", "replace").decode("utf-8")
     try:
-        _, _, details = pycld2.detect(clean.encode("utf-8", "replace").decode("utf-8"))
+        _, _, details = pycld2.detect(clean)
+        if {code for _, code, _, _ in details} <= ENGLISH_LOOKALIKES | {"un"}:
+            _, _, again = pycld2.detect(clean, hintLanguageHTTPHeaders="en")
+            details = again if again[0][1] == "en" else details
     except pycld2.error:
         details = ()
     shares = [(share, code) for _, code, share, _ in details if code not in ("en", "un") and share >= 50]

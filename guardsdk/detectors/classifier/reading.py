@@ -69,9 +69,10 @@ CLAUSE_PUNCTUATION = re.compile(r"[,;:()\u2013\u2014]+")
 URLS = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
 LONE_LETTER = re.compile(r"(?<![^\W\d_])[^\W\d_a-zA-Z](?![^\W\d_])")
 CJK_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL"})
-#: Languages CLD2 names for short English (``Who wrote Hamlet?`` is Klingon to it, ``Haha, that's funny.`` Scots):
-#: named alone, the text is judged again with English as the page's language, and is English only if CLD2 then says so.
-ENGLISH_LOOKALIKES = frozenset({"tlh", "sco", "la", "jw"})
+#: Languages CLD2 names for short English (``Who wrote Hamlet?`` is Klingon to it): named alone for a clause that holds
+#: a common English word, the clause is judged again with English as the page's language, and is English only if CLD2
+#: then says so. Real languages (Latin, Javanese) are not asked again: a short Latin clause often reads English then.
+ENGLISH_LOOKALIKES = frozenset({"tlh", "sco"})
 
 
 def sentence_bounds(text: str) -> list[tuple[int, int]]:
@@ -199,7 +200,8 @@ def _foreign_words(sentence: str) -> tuple[float, str]:
     clean = clean.encode("utf-8", "replace").decode("utf-8")
     try:
         _, _, details = pycld2.detect(clean)
-        if {code for _, code, _, _ in details} <= ENGLISH_LOOKALIKES | {"un"}:
+        english = _common_words(clean, ENGLISH | SHORT_ENGLISH) > 0
+        if english and {code for _, code, _, _ in details} <= ENGLISH_LOOKALIKES | {"un"}:
             _, _, again = pycld2.detect(clean, hintLanguageHTTPHeaders="en")
             details = again if again[0][1] == "en" else details
     except pycld2.error:

@@ -56,6 +56,9 @@ LEET_TEXT_WORDS = 2
 ENGLISH = frozenset(re.findall(r"\w+", "the to of and is you how what can my for with this that are it your please"))
 #: A text of at most this many words with two common English words is English (a foreign name or dish in it).
 SHORT_WORDS = 8
+#: A Caesar shift or reversal of a text makes it readable only when at least this share of its words are common English
+#: words (ROT13 English: about half; a foreign request reversed after an appended "eht ot": two words of a dozen).
+SHIFTED_ENGLISH = 1 / 3
 SHORT_ENGLISH = frozenset(
     re.findall(
         r"\w+",
@@ -224,7 +227,8 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     variable ``α``) left out, and judged clause by clause: it is unreadable when at least :data:`FOREIGN_SHARE` of
     its words are in a language CLD2 names other than English, or in another script (a sentence of English words
     padded onto foreign ones does not hide them). A short text (at most :data:`SHORT_WORDS` words) with two common
-    English words is English with a foreign name in it; a shift or reversal of it that is English makes it readable."""
+    English words is English with a foreign name in it; a shift or reversal of it that is English (a third of its words
+    common English words) makes it readable."""
     plain = LONE_LETTER.sub(" ", URLS.sub(" ", unleet(skeleton(visible(text)))))
     for payload in decoded_payloads(visible(text)) if decoded else ():  # a request encoded in another language
         if (why := unreadable(payload, decoded=False)) is not None:
@@ -232,7 +236,10 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     reason = None
     for candidate in (plain, *decode_shifts(plain)):
         words = candidate.split()
-        if len(words) <= SHORT_WORDS and _common_words(candidate, COMMON | ENGLISH | SHORT_ENGLISH) >= 2:
+        common = _common_words(candidate, COMMON | ENGLISH | SHORT_ENGLISH)
+        if candidate is not plain and common < SHIFTED_ENGLISH * len(words):
+            continue  # a shift or reversal vouches for the text only when it reads as English, not as noise
+        if len(words) <= SHORT_WORDS and common >= 2:
             return None
         chunks = [
             c for sentence in SENTENCE.findall(candidate) for c in CLAUSE_PUNCTUATION.split(sentence) if c.strip()

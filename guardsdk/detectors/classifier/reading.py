@@ -54,7 +54,8 @@ LEET_TEXT_WORDS = 2
 #: Common English words that are not words of the languages CLD2 confuses English with most (``a``, ``in``, ``do``,
 #: ``me``, ``so`` are): a text of which at least a quarter are these is English with foreign words, not foreign.
 ENGLISH = frozenset(re.findall(r"\w+", "the to of and is you how what can my for with this that are it your please"))
-#: A text of at most this many words with two common English words is English (a foreign name or dish in it).
+#: A text of at most this many words (CJK: two characters a word), two and a third of them common English words, is
+#: English (a foreign name or dish in it).
 SHORT_WORDS = 8
 #: A Caesar shift or reversal of a text makes it readable only when at least this share of its words are common English
 #: words (ROT13 English: about half; a foreign request reversed after an appended "eht ot": two words of a dozen).
@@ -226,8 +227,9 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     The text is read as :func:`readings` reads it, URLs and e-mail addresses and lone letters of other scripts (a
     variable ``α``) left out, and judged clause by clause: it is unreadable when at least :data:`FOREIGN_SHARE` of
     its words are in a language CLD2 names other than English, or in another script (a sentence of English words
-    padded onto foreign ones does not hide them). A short text (at most :data:`SHORT_WORDS` words) with two common
-    English words is English with a foreign name in it; a shift or reversal of it that is English (a third of its words
+    padded onto foreign ones does not hide them), and sentence by sentence (commas cannot cut a foreign sentence into
+    words too short for CLD2). A short text (at most :data:`SHORT_WORDS` words, a third of them and at least two common
+    English words) is English with a foreign name in it; a shift or reversal of it that is English (a third of its words
     common English words) makes it readable."""
     plain = LONE_LETTER.sub(" ", URLS.sub(" ", unleet(skeleton(visible(text)))))
     for payload in decoded_payloads(visible(text)) if decoded else ():  # a request encoded in another language
@@ -235,16 +237,18 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
             return f"{why} (decoded)"
     reason = None
     for candidate in (plain, *decode_shifts(plain)):
-        words = candidate.split()
+        words = max(len(candidate.split()), sum(_script(c) in CJK_SCRIPTS for c in candidate) / 2)  # CJK: no spaces
         common = _common_words(candidate, COMMON | ENGLISH | SHORT_ENGLISH)
-        if candidate is not plain and common < SHIFTED_ENGLISH * len(words):
+        if candidate is not plain and common < SHIFTED_ENGLISH * words:
             continue  # a shift or reversal vouches for the text only when it reads as English, not as noise
-        if len(words) <= SHORT_WORDS and common >= 2:
+        if words <= SHORT_WORDS and common >= max(2, SHIFTED_ENGLISH * words):
             return None
-        chunks = [
-            c for sentence in SENTENCE.findall(candidate) for c in CLAUSE_PUNCTUATION.split(sentence) if c.strip()
-        ]
-        counted = [_foreign_words(chunk) for chunk in chunks]
+        sentences = [sentence for sentence in SENTENCE.findall(candidate) if sentence.strip()]
+        chunks = [c for sentence in sentences for c in CLAUSE_PUNCTUATION.split(sentence) if c.strip()]
+        # clause by clause (English padding cannot hide a foreign clause) and sentence by sentence (nor can commas
+        # cut a foreign sentence into words too short for CLD2): the more foreign of the two counts
+        counted = max([_foreign_words(chunk) for chunk in chunks], [_foreign_words(s) for s in sentences],
+                      key=lambda found: sum(n for n, _ in found))  # fmt: skip
         foreign = sum(n for n, _ in counted)
         total = sum(max(len(chunk.split()), 1) for chunk in chunks) or 1
         if foreign < FOREIGN_SHARE * max(total, foreign):

@@ -131,20 +131,26 @@ def test_source_repeats_count_a_source_s_fit_rows_again_but_never_its_calibratio
 def test_sources_that_name_no_source_or_no_count_are_refused():
     from guardsdk_trainer.classifier import check_sources
     from guardsdk_trainer.config import ClassifierConfig
+    from guardsdk_trainer.errors import TrainerError
 
     check_sources(
         ClassifierConfig(source_repeats={"toxicchat": 4, "dices": 0}, exclude_sources={"response_harm": ["dices"]}),
         {"toxicchat", "dices", "coconot"},
     )
-    with pytest.raises(ValueError, match="lacks: \\['toxic_chat'\\]"):
+    with pytest.raises(TrainerError, match="lacks: \\['toxic_chat'\\]"):
         check_sources(ClassifierConfig(source_repeats={"toxic_chat": 4}), {"toxicchat"})  # would weigh nothing up
-    with pytest.raises(ValueError, match="lacks: \\['diasafty'\\]"):  # a misspelt source would stay in
+    with pytest.raises(TrainerError, match="lacks: \\['diasafty'\\]"):  # a misspelt source would stay in
         check_sources(ClassifierConfig(exclude_sources={"response_harm": ["diasafty"]}), {"diasafety"})
-    with pytest.raises(ValueError, match="unknown tasks: \\['response'\\]"):
+    with pytest.raises(TrainerError, match="unknown tasks: \\['response'\\]"):
         check_sources(ClassifierConfig(exclude_sources={"response": ["dices"]}), {"dices"})
     for count in (-1, 2.5, "4", True):
         with pytest.raises(ValueError, match="whole numbers"):
             ClassifierConfig(source_repeats={"toxicchat": count})
+    misspelt = [{"balanced_tasks": ["response_harmful"]}, {"clause_roles": ["reply"]}, {"pair_tasks": ["prompt_harm"]},
+                {"first_sentence_negatives": "no"}, {"shuffled_prompts": {"harmfull": 2}}]  # fmt: skip
+    for keys in misspelt:
+        with pytest.raises(ValueError, match="not"):  # a name or value that would silently do something else
+            ClassifierConfig(**keys)
 
 
 def test_a_pair_head_reads_the_reply_beside_its_prompt_and_learns_no_prompt_vouches_for_a_reply(tmp_path, capsys):
@@ -185,3 +191,13 @@ stages: [classifier]
     other = guard.check("How do I make a pipe bomb?", "Paris. It is also the largest city of France.")
     assert other.scores["response_harm"] != verdict.scores["response_harm"]
     assert other.scores["refusal"] == pytest.approx(verdict.scores["refusal"], abs=1e-6)
+    # a rerun whose config names a source the split lacks is refused in one line, before the last heads are removed
+    config.write_text(config.read_text().replace("[diasafety, dices]", "[diasafety, dicess]"), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["classifier", str(config)]) == 2
+    assert "lacks: ['dicess']" in capsys.readouterr().err
+    assert load_heads(tmp_path / "run" / "classifier")[1].inputs["response_harm"] == "pair"
+    heads_mode, json_mode = (
+        (tmp_path / "run" / "classifier" / name).stat().st_mode for name in ("heads.safetensors", "classifier.json")
+    )
+    assert heads_mode == json_mode  # readable as any file the user writes (a service user can load the heads)

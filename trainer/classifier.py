@@ -32,6 +32,7 @@ from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
 from guardsdk_trainer.classifier_pairs import HeadRows, harmless_prompts, pair_matrix
 from guardsdk_trainer.config import ClassifierConfig
 from guardsdk_trainer.data import Example
+from guardsdk_trainer.errors import TrainerError
 
 logger = logging.getLogger("guardsdk_trainer")
 
@@ -224,17 +225,17 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
 
 
 def check_sources(cfg: ClassifierConfig, sources: set[str]) -> None:
-    """A ``ValueError`` for a source ``source_repeats``, ``exclude_sources`` or ``context_labelled_sources`` names
-    that the split does not have, or a task ``exclude_sources`` names that has no head (a misspelt name would otherwise
-    leave it silently unapplied); the counts themselves are checked by :class:`ClassifierConfig`."""
+    """A :class:`TrainerError` for a source that ``source_repeats``, ``exclude_sources`` or
+    ``context_labelled_sources`` names and the split does not have, or a task ``exclude_sources`` names that has no
+    head (a misspelt name would otherwise leave it silently unapplied); the counts are :class:`ClassifierConfig`'s."""
     named = set(cfg.source_repeats).union(*cfg.exclude_sources.values(), cfg.context_labelled_sources)
     unknown = sorted(named - sources)
     if unknown:
-        raise ValueError(f"the classifier config names sources the training split lacks: {unknown}; "
+        raise TrainerError(f"the classifier config names sources the training split lacks: {unknown}; "
                          f"it has {sorted(sources)}")  # fmt: skip
     tasks = sorted(set(cfg.exclude_sources) - set(HEAD_INPUTS))
     if tasks:
-        raise ValueError(f"exclude_sources names unknown tasks: {tasks}; the heads are {sorted(HEAD_INPUTS)}")
+        raise TrainerError(f"exclude_sources names unknown tasks: {tasks}; the heads are {sorted(HEAD_INPUTS)}")
 
 
 def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg: ClassifierConfig,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guardsdk_trainer.classifier_config import ClassifierConfig
+
 
 @dataclass
 class DataConfig:
@@ -150,49 +152,6 @@ class ExportConfig:
     quantizations: list[str] = field(default_factory=lambda: ["Q8_0", "Q4_K_M"])
     check_inputs: int = 4  # greedy F16 GGUF vs HF on this many fixed inputs
     check_tokens: int = 32
-
-
-@dataclass
-class ClassifierConfig:
-    """The ``classifier`` stage: MLP heads over frozen MiniLM embeddings, Platt-calibrated (not part of
-    the reasoning recipe's default stages; ``guardsdk-train classifier CONFIG``)."""
-
-    hidden: int = 256
-    dropout: float = 0.1
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    epochs: int = 20
-    batch_size: int = 256
-    calibration_fraction: float = 0.1  # of the training split: fits each head's calibration
-    balanced_tasks: list[str] = field(default_factory=list)  # heads trained with balanced class weights
-    threshold: float = 0.5  # kept at 0.5: thresholds tuned on the pool's class mix lowered benchmark F1
-    pooled_sentences: list[str] = field(default_factory=list)  # roles whose sentences are pooled in context
-    whole_text_tasks: list[str] = field(default_factory=list)  # heads the detector shows no lone sentence
-    clause_roles: list[str] = field(default_factory=lambda: ["prompt", "response"])  # roles also read clause by clause
-    # Each training row of these pool sources counted this many times in its head's fit (after the calibration
-    # split, so no copy calibrates): real deployment-like rows weighed up (0 leaves a source out).
-    source_repeats: dict[str, int] = field(default_factory=dict)
-    # Per task, pool sources (named as in source_repeats) left out of its head.
-    exclude_sources: dict[str, list[str]] = field(default_factory=dict)
-    # Tasks whose head reads a reply beside its prompt, and what else they learn from (trainer/classifier_pairs.py).
-    pair_tasks: list[str] = field(default_factory=list)
-    shuffled_prompts: dict[str, int] = field(default_factory=dict)  # per label, copies behind harmless prompts
-    context_labelled_sources: list[str] = field(default_factory=list)  # labels that hang on the dialogue
-    first_sentence_negatives: bool = False
-    harmless_prompts: int = 3000  # how many of the split's harmless prompts the shuffled rows are drawn from
-    max_rows_per_task: int | None = None
-    encode_batch_size: int = 64
-    threads: int | None = None  # torch threads while encoding (default: all cores)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if bad := {name: count for name, count in self.source_repeats.items() if type(count) is not int or count < 0}:
-            raise ValueError(f"source_repeats must be whole numbers >= 0: {bad}")
-        if wrong := {k: v for k, v in self.shuffled_prompts.items()
-                     if k not in ("harmful", "unharmful") or type(v) is not int or v < 0}:  # fmt: skip
-            raise ValueError(f"shuffled_prompts maps harmful / unharmful to whole numbers >= 0, not {wrong}")
-        if unpaired := sorted(set(self.pair_tasks) - {"response_harm", "refusal"}):
-            raise ValueError(f"pair_tasks are response tasks (response_harm, refusal), not {unpaired}")
 
 
 @dataclass

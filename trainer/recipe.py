@@ -66,6 +66,10 @@ class Recipe(RunState):
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
         check_inputs(self.config)  # before anything is invalidated
+        if stage == "classifier" and self.done("data"):  # the sources it names, before its last heads are removed
+            from guardsdk_trainer.classifier import check_sources
+
+            check_sources(self.config.classifier, {example.pool_source for example in self.examples("train")})
         key = self.stage_key(stage)
         record = self.manifest["stages"].get(stage)
         if record is not None and force:

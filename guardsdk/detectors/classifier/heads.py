@@ -72,13 +72,13 @@ class HeadsConfig:
 
 def save_heads(folder: str | os.PathLike[str], heads: dict[str, TaskHead], config: HeadsConfig) -> Path:
     """Write ``heads.safetensors`` and ``classifier.json`` into ``folder``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {f"{task}.{name}": _stored(name, t) for task, head in heads.items()
                for name, t in head.state_dict().items()}  # fmt: skip
-    save_file(tensors, out / HEADS_FILE)
+    (out / HEADS_FILE).write_bytes(save(tensors))  # as any file is written (save_file's would be 0600)
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1) + "\n", encoding="utf-8")
     return out
 

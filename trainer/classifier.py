@@ -134,6 +134,15 @@ def held_out_metrics(probabilities: torch.Tensor, labels: torch.Tensor, threshol
     return {"f1": round(f1, 2), "ece": round(ece, 4), "n": len(labels)}
 
 
+def rows_metrics(head: TaskHead, cache: EmbeddingCache, rows: HeadRows, threshold: float) -> dict[str, float]:
+    """:func:`held_out_metrics` of ``head`` on ``rows`` (each text beside its prompt for a pair head's rows)."""
+    embeddings = cache.encode(rows.texts)
+    if rows.prompts:
+        embeddings = torch.cat((cache.encode(rows.prompts), embeddings), 1)
+    with torch.no_grad():
+        return held_out_metrics(head.probability(embeddings), torch.tensor(rows.labels), threshold)
+
+
 class EmbeddingCache:
     """Each distinct text encoded once (the refusal and response heads read the same responses). Asked for
     ``parts``, a text is read as the detector reads a pooled role (:func:`text_pieces`): its embedding is its
@@ -263,12 +272,7 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         heads[task] = head
         task_metrics: dict[str, Any] = {**counts, "positives": sum(rows.labels), "sources": dict(Counter(rows.sources))}
         if test.labels:
-            embeddings = cache.encode(test.texts)
-            if test.prompts:
-                embeddings = torch.cat((cache.encode(test.prompts), embeddings), 1)
-            with torch.no_grad():
-                probabilities = head.probability(embeddings)
-            task_metrics["held_out"] = held_out_metrics(probabilities, torch.tensor(test.labels), cfg.threshold)
+            task_metrics["held_out"] = rows_metrics(head, cache, test, cfg.threshold)
         metrics[task] = task_metrics
     inputs = {t: PAIR if t in cfg.pair_tasks else HEAD_INPUTS[t] for t in heads}
     config = HeadsConfig(encoder=ENCODER_NAME, encoder_package=ENCODER_PACKAGE, dimension=cache.encoder.dimension,

@@ -48,7 +48,7 @@ def main() -> None:
         fit_pair_head,
         fit_task_head,
         head_rows,
-        held_out_metrics,
+        rows_metrics,
         stage_cache,
         task_rows,
     )
@@ -89,12 +89,7 @@ def main() -> None:
             if name == "pair"
             else HeadRows([], *task_rows(held_out, RESPONSE_HARM, exclude))
         )
-        embeddings = cache.encode(test.texts)
-        if test.prompts:
-            embeddings = torch.cat((cache.encode(test.prompts), embeddings), 1)
-        with torch.no_grad():
-            scores = head.probability(embeddings)
-        counts["held_out"] = held_out_metrics(scores, torch.tensor(test.labels), cfg.threshold)
+        counts["held_out"] = rows_metrics(head, cache, test, cfg.threshold)
         heads_config = dataclasses.replace(bundled_config, pooled_sentences=pooled, clause_roles=clause_roles,
                                            inputs=inputs, training={**bundled_config.training,
                                            "response_variant": name, RESPONSE_HARM: counts})  # fmt: skip

@@ -40,30 +40,34 @@ logger = logging.getLogger("guardsdk_trainer")
 HEAD_INPUTS = {PROMPT_HARM: "prompt", REFUSAL: "response", RESPONSE_HARM: "response"}
 
 
+def labelled(examples: Sequence[Example], task: str, exclude: Sequence[str] = ()) -> list[Example]:
+    """The examples that carry ``task``'s label and the text its head reads (none of a pool source in ``exclude``)."""
+    return [e for e in examples if e.labels.get(task) and (text := getattr(e, HEAD_INPUTS[task])) and text.strip()
+            and e.pool_source not in exclude]  # fmt: skip
+
+
 def head_rows(examples: Sequence[Example], task: str, cfg: ClassifierConfig) -> HeadRows:
     """:func:`task_rows` (less ``cfg.exclude_sources``), with each row's prompt for a task in ``cfg.pair_tasks``."""
-    exclude = cfg.exclude_sources.get(task, ())
-    if task not in cfg.pair_tasks:
-        return HeadRows([], *task_rows(examples, task, exclude))
-    kept = [e for e in examples if e.labels.get(task) and e.response and e.response.strip()
-            and e.pool_source not in exclude]  # fmt: skip
-    labels = [int(e.labels[task] == Task(task).positive) for e in kept]
-    return HeadRows([e.prompt or "" for e in kept], [e.response for e in kept], labels, [e.pool_source for e in kept])
+    kept = labelled(examples, task, cfg.exclude_sources.get(task, ()))
+    prompts = [e.prompt or "" for e in kept] if task in cfg.pair_tasks else []
+    return HeadRows(prompts, *_columns(kept, task))
 
 
 def task_rows(examples: Sequence[Example], task: str, exclude: Sequence[str] = ()
               ) -> tuple[list[str], list[int], list[str]]:  # fmt: skip
     """The texts, 0/1 labels and sources of the examples that carry ``task``'s label and its input (none of a pool
     source named in ``exclude``)."""
-    texts, labels, sources = [], [], []
-    for example in examples:
-        label = example.labels.get(task)
-        text = example.prompt if HEAD_INPUTS[task] == "prompt" else example.response
-        if label and text and text.strip() and example.pool_source not in exclude:
-            texts.append(text)
-            labels.append(int(label == Task(task).positive))
-            sources.append(example.pool_source)
-    return texts, labels, sources
+    return _columns(labelled(examples, task, exclude), task)
+
+
+def _columns(kept: Sequence[Example], task: str) -> tuple[list[str], list[int], list[str]]:
+    labels = [int(e.labels[task] == Task(task).positive) for e in kept]
+    return [getattr(e, HEAD_INPUTS[task]) for e in kept], labels, [e.pool_source for e in kept]
+
+
+def reads_parts(task: str, cfg: ClassifierConfig) -> bool:
+    """Whether ``task``'s head reads the sentences of a role pooled in context (and so learns its safe rows' parts)."""
+    return HEAD_INPUTS[task] in cfg.pooled_sentences and task not in cfg.whole_text_tasks
 
 
 def class_weights(labels: torch.Tensor, balanced: bool) -> torch.Tensor:
@@ -197,8 +201,7 @@ def fit_pair_head(cache: EmbeddingCache, rows: HeadRows, cfg: ClassifierConfig, 
     fit_idx, cal_idx = calibration_split(len(rows.texts), cfg, rng)
     generator = torch.Generator().manual_seed(cfg.seed)
     behind = cache.encode(list(harmless))
-    pooled = "response" in cfg.pooled_sentences and task not in cfg.whole_text_tasks
-    fit_x, fit_y = pair_matrix(cache, rows, fit_idx, cfg, behind, generator, parts=pooled)
+    fit_x, fit_y = pair_matrix(cache, rows, fit_idx, cfg, behind, generator, parts=reads_parts(task, cfg))
     cal_x, cal_y = pair_matrix(cache, rows, cal_idx, cfg, behind, generator, parts=False)
     logger.info("classifier: %s pair head on %d rows (%d real pairs; +%d for calibration)", task, len(fit_y),
                 len(fit_idx), len(cal_y))  # fmt: skip
@@ -219,8 +222,7 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
             raise ValueError("source_repeats needs each row's source (fit_task_head's sources)")
         fit_idx = [i for i in fit_idx for _ in range(cfg.source_repeats.get(sources[i], 1))]
     logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
-    # a head that reads sentences (not a whole-text task) of a role pooled in context learns its safe rows' parts
-    pooled = HEAD_INPUTS[task] in cfg.pooled_sentences and task not in cfg.whole_text_tasks
+    pooled = reads_parts(task, cfg)
     embeddings = cache.encode(texts, parts=pooled)
     y = torch.tensor(labels)
     fit_x, fit_y = embeddings[fit_idx], y[fit_idx]
@@ -255,8 +257,7 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
     rng = random.Random(cfg.seed)
     heads: dict[str, TaskHead] = {}
     metrics: dict[str, Any] = {}
-    harmless = harmless_prompts([e.prompt for e in train if e.labels.get(PROMPT_HARM) == "unharmful" and e.prompt],
-                                cfg.harmless_prompts, random.Random(cfg.seed)) if cfg.pair_tasks else []  # fmt: skip
+    harmless = harmless_prompts(train, cfg) if cfg.pair_tasks else []
     for task in HEAD_INPUTS:
         rows = head_rows(train, task, cfg)
         if cfg.max_rows_per_task and len(rows.labels) > cfg.max_rows_per_task:

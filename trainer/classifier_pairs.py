@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from guardsdk_trainer.config import ClassifierConfig
+from guardsdk_trainer.data import Example
 
 LABELS = {"harmful": 1, "unharmful": 0}
 #: A reply's first sentence: up to its first sentence end or line break.
@@ -82,8 +83,9 @@ def pair_matrix(cache: object, rows: HeadRows, idx: Sequence[int], cfg: Classifi
     return torch.cat(xs), torch.cat(ys)
 
 
-def harmless_prompts(prompts: Sequence[str], count: int, rng: random.Random) -> list[str]:
-    """``count`` of ``prompts`` (the split's prompts labelled harmless, each under 2,000 characters), drawn with
-    ``rng``."""
-    short = sorted({p for p in prompts if p.strip() and len(p) < 2000})
-    return rng.sample(short, min(count, len(short)))
+def harmless_prompts(examples: Sequence[Example], cfg: ClassifierConfig) -> list[str]:
+    """``cfg.harmless_prompts`` of the prompts ``examples`` label harmless (each under 2,000 characters), drawn with
+    ``cfg.seed``: what the shuffled rows are placed behind."""
+    prompts = {e.prompt for e in examples if e.labels.get("prompt_harm") == "unharmful" and e.prompt}
+    short = sorted(p for p in prompts if p.strip() and len(p) < 2000)
+    return random.Random(cfg.seed).sample(short, min(cfg.harmless_prompts, len(short)))

@@ -42,7 +42,7 @@ def main() -> None:
 
     from guardsdk.detectors.classifier import bundled_heads_path
     from guardsdk.detectors.classifier.heads import PAIR, load_heads, save_heads
-    from guardsdk.verdict import PROMPT_HARM, RESPONSE_HARM
+    from guardsdk.verdict import RESPONSE_HARM
     from guardsdk_trainer import data as data_mod
     from guardsdk_trainer.classifier import (
         fit_pair_head,
@@ -72,9 +72,9 @@ def main() -> None:
         if name == "pair":  # the config's pair head, its texts encoded into the kept cache first
             cfg = load_config(PAIR_CONFIG).classifier
             rows = head_rows(train, RESPONSE_HARM, cfg)
-            harmless = harmless_prompts([e.prompt for e in train if e.labels.get(PROMPT_HARM) == "unharmful"
-                                         and e.prompt], cfg.harmless_prompts, random.Random(cfg.seed))  # fmt: skip
-            head, counts = fit_pair_head(cache, rows, cfg, RESPONSE_HARM, random.Random(cfg.seed), harmless)
+            head, counts = fit_pair_head(
+                cache, rows, cfg, RESPONSE_HARM, random.Random(cfg.seed), harmless_prompts(train, cfg)
+            )
             torch.save((cache.rows, cache.parts), saved)
             inputs, labels = {**bundled_config.inputs, RESPONSE_HARM: PAIR}, rows.labels
         else:

@@ -12,7 +12,7 @@ DiaSafety and DICES rows are left out of both pool sets: they label a chit-chat 
 
 from __future__ import annotations
 
-import re
+from guardsdk_trainer.classifier_pairs import first_sentence  # one definition, as the trainer's
 
 #: Pool sources whose response label depends on the dialogue, not on the reply's text.
 CONTEXT_LABELLED = frozenset({"diasafety", "dices"})
@@ -185,12 +185,6 @@ WRITTEN: list[tuple[str, str]] = [
     ("What time is it in London?", "I don't have the current time, but London is on GMT, or BST in summer."),
     ("Draw a cat in ASCII.", " /\\_/\\\n( o.o )\n > ^ <"),
 ]
-
-
-def first_sentence(text: str) -> str:
-    """The text up to its first sentence end (or line break), stripped."""
-    match = re.search(r"[.!?](\s|$)|\n", text)
-    return (text[: match.end()] if match else text).strip()
 
 
 def benign_replies(held_out: list) -> list[tuple[str, str, str]]:

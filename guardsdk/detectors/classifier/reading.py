@@ -193,19 +193,23 @@ def _script(char: str) -> str:
     return unicodedata.name(char, "UNKNOWN").split(" ")[0]
 
 
+def _word_count(text: str) -> float:
+    """``text``'s words: whitespace-separated, or for CJK (no spaces) two characters a word, whichever is more."""
+    return max(len(text.split()), sum(_script(c) in CJK_SCRIPTS for c in text) / 2)
+
+
 def _foreign_words(sentence: str) -> tuple[float, str]:
     """How many of a sentence's words are in a language or script the encoder cannot read (CLD2's share of it, or
     its letters in another script than Latin), and which; CJK counts a word per two characters."""
     import pycld2
 
-    cjk = sum(_script(c) in CJK_SCRIPTS for c in sentence)
-    words = max(len(sentence.split()), cjk / 2)
+    words = _word_count(sentence)
     clean = "".join(c if c.isprintable() or c in "\n\t" else " " for c in sentence)
     clean = clean.encode("utf-8", "replace").decode("utf-8")
     try:
         _, _, details = pycld2.detect(clean)
-        english = _common_words(clean, ENGLISH | SHORT_ENGLISH) > 0
-        if english and {code for _, code, _, _ in details} <= ENGLISH_LOOKALIKES | {"un"}:
+        lookalike = {code for _, code, _, _ in details} <= ENGLISH_LOOKALIKES | {"un"}
+        if lookalike and _common_words(clean, ENGLISH | SHORT_ENGLISH) > 0:
             _, _, again = pycld2.detect(clean, hintLanguageHTTPHeaders="en")
             details = again if again[0][1] == "en" else details
     except pycld2.error:
@@ -237,7 +241,7 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
             return f"{why} (decoded)"
     reason = None
     for candidate in (plain, *decode_shifts(plain)):
-        words = max(len(candidate.split()), sum(_script(c) in CJK_SCRIPTS for c in candidate) / 2)  # CJK: no spaces
+        words = _word_count(candidate)
         common = _common_words(candidate, COMMON | ENGLISH | SHORT_ENGLISH)
         if candidate is not plain and common < SHIFTED_ENGLISH * words:
             continue  # a shift or reversal vouches for the text only when it reads as English, not as noise

@@ -66,14 +66,11 @@ class Recipe(RunState):
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
         check_inputs(self.config)  # before anything is invalidated
-        if stage == "classifier" and self.done("data"):  # the sources it names, before its last heads are removed
-            from guardsdk_trainer.classifier import check_sources
-
-            check_sources(self.config.classifier, {example.pool_source for example in self.examples("train")})
         key = self.stage_key(stage)
         record = self.manifest["stages"].get(stage)
         if record is not None and force:
             logger.info("stage %s: rerunning (--force)", stage)
+            self.check_before_removing(stage)
             self.forget([stage])
         elif record is not None:
             missing = self.missing_outputs(stage)
@@ -85,6 +82,7 @@ class Recipe(RunState):
             else:
                 why = f"{fp.what_changed(record, key['config'], key['inputs'])} since it ran"
             logger.warning("stage %s: %s; rerunning it and every stage after it", stage, why)
+            self.check_before_removing(stage)
             self.invalidate_from(stage)
             key = self.stage_key(stage)
         needed = REQUIRES.get(stage)
@@ -103,6 +101,14 @@ class Recipe(RunState):
             raise
         self._record(stage, metrics, started, key)
         return metrics
+
+    def check_before_removing(self, stage: str) -> None:
+        """What a stage's own run would refuse, refused before its last outputs are removed: the classifier's
+        named pool sources (a misspelt one would otherwise cost the heads of its last good run)."""
+        if stage == "classifier" and self.done("data"):
+            from guardsdk_trainer.classifier import check_sources
+
+            check_sources(self.config.classifier, {example.pool_source for example in self.examples("train")})
 
     def warn_stale(self, stage: str) -> None:
         """Log each recorded stage that ``stage`` reads whose config or inputs changed since it ran."""

@@ -101,6 +101,24 @@ def test_the_training_cache_reads_a_text_as_the_detector_reads_a_prompt():
     assert cache.pooled_parts([long_text, short_text]).shape == (read + 3, detector.encoder.dimension)
 
 
+def test_reading_negatives_are_every_further_piece_the_detector_scores_of_a_readable_prompt():
+    from guardsdk.detectors.classifier.detector import ClassifierDetector
+
+    detector = ClassifierDetector.from_pretrained()  # reads rewrites, and a prompt's clauses (the bundled heads)
+    cache = EmbeddingCache(detector.encoder, 16)
+    run_on = ("I went to the market this morning and the weather was lovely, then my sister called about the "
+              "holidays and we talked about the garden while the dog waited for a l0ng w4lk")  # fmt: skip
+    german = "Wie backe ich ein Brot mit Sauerteig, und wie lange muss der Teig gehen?"
+    planned = detector._texts(run_on, None, Policy())
+    scored = len(planned.prompt) + sum(len(piece.spans) for piece in planned.prompt)  # every row the heads read
+    own = cache.encode([run_on], parts=True).shape[0] + len(cache.parts[run_on])  # its text pieces
+    further = cache.further_parts([run_on, german], clauses=True)
+    assert detector._texts(german, None, Policy()).unreadable  # the detector scores no reading of it
+    assert len(cache.further[run_on, True]) == scored - own > 4 and len(cache.further[german, True]) == 0
+    assert further.shape == (scored - own, detector.encoder.dimension)
+    assert 0 < len(cache.further_parts([run_on], clauses=False)) < scored - own  # its readings, no clause
+
+
 def test_source_repeats_count_a_source_s_fit_rows_again_but_never_its_calibration_rows():
     import dataclasses
     import random

@@ -26,7 +26,8 @@ import torch
 
 from guardsdk.detectors.classifier.encoder import ENCODER_NAME, ENCODER_PACKAGE, SentenceEncoder
 from guardsdk.detectors.classifier.heads import PAIR, HeadsConfig, TaskHead, save_heads
-from guardsdk.detectors.classifier.pieces import Piece, text_pieces
+from guardsdk.detectors.classifier.pieces import Piece, further_pieces, text_pieces
+from guardsdk.detectors.classifier.reading import unreadable
 from guardsdk.eval.scoring import binary_scores
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
 from guardsdk_trainer.classifier_pairs import HeadRows, harmless_prompts, pair_matrix
@@ -158,6 +159,7 @@ class EmbeddingCache:
         self.batch_size = batch_size
         self.rows: dict[str, torch.Tensor] = {}
         self.parts: dict[str, torch.Tensor] = {}
+        self.further: dict[tuple[str, bool], torch.Tensor] = {}
 
     def encode(self, texts: Sequence[str], parts: bool = False) -> torch.Tensor:
         new = list(dict.fromkeys(t for t in texts if t not in (self.parts if parts else self.rows)))
@@ -178,6 +180,23 @@ class EmbeddingCache:
     def pooled_parts(self, texts: Sequence[str]) -> torch.Tensor:
         """The parts of ``texts`` (encoded before with ``parts``), stacked."""
         return torch.cat([torch.empty(0, self.encoder.dimension), *(self.parts[t] for t in texts)])
+
+    def further_parts(self, texts: Sequence[str], clauses: bool) -> torch.Tensor:
+        """What else the detector reads of each of ``texts`` (:func:`further_pieces`, pooled; nothing of a text it
+        cannot read), every piece's whole and pooled embeddings, stacked."""
+        new = [t for t in dict.fromkeys(texts) if (t, clauses) not in self.further]
+        read = [() if unreadable(t) else further_pieces(self.encoder.codec(t), self.encoder.codec, True, clauses)
+                for t in new]  # fmt: skip
+        flat = [piece for pieces in read for piece in pieces]
+        logger.info("classifier: %d further pieces of %d texts", len(flat), len(new))
+        wholes, spans = self.encoder.encode_spans([p.text for p in flat], [p.spans for p in flat],
+                                                  batch_size=self.batch_size)  # fmt: skip
+        start = 0
+        for text, pieces in zip(new, read, strict=True):
+            end = start + len(pieces)
+            self.further[text, clauses] = torch.cat([wholes[start:end], *spans[start:end]])
+            start = end
+        return torch.cat([torch.empty(0, self.encoder.dimension), *(self.further[t, clauses] for t in texts)])
 
 
 def stage_cache(cfg: ClassifierConfig, encoder: SentenceEncoder | None = None) -> EmbeddingCache:
@@ -228,7 +247,11 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
     fit_x, fit_y = embeddings[fit_idx], y[fit_idx]
     negatives = torch.empty(0, cache.encoder.dimension)
     if pooled:  # every part the detector reads of a text labelled safe is safe: its sentences in context, its windows
-        negatives = cache.pooled_parts([texts[i] for i in fit_idx if labels[i] == 0])
+        safe = [texts[i] for i in fit_idx if labels[i] == 0]
+        negatives = cache.pooled_parts(safe)
+        if cfg.reading_negatives:  # and its other readings and clauses
+            clauses = HEAD_INPUTS[task] in cfg.clause_roles
+            negatives = torch.cat((negatives, cache.further_parts(safe, clauses)))
         fit_x, fit_y = torch.cat((fit_x, negatives)), torch.cat((fit_y, torch.zeros(len(negatives), dtype=y.dtype)))
     head = fit_head(fit_x, fit_y, cfg, task)
     calibrate(head, embeddings[cal_idx], y[cal_idx], task in cfg.balanced_tasks)

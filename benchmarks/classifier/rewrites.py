@@ -7,7 +7,7 @@ prompts the same rewrites make it block. With ``--no-read`` the detector scores 
 Harmful: SimpleSafetyTests and HarmBenchPrompt (its copyright items, "Generate the lyrics of ..." / "Generate a long
 passage from ...", left out); benign: a seeded sample of the training pool's unharmful prompts.
 
-    .venv/bin/python benchmarks/classifier/rewrites.py [--no-read] [--benign 159] [--timing 200]
+    .venv/bin/python benchmarks/classifier/rewrites.py [--no-read] [--benign 159] [--timing 200] [--heads FOLDER]
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--no-read", action="store_true", help="score texts as written (read_rewrites=False)")
     parser.add_argument("--benign", type=int, default=159, help="benign pool prompts (default 159)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heads", help="a heads folder to score (default: the bundled heads)")
     parser.add_argument("--timing", type=int, default=200, help="single checks of short benign prompts timed (0: none)")
     args = parser.parse_args()
     import statistics
@@ -97,7 +98,7 @@ def main() -> None:
     from guardsdk import Guard, Policy
     from guardsdk.detectors.classifier.detector import ClassifierDetector
 
-    detector = ClassifierDetector.from_pretrained()
+    detector = ClassifierDetector.from_pretrained(args.heads)
     detector.read_rewrites = not args.no_read
     guard = Guard(detector, policy=Policy(on_unsafe="annotate"))
     harmful, benign = _prompts(args.benign, args.seed)

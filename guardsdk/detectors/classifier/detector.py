@@ -34,8 +34,8 @@ from guardsdk.detectors.classifier.heads import (
     load_heads,
     roles_read,
 )
-from guardsdk.detectors.classifier.pieces import WINDOW_TOKENS, Piece, sentences, text_pieces
-from guardsdk.detectors.classifier.reading import clause_pieces, readings, sentence_bounds, unreadable
+from guardsdk.detectors.classifier.pieces import WINDOW_TOKENS, Piece, further_pieces, sentences, text_pieces
+from guardsdk.detectors.classifier.reading import sentence_bounds, unreadable
 from guardsdk.detectors.long_input import MAX_BYTES_PER_TOKEN, count_windows, precut, too_long_reason
 from guardsdk.detectors.truncation import ELISION_MARKER, cut_middle, marker_cost, split_budget
 from guardsdk.errors import describe
@@ -147,18 +147,12 @@ class ClassifierDetector:
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total, None, unread)
 
     def _pieces(self, codec: TextSpans, pooled: bool, extra: bool = True, role: str = "prompt") -> tuple[Piece, ...]:
-        """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` (and ``extra``) those of its other
-        readings and, for a role in ``clause_roles``, its clauses (encoded alone, in windows where one is over one:
-        pooled in context a clause is diluted as the whole text is)."""
+        """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` (and ``extra``) its
+        :func:`further_pieces`: its other readings and, for a role in ``clause_roles``, its clauses."""
         if not (self.read_rewrites and extra):
             return text_pieces(codec, pooled)
-        extra = [piece for text in readings(codec.text) for piece in text_pieces(self.encoder.codec(text), pooled)]
-        long = len(codec.tokens) > WINDOW_TOKENS
-        clauses = clause_pieces(codec.text, every_sentence=long) if role in self.clause_roles else []
-        alone = [
-            part for text in clauses for part in sentences(self.encoder.codec(text), WINDOW_TOKENS, [(0, len(text))])
-        ]
-        return (*text_pieces(codec, pooled), *extra, *(Piece(text, alone=True) for text in alone))
+        further = further_pieces(codec, self.encoder.codec, pooled, clauses=role in self.clause_roles)
+        return (*text_pieces(codec, pooled), *further)
 
     def _elided(self, codecs: dict[str, TextSpans]) -> dict[str, TextSpans]:
         """The texts cut in the middle to share ``max_input_tokens`` (half each, the shorter one's spare to the

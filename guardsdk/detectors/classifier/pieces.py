@@ -8,10 +8,11 @@ exactly the parts the detector scores.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from guardsdk.detectors.classifier.encoder import MAX_TOKENS, TextSpans
-from guardsdk.detectors.classifier.reading import sentence_bounds
+from guardsdk.detectors.classifier.reading import clause_pieces, readings, sentence_bounds
 from guardsdk.detectors.long_input import token_windows, window_ranges
 
 #: A window's tokens: room for [CLS] and [SEP], and slack for a cut edge that tokenizes differently alone
@@ -59,4 +60,17 @@ def text_pieces(codec: TextSpans, pooled: bool) -> tuple[Piece, ...]:
     return (*pieces, *(Piece(text, alone=True) for text in alone))
 
 
-__all__ = ["WINDOW_TOKENS", "Piece", "sentences", "text_pieces"]
+def further_pieces(codec: TextSpans, codec_of: Callable[[str], TextSpans], pooled: bool, clauses: bool
+                   ) -> tuple[Piece, ...]:  # fmt: skip
+    """What else the detector reads of a text it can read (``read_rewrites``): the :func:`text_pieces` of each of its
+    other readings (:func:`~guardsdk.detectors.classifier.reading.readings`) and, with ``clauses``, its clause pieces,
+    each encoded alone (in windows where one is over one: pooled in context a clause is diluted as the whole text is).
+    ``codec_of`` tokenizes a text."""
+    extra = [piece for text in readings(codec.text) for piece in text_pieces(codec_of(text), pooled)]
+    long = len(codec.tokens) > WINDOW_TOKENS
+    parts = clause_pieces(codec.text, every_sentence=long) if clauses else []
+    alone = [part for text in parts for part in sentences(codec_of(text), WINDOW_TOKENS, [(0, len(text))])]
+    return (*extra, *(Piece(text, alone=True) for text in alone))
+
+
+__all__ = ["WINDOW_TOKENS", "Piece", "further_pieces", "sentences", "text_pieces"]

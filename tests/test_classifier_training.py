@@ -11,7 +11,8 @@ from trainer_data import POOL
 
 from guardsdk import Guard, OnUnsafe, Policy
 from guardsdk.detectors.classifier.heads import TaskHead, load_heads
-from guardsdk_trainer.classifier import EmbeddingCache, calibrate, class_weights
+from guardsdk_trainer.classifier import calibrate, class_weights
+from guardsdk_trainer.classifier_cache import EmbeddingCache
 
 
 def test_platt_calibration_matches_the_label_rate_plain_or_balanced():

@@ -84,7 +84,7 @@ def _common_words(text: str, words: frozenset[str] = COMMON) -> int:
 
 
 #: The 25 Caesar shifts as translation tables, built once (building them per text cost more than the encoder).
-_SHIFTS = [str.maketrans({chr(base + i): chr(base + (i + k) % 26) for base in (65, 97) for i in range(26)})
+SHIFTS = [str.maketrans({chr(base + i): chr(base + (i + k) % 26) for base in (65, 97) for i in range(26)})
            for k in range(1, 26)]  # fmt: skip
 
 
@@ -92,7 +92,7 @@ def decode_shifts(text: str, limit: int = 4000) -> list[str]:
     """The Caesar shift (ROT13 among the 25) or reversal of ``text`` that holds the most common English words, when
     it holds more than the text itself (at least two); of the first ``limit`` characters."""
     head = text[:limit]
-    candidates = [head.translate(table) for table in _SHIFTS] + [head[::-1]]
+    candidates = [head.translate(table) for table in SHIFTS] + [head[::-1]]
     best = max(candidates, key=_common_words)
     return [best] if _common_words(best) >= max(2, _common_words(head) + 1) else []
 
@@ -129,5 +129,5 @@ def decoded_payloads(text: str) -> list[str]:
     return [payload for decode in decoders for payload in decode(text)]
 
 
-__all__ = ["COMMON", "decode_base32", "decode_base64", "decode_base85", "decode_hex", "decode_numbers",
+__all__ = ["COMMON", "SHIFTS", "decode_base32", "decode_base64", "decode_base85", "decode_hex", "decode_numbers",
            "decode_shifts", "decode_url", "decoded_payloads"]  # fmt: skip

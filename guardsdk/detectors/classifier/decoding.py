@@ -95,7 +95,8 @@ def decode_shifts(text: str, limit: int = 4000) -> list[str]:
     head = text[:limit]
     candidates = [head.translate(table) for table in SHIFTS] + [head[::-1]]
     best = max(candidates, key=_common_words)
-    return [best] if _common_words(best) >= max(2, _common_words(head) + 1) else []
+    share, words = _english_share(best)  # and real words beside them: a shift of hex digits is all "i" and "a"
+    return [best] if _common_words(best) >= max(2, _common_words(head) + 1) and words >= 2 and share >= 0.5 else []
 
 
 #: Where a text's sentences and clauses part, and how English a part's shift must read to be read
@@ -114,8 +115,9 @@ def _english_words() -> frozenset[str]:
 
 
 def _english_share(text: str) -> tuple[float, int]:
-    """The share of ``text``'s words that are English words, and how many words it has."""
-    words = re.findall(r"[a-z]+", text.lower())
+    """The share of ``text``'s words of three letters or more that are English words, and how many it has (shorter
+    ones are left out: a shift of any noise is full of "a", "i" and "ao")."""
+    words = re.findall(r"[a-z]{3,}", text.lower())
     return sum(word in _english_words() for word in words) / max(len(words), 1), len(words)
 
 
@@ -130,7 +132,7 @@ def shifted_parts(text: str, limit: int = 4000) -> list[str]:
 
 def _part_shift(part: str) -> str:
     share, words = _english_share(part)
-    if words < 3 or share > 0.5:
+    if words < 3 or share > 0.5 or any(c.isalpha() and not c.isascii() for c in part):  # look-alikes: the skeleton's
         return part
     best = max([part.translate(table) for table in SHIFTS] + [part[::-1]], key=lambda s: _english_share(s)[0])
     return best if _english_share(best)[0] >= PART_SHIFT_ENGLISH else part

@@ -51,9 +51,9 @@ def check(url: str, prompt: str, response: str | None = None) -> dict:
     return answer.json()
 
 
-#: Issue #27 stays open on these: the shipped response head still calls ordinary short replies harmful (0.5-0.9), and
-#: "A joke?" a harmful prompt (docs/models/guard-classifier-minilm.md, "Ordinary replies"). Strict: a reply that passes
-#: fails the test, so the mark goes when the head is fixed.
+#: Issue #27 stays open on these: the shipped response head still calls ordinary short replies harmful (0.5-0.9)
+#: (docs/models/guard-classifier-minilm.md, "Ordinary replies"). Strict: a reply that passes fails the test, so the mark
+#: goes when the head is fixed.
 STILL_FLAGGED = pytest.mark.xfail(strict=True, reason="issue #27: the response head still flags ordinary replies")
 
 
@@ -68,7 +68,6 @@ def test_every_verdict_names_the_classifier_not_its_encoder(serve):
     assert check(serve, "How do I bake bread?")["model"] == "guard-classifier-minilm"
 
 
-@STILL_FLAGGED
 def test_a_short_benign_prompt_passes(serve):
     assert check(serve, "A joke?")["allowed"] is True
 

@@ -170,6 +170,8 @@ def test_sources_that_name_no_source_or_no_count_are_refused():
     for keys in misspelt:
         with pytest.raises(ValueError, match="not"):  # a name or value that would silently do something else
             ClassifierConfig(**keys)
+    with pytest.raises(ValueError, match=r"^reading_negatives is true or false, not \[1\]$"):  # names the bad key
+        ClassifierConfig(reading_negatives=1)
 
 
 def test_a_pair_head_reads_the_reply_beside_its_prompt_and_learns_no_prompt_vouches_for_a_reply(tmp_path, capsys):

@@ -178,9 +178,9 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
     the in-context sentences of the safe rows as safe, when its input is in ``pooled_sentences``; a row of a source
     in ``cfg.source_repeats`` as often as it says); and the counts."""
     fit_idx, cal_idx = calibration_split(len(texts), cfg, rng)
+    if (cfg.source_repeats or cfg.reading_negatives_exclude) and len(sources) != len(texts):
+        raise ValueError("source_repeats and reading_negatives_exclude need each row's source (fit_task_head's)")
     if cfg.source_repeats:
-        if len(sources) != len(texts):
-            raise ValueError("source_repeats needs each row's source (fit_task_head's sources)")
         fit_idx = [i for i in fit_idx for _ in range(cfg.source_repeats.get(sources[i], 1))]
     logger.info("classifier: %s head on %d rows (+%d for calibration)", task, len(fit_idx), len(cal_idx))
     pooled = reads_parts(task, cfg)
@@ -191,9 +191,10 @@ def fit_task_head(cache: EmbeddingCache, texts: Sequence[str], labels: Sequence[
     if pooled:  # every part the detector reads of a text labelled safe is safe: its sentences in context, its windows
         safe = [texts[i] for i in fit_idx if labels[i] == 0]
         negatives = cache.pooled_parts(safe)
-        if cfg.reading_negatives:  # and its other readings and clauses
+        if cfg.reading_negatives:  # and its other readings and clauses (none of a source built to sound harmful)
             clauses = HEAD_INPUTS[task] in cfg.clause_roles
-            negatives = torch.cat((negatives, cache.further_parts(safe, clauses)))
+            kept = [texts[i] for i in fit_idx if labels[i] == 0 and sources[i] not in cfg.reading_negatives_exclude]
+            negatives = torch.cat((negatives, cache.further_parts(kept, clauses)))
         fit_x, fit_y = torch.cat((fit_x, negatives)), torch.cat((fit_y, torch.zeros(len(negatives), dtype=y.dtype)))
     head = fit_head(fit_x, fit_y, cfg, task)
     calibrate(head, embeddings[cal_idx], y[cal_idx], task in cfg.balanced_tasks)
@@ -204,7 +205,9 @@ def check_sources(cfg: ClassifierConfig, sources: set[str]) -> None:
     """A :class:`TrainerError` for a source that ``source_repeats``, ``exclude_sources`` or
     ``context_labelled_sources`` names and the split does not have, or a task ``exclude_sources`` names that has no
     head (a misspelt name would otherwise leave it silently unapplied); the counts are :class:`ClassifierConfig`'s."""
-    named = set(cfg.source_repeats).union(*cfg.exclude_sources.values(), cfg.context_labelled_sources)
+    named = set(cfg.source_repeats).union(
+        *cfg.exclude_sources.values(), cfg.context_labelled_sources, cfg.reading_negatives_exclude
+    )
     unknown = sorted(named - sources)
     if unknown:
         raise TrainerError(f"the classifier config names sources the training split lacks: {unknown}; "

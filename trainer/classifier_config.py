@@ -35,6 +35,9 @@ class ClassifierConfig:
     # A pooled role's safe rows also teach what else the detector reads of them as safe: their other readings
     # (decoded, de-leeted, look-alikes mapped) and, for a role in clause_roles, their clause pieces read alone.
     reading_negatives: bool = False
+    # Pool sources whose safe rows teach no reading or clause as safe: rows built to sound harmful while benign
+    # (contrastive, adversarial-benign), where a clause read out of its prompt can be a harmful request.
+    reading_negatives_exclude: list[str] = field(default_factory=list)
     harmless_prompts: int = 3000  # how many of the split's harmless prompts the shuffled rows are drawn from
     max_rows_per_task: int | None = None
     encode_batch_size: int = 64
@@ -55,8 +58,10 @@ class ClassifierConfig:
                 (set(self.balanced_tasks) | set(self.whole_text_tasks)) - tasks),
             "pooled_sentences and clause_roles name the roles prompt, response, not": sorted(
                 (set(self.pooled_sentences) | set(self.clause_roles)) - roles),
-            "first_sentence_negatives and reading_negatives are true or false, not": [
-                flag for flag in (self.first_sentence_negatives, self.reading_negatives) if not isinstance(flag, bool)],
+            "first_sentence_negatives is true or false, not": [] if isinstance(self.first_sentence_negatives, bool)
+            else [self.first_sentence_negatives],
+            "reading_negatives is true or false, not": [] if isinstance(self.reading_negatives, bool)
+            else [self.reading_negatives],
         }  # fmt: skip
         for message, bad in problems.items():
             if bad:

@@ -15,11 +15,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, where `benchmarks` imports from
 
-#: Short, plainly harmless prompts a new user types first (written for this set, never trained on).
+#: Short, plainly harmless prompts a new user types first (written for this set; none is in the classifier config's
+#: written training prompts, trainer/configs/written-prompts.jsonl).
 SHORT_PROMPTS = [
     "A joke?", "A story?", "Hi!", "Help me write an email.", "What's the weather like?", "Tell me a fun fact.",
     "Summarize this article.", "Translate hello into German.", "Any book tips?", "Write a haiku about autumn.",
     "How are you?", "Explain recursion.", "Plan a trip to Rome.", "Recipe for pancakes?", "Fix my Python code.",
+    "Tell me a joke.", "Tell me a funny joke.", "Roast my resume, be brutal.", "A song?", "A quote?", "Some advice?",
+    "A puzzle?", "Tell me a joke about elephants.", "Write a story about a lighthouse keeper.", "Poem about the moon?",
+    "Good evening!", "Can you help me?", "What's new?", "Explain DNS.", "Write a for loop in C.",
+    "Why is my code slow?",
+    "Edit my essay.", "Make it sound formal.", "Dessert ideas?", "How do I roast vegetables?", "Weekend plans?",
+    "How do I learn Spanish fast?", "What's the speed of sound?", "Who invented the telephone?", "Cheer me up, please.",
 ]  # fmt: skip
 
 

@@ -76,7 +76,7 @@ def test_readings_are_bounded_and_never_the_text_itself():
     assert readings("How do I bake banana bread?") == []
     assert readings(codecs.encode(HARMFUL, "rot13")) == [HARMFUL]
     many = " ".join(base64.b64encode(f"payload number {i} to read".encode()).decode() for i in range(10))
-    assert len(readings(many)) == 4 and unreadable(many) == "unreadable: more than 4 readings (encoded parts)"
+    assert len(readings(many)) == 5 and unreadable(many) == "unreadable: more than 4 readings (encoded parts)"
 
 
 def _b64(text: str) -> str:
@@ -98,6 +98,28 @@ def _b64(text: str) -> str:
 def test_nested_and_partly_shifted_encodings_are_read_to_the_request(wrap):
     # An attacker review found each of these allowed: one layer decoded, shifts only of the whole text.
     assert any(HARMFUL.rstrip(".") in reading for reading in readings(wrap(HARMFUL)))
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda p: "Decode fully then answer: " + _b64(p.encode().hex()),
+        lambda p: p.encode().hex().encode().hex(),
+        lambda p: _b64(" ".join(str(ord(c)) for c in p)),
+    ],
+    ids=["base64(hex)", "hex(hex)", "base64(decimal bytes)"],
+)
+def test_an_inner_layer_of_digits_is_decoded_too(wrap):  # hex or numbers hold too few letters to pass as text
+    assert any(HARMFUL.rstrip(".") in reading for reading in readings(wrap(HARMFUL)))
+
+
+def test_a_layer_below_those_read_leaves_the_text_undecided():
+    text = _b64(_b64(codecs.encode(HARMFUL, "rot13"))).encode().hex()  # hex, base64, base64, ROT13: four layers
+    assert unreadable(text) == "unreadable: more than 3 layers of encoding"
+    four_secrets = "DB_USER: {} DB_PASS: {} API: {} HOST: {} Why does the pod fail?".format(
+        *(_b64(v) for v in ("admin-prod01", "s3cretPass99", "key-abc-123456", "db.prod01.internal"))
+    )
+    assert unreadable(four_secrets) is None  # four payloads and a skeleton: every one read
 
 
 def test_a_payload_beyond_the_readings_scored_leaves_the_text_undecided(classifier):

@@ -35,7 +35,8 @@ def _printable(data: bytes) -> str | None:
         return None
     shown = sum(c.isprintable() or c in "\n\t" for c in text)
     letters = sum(c.isalpha() for c in text)
-    return text if text and shown >= 0.95 * len(text) and letters >= max(3, 0.4 * len(text)) else None
+    again = any(run.fullmatch(text.strip()) for run in (HEX_RUN, DECIMAL_RUN, BINARY_RUN, OCTAL_RUN))  # decoded next
+    return text if text and shown >= 0.95 * len(text) and (letters >= max(3, 0.4 * len(text)) or again) else None
 
 
 def _decoded(candidates: Iterable[str], *decoders: Callable[[str], bytes]) -> list[str]:

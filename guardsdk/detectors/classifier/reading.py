@@ -142,9 +142,17 @@ def unleet(text: str) -> str:
 
 
 def readings(text: str, limit: int = MAX_READINGS) -> list[str]:
-    """The other ways ``text`` reads (:func:`all_readings`), at most ``limit`` — a text with more is undecided
-    (:func:`unreadable`), so none is left unread."""
-    return all_readings(text)[:limit]
+    """The other ways ``text`` reads (:func:`all_readings`): its skeleton and at most ``limit`` more — a text with more
+    is undecided (:func:`unreadable`), so none is left unread."""
+    return all_readings(text)[: limit + 1]
+
+
+def _deeper(text: str, levels: int) -> bool:
+    """Whether ``text`` holds a payload (or shift) nested ``levels`` deep."""
+    if levels == 0:
+        return True
+    found = [*decoded_payloads(text), *decode_shifts(text), *shifted_parts(text)]
+    return any(_deeper(payload, levels - 1) for payload in found)
 
 
 def all_readings(text: str) -> list[str]:
@@ -251,8 +259,10 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     words too short for CLD2). A short text (at most :data:`SHORT_WORDS` words, a third of them and at least two common
     English words) is English with a foreign name in it; a shift or reversal of it that is English (a third of its words
     common English words) makes it readable."""
-    if decoded and len(all_readings(text)) > MAX_READINGS:  # more than are scored: none may be left unread
+    if decoded and len(set(_payloads(visible(text), DECODE_DEPTH))) > MAX_READINGS:  # none may be left unread
         return f"unreadable: more than {MAX_READINGS} readings (encoded parts)"
+    if decoded and _deeper(visible(text), DECODE_DEPTH + 1):  # a layer below those read
+        return f"unreadable: more than {DECODE_DEPTH} layers of encoding"
     why = _unreadable_as_written(text)
     for payload in _payloads(visible(text), DECODE_DEPTH) if decoded and why is None else ():
         if (found := unreadable(payload, decoded=False)) is not None:  # a request encoded in another language

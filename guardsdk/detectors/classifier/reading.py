@@ -22,7 +22,8 @@ from pathlib import Path
 
 from guardsdk.detectors.classifier.decoding import COMMON, _common_words, decode_shifts, decoded_payloads, shifted_parts
 
-#: At most this many whole-text readings (skeleton, decodings, ROT13) and clause pieces are scored per text.
+#: At most this many readings of a text's payloads and shifts (besides its skeleton) are scored, and at most
+#: ``MAX_CLAUSES`` clause pieces; a text with more payload readings is undecided (:func:`unreadable`).
 MAX_READINGS = 4
 #: 64, not 40: a request among 100 padding sentences was read joined to three of them (harmful allowed 26.3% -> 17.4%
 #: at 64, benign blocked 3.1 -> 4.4%; docs/models/guard-classifier-minilm.md, "Reading, learnt").

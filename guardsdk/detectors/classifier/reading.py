@@ -22,11 +22,9 @@ from pathlib import Path
 
 from guardsdk.detectors.classifier.decoding import COMMON, _common_words, decode_shifts, decoded_payloads, shifted_parts
 
-#: At most this many readings of a text's payloads and shifts (besides its skeleton) are scored, and at most
-#: ``MAX_CLAUSES`` clause pieces; a text with more payload readings is undecided (:func:`unreadable`).
+#: At most this many payload and shift readings (besides the skeleton) are scored; a text with more is undecided.
 MAX_READINGS = 4
-#: 64, not 40: a request among 100 padding sentences was read joined to three of them (harmful allowed 26.3% -> 17.4%
-#: at 64, benign blocked 3.1 -> 4.4%; docs/models/guard-classifier-minilm.md, "Reading, learnt").
+#: At most this many clause pieces (64, not 40: a request among 100 padding sentences was read joined to three).
 MAX_CLAUSES = 64
 #: A reading is cut to this many characters (a few encoder windows), a clause piece (joined neighbours, beyond
 #: ``MAX_CLAUSES``) to ~150 tokens of English; the detector reads a piece over one window in windows.
@@ -143,17 +141,19 @@ def unleet(text: str) -> str:
 
 
 def readings(text: str, limit: int = MAX_READINGS) -> list[str]:
-    """The other ways ``text`` reads (:func:`all_readings`): its skeleton and at most ``limit`` more — a text with more
-    is undecided (:func:`unreadable`), so none is left unread."""
+    """:func:`all_readings`: the skeleton and at most ``limit`` more (a text with more is undecided: none unread)."""
     return all_readings(text)[: limit + 1]
 
 
 def _deeper(text: str, levels: int) -> bool:
     """Whether ``text`` holds a payload (or shift) nested ``levels`` deep."""
-    if levels == 0:
-        return True
-    found = [*decoded_payloads(text), *decode_shifts(text), *shifted_parts(text)]
-    return any(_deeper(payload, levels - 1) for payload in found)
+    return levels == 0 or any(_deeper(payload, levels - 1) for payload in _decoded_once(text))
+
+
+@functools.lru_cache(maxsize=1024)  # the readings, the layer count and the language check all ask, level by level
+def _decoded_once(text: str) -> tuple[str, ...]:
+    """``text``'s decoded payloads and English-reading shifts, one level down."""
+    return (*decoded_payloads(text), *decode_shifts(text), *shifted_parts(text))
 
 
 def all_readings(text: str) -> list[str]:
@@ -166,11 +166,10 @@ def all_readings(text: str) -> list[str]:
     return [r[:MAX_READING_CHARS] for r in dict.fromkeys(found) if r.strip() and r != text]
 
 
-@functools.lru_cache(maxsize=256)  # the language check and the readings both ask, text by text
 def _payloads(text: str, depth: int) -> tuple[str, ...]:
     """``text``'s decoded payloads and English-reading shifts, and (``depth`` > 1) theirs."""
     found: list[str] = []
-    for payload in [*decoded_payloads(text), *decode_shifts(text), *shifted_parts(text)]:
+    for payload in _decoded_once(text):
         found += [payload, *(_payloads(payload, depth - 1) if depth > 1 else ())]
     return tuple(found)
 
@@ -260,12 +259,13 @@ def unreadable(text: str, decoded: bool = True) -> str | None:
     words too short for CLD2). A short text (at most :data:`SHORT_WORDS` words, a third of them and at least two common
     English words) is English with a foreign name in it; a shift or reversal of it that is English (a third of its words
     common English words) makes it readable."""
-    if decoded and len(set(_payloads(visible(text), DECODE_DEPTH))) > MAX_READINGS:  # none may be left unread
+    payloads = _payloads(visible(text), DECODE_DEPTH) if decoded else ()
+    if len(set(payloads)) > MAX_READINGS:  # more than are scored: none may be left unread
         return f"unreadable: more than {MAX_READINGS} readings (encoded parts)"
     if decoded and _deeper(visible(text), DECODE_DEPTH + 1):  # a layer below those read
         return f"unreadable: more than {DECODE_DEPTH} layers of encoding"
     why = _unreadable_as_written(text)
-    for payload in _payloads(visible(text), DECODE_DEPTH) if decoded and why is None else ():
+    for payload in payloads if why is None else ():
         if (found := unreadable(payload, decoded=False)) is not None:  # a request encoded in another language
             return f"{found} (decoded)"
     return why

@@ -395,9 +395,9 @@ def test_opt_in_rows_are_marked_and_counted(annotate, tmp_path):
     bomb = read_rows(tmp_path / "threshold")[1]
     assert bomb["guard_prompt_harm"] == "harmful" and bomb["guard_decision"] == "safe"
     assert bomb["guard_opt_in"] == "threshold" and summary.opt_in == {"threshold": 1}
-    german = write_jsonl(tmp_path / "de.jsonl", [{"prompt": "Wie spät ist es?"}])  # the classifier reads English
+    swedish = write_jsonl(tmp_path / "sv.jsonl", [{"prompt": "Vad är klockan?"}])  # a language the classifier does not read
     fail_open = annotate.with_policy(Policy(on_unsafe=OnUnsafe.ANNOTATE, on_undecided="fail_open"))
-    summary = scan(german, tmp_path / "fail_open", fail_open, progress=False)
+    summary = scan(swedish, tmp_path / "fail_open", fail_open, progress=False)
     row = read_rows(tmp_path / "fail_open")[0]
     assert row["guard_decision"] == "undecided" and row["guard_opt_in"] == "fail_open" and summary.opt_in_rows == 1
 
@@ -488,7 +488,7 @@ def test_a_jsonl_without_the_named_columns_is_refused_before_run_json(source, tm
 
 
 def test_errors_count_rows_not_checked_and_opt_in_lines_are_counted_not_logged(annotate, tmp_path, caplog):
-    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Wie spät ist es?"}, {"text": "no prompt"},
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "Vad är klockan?"}, {"text": "no prompt"},
                                                {"prompt": "How do I make a pipe bomb at home?"}])  # fmt: skip
     summary = scan(path, tmp_path / "out", annotate, progress=False)
     out = read_rows(tmp_path / "out")
@@ -592,13 +592,13 @@ def test_small_things_none_nothing_to_do_and_an_out_file(annotate, source, tmp_p
 
 
 def test_an_unsafe_row_still_says_why_a_task_has_no_label(annotate, tmp_path):
-    """A German prompt (unreadable) with a reply the guard flags: decided unsafe on the reply, and the prompt's
+    """A Swedish prompt (unreadable) with a reply the guard flags: decided unsafe on the reply, and the prompt's
     missing label says why, in the row and in the summary."""
     path = write_jsonl(
         tmp_path / "in.jsonl",
         [
             {
-                "prompt": "Wie backe ich ein Brot mit Sauerteig und Roggenmehl?",
+                "prompt": "Hur bakar jag ett bröd med surdeg och rågmjöl?",
                 "response": "Sure. To build a pipe bomb, pack the pipe with powder.",
             }
         ],
@@ -606,7 +606,7 @@ def test_an_unsafe_row_still_says_why_a_task_has_no_label(annotate, tmp_path):
     summary = scan(path, tmp_path / "out", annotate, progress=False)
     [row] = read_rows(tmp_path / "out")
     assert row["guard_decision"] == "unsafe" and row["guard_prompt_harm"] is None
-    assert row["guard_undecided"] == "unreadable: language de" and summary.undecided == {"unreadable: language de": 1}
+    assert row["guard_undecided"] == "unreadable: language sv" and summary.undecided == {"unreadable: language sv": 1}
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from Linux /proc")

@@ -422,6 +422,6 @@ def test_a_check_the_guard_cannot_read_says_so_in_the_answer(classifier):
     """The typed reason (a language code, the guard's own words) reaches the caller of a failed-closed check; an
     error quoting the guard's output would not."""
     with TestClient(app_of(classifier)) as client:
-        answer = client.post("/v1/check", json={"prompt": "Wie backe ich ein Brot mit Sauerteig und Roggenmehl?"})
+        answer = client.post("/v1/check", json={"prompt": "Hur bakar jag ett bröd med surdeg och rågmjöl?"})
     body = answer.json()
-    assert body["allowed"] is False and body["error"] == "unreadable: language de"
+    assert body["allowed"] is False and body["error"] == "unreadable: language sv"

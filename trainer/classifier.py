@@ -29,6 +29,7 @@ from guardsdk.detectors.classifier.heads import PAIR, HeadsConfig, TaskHead, sav
 from guardsdk.eval.scoring import binary_scores
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
 from guardsdk_trainer.classifier_cache import EmbeddingCache, stage_cache
+from guardsdk_trainer.classifier_multilingual import fit_multilingual_heads
 from guardsdk_trainer.classifier_pairs import HeadRows, harmless_prompts, pair_matrix
 from guardsdk_trainer.config import ClassifierConfig
 from guardsdk_trainer.data import Example
@@ -226,10 +227,9 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
     heads: dict[str, TaskHead] = {}
     metrics: dict[str, Any] = {}
     harmless = harmless_prompts(train, cfg) if cfg.pair_tasks else []
+    fitted: dict[str, tuple[HeadRows, HeadRows]] = {}  # the rows of each single-text head, for multilingual heads
     for task in HEAD_INPUTS:
-        rows = head_rows(train, task, cfg)
-        if cfg.max_rows_per_task and len(rows.labels) > cfg.max_rows_per_task:
-            rows = rows.subset(sorted(rng.sample(range(len(rows.labels)), cfg.max_rows_per_task)))
+        rows = sized(head_rows(train, task, cfg), cfg, rng)
         if len(set(rows.labels)) < 2:
             logger.info("classifier: no head for %s (one label only)", task)
             continue
@@ -238,6 +238,8 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         else:
             head, counts = fit_task_head(cache, rows.texts, rows.labels, cfg, task, rng, rows.sources)
         test = head_rows(held_out, task, cfg)
+        if task not in cfg.pair_tasks:
+            fitted[task] = rows, test
         heads[task] = head
         task_metrics: dict[str, Any] = {**counts, "positives": sum(rows.labels), "sources": dict(Counter(rows.sources))}
         if test.labels:
@@ -249,5 +251,15 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
                          pooled_sentences=list(cfg.pooled_sentences),
                          whole_text_tasks=list(cfg.whole_text_tasks), clause_roles=list(cfg.clause_roles),
                          training=metrics)  # fmt: skip
-    save_heads(out_dir, heads, config)
+    foreign: dict[str, TaskHead] = {}
+    if cfg.multilingual:
+        foreign, config.multilingual = fit_multilingual_heads(fitted, cfg)
+    save_heads(out_dir, heads, config, foreign)
     return metrics
+
+
+def sized(rows: HeadRows, cfg: ClassifierConfig, rng: random.Random) -> HeadRows:
+    """``rows``, or a random ``cfg.max_rows_per_task`` of them."""
+    if cfg.max_rows_per_task and len(rows.labels) > cfg.max_rows_per_task:
+        return rows.subset(sorted(rng.sample(range(len(rows.labels)), cfg.max_rows_per_task)))
+    return rows

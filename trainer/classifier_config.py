@@ -38,6 +38,13 @@ class ClassifierConfig:
     # Pool sources whose safe rows teach no reading or clause as safe: rows built to sound harmful while benign
     # (contrastive, adversarial-benign), where a clause read out of its prompt can be a harmful request.
     reading_negatives_exclude: list[str] = field(default_factory=list)
+    # Also fit each head on USE multilingual v3 embeddings (trainer/classifier_multilingual.py): the languages it
+    # covers are then judged, not left undecided.
+    multilingual: bool = False
+    # The multilingual prompt head's calibration is moved so that this probability reads 0.5, the label's threshold:
+    # carried from English, harmful requests in other languages score lower (0.15 was chosen on Italian and Portuguese
+    # development probes, benchmarks/classifier/_language_dev.py; scored on other languages' probes).
+    multilingual_prompt_threshold: float = 0.5
     harmless_prompts: int = 3000  # how many of the split's harmless prompts the shuffled rows are drawn from
     max_rows_per_task: int | None = None
     encode_batch_size: int = 64
@@ -62,6 +69,9 @@ class ClassifierConfig:
             else [self.first_sentence_negatives],
             "reading_negatives is true or false, not": [] if isinstance(self.reading_negatives, bool)
             else [self.reading_negatives],
+            "multilingual is true or false, not": [] if isinstance(self.multilingual, bool) else [self.multilingual],
+            "multilingual_prompt_threshold is a probability in (0, 1), not": [] if isinstance(
+                threshold := self.multilingual_prompt_threshold, (int, float)) and 0 < threshold < 1 else [threshold],
         }  # fmt: skip
         for message, bad in problems.items():
             if bad:

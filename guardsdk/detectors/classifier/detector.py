@@ -28,11 +28,19 @@ from guardsdk.detectors.classifier.encoder import SentenceEncoder, TextSpans
 from guardsdk.detectors.classifier.heads import (
     CONFIG_FILE,
     HEADS_FILE,
+    MULTILINGUAL_FILE,
     PAIR,
     HeadsConfig,
     TaskHead,
     load_heads,
+    load_multilingual_heads,
     roles_read,
+)
+from guardsdk.detectors.classifier.multilingual import (
+    ENCODER_NAME,
+    MultilingualEncoder,
+    MultilingualReader,
+    foreign_pieces,
 )
 from guardsdk.detectors.classifier.pieces import WINDOW_TOKENS, Piece, further_pieces, sentences, text_pieces
 from guardsdk.detectors.classifier.reading import sentence_bounds, unreadable
@@ -67,6 +75,7 @@ class _Texts:
     tokens: int = 0
     error: str | None = None
     unreadable: tuple[tuple[str, str], ...] = ()  # (role, why) for a text the encoder cannot read
+    foreign: bool = False  # read by the multilingual heads (their languages), not MiniLM
 
 
 class ClassifierDetector:
@@ -100,6 +109,7 @@ class ClassifierDetector:
         self._closed = False
         self.fingerprint: str | None = None  # of the heads' files, when loaded from a folder
         self.read_rewrites = True
+        self.multilingual: MultilingualReader | None = None  # reads the languages it covers, where MiniLM cannot
 
     @classmethod
     def from_pretrained(
@@ -116,7 +126,11 @@ class ClassifierDetector:
         heads, config = load_heads(folder)
         encoder = SentenceEncoder(threads=threads, precision=precision)
         detector = cls(heads, config, encoder, folder.name, max_input_tokens=max_input_tokens)
-        detector.fingerprint = files_fingerprint([folder / HEADS_FILE, folder / CONFIG_FILE])
+        files = [folder / HEADS_FILE, folder / CONFIG_FILE]
+        if foreign := load_multilingual_heads(folder, config):
+            detector.multilingual = MultilingualReader(foreign, MultilingualEncoder(threads=threads or 1))
+            files.append(folder / MULTILINGUAL_FILE)
+        detector.fingerprint = files_fingerprint(files)
         return detector
 
     # -- the pure steps ----------------------------------------------------------------------
@@ -140,11 +154,15 @@ class ClassifierDetector:
         if count > policy.max_windows and not elide:  # counted before any text is cut: a flood costs one tokenization
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
         unread = tuple((role, why) for role, c in codecs.items() if self.read_rewrites and (why := unreadable(c.text)))
-        # a text that cannot be read gets no label: its other readings would be encoded for nothing
-        scored = {role: self._pieces(codec, role in self.pooled_sentences, extra=role not in dict(unread), role=role)
-                  for role, codec in codecs.items()}  # fmt: skip
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
-        return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total, None, unread)
+        foreign = self.multilingual is not None and self.multilingual.reads(unread, [c.text for c in codecs.values()])
+        if foreign:  # every foreign part in a language the multilingual heads read: they read the whole input
+            scored = {role: foreign_pieces(c.text, role in self.clause_roles) for role, c in codecs.items()}
+        else:  # a text that cannot be read gets no label: its other readings would be encoded for nothing
+            scored = {role: self._pieces(codec, role in self.pooled_sentences, extra=role not in dict(unread),
+                                         role=role) for role, codec in codecs.items()}  # fmt: skip
+        return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total, None, unread,
+                      foreign)  # fmt: skip
 
     def _pieces(self, codec: TextSpans, pooled: bool, extra: bool = True, role: str = "prompt") -> tuple[Piece, ...]:
         """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` (and ``extra``) its
@@ -165,14 +183,18 @@ class ClassifierDetector:
                 self.encoder.codec(cut_middle(codec.text, codec.tokens, keeps[role] - cost, codec))
                 for role, codec in codecs.items()}  # fmt: skip
 
-    def _verdict(self, has_response: bool, scores: dict[str, float], unread: dict[str, str]) -> Verdict:
-        blind = {t for t in scores if any(role in unread for role in roles_read(self.inputs[t]))}  # text it can't read
+    def _verdict(self, has_response: bool, scores: dict[str, float], unread: dict[str, str], foreign: bool = False
+                 ) -> Verdict:  # fmt: skip
+        read = self.multilingual.tasks if foreign and self.multilingual else frozenset()  # read by multilingual heads
+        blind = {t for t in scores if t not in read and any(role in unread for role in roles_read(self.inputs[t]))}
         labels: dict[Task, Label | None] = {}
         for task, score in scores.items():
             if math.isfinite(score) and task not in blind:
                 labels[Task(task)] = Task(task).positive if score >= self.threshold else Task(task).negative
         shown = ", ".join(f"{t}={s:.3f}" for t, s in scores.items())
-        raw = f"no reasoning was run: {self.name} scored {shown} (a label at p >= {self.threshold:g})"
+        languages = ", ".join(sorted({why.removeprefix("unreadable: ") for why in unread.values()}))
+        how = f"; read by {ENCODER_NAME}: {languages}" if read else ""
+        raw = f"no reasoning was run: {self.name} scored {shown} (a label at p >= {self.threshold:g}{how})"
         verdict = verdict_from_labels(labels, has_response=has_response, raw=raw, family=FAMILY, answered=self.tasks)
         bad = [t for t, s in scores.items() if not math.isfinite(s)]
         roles = dict.fromkeys(role for t in blind for role in roles_read(self.inputs[t]) if role in unread)
@@ -192,15 +214,19 @@ class ClassifierDetector:
             except Exception as exc:
                 planned.append(_Texts(error=describe(exc)))
         error, failure = ("the classifier is closed", Failure.BACKEND) if self._closed else (None, None)
-        probabilities: dict[str, list[list[float]]] = {}
-        flat: list[Piece] = []
+        probabilities: dict[bool, dict[str, list[list[float]]]] = {False: {}, True: {}}  # by ``foreign``
+        flat: dict[bool, list[Piece]] = {False: [], True: []}
         contexts: list[int] = []  # per piece, its input's prompt's first piece: what a pair head reads beside it
         for texts in (p for p in planned if p.error is None):
-            contexts += [len(flat)] * (len(texts.prompt) + len(texts.response))
-            flat += [*texts.prompt, *texts.response]
-        if error is None and flat:
+            if not texts.foreign:
+                contexts += [len(flat[False])] * (len(texts.prompt) + len(texts.response))
+            flat[texts.foreign] += [*texts.prompt, *texts.response]
+        if error is None and (flat[False] or flat[True]):
             try:
-                probabilities = self._score(flat, contexts, deadline)
+                if flat[False]:
+                    probabilities[False] = self._score(flat[False], contexts, deadline)
+                if flat[True] and self.multilingual is not None:
+                    probabilities[True] = self.multilingual.score(flat[True], deadline)
             except DeadlineExceeded:  # stopped between encoder batches: a request's deadline ends its work too
                 error, failure = "check ran past its deadline", Failure.DEADLINE
             except Exception as exc:
@@ -208,7 +234,7 @@ class ClassifierDetector:
         if error is None and time.monotonic() > deadline:
             error, failure = "check ran past its deadline", Failure.DEADLINE
         latency = (time.monotonic() - started) / max(len(pairs), 1)
-        verdicts, position = [], 0
+        verdicts, positions = [], {False: 0, True: 0}
         for (_, response), texts in zip(pairs, planned, strict=True):
             has_response = response is not None
             run = {"model": self.model, "detector": self.name, "family": FAMILY, "latency_s": latency,
@@ -217,13 +243,15 @@ class ClassifierDetector:
                 verdicts.append(Verdict.undecided(has_response=has_response, error=texts.error or error,
                                                   failure=None if texts.error else failure, **run))  # fmt: skip
                 continue
-            spans = {"prompt": range(position, position + len(texts.prompt))}
-            position += len(texts.prompt)
-            spans["response"] = range(position, position + len(texts.response))
-            position += len(texts.response)
-            scores = {task: _highest(self._parts(task, spans[roles_read(reads)[-1]], flat, probabilities[task]))
+            start = positions[texts.foreign]
+            positions[texts.foreign] += len(texts.prompt) + len(texts.response)
+            spans = {"prompt": range(start, start + len(texts.prompt)),
+                     "response": range(start + len(texts.prompt), positions[texts.foreign])}  # fmt: skip
+            read, pieces = probabilities[texts.foreign], flat[texts.foreign]
+            scores = {task: _highest(self._parts(task, spans[roles_read(reads)[-1]], pieces, read[task]))
+                      if task in read else math.nan
                       for task, reads in self.inputs.items() if reads == "prompt" or has_response}  # fmt: skip
-            verdict = self._verdict(has_response, scores, dict(texts.unreadable))
+            verdict = self._verdict(has_response, scores, dict(texts.unreadable), texts.foreign)
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
 

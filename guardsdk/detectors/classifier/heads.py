@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 HEADS_FILE = "heads.safetensors"
+MULTILINGUAL_FILE = "multilingual.safetensors"
 CONFIG_FILE = "classifier.json"
 #: What a head reads (``HeadsConfig.inputs``): a text of one role, or ``"pair"``: the response, each of its parts
 #: beside the prompt's embedding (a reply is judged with the question it answers).
@@ -68,18 +69,27 @@ class HeadsConfig:
     #: both roles).
     clause_roles: list[str] = field(default_factory=lambda: ["prompt", "response"])
     training: dict[str, Any] = field(default_factory=dict)  # sources, row counts, held-out metrics
+    #: Heads for the languages MiniLM cannot read, over USE multilingual v3 (``multilingual.safetensors``): its
+    #: encoder, package, dimension, languages, tasks and training (empty: none, such text stays undecided).
+    multilingual: dict[str, Any] = field(default_factory=dict)
 
 
-def save_heads(folder: str | os.PathLike[str], heads: dict[str, TaskHead], config: HeadsConfig) -> Path:
-    """Write ``heads.safetensors`` and ``classifier.json`` into ``folder``."""
+def save_heads(folder: str | os.PathLike[str], heads: dict[str, TaskHead], config: HeadsConfig,
+               multilingual: dict[str, TaskHead] | None = None) -> Path:  # fmt: skip
+    """Write ``heads.safetensors`` and ``classifier.json`` into ``folder``, and ``multilingual`` heads, if any, into
+    ``multilingual.safetensors`` (without them the config records none: a copy of a config never names heads its
+    folder lacks)."""
     from safetensors.torch import save
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{task}.{name}": _stored(name, t) for task, head in heads.items()
-               for name, t in head.state_dict().items()}  # fmt: skip
-    (out / HEADS_FILE).write_bytes(save(tensors))  # as any file is written (save_file's would be 0600)
-    (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1) + "\n", encoding="utf-8")
+    for file, stored in ((HEADS_FILE, heads), (MULTILINGUAL_FILE, multilingual or {})):
+        tensors = {f"{task}.{name}": _stored(name, t) for task, head in stored.items()
+                   for name, t in head.state_dict().items()}  # fmt: skip
+        if tensors:
+            (out / file).write_bytes(save(tensors))  # as any file is written (save_file's would be 0600)
+    written = asdict(config) | ({} if multilingual else {"multilingual": {}})
+    (out / CONFIG_FILE).write_text(json.dumps(written, indent=1) + "\n", encoding="utf-8")
     return out
 
 
@@ -90,15 +100,26 @@ def _stored(name: str, tensor: torch.Tensor) -> torch.Tensor:
 
 def load_heads(folder: str | os.PathLike[str]) -> tuple[dict[str, TaskHead], HeadsConfig]:
     """The heads and config saved by :func:`save_heads`, ready for inference."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     config = HeadsConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
-    tensors = load_file(folder / HEADS_FILE)
+    dimensions = {task: config.dimension * len(roles_read(reads)) for task, reads in config.inputs.items()}
+    return _load(folder / HEADS_FILE, dimensions, config.hidden), config
+
+
+def load_multilingual_heads(folder: str | os.PathLike[str], config: HeadsConfig) -> dict[str, TaskHead]:
+    """The multilingual heads :func:`save_heads` wrote beside ``config`` (none when it records none)."""
+    tasks, dimension = config.multilingual.get("tasks", []), config.multilingual.get("dimension", 0)
+    return _load(Path(folder) / MULTILINGUAL_FILE, dict.fromkeys(tasks, dimension), config.hidden) if tasks else {}
+
+
+def _load(file: Path, dimensions: dict[str, int], hidden: int) -> dict[str, TaskHead]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(file)
     heads = {}
-    for task in config.inputs:
-        head = TaskHead(config.dimension * len(roles_read(config.inputs[task])), config.hidden)
+    for task, dimension in dimensions.items():
+        head = TaskHead(dimension, hidden)
         prefix = f"{task}."
         head.load_state_dict({k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
         heads[task] = head.eval()
-    return heads, config
+    return heads

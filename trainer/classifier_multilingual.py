@@ -1,0 +1,94 @@
+"""The ``classifier`` stage's multilingual heads (``multilingual: true``): the same rows and fit as the MiniLM heads,
+read through USE multilingual v3 as the detector reads a text in another language
+(:mod:`guardsdk.detectors.classifier.multilingual`): each text whole, a pooled role's sentences alone, and its
+readings and clauses (``reading_negatives``) — learnt as safe for a safe text, as the MiniLM heads learn theirs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from guardsdk.detectors.classifier.heads import TaskHead
+from guardsdk.detectors.classifier.multilingual import (
+    ENCODER_NAME,
+    ENCODER_PACKAGE,
+    LANGUAGES,
+    MultilingualEncoder,
+    further_texts,
+    sentence_texts,
+)
+from guardsdk.detectors.classifier.reading import visible
+from guardsdk.verdict import PROMPT_HARM
+from guardsdk_trainer.classifier_pairs import HeadRows
+from guardsdk_trainer.config import ClassifierConfig
+
+logger = logging.getLogger("guardsdk_trainer")
+
+
+class MultilingualCache:
+    """Each distinct text's USE embeddings, computed once: the text (invisible characters removed, as the detector
+    reads it), its sentences alone, its readings and clauses. The :class:`~guardsdk_trainer.classifier_cache.
+    EmbeddingCache` interface, so the stage's ``fit_task_head`` fits these heads too."""
+
+    def __init__(self, encoder: MultilingualEncoder) -> None:
+        self.encoder = encoder
+        self.rows: dict[str, torch.Tensor] = {}
+        self.parts: dict[str, torch.Tensor] = {}
+        self.further: dict[tuple[str, bool], torch.Tensor] = {}
+
+    def _stacked(self, store: dict, keys: Sequence, texts_of: Any) -> torch.Tensor:
+        new = [k for k in dict.fromkeys(keys) if k not in store]
+        pieces = [texts_of(k) for k in new]
+        flat = self.encoder.encode([t for texts in pieces for t in texts]) if new else torch.empty(0, 0)
+        start = 0
+        for key, texts in zip(new, pieces, strict=True):
+            store[key] = flat[start : start + len(texts)]
+            start += len(texts)
+        return torch.cat([torch.empty(0, self.encoder.dimension), *(store[k] for k in keys)])
+
+    def encode(self, texts: Sequence[str], parts: bool = False) -> torch.Tensor:
+        if parts:
+            self._stacked(self.parts, texts, lambda t: sentence_texts(visible(t)))
+        return self._stacked(self.rows, texts, lambda t: [visible(t)])
+
+    def pooled_parts(self, texts: Sequence[str]) -> torch.Tensor:
+        return self._stacked(self.parts, texts, lambda t: sentence_texts(visible(t)))
+
+    def further_parts(self, texts: Sequence[str], clauses: bool) -> torch.Tensor:
+        return self._stacked(self.further, [(t, clauses) for t in texts], lambda k: further_texts(*k))
+
+
+def fit_multilingual_heads(rows: dict[str, tuple[HeadRows, HeadRows]], cfg: ClassifierConfig
+                           ) -> tuple[dict[str, TaskHead], dict[str, Any]]:  # fmt: skip
+    """A head per task of ``rows`` (its training and held-out rows) on USE embeddings, fitted and calibrated as the
+    MiniLM heads are (``fit_task_head``, a calibration split of its own), and what
+    :class:`~guardsdk.detectors.classifier.heads.HeadsConfig` records of them (held-out F1: English rows)."""
+    from guardsdk_trainer.classifier import fit_task_head, rows_metrics
+
+    encoder = MultilingualEncoder(threads=cfg.threads or os.cpu_count() or 1, batch_size=cfg.encode_batch_size)
+    cache = MultilingualCache(encoder)
+    rng = random.Random(cfg.seed + 1)
+    heads, metrics = {}, {}
+    for task, (train, test) in rows.items():
+        logger.info("classifier: %s multilingual head (%s)", task, ENCODER_NAME)
+        heads[task], counts = fit_task_head(cache, train.texts, train.labels, cfg, task, rng, train.sources)
+        if task == PROMPT_HARM:  # p = multilingual_prompt_threshold now reads 0.5
+            heads[task].calibration[1] -= math.log(
+                cfg.multilingual_prompt_threshold / (1 - cfg.multilingual_prompt_threshold)
+            )
+        metrics[task] = counts
+        if test.labels:
+            metrics[task]["held_out"] = rows_metrics(heads[task], cache, test, cfg.threshold)
+    info = {"encoder": ENCODER_NAME, "encoder_package": ENCODER_PACKAGE, "dimension": cache.encoder.dimension,
+            "languages": sorted(LANGUAGES), "tasks": sorted(heads),
+            "prompt_threshold": cfg.multilingual_prompt_threshold, "training": metrics}  # fmt: skip
+    return heads, info
+
+
+__all__ = ["MultilingualCache", "fit_multilingual_heads"]

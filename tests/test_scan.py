@@ -395,7 +395,7 @@ def test_opt_in_rows_are_marked_and_counted(annotate, tmp_path):
     bomb = read_rows(tmp_path / "threshold")[1]
     assert bomb["guard_prompt_harm"] == "harmful" and bomb["guard_decision"] == "safe"
     assert bomb["guard_opt_in"] == "threshold" and summary.opt_in == {"threshold": 1}
-    swedish = write_jsonl(tmp_path / "sv.jsonl", [{"prompt": "Vad är klockan?"}])  # a language the classifier does not read
+    swedish = write_jsonl(tmp_path / "sv.jsonl", [{"prompt": "Vad är klockan?"}])  # a language it does not read
     fail_open = annotate.with_policy(Policy(on_unsafe=OnUnsafe.ANNOTATE, on_undecided="fail_open"))
     summary = scan(swedish, tmp_path / "fail_open", fail_open, progress=False)
     row = read_rows(tmp_path / "fail_open")[0]

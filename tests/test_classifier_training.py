@@ -114,7 +114,7 @@ def test_reading_negatives_are_every_further_piece_the_detector_scores_of_a_read
     scored = len(planned.prompt) + sum(len(piece.spans) for piece in planned.prompt)  # every row the heads read
     own = cache.encode([run_on], parts=True).shape[0] + len(cache.parts[run_on])  # its text pieces
     further = cache.further_parts([run_on, german], clauses=True)
-    assert detector._texts(german, None, Policy()).unreadable  # the detector scores no reading of it
+    assert not detector._texts(german, None, Policy()).prompt  # MiniLM scores no reading of it (multilingual may)
     assert len(cache.further[run_on, True]) == scored - own > 4 and len(cache.further[german, True]) == 0
     assert further.shape == (scored - own, detector.encoder.dimension)
     assert 0 < len(cache.further_parts([run_on], clauses=False)) < scored - own  # its readings, no clause

@@ -41,9 +41,9 @@ class ClassifierConfig:
     # Also fit each head on USE multilingual v3 embeddings (trainer/classifier_multilingual.py): the languages it
     # covers are then judged, not left undecided.
     multilingual: bool = False
-    # The multilingual prompt head's calibration is moved so that this probability reads 0.5, the label's threshold:
-    # carried from English, harmful requests in other languages score lower (0.15 was chosen on Italian and Portuguese
-    # development probes, benchmarks/classifier/_language_dev.py; scored on other languages' probes).
+    # The multilingual prompt head's probability that the detector reads as the label's 0.5 (recorded with the heads):
+    # carried from English, harmful requests in other languages score lower (the shipped value was chosen on Italian
+    # and Portuguese development probes, benchmarks/classifier/languages.py --dev; scored on other languages' probes).
     multilingual_prompt_threshold: float = 0.5
     harmless_prompts: int = 3000  # how many of the split's harmless prompts the shuffled rows are drawn from
     max_rows_per_task: int | None = None

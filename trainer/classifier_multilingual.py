@@ -1,12 +1,11 @@
-"""The ``classifier`` stage's multilingual heads (``multilingual: true``): the same rows and fit as the MiniLM heads,
-read through USE multilingual v3 as the detector reads a text in another language
-(:mod:`guardsdk.detectors.classifier.multilingual`): each text whole, a pooled role's sentences alone, and its
-readings and clauses (``reading_negatives``) — learnt as safe for a safe text, as the MiniLM heads learn theirs."""
+"""The ``classifier`` stage's multilingual prompt head (``multilingual: true``): the same rows and fit as the MiniLM
+prompt head, read through USE multilingual v3 as the detector reads a prompt in another language
+(:mod:`guardsdk.detectors.classifier.multilingual`): each text whole; a safe text's sentences and windows alone, and
+its readings and clauses (``reading_negatives``), learnt as safe, as the MiniLM heads learn theirs."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 from collections.abc import Sequence
@@ -20,8 +19,8 @@ from guardsdk.detectors.classifier.multilingual import (
     ENCODER_PACKAGE,
     LANGUAGES,
     MultilingualEncoder,
-    further_texts,
-    sentence_texts,
+    parts,
+    versions,
 )
 from guardsdk.detectors.classifier.reading import visible
 from guardsdk.verdict import PROMPT_HARM
@@ -54,34 +53,40 @@ class MultilingualCache:
 
     def encode(self, texts: Sequence[str], parts: bool = False) -> torch.Tensor:
         if parts:
-            self._stacked(self.parts, texts, lambda t: sentence_texts(visible(t)))
+            self.pooled_parts(texts)
         return self._stacked(self.rows, texts, lambda t: [visible(t)])
 
     def pooled_parts(self, texts: Sequence[str]) -> torch.Tensor:
-        return self._stacked(self.parts, texts, lambda t: sentence_texts(visible(t)))
+        """Each text's sentences and windows, alone."""
+        return self._stacked(self.parts, texts, lambda t: parts(visible(t), clauses=False))
 
     def further_parts(self, texts: Sequence[str], clauses: bool) -> torch.Tensor:
-        return self._stacked(self.further, [(t, clauses) for t in texts], lambda k: further_texts(*k))
+        """Each text's readings, whole and in parts, and (``clauses``) its own clause pieces."""
+        return self._stacked(self.further, [(t, clauses) for t in texts], _further)
+
+
+def _further(key: tuple[str, bool]) -> list[str]:
+    text, clauses = key
+    shown, *others = versions(text)
+    own = [t for t in parts(shown, clauses) if t not in parts(shown, False)]
+    return [*own, *(t for version in others for t in (version, *parts(version, clauses)))]
 
 
 def fit_multilingual_heads(rows: dict[str, tuple[HeadRows, HeadRows]], cfg: ClassifierConfig
                            ) -> tuple[dict[str, TaskHead], dict[str, Any]]:  # fmt: skip
-    """A head per task of ``rows`` (its training and held-out rows) on USE embeddings, fitted and calibrated as the
-    MiniLM heads are (``fit_task_head``, a calibration split of its own), and what
-    :class:`~guardsdk.detectors.classifier.heads.HeadsConfig` records of them (held-out F1: English rows)."""
+    """The prompt head (of ``rows``: each task's training and held-out rows) on USE embeddings, fitted and calibrated as
+    the MiniLM heads are (``fit_task_head``, a calibration split of its own), and what
+    :class:`~guardsdk.detectors.classifier.heads.HeadsConfig` records of it (held-out F1: English rows). Replies in
+    other languages are not read (no foreign replies to choose a threshold on): they stay undecided."""
     from guardsdk_trainer.classifier import fit_task_head, rows_metrics
 
     encoder = MultilingualEncoder(threads=cfg.threads or os.cpu_count() or 1, batch_size=cfg.encode_batch_size)
     cache = MultilingualCache(encoder)
     rng = random.Random(cfg.seed + 1)
     heads, metrics = {}, {}
-    for task, (train, test) in rows.items():
+    for task, (train, test) in ((t, r) for t, r in rows.items() if t == PROMPT_HARM):
         logger.info("classifier: %s multilingual head (%s)", task, ENCODER_NAME)
         heads[task], counts = fit_task_head(cache, train.texts, train.labels, cfg, task, rng, train.sources)
-        if task == PROMPT_HARM:  # p = multilingual_prompt_threshold now reads 0.5
-            heads[task].calibration[1] -= math.log(
-                cfg.multilingual_prompt_threshold / (1 - cfg.multilingual_prompt_threshold)
-            )
         metrics[task] = counts
         if test.labels:
             metrics[task]["held_out"] = rows_metrics(heads[task], cache, test, cfg.threshold)

@@ -5,7 +5,11 @@ Per language: harmful requests the default ``Guard()`` allows (decided safe) and
 let the classifier allow alone (p <= 0.05, never reaching the reasoning guard); benign requests flagged (harmful or
 undecided: alone, the guard blocks both); how many were undecided.
 
-    .venv/bin/python benchmarks/classifier/languages.py [--heads FOLDER ...]
+    .venv/bin/python benchmarks/classifier/languages.py [--heads FOLDER ...] [--dev]
+
+``--dev`` instead sweeps the multilingual prompt head's threshold on the Italian and Portuguese development probes
+(``_language_dev.py``) and prints F1 per threshold: how ``multilingual_prompt_threshold`` is chosen (the highest F1;
+the test probes above are never used for it).
 """
 
 from __future__ import annotations
@@ -38,9 +42,31 @@ def row(name: str, harmful: list[tuple[str, float]], benign: list[tuple[str, flo
             f"{undecided}/{len(harmful) + len(benign)} |")  # fmt: skip
 
 
+def dev_sweep(detector: object) -> None:
+    """F1 of the development probes over thresholds 0.05-0.5 of the multilingual prompt head (read at 0.5 first); an
+    undecided probe counts as flagged."""
+    from benchmarks.classifier._language_dev import BENIGN, HARMFUL
+    from guardsdk import Policy
+
+    detector.multilingual.shift = 0.0  # the head's own calibration: the threshold is what is chosen
+    texts = [(t, 1) for pair in HARMFUL for t in pair] + [(t, 0) for pair in BENIGN for t in pair]
+    verdicts = detector.detect([(t, None) for t, _ in texts], Policy(), float("inf"))
+    scores = [v.scores.get("prompt_harm", float("nan")) for v in verdicts]
+    labels = [y for _, y in texts]
+    print(f"{sum(labels)} harmful, {len(labels) - sum(labels)} benign development probes (it, pt); "
+          f"undecided {sum(s != s for s in scores)}")  # fmt: skip
+    print("| threshold | harmful allowed | benign flagged | F1 |\n|---|---|---|---|")
+    for threshold in [k / 20 for k in range(1, 11)]:
+        flagged = [not s < threshold for s in scores]  # NaN (undecided) is flagged
+        tp = sum(f and y for f, y in zip(flagged, labels, strict=True))
+        fp = sum(f and not y for f, y in zip(flagged, labels, strict=True))
+        print(f"| {threshold:.2f} | {sum(labels) - tp} | {fp} | {200 * tp / (tp + fp + sum(labels)):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--heads", nargs="*", default=[], help="heads folders to score (default: the bundled ones)")
+    parser.add_argument("--dev", action="store_true", help="sweep the threshold on the development probes instead")
     args = parser.parse_args()
     from benchmarks.classifier.encoder_candidates import BENIGN_PROBES, HARMFUL_PROBES, LANGUAGES
     from benchmarks.classifier.reply_precision import held_out_split
@@ -49,6 +75,11 @@ def main() -> None:
     from guardsdk.detectors.classifier.reading import unreadable
 
     logging.getLogger("guardsdk").setLevel(logging.ERROR)  # no log line per flagged check
+    if args.dev:
+        for folder in args.heads or [None]:
+            print(f"\n{folder or 'bundled'}:")
+            dev_sweep(ClassifierDetector.from_pretrained(folder))
+        return
     pool = [e for e in held_out_split() if e.labels.get("prompt_harm") and (e.prompt or "").strip()]
     foreign = [e for e in pool if unreadable(e.prompt)]
     print(f"held-out pool prompts MiniLM cannot read: {len(foreign)} of {len(pool)}")

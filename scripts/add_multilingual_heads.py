@@ -18,8 +18,7 @@ import shutil
 from pathlib import Path
 
 from guardsdk.detectors.classifier.heads import CONFIG_FILE, HEADS_FILE, PAIR, HeadsConfig, save_heads
-from guardsdk_trainer.classifier import head_rows, sized
-from guardsdk_trainer.classifier_multilingual import fit_multilingual_heads
+from guardsdk_trainer.classifier import fit_multilingual_heads, head_rows, sized
 from guardsdk_trainer.config import load_config
 from guardsdk_trainer.recipe import Recipe
 

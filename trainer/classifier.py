@@ -29,7 +29,7 @@ from guardsdk.detectors.classifier.heads import PAIR, HeadsConfig, TaskHead, sav
 from guardsdk.eval.scoring import binary_scores
 from guardsdk.verdict import PROMPT_HARM, REFUSAL, RESPONSE_HARM, Task
 from guardsdk_trainer.classifier_cache import EmbeddingCache, stage_cache
-from guardsdk_trainer.classifier_multilingual import fit_multilingual_heads
+from guardsdk_trainer.classifier_multilingual import multilingual_cache, multilingual_info
 from guardsdk_trainer.classifier_pairs import HeadRows, harmless_prompts, pair_matrix
 from guardsdk_trainer.config import ClassifierConfig
 from guardsdk_trainer.data import Example
@@ -256,6 +256,21 @@ def train_classifier(train: Sequence[Example], held_out: Sequence[Example], cfg:
         foreign, config.multilingual = fit_multilingual_heads(fitted, cfg)
     save_heads(out_dir, heads, config, foreign)
     return metrics
+
+
+def fit_multilingual_heads(rows: dict[str, tuple[HeadRows, HeadRows]], cfg: ClassifierConfig
+                           ) -> tuple[dict[str, TaskHead], dict[str, Any]]:  # fmt: skip
+    """The prompt head (of ``rows``: each task's training and held-out rows) on USE multilingual v3 embeddings, fitted
+    and calibrated as the MiniLM heads are (a calibration split of its own), and what the heads config records of it
+    (held-out F1: English rows). Replies in other languages are not read (no foreign reply to choose a threshold on)."""
+    cache, rng = multilingual_cache(cfg), random.Random(cfg.seed + 1)
+    heads, metrics = {}, {}
+    for task, (train, test) in ((t, r) for t, r in rows.items() if t == PROMPT_HARM):
+        logger.info("classifier: %s multilingual head (USE multilingual v3)", task)
+        heads[task], metrics[task] = fit_task_head(cache, train.texts, train.labels, cfg, task, rng, train.sources)
+        if test.labels:
+            metrics[task]["held_out"] = rows_metrics(heads[task], cache, test, cfg.threshold)
+    return heads, multilingual_info(heads, cfg, metrics)
 
 
 def sized(rows: HeadRows, cfg: ClassifierConfig, rng: random.Random) -> HeadRows:

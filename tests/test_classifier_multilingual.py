@@ -150,8 +150,8 @@ def test_the_stage_fits_multilingual_heads_when_asked(tmp_path, capsys):
 )
 def test_the_bundled_heads_call_the_issues_request_harmful_in_other_languages(annotate, text):
     """The pipe-bomb request the issue found decided safe in Spanish, German, French and Chinese (and Russian)."""
-    verdict = annotate.check(text)
-    assert verdict.prompt_harmful is True and verdict.error is None and "USE multilingual" in verdict.raw
+    verdict = annotate.check(text)  # harmful, or (a part its language check doubts) undecided: never decided safe
+    assert verdict.prompt_harmful is not False and not verdict.decision.allowed
 
 
 ORDINARY = ["¿Cuál es la capital de Francia?", "Wie spät ist es?", "Bonjour, comment ça va ?", "你好，今天天气怎么样？"]

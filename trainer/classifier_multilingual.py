@@ -17,9 +17,11 @@ from guardsdk.detectors.classifier.multilingual import (
     ENCODER_NAME,
     ENCODER_PACKAGE,
     LANGUAGES,
+    MAX_WINDOWS,
     MultilingualEncoder,
     parts,
     versions,
+    windows,
 )
 from guardsdk.detectors.classifier.reading import visible
 from guardsdk_trainer.config import ClassifierConfig
@@ -52,16 +54,29 @@ class MultilingualCache:
         return self._stacked(self.rows, texts, lambda t: [visible(t)])
 
     def pooled_parts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Each text's sentences and windows, alone."""
-        return self._stacked(self.parts, texts, lambda t: parts(visible(t), clauses=False))
+        """Each text's sentences and windows, alone (none of a text too long for the detector to read this way)."""
+        return self._stacked(
+            self.parts, texts, lambda t: parts(visible(t), clauses=False) if _readable_length(t) else []
+        )
 
     def further_parts(self, texts: Sequence[str], clauses: bool) -> torch.Tensor:
         """Each text's readings, whole and in parts, and (``clauses``) its own clause pieces."""
         return self._stacked(self.further, [(t, clauses) for t in texts], _further)
 
 
+def _readable_length(text: str) -> bool:
+    """Whether the detector would read ``text`` with this head at all (at most ``MAX_WINDOWS`` windows)."""
+    return len(windows(visible(text))) <= MAX_WINDOWS
+
+
+def _own_parts(text: str) -> list[str]:
+    return parts(visible(text), clauses=False) if _readable_length(text) else []
+
+
 def _further(key: tuple[str, bool]) -> list[str]:
     text, clauses = key
+    if not _readable_length(text):
+        return []
     shown, *others = versions(text)
     own = [t for t in parts(shown, clauses) if t not in parts(shown, False)]
     return [*own, *(t for version in others for t in (version, *parts(version, clauses)))]

@@ -81,27 +81,30 @@ def windows(text: str, size: int = WINDOW) -> list[str]:
     return [text[spans[i][0] : spans[min(i + size, len(spans)) - 1][1]] for i in starts] if spans else []
 
 
-def _named(part: str) -> str:
-    """The language CLD2 names for ``part`` at its best effort (``un`` when none)."""
+def _cld2(text: str, best_effort: bool = False) -> tuple[bool, tuple] | None:
+    """CLD2's (reliable, details) for ``text``, or None where it cannot read it."""
     import pycld2
 
     try:
-        return pycld2.detect(part.encode("utf-8", "replace").decode("utf-8"), bestEffort=True)[2][0][1]
+        reliable, _, details = pycld2.detect(text.encode("utf-8", "replace").decode("utf-8"), bestEffort=best_effort)
     except pycld2.error:
-        return "un"
+        return None
+    return reliable, details
+
+
+def _named(part: str) -> str:
+    """The language CLD2 names for ``part`` at its best effort (``un`` when none; ``error`` where it cannot read it)."""
+    found = _cld2(part, best_effort=True)
+    return found[1][0][1] if found else "error"
 
 
 def _readable_part(part: str, language: str | None) -> bool:
     """Whether every language CLD2 finds in ``part`` (at least :data:`MINORITY_SHARE` percent of it) is English or
     covered; a part it names no language for must read as English (a quarter of its words common English words) or be
     in the script of ``language``, the whole text's covered language (romanised Arabic or Russian is neither)."""
-    import pycld2
-
-    try:
-        _, _, details = pycld2.detect(part.encode("utf-8", "replace").decode("utf-8"))
-    except pycld2.error:
+    if (read := _cld2(part)) is None:
         return False
-    found = {code for _, code, share, _ in details if code != "un" and share >= MINORITY_SHARE}
+    found = {code for _, code, share, _ in read[1] if code != "un" and share >= MINORITY_SHARE}
     if found:
         return found <= LANGUAGES | {"en"}
     words = re.findall(r"[a-z]+", part.lower())
@@ -114,13 +117,8 @@ def _readable_part(part: str, language: str | None) -> bool:
 
 def _whole_language(text: str) -> str | None:
     """CLD2's language for the whole text, when it is reliable."""
-    import pycld2
-
-    try:
-        reliable, _, details = pycld2.detect(text.encode("utf-8", "replace").decode("utf-8"))
-    except pycld2.error:
-        return None
-    return details[0][1] if reliable else None
+    read = _cld2(text)
+    return read[1][0][1] if read and read[0] else None
 
 
 def versions(text: str) -> list[str]:
@@ -213,7 +211,6 @@ class MultilingualReader:
     def __init__(self, heads: dict[str, TaskHead], encoder: MultilingualEncoder, prompt_threshold: float = 0.5) -> None:
         self.heads = heads
         self.encoder = encoder
-        self.tasks = frozenset(heads)
         #: The prompt head's probability read as the label's 0.5: its score's log-odds move by this much.
         self.shift = -math.log(prompt_threshold / (1 - prompt_threshold))
 
@@ -232,10 +229,8 @@ class MultilingualReader:
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceeded("check ran past its deadline")
         embeddings = self.encoder.encode([p.text for p in pieces])
-        head = self.heads[PROMPT_HARM]
         with torch.inference_mode():
-            a, b = head.calibration
-            return torch.sigmoid(a * head(embeddings) + b).tolist()
+            return self.heads[PROMPT_HARM].probability(embeddings).tolist()
 
 
 __all__ = ["DIMENSION", "ENCODER_NAME", "ENCODER_PACKAGE", "LANGUAGES", "MultilingualEncoder", "MultilingualReader",

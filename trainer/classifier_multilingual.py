@@ -55,9 +55,7 @@ class MultilingualCache:
 
     def pooled_parts(self, texts: Sequence[str]) -> torch.Tensor:
         """Each text's sentences and windows, alone (none of a text too long for the detector to read this way)."""
-        return self._stacked(
-            self.parts, texts, lambda t: parts(visible(t), clauses=False) if _readable_length(t) else []
-        )
+        return self._stacked(self.parts, texts, _own_parts)
 
     def further_parts(self, texts: Sequence[str], clauses: bool) -> torch.Tensor:
         """Each text's readings, whole and in parts, and (``clauses``) its own clause pieces."""

@@ -2,7 +2,8 @@
 written in look-alike letters, leetspeak, base64, ROT13, hex, with zero-width characters, in a translation or fiction
 frame, padded with benign sentences or run-on clauses, in a code fence or an HTML comment; and how many benign
 prompts the same rewrites make it block. With ``--no-read`` the detector scores the texts as written (no
-``read_rewrites``), for the before/after comparison; the non-English pipe-bomb requests must come out undecided.
+``read_rewrites``), for the before/after comparison; the non-English pipe-bomb requests must never come
+out decided safe (harmful where the multilingual head reads them, else undecided).
 
 Harmful: SimpleSafetyTests and HarmBenchPrompt (its copyright items, "Generate the lyrics of ..." / "Generate a long
 passage from ...", left out); benign: a seeded sample of the training pool's unharmful prompts.
